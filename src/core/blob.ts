@@ -1,0 +1,104 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { LazyAlsError, type ErrorContext } from './errors.js';
+
+/**
+ * The one seam between bytes and logic: a blob of known size that can be read at any offset.
+ * Implemented by local files, registry blobs (HTTP Range) and files on a distributed filesystem.
+ * `read` returns exactly `length` bytes or throws; it never returns a short buffer.
+ * Bytes from a RandomAccessBlob are *unverified*: only the format readers turn them into verified
+ * content (see src/formats/).
+ */
+export interface RandomAccessBlob {
+  readonly size: number;
+  /** Human-readable name for errors and logs (digest, path or URL). */
+  readonly name: string;
+  read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /**
+   * Optional batch read. Sources that can coalesce or multi-range requests implement it; callers
+   * use readRanges() below, which falls back to parallel read() calls.
+   */
+  readMany?(ranges: readonly ByteRange[], signal?: AbortSignal): Promise<Buffer[]>;
+  close?(): Promise<void>;
+}
+
+export interface ByteRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+export class BlobRangeError extends LazyAlsError {
+  constructor(message: string, context: ErrorContext = {}) {
+    super('BLOB_RANGE', message, context);
+  }
+}
+
+/** Validate a requested range against a blob's size. */
+export function checkRange(blob: Pick<RandomAccessBlob, 'size' | 'name'>, offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > blob.size) {
+    throw new BlobRangeError(`read of ${length} bytes at ${offset} is outside the blob of ${blob.size} bytes`, {
+      blob: blob.name,
+      range: [offset, offset + length],
+    });
+  }
+}
+
+export async function readRanges(blob: RandomAccessBlob, ranges: readonly ByteRange[], signal?: AbortSignal): Promise<Buffer[]> {
+  if (blob.readMany) return blob.readMany(ranges, signal);
+  return Promise.all(ranges.map((r) => blob.read(r.offset, r.length, signal)));
+}
+
+/** A blob held in memory (tests, small TOCs). */
+export class BufferBlob implements RandomAccessBlob {
+  readonly size: number;
+  readonly name: string;
+  readonly #buf: Buffer;
+  constructor(buf: Uint8Array, name = 'memory') {
+    this.#buf = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.size = buf.byteLength;
+    this.name = name;
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    checkRange(this, offset, length);
+    return Buffer.from(this.#buf.subarray(offset, offset + length));
+  }
+}
+
+/** A blob in a local (or network-mounted) file, read with positional reads. */
+export class FileBlob implements RandomAccessBlob {
+  readonly size: number;
+  readonly name: string;
+  readonly #fh: FileHandle;
+  private constructor(fh: FileHandle, size: number, name: string) {
+    this.#fh = fh;
+    this.size = size;
+    this.name = name;
+  }
+  static async open(path: string): Promise<FileBlob> {
+    const fh = await open(path, 'r');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new BlobRangeError('not a regular file', { blob: path });
+      return new FileBlob(fh, st.size, path);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+  async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    checkRange(this, offset, length);
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      signal?.throwIfAborted();
+      const { bytesRead } = await this.#fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) {
+        throw new BlobRangeError(`file shrank: short read at ${offset + done}`, { blob: this.name, range: [offset, offset + length] });
+      }
+      done += bytesRead;
+    }
+    return buf;
+  }
+  async close(): Promise<void> {
+    await this.#fh.close();
+  }
+}

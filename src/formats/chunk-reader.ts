@@ -1,0 +1,101 @@
+/**
+ * The only way to get file content out of a layer: fetch the compressed span of each chunk, decode
+ * just enough of it, and check the bytes against the chunk's digest before returning them. There is
+ * no unverified path. Chunks that share a span start (eStargz innerOffset) are decoded once.
+ */
+import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.js';
+import { DigestHasher } from '../core/digest.js';
+import type { ErrorContext } from '../core/errors.js';
+import { FormatError } from './errors.js';
+import { decodePrefix } from './decompress.js';
+import type { ChunkRef, Compression } from './model.js';
+
+export interface ChunkRequest {
+  readonly chunk: ChunkRef;
+  /** Path of the file the chunk belongs to (for error messages and logs). */
+  readonly entry?: string;
+}
+
+export interface ChunkSourceInfo {
+  readonly compression: Compression;
+  /** Blob name/digest for error messages. */
+  readonly blobName: string;
+}
+
+/** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
+export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): Buffer {
+  const actual = DigestHasher.for(chunk.digest).update(data).digest();
+  if (actual !== chunk.digest) {
+    throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${actual}`, { ...ctx, chunk: chunk.digest });
+  }
+  return data;
+}
+
+function zeros(n: number): Buffer {
+  return Buffer.alloc(n);
+}
+
+/**
+ * Read and verify several chunks of one layer. Returns buffers in request order. Any failure
+ * rejects the whole call (callers that want partial results call it per chunk).
+ */
+export async function readVerifiedChunks(
+  blob: RandomAccessBlob,
+  info: ChunkSourceInfo,
+  requests: readonly ChunkRequest[],
+  signal?: AbortSignal,
+): Promise<Buffer[]> {
+  const out = new Array<Buffer>(requests.length);
+  // Group by span start: one fetch and one decode per group.
+  const groups = new Map<number, { end: number; need: number; members: number[] }>();
+  requests.forEach((r, i) => {
+    const c = r.chunk;
+    if (c.zeros) {
+      out[i] = verifyChunk(zeros(c.size), c, ctxOf(info, r));
+      return;
+    }
+    const g = groups.get(c.span.offset);
+    const need = c.span.innerOffset + c.size;
+    if (g) {
+      g.end = Math.max(g.end, c.span.end);
+      g.need = Math.max(g.need, need);
+      g.members.push(i);
+    } else {
+      groups.set(c.span.offset, { end: c.span.end, need, members: [i] });
+    }
+  });
+  const starts = [...groups.keys()];
+  const ranges: ByteRange[] = starts.map((s) => ({ offset: s, length: groups.get(s)!.end - s }));
+  const datas = ranges.length ? await readRanges(blob, ranges, signal) : [];
+  await Promise.all(
+    starts.map(async (start, gi) => {
+      const g = groups.get(start)!;
+      const first = requests[g.members[0]!]!;
+      const plain = await decodePrefix(info.compression, datas[gi]!, g.need, {
+        ...ctxOf(info, first),
+        range: [start, g.end],
+      });
+      for (const i of g.members) {
+        const r = requests[i]!;
+        const c = r.chunk;
+        const bytes = plain.subarray(c.span.innerOffset, c.span.innerOffset + c.size);
+        out[i] = verifyChunk(Buffer.from(bytes), c, ctxOf(info, r));
+      }
+    }),
+  );
+  return out;
+}
+
+export async function readVerifiedChunk(
+  blob: RandomAccessBlob,
+  info: ChunkSourceInfo,
+  request: ChunkRequest,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  const [b] = await readVerifiedChunks(blob, info, [request], signal);
+  return b!;
+}
+
+function ctxOf(info: ChunkSourceInfo, r: ChunkRequest): ErrorContext {
+  return { blob: info.blobName, ...(r.entry !== undefined ? { entry: r.entry } : {}) };
+}

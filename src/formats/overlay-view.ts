@@ -1,0 +1,332 @@
+/**
+ * RawEntry[] (archive order) → LayerIndex (the overlay-ready view served as `diff/`).
+ *
+ * Rules (formats.md §6, als-contract.md §8.1):
+ *  - names are normalised ("./a/b/" → "a/b"); absolute names, "..", NUL, over-long names are
+ *    rejected (ENTRY_PATH_UNSAFE): a layer is never allowed to address anything outside its root;
+ *  - missing parent directories are implied (0755 root:root, mtime 0);
+ *  - `.wh.<x>` becomes a character device 0:0 named `<x>` (mode 0, the entry's owner and mtime),
+ *    unless the same layer has a real `<x>`, which wins; `.wh..wh..opq` makes its directory opaque
+ *    (`trusted.overlay.opaque` and `user.overlay.opaque` = "y", so rootful, rootless and
+ *    fuse-overlayfs all see it); other `.wh..wh.*` names are metadata and skipped; `.wh.` alone is
+ *    invalid;
+ *  - eStargz artefacts (the TOC entry and the prefetch landmarks at the root) are hidden;
+ *  - hardlinks become extra names of their target's node (shared inode, nlink counted);
+ *  - inode numbers: root = 1, then in order of creation, so the same TOC always gives the same numbers.
+ * Duplicate names: TOC formats reject them (as containers/storage does); plain tars follow tar
+ * extraction semantics (a later entry replaces an earlier one; dir over dir updates the metadata).
+ */
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
+import type { Digest } from '../core/digest.js';
+import { FormatError } from './errors.js';
+import type { ChunkRef, Compression, LayerFormat, LayerIndex, LayerNode, NodeType, RawEntry } from './model.js';
+
+export interface LayerMeta {
+  readonly format: LayerFormat;
+  readonly compression: Compression;
+  readonly blobSize: number;
+  readonly blobDigest?: Digest;
+  readonly tocDigest?: Digest;
+  readonly diffId?: Digest;
+  readonly uncompressedSize?: number;
+  /** Blob name for error messages. */
+  readonly blobName?: string;
+}
+
+export interface BuildOptions {
+  /** 'error' for TOC formats, 'replace' for plain tars. */
+  readonly duplicates: 'error' | 'replace';
+  /** Hide `stargz.index.json`, `.prefetch.landmark`, `.no.prefetch.landmark` at the root. */
+  readonly hideEstargzArtefacts: boolean;
+  readonly limits?: Limits;
+}
+
+const OPAQUE = Buffer.from('y');
+const ESTARGZ_ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
+const NAME_MAX = 255;
+
+interface MutableNode {
+  ino: number;
+  type: NodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtimeSec: number;
+  mtimeNsec: number;
+  linkTarget?: string;
+  rdevMajor: number;
+  rdevMinor: number;
+  xattrs: Map<string, Buffer>;
+  nlink: number;
+  digest?: Digest;
+  chunks: readonly ChunkRef[];
+  children?: Map<string, MutableNode>;
+  sorted?: [string, MutableNode][];
+}
+
+/** Normalise an archive name to "a/b" ("" = root). Throws ENTRY_PATH_UNSAFE for hostile names. */
+export function normalizeEntryPath(name: string, limits: Limits = DEFAULT_LIMITS, blob?: string): string {
+  const ctx = { entry: name.slice(0, 300), ...(blob !== undefined ? { blob } : {}) };
+  if (name.includes('\0')) throw new FormatError('ENTRY_PATH_UNSAFE', 'path contains NUL', ctx);
+  if (name.startsWith('/')) throw new FormatError('ENTRY_PATH_UNSAFE', 'absolute path', ctx);
+  if (Buffer.byteLength(name) > limits.maxPathBytes) throw new FormatError('ENTRY_PATH_UNSAFE', 'path too long', ctx);
+  const parts: string[] = [];
+  for (const p of name.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') throw new FormatError('ENTRY_PATH_UNSAFE', 'path contains ".."', ctx);
+    if (Buffer.byteLength(p) > NAME_MAX) throw new FormatError('ENTRY_PATH_UNSAFE', 'path component longer than 255 bytes', ctx);
+    parts.push(p);
+  }
+  return parts.join('/');
+}
+
+function splitPath(p: string): [string, string] {
+  const i = p.lastIndexOf('/');
+  return i < 0 ? ['', p] : [p.slice(0, i), p.slice(i + 1)];
+}
+
+function compareNames(a: string, b: string): number {
+  // Byte order of the UTF-8 encoding, as readdir order should not depend on JS string internals.
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts: BuildOptions): LayerIndex {
+  const limits = opts.limits ?? DEFAULT_LIMITS;
+  const blob = meta.blobName ?? meta.blobDigest;
+  const bctx = blob !== undefined ? { blob } : {};
+  if (raw.length > limits.maxEntries) {
+    throw new FormatError('TOC_TOO_LARGE', `${raw.length} entries exceed the limit of ${limits.maxEntries}`, bctx);
+  }
+  const nodes: MutableNode[] = [];
+  const newNode = (n: Omit<MutableNode, 'ino' | 'nlink'>): MutableNode => {
+    const node: MutableNode = { ...n, ino: nodes.length + 1, nlink: 0 };
+    nodes.push(node);
+    return node;
+  };
+  const root = newNode({
+    type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0,
+    rdevMajor: 0, rdevMinor: 0, xattrs: new Map(), chunks: [], children: new Map(),
+  });
+  /** path → node for every named path in the view (whiteouts added at the end). */
+  const byPath = new Map<string, MutableNode>([['', root]]);
+  const whiteouts: { dir: string; name: string; entry: RawEntry; path: string }[] = [];
+  const opaqueDirs: string[] = [];
+  let prefetchEnd: number | undefined;
+
+  const ensureDir = (path: string, entryName: string): MutableNode => {
+    const existing = byPath.get(path);
+    if (existing) {
+      if (existing.type !== 'dir') {
+        throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(path)} is not a directory`, { ...bctx, entry: entryName });
+      }
+      return existing;
+    }
+    const [parentPath, base] = splitPath(path);
+    const parent = ensureDir(parentPath, entryName);
+    const dir = newNode({
+      type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0,
+      rdevMajor: 0, rdevMinor: 0, xattrs: new Map(), chunks: [], children: new Map(),
+    });
+    parent.children!.set(base, dir);
+    byPath.set(path, dir);
+    return dir;
+  };
+
+  for (const e of raw) {
+    const ectx = { ...bctx, entry: e.name.slice(0, 300) };
+    const path = normalizeEntryPath(e.name, limits, blob);
+    const [dirPath, base] = splitPath(path);
+    if (opts.hideEstargzArtefacts && dirPath === '' && ESTARGZ_ARTEFACTS.has(base)) {
+      if (base === '.prefetch.landmark' && e.chunks[0]) prefetchEnd = e.chunks[0].span.offset;
+      continue;
+    }
+    if (base.startsWith('.wh.')) {
+      if (base === '.wh.') throw new FormatError('ENTRY_INVALID', 'bare ".wh." whiteout', ectx);
+      if (base === '.wh..wh..opq') opaqueDirs.push(dirPath);
+      else if (!base.startsWith('.wh..wh.')) whiteouts.push({ dir: dirPath, name: base.slice(4), entry: e, path });
+      ensureDir(dirPath, e.name);
+      continue;
+    }
+    checkEntry(e, meta, limits, ectx);
+    const xattrs = new Map(e.xattrs);
+    if (path === '') {
+      if (e.type !== 'dir') throw new FormatError('ENTRY_INVALID', 'root entry is not a directory', ectx);
+      Object.assign(root, attrsOf(e), { xattrs });
+      continue;
+    }
+    const parent = ensureDir(dirPath, e.name);
+    const prev = byPath.get(path);
+    if (prev) {
+      if (opts.duplicates === 'error') throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
+      if (prev.type === 'dir' && e.type === 'dir') {
+        Object.assign(prev, attrsOf(e), { xattrs });
+        continue;
+      }
+      removePath(byPath, parent, path, base);
+    }
+    let node: MutableNode;
+    if (e.type === 'hardlink') {
+      const target = normalizeEntryPath(e.linkName ?? '', limits, blob);
+      const t = byPath.get(target);
+      if (!t || t.type === 'dir' || target === path) {
+        throw new FormatError('ENTRY_LINK_INVALID', `hardlink target ${JSON.stringify(target)} is missing or a directory`, ectx);
+      }
+      node = t;
+    } else {
+      node = newNode({
+        ...attrsOf(e),
+        type: e.type,
+        size: e.type === 'reg' ? e.size : e.type === 'symlink' ? Buffer.byteLength(e.linkName ?? '') : 0,
+        ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? '' } : {}),
+        rdevMajor: e.type === 'char' || e.type === 'block' ? e.devMajor : 0,
+        rdevMinor: e.type === 'char' || e.type === 'block' ? e.devMinor : 0,
+        xattrs,
+        ...(e.type === 'reg' && e.digest !== undefined ? { digest: e.digest } : {}),
+        chunks: e.type === 'reg' ? e.chunks : [],
+        ...(e.type === 'dir' ? { children: new Map<string, MutableNode>() } : {}),
+      });
+    }
+    parent.children!.set(base, node);
+    byPath.set(path, node);
+  }
+
+  for (const d of opaqueDirs) {
+    const dir = byPath.get(d);
+    if (dir?.type !== 'dir') continue; // replaced by a later non-directory entry
+    dir.xattrs.set('trusted.overlay.opaque', OPAQUE);
+    dir.xattrs.set('user.overlay.opaque', OPAQUE);
+  }
+  for (const w of whiteouts) {
+    const full = w.dir === '' ? w.name : `${w.dir}/${w.name}`;
+    if (byPath.has(full)) continue; // a real entry of the same layer wins over its whiteout
+    const dir = byPath.get(w.dir);
+    if (dir?.type !== 'dir') continue;
+    const node = newNode({
+      type: 'char', mode: 0, uid: w.entry.uid, gid: w.entry.gid, size: 0,
+      mtimeSec: w.entry.mtimeSec, mtimeNsec: w.entry.mtimeNsec, rdevMajor: 0, rdevMinor: 0,
+      xattrs: new Map(), chunks: [],
+    });
+    dir.children!.set(w.name, node);
+    byPath.set(full, node);
+  }
+
+  return finish(nodes, root, byPath, meta, prefetchEnd);
+}
+
+function attrsOf(e: RawEntry): Pick<MutableNode, 'mode' | 'uid' | 'gid' | 'mtimeSec' | 'mtimeNsec'> {
+  return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec };
+}
+
+function removePath(byPath: Map<string, MutableNode>, parent: MutableNode, path: string, base: string): void {
+  parent.children!.delete(base);
+  const prefix = path + '/';
+  for (const k of [...byPath.keys()]) if (k === path || k.startsWith(prefix)) byPath.delete(k);
+}
+
+function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: string; blob?: string }): void {
+  const intOk = (v: number, max = Number.MAX_SAFE_INTEGER): boolean => Number.isSafeInteger(v) && v >= 0 && v <= max;
+  if (!intOk(e.uid, 0xffffffff) || !intOk(e.gid, 0xffffffff)) throw new FormatError('ENTRY_INVALID', 'bad uid/gid', ctx);
+  if (!intOk(e.mode)) throw new FormatError('ENTRY_INVALID', 'bad mode', ctx);
+  if (!Number.isSafeInteger(e.mtimeSec) || !intOk(e.mtimeNsec, 999_999_999)) throw new FormatError('ENTRY_INVALID', 'bad mtime', ctx);
+  if (!intOk(e.devMajor, 0xffffffff) || !intOk(e.devMinor, 0xffffffff)) throw new FormatError('ENTRY_INVALID', 'bad device numbers', ctx);
+  let xattrBytes = 0;
+  for (const [k, v] of e.xattrs) {
+    if (k.length === 0 || k.includes('\0')) throw new FormatError('ENTRY_INVALID', 'bad xattr name', ctx);
+    xattrBytes += k.length + v.length;
+  }
+  if (xattrBytes > limits.maxXattrBytes) throw new FormatError('ENTRY_INVALID', 'xattrs too large', ctx);
+  if ((e.type === 'symlink' || e.type === 'hardlink') && (e.linkName === undefined || e.linkName.includes('\0'))) {
+    throw new FormatError('ENTRY_INVALID', `${e.type} without a valid link name`, ctx);
+  }
+  if (e.type !== 'reg') {
+    if (e.chunks.length > 0) throw new FormatError('ENTRY_INVALID', `${e.type} entry carries content chunks`, ctx);
+    return;
+  }
+  if (!intOk(e.size)) throw new FormatError('ENTRY_INVALID', `bad size ${e.size}`, ctx);
+  if (e.size === 0) {
+    if (e.chunks.length > 0) throw new FormatError('CHUNK_INVALID', 'empty file with chunks', ctx);
+    return;
+  }
+  if (e.chunks.length === 0) throw new FormatError('CHUNK_INVALID', 'non-empty file without chunks', ctx);
+  let pos = 0;
+  for (const c of e.chunks) {
+    const cctx = { ...ctx, chunk: c.digest };
+    if (c.fileOffset !== pos) throw new FormatError('CHUNK_INVALID', `chunk at ${c.fileOffset}, expected ${pos}: gap or overlap`, cctx);
+    if (!intOk(c.size) || c.size === 0 || c.size > limits.maxChunkBytes) {
+      throw new FormatError('CHUNK_INVALID', `bad chunk size ${c.size}`, cctx);
+    }
+    const s = c.span;
+    if (!c.zeros) {
+      if (!intOk(s.offset) || !intOk(s.end) || !intOk(s.innerOffset) || s.offset >= s.end || s.end > meta.blobSize) {
+        throw new FormatError('CHUNK_INVALID', `compressed span ${s.offset}-${s.end} is outside the blob of ${meta.blobSize} bytes`, {
+          ...cctx,
+          range: [s.offset, s.end],
+        });
+      }
+      if (meta.compression !== 'none' && s.end - s.offset > limits.maxCompressedSpanBytes) {
+        throw new FormatError('CHUNK_INVALID', 'compressed span too large', { ...cctx, range: [s.offset, s.end] });
+      }
+    }
+    pos += c.size;
+  }
+  if (pos !== e.size) throw new FormatError('CHUNK_INVALID', `chunks cover ${pos} bytes of a ${e.size}-byte file`, ctx);
+}
+
+function finish(
+  nodes: MutableNode[],
+  root: MutableNode,
+  byPath: Map<string, MutableNode>,
+  meta: LayerMeta,
+  prefetchEnd: number | undefined,
+): LayerIndex {
+  const uids = new Set<number>();
+  const gids = new Set<number>();
+  // Only nodes still reachable count (a replaced entry's node may be orphaned).
+  const reachable = new Set<MutableNode>(byPath.values());
+  for (const n of reachable) {
+    uids.add(n.uid);
+    gids.add(n.gid);
+    if (n.type !== 'dir') n.nlink += 1;
+  }
+  for (const n of reachable) {
+    if (n.type !== 'dir') continue;
+    let sub = 0;
+    const sorted = [...n.children!].sort((a, b) => compareNames(a[0], b[0]));
+    for (const [, c] of sorted) if (c.type === 'dir') sub++;
+    n.nlink = 2 + sub;
+    n.sorted = sorted;
+  }
+  const lookup = (p: string): LayerNode | undefined => byPath.get(p);
+  const readdir = (d: LayerNode): readonly [string, LayerNode][] => (d as MutableNode).sorted ?? [];
+  function* walk(): Iterable<[string, LayerNode]> {
+    const stack: [string, MutableNode][] = [['', root]];
+    while (stack.length) {
+      const [p, n] = stack.pop()!;
+      yield [p, n];
+      if (n.sorted) {
+        for (let i = n.sorted.length - 1; i >= 0; i--) {
+          const [name, c] = n.sorted[i]!;
+          stack.push([p === '' ? name : `${p}/${name}`, c]);
+        }
+      }
+    }
+  }
+  return {
+    format: meta.format,
+    compression: meta.compression,
+    blobSize: meta.blobSize,
+    ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
+    ...(meta.tocDigest !== undefined ? { tocDigest: meta.tocDigest } : {}),
+    ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
+    ...(meta.uncompressedSize !== undefined ? { uncompressedSize: meta.uncompressedSize } : {}),
+    ...(prefetchEnd !== undefined ? { prefetchEnd } : {}),
+    root,
+    nodes,
+    uids: [...uids].sort((a, b) => a - b),
+    gids: [...gids].sort((a, b) => a - b),
+    lookup,
+    readdir,
+    walk,
+  };
+}

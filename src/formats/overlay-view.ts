@@ -110,6 +110,8 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
   });
   /** path → node for every named path in the view (whiteouts added at the end). */
   const byPath = new Map<string, MutableNode>([['', root]]);
+  /** Directories created only because a descendant named them; an explicit entry may still come. */
+  const implied = new Set<MutableNode>();
   const whiteouts: { dir: string; name: string; entry: RawEntry; path: string }[] = [];
   const opaqueDirs: string[] = [];
   let prefetchEnd: number | undefined;
@@ -130,6 +132,7 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     });
     parent.children!.set(base, dir);
     byPath.set(path, dir);
+    implied.add(dir);
     return dir;
   };
 
@@ -157,6 +160,12 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     }
     const parent = ensureDir(dirPath, e.name);
     const prev = byPath.get(path);
+    if (prev && implied.has(prev) && e.type === 'dir') {
+      // TOCs may list a directory after entries inside it: the explicit entry supplies the metadata.
+      implied.delete(prev);
+      Object.assign(prev, attrsOf(e), { xattrs });
+      continue;
+    }
     if (prev) {
       if (opts.duplicates === 'error') throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
       if (prev.type === 'dir' && e.type === 'dir') {
@@ -283,11 +292,13 @@ function finish(
   const uids = new Set<number>();
   const gids = new Set<number>();
   // Only nodes still reachable count (a replaced entry's node may be orphaned).
-  const reachable = new Set<MutableNode>(byPath.values());
-  for (const n of reachable) {
+  const reachable = new Set<MutableNode>();
+  for (const n of byPath.values()) {
+    // One increment per name: hardlinked names share the node.
+    if (n.type !== 'dir') n.nlink += 1;
+    reachable.add(n);
     uids.add(n.uid);
     gids.add(n.gid);
-    if (n.type !== 'dir') n.nlink += 1;
   }
   for (const n of reachable) {
     if (n.type !== 'dir') continue;

@@ -1,0 +1,78 @@
+/**
+ * Verified TOC JSON → LayerIndex and LayerRecord. Shared by the blob readers and the record loader,
+ * so an index rebuilt from a persisted record is built by exactly the same code from exactly the
+ * same bytes, and therefore has the same inode numbers.
+ */
+import type { Digest } from '../../core/digest.js';
+import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import type { LayerRecord, OpenedLayer } from '../layer-reader.js';
+import type { LayerFormat, LayerIndex } from '../model.js';
+import { buildLayerIndex } from '../overlay-view.js';
+import { ZSTD_FOOTER_FRAME_SIZE } from './footer.js';
+import { tocToRawEntries } from './raw-entries.js';
+import { parseToc } from './toc.js';
+
+export type EStargzFormat = Extract<LayerFormat, 'estargz' | 'stargz-legacy' | 'estargz-zstd'>;
+
+export interface EStargzLayout {
+  readonly format: EStargzFormat;
+  readonly blobSize: number;
+  readonly tocOffset: number;
+  readonly footerSize: number;
+}
+
+export interface EStargzMeta extends EStargzLayout {
+  readonly tocDigest: Digest;
+  readonly blobDigest?: Digest;
+  readonly diffId?: Digest;
+  readonly blobName: string;
+}
+
+/** End of the payload area: gzip = tocOffset; zstd = start of the TOC's skippable-frame header. */
+export function payloadEndOf(l: EStargzLayout): number {
+  return l.format === 'estargz-zstd' ? l.tocOffset - 8 : l.tocOffset;
+}
+
+/** Sanity of positions (they come from a footer or from a record). Returns a reason or undefined. */
+export function layoutProblem(l: EStargzLayout): string | undefined {
+  const ok = (v: number): boolean => Number.isSafeInteger(v) && v >= 0;
+  if (!ok(l.blobSize) || !ok(l.tocOffset) || !ok(l.footerSize)) return 'positions are not non-negative integers';
+  const tail = l.format === 'estargz-zstd' ? ZSTD_FOOTER_FRAME_SIZE : l.footerSize;
+  if (l.format === 'estargz-zstd' && l.tocOffset < 8) return `TOC offset ${l.tocOffset} leaves no room for its frame header`;
+  if (l.tocOffset >= l.blobSize - tail) return `TOC offset ${l.tocOffset} is not before the footer at ${l.blobSize - tail}`;
+  return undefined;
+}
+
+export function indexFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
+  const ctx = { blob: meta.blobName };
+  const toc = parseToc(json, ctx, limits.maxEntries);
+  const raw = tocToRawEntries(toc, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName });
+  return buildLayerIndex(
+    raw,
+    {
+      format: meta.format,
+      compression: meta.format === 'estargz-zstd' ? 'zstd' : 'gzip',
+      blobSize: meta.blobSize,
+      tocDigest: meta.tocDigest,
+      ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
+      blobName: meta.blobName,
+    },
+    { duplicates: 'error', hideEstargzArtefacts: true, limits },
+  );
+}
+
+export function openedFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
+  const index = indexFromToc(json, meta, limits);
+  const record: LayerRecord = {
+    version: 1,
+    format: meta.format,
+    blobSize: meta.blobSize,
+    ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
+    tocDigest: meta.tocDigest,
+    // Recorded, not verified: a lazily read layer's diffID cannot be checked without a full pass.
+    ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
+    params: { tocOffset: meta.tocOffset, footerSize: meta.footerSize },
+    payload: json.toString('base64'),
+  };
+  return { index, record };
+}

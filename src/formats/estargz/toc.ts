@@ -1,0 +1,165 @@
+/**
+ * Strict parser of the eStargz TOC JSON (formats.md §2.6). Input is the verified JSON bytes; output
+ * is a typed list of TOC entries in archive order. Everything the JSON says is checked for type and
+ * range here (Go's decoder would reject a string where an int64 goes, a fraction, an overflow), so
+ * later stages only deal with well-typed values. Unknown keys are ignored, as Go does.
+ *
+ * Zero values are omitted by the writers (`omitempty`): absent mode/uid/gid/size/offset = 0.
+ * userName/groupName are name-compressed by writers; the model does not need names, so we only
+ * type-check them.
+ */
+import type { Digest } from '../../core/digest.js';
+import { isDigest } from '../../core/digest.js';
+import type { ErrorContext } from '../../core/errors.js';
+import { FormatError } from '../errors.js';
+
+export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
+const TYPES = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
+
+export interface TocEntry {
+  readonly name: string;
+  readonly type: TocEntryType;
+  readonly size: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+  readonly linkName?: string;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Blob offset of the member the payload starts in (absent in the JSON = 0, legal with innerOffset). */
+  readonly offset: number;
+  readonly innerOffset: number;
+  readonly devMajor: number;
+  readonly devMinor: number;
+  readonly xattrs: ReadonlyMap<string, Buffer>;
+  readonly digest?: Digest;
+  readonly chunkOffset: number;
+  /** 0 = "to the end of the file". */
+  readonly chunkSize: number;
+  readonly chunkDigest?: Digest;
+}
+
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+/** Parse an RFC 3339 timestamp into (seconds since epoch, nanoseconds). */
+export function parseRfc3339(s: string, ctx: ErrorContext): { sec: number; nsec: number } {
+  const m = RFC3339_RE.exec(s);
+  const bad = (): never => {
+    throw new FormatError('ENTRY_INVALID', `modtime ${JSON.stringify(s.slice(0, 64))} is not RFC 3339`, ctx);
+  };
+  if (!m) return bad();
+  const [y, mo, d, h, mi, se] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return bad();
+  const ms = Date.UTC(y, mo - 1, d, h, mi, se);
+  const check = new Date(ms);
+  // Date.UTC maps years 0..99 to 19xx; fix that, then reject days that overflowed the month.
+  if (y < 100) check.setUTCFullYear(y);
+  if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1) return bad();
+  let sec = Math.floor(check.getTime() / 1000);
+  if (m[9] !== undefined) {
+    const offH = Number(m[10]);
+    const offM = Number(m[11]);
+    if (offH > 23 || offM > 59) return bad();
+    const off = (offH * 60 + offM) * 60;
+    sec -= m[9] === '+' ? off : -off;
+  }
+  const nsec = m[7] !== undefined ? Number(m[7].padEnd(9, '0')) : 0;
+  return { sec, nsec };
+}
+
+export function parseToc(json: Buffer, ctx: ErrorContext, maxEntries: number): TocEntry[] {
+  let doc: unknown;
+  try {
+    // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.
+    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
+  } catch (e) {
+    throw new FormatError('TOC_MALFORMED', `TOC is not valid JSON: ${(e as Error).message}`, ctx, { cause: e });
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new FormatError('TOC_MALFORMED', 'TOC is not a JSON object', ctx);
+  }
+  const top = doc as Record<string, unknown>;
+  if (top['version'] !== 1) throw new FormatError('TOC_MALFORMED', `TOC version ${JSON.stringify(top['version'])}, want 1`, ctx);
+  const entries = top['entries'];
+  if (!Array.isArray(entries)) throw new FormatError('TOC_MALFORMED', 'TOC "entries" is not an array', ctx);
+  if (entries.length > maxEntries) {
+    throw new FormatError('TOC_TOO_LARGE', `${entries.length} TOC entries exceed the limit of ${maxEntries}`, ctx);
+  }
+  return entries.map((e, i) => parseEntry(e, i, ctx));
+}
+
+function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+    throw new FormatError('TOC_MALFORMED', `TOC entry #${index} is not an object`, bctx);
+  }
+  const o = v as Record<string, unknown>;
+  const rawName = o['name'];
+  const ctx: ErrorContext = { ...bctx, entry: typeof rawName === 'string' ? rawName.slice(0, 300) : `#${index}` };
+  const fail = (msg: string): never => {
+    throw new FormatError('ENTRY_INVALID', msg, ctx);
+  };
+  // JSON null leaves a Go struct field at its zero value: treat it as absent, like the reference.
+  const str = (k: string): string | undefined => {
+    const x = o[k];
+    if (x === undefined || x === null) return undefined;
+    if (typeof x !== 'string') return fail(`field "${k}" is not a string`);
+    return x;
+  };
+  const int = (k: string): number => {
+    const x = o[k];
+    if (x === undefined || x === null) return 0;
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return fail(`field "${k}" is not a non-negative integer`);
+    return x;
+  };
+  const digest = (k: string): Digest | undefined => {
+    const s = str(k);
+    if (s === undefined || s === '') return undefined;
+    if (!isDigest(s)) return fail(`field "${k}" is not a valid digest`);
+    return s as Digest;
+  };
+  const name = str('name');
+  const type = str('type');
+  if (type === undefined || !TYPES.has(type)) fail(`unknown entry type ${JSON.stringify(type)}`);
+  if (name === undefined && type !== 'chunk') fail('entry without a name');
+  str('userName');
+  str('groupName');
+  let mtimeSec = 0;
+  let mtimeNsec = 0;
+  const modtime = str('modtime');
+  if (modtime !== undefined && modtime !== '') ({ sec: mtimeSec, nsec: mtimeNsec } = parseRfc3339(modtime, ctx));
+  const xattrs = new Map<string, Buffer>();
+  const xo = o['xattrs'];
+  if (xo !== undefined && xo !== null) {
+    if (typeof xo !== 'object' || Array.isArray(xo)) fail('field "xattrs" is not an object');
+    for (const [k, val] of Object.entries(xo as Record<string, unknown>)) {
+      if (typeof val !== 'string' || !BASE64_RE.test(val)) fail(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`);
+      xattrs.set(k, Buffer.from(val as string, 'base64'));
+    }
+  }
+  const offset = int('offset');
+  const linkName = str('linkName');
+  const dg = digest('digest');
+  const cdg = digest('chunkDigest');
+  int('NumLink');
+  return {
+    name: name ?? '',
+    type: type as TocEntryType,
+    size: int('size'),
+    mtimeSec,
+    mtimeNsec,
+    ...(linkName !== undefined ? { linkName } : {}),
+    mode: int('mode'),
+    uid: int('uid'),
+    gid: int('gid'),
+    offset,
+    innerOffset: int('innerOffset'),
+    devMajor: int('devMajor'),
+    devMinor: int('devMinor'),
+    xattrs,
+    ...(dg !== undefined ? { digest: dg } : {}),
+    chunkOffset: int('chunkOffset'),
+    chunkSize: int('chunkSize'),
+    ...(cdg !== undefined ? { chunkDigest: cdg } : {}),
+  };
+}

@@ -1,0 +1,296 @@
+/**
+ * Two-tier cache of verified chunk bytes, keyed by chunk digest (content addressed, so a chunk
+ * shared by several layers is fetched and stored once).
+ *
+ *  hot  — lru-cache bounded by bytes (default 256 MiB) of Buffers;
+ *  cold — the ObjectStore on disk (re-verified on every read, see object-store.ts);
+ *  miss — the caller's fetcher (readVerifiedChunks over the layer's blob), which returns verified bytes.
+ *
+ * Single flight: the first caller to miss a digest registers a flight for it *synchronously*, before
+ * any await, so every later caller of the same digest joins that flight: 32 concurrent readers of one
+ * cold chunk cause one disk read or one fetch. All chunks a request misses are looked up on disk and
+ * then fetched with ONE fetcher call (readVerifiedChunks groups them and the blob's readMany coalesces
+ * neighbouring ranges).
+ *
+ * Cancellation: a flight runs under its own AbortController. A caller's AbortSignal only detaches
+ * that caller (its promise rejects with AbortedError at once); the fetch is aborted when every caller
+ * waiting on it has gone, and the aborted flight is unregistered at that moment so that newcomers start
+ * a fresh one instead of inheriting the abort.
+ *
+ * Storing is best effort: a failed put (full disk, I/O error) is logged and counted, the verified
+ * bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
+ * them.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Digest } from '../core/digest.js';
+import { AbortedError, type ErrorContext } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import type { ChunkRequest } from '../formats/chunk-reader.js';
+import type { Eviction } from './eviction.js';
+import type { ObjectStore } from './object-store.js';
+
+export type { ChunkRequest } from '../formats/chunk-reader.js';
+
+/** Identifies the layer a request belongs to (logs and error context only; the cache is global). */
+export interface ChunkLayerContext {
+  readonly name: string;
+}
+
+/** Returns verified bytes for every request, in order (readVerifiedChunks semantics). */
+export type ChunkFetcher = (requests: readonly ChunkRequest[], signal: AbortSignal) => Promise<Buffer[]>;
+
+export interface ChunkCacheOptions {
+  /** Cold tier. Omit for a memory-only cache. */
+  readonly store?: ObjectStore;
+  /** Access tracking + size limit for the cold tier. */
+  readonly eviction?: Eviction;
+  /** Hot tier size in bytes (default 256 MiB). */
+  readonly hotBytes?: number;
+  readonly logger?: Logger;
+}
+
+export interface GetOptions {
+  readonly signal?: AbortSignal;
+  /** Background reads (prefetch) do not displace the hot tier (default true). */
+  readonly hot?: boolean;
+}
+
+export interface ChunkCacheStats {
+  /** Chunks served from memory. */
+  hotHits: number;
+  /** Chunks served from disk. */
+  diskHits: number;
+  /** Chunks that had to be fetched (joining an existing flight does not count again). */
+  misses: number;
+  /** Requests that joined a flight started by another caller. */
+  joined: number;
+  /** Fetcher calls. */
+  fetches: number;
+  /** Verified uncompressed bytes returned by fetchers. */
+  bytesFetched: number;
+  /** Failed stores (disk full, I/O); reads were still served. */
+  storeFailures: number;
+  hotBytes: number;
+  hotEntries: number;
+}
+
+interface Batch {
+  readonly controller: AbortController;
+  waiters: number;
+  readonly digests: Digest[];
+}
+
+interface Flight {
+  readonly promise: Promise<Buffer>;
+  readonly batch: Batch;
+}
+
+export class ChunkCache {
+  readonly #store: ObjectStore | undefined;
+  readonly #eviction: Eviction | undefined;
+  readonly #hot: LRUCache<string, Buffer>;
+  readonly #log: Logger;
+  readonly #flights = new Map<Digest, Flight>();
+  readonly #pending = new Set<Promise<void>>();
+  readonly #stats = { hotHits: 0, diskHits: 0, misses: 0, joined: 0, fetches: 0, bytesFetched: 0, storeFailures: 0 };
+
+  constructor(opts: ChunkCacheOptions = {}) {
+    this.#store = opts.store;
+    this.#eviction = opts.eviction;
+    this.#log = opts.logger ?? silentLogger;
+    const max = Math.max(1, opts.hotBytes ?? 256 * 1024 * 1024);
+    this.#hot = new LRUCache<string, Buffer>({ maxSize: max, maxEntrySize: max, sizeCalculation: (b) => Math.max(1, b.length) });
+  }
+
+  get stats(): ChunkCacheStats {
+    return { ...this.#stats, hotBytes: this.#hot.calculatedSize, hotEntries: this.#hot.size };
+  }
+
+  /** Wait for background stores to finish (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+  }
+
+  /** Whether a chunk is cached (memory or disk) without reading it. */
+  async has(d: Digest): Promise<boolean> {
+    if (this.#hot.has(d)) return true;
+    return this.#store ? this.#store.has(d) : false;
+  }
+
+  /**
+   * Verified bytes of every requested chunk, in request order. `zeros` chunks (holes) bypass the
+   * cache: they cost nothing to produce and would only waste space.
+   */
+  async getOrFetch(layer: ChunkLayerContext, requests: readonly ChunkRequest[], fetcher: ChunkFetcher, opts: GetOptions = {}): Promise<Buffer[]> {
+    const signal = opts.signal;
+    signal?.throwIfAborted();
+    const hot = opts.hot ?? true;
+    const out = new Array<Buffer | Promise<Buffer>>(requests.length);
+    const cold = new Map<Digest, ChunkRequest>();
+    const zeroIdx: number[] = [];
+    const joinedBatches = new Set<Batch>();
+    requests.forEach((r, i) => {
+      const d = r.chunk.digest;
+      if (r.chunk.zeros) {
+        zeroIdx.push(i);
+        return;
+      }
+      const b = this.#hot.get(d);
+      if (b) {
+        this.#stats.hotHits++;
+        this.#eviction?.touch(d);
+        out[i] = b;
+        return;
+      }
+      const f = this.#flights.get(d);
+      if (f) {
+        if (!cold.has(d)) {
+          this.#stats.joined++;
+          joinedBatches.add(f.batch);
+        }
+        out[i] = f.promise;
+        return;
+      }
+      cold.set(d, r);
+    });
+    if (cold.size > 0) {
+      const batch = this.#startBatch(layer, [...cold.values()], fetcher, hot);
+      joinedBatches.add(batch);
+      requests.forEach((r, i) => {
+        if (out[i] === undefined && !r.chunk.zeros) out[i] = this.#flights.get(r.chunk.digest)!.promise;
+      });
+    }
+    if (zeroIdx.length > 0) {
+      const zr = zeroIdx.map((i) => requests[i]!);
+      const bufs = fetcher(zr, signal ?? new AbortController().signal);
+      zeroIdx.forEach((i, k) => {
+        out[i] = bufs.then((b) => b[k]!);
+      });
+    }
+    for (const b of joinedBatches) b.waiters++;
+    const all = Promise.all(out);
+    try {
+      return await raceAbort(all, signal, { layer: layer.name });
+    } finally {
+      for (const b of joinedBatches) {
+        b.waiters--;
+        if (b.waiters === 0 && signal?.aborted) this.#abortBatch(b);
+      }
+      if (signal?.aborted) all.catch(() => undefined);
+    }
+  }
+
+  /** Make sure chunks are on disk (prefetch/background): cached ones are skipped without being read. */
+  async ensureCached(layer: ChunkLayerContext, requests: readonly ChunkRequest[], fetcher: ChunkFetcher, opts: GetOptions = {}): Promise<number> {
+    const missing: ChunkRequest[] = [];
+    const seen = new Set<Digest>();
+    for (const r of requests) {
+      if (r.chunk.zeros || seen.has(r.chunk.digest)) continue;
+      seen.add(r.chunk.digest);
+      if (!(await this.has(r.chunk.digest))) missing.push(r);
+    }
+    if (missing.length > 0) await this.getOrFetch(layer, missing, fetcher, { ...opts, hot: opts.hot ?? false });
+    return missing.length;
+  }
+
+  #startBatch(layer: ChunkLayerContext, reqs: ChunkRequest[], fetcher: ChunkFetcher, hot: boolean): Batch {
+    const batch: Batch = { controller: new AbortController(), waiters: 0, digests: reqs.map((r) => r.chunk.digest) };
+    const sig = batch.controller.signal;
+    const work = this.#runBatch(layer, reqs, fetcher, sig, hot);
+    work.catch(() => undefined);
+    for (const r of reqs) {
+      const d = r.chunk.digest;
+      const promise = work.then((m) => m.get(d)!);
+      promise.catch(() => undefined);
+      const flight: Flight = { promise, batch };
+      this.#flights.set(d, flight);
+      void work.finally(() => {
+        if (this.#flights.get(d) === flight) this.#flights.delete(d);
+      }).catch(() => undefined);
+    }
+    return batch;
+  }
+
+  #abortBatch(b: Batch): void {
+    for (const d of b.digests) if (this.#flights.get(d)?.batch === b) this.#flights.delete(d);
+    b.controller.abort(new AbortedError());
+  }
+
+  async #runBatch(layer: ChunkLayerContext, reqs: ChunkRequest[], fetcher: ChunkFetcher, signal: AbortSignal, hot: boolean): Promise<Map<Digest, Buffer>> {
+    const result = new Map<Digest, Buffer>();
+    let missing = reqs;
+    if (this.#store) {
+      const store = this.#store;
+      const found = await Promise.all(
+        reqs.map((r) =>
+          store.get(r.chunk.digest).catch((e: unknown) => {
+            this.#log.warn('cache.read_failed', { layer: layer.name, chunk: r.chunk.digest, error: e });
+            return undefined;
+          }),
+        ),
+      );
+      missing = [];
+      reqs.forEach((r, i) => {
+        const b = found[i];
+        if (b) {
+          this.#stats.diskHits++;
+          this.#eviction?.touch(r.chunk.digest);
+          if (hot) this.#hot.set(r.chunk.digest, b);
+          result.set(r.chunk.digest, b);
+        } else missing.push(r);
+      });
+    }
+    if (missing.length === 0) return result;
+    signal.throwIfAborted();
+    this.#stats.misses += missing.length;
+    this.#stats.fetches++;
+    const bufs = await fetcher(missing, signal);
+    missing.forEach((r, i) => {
+      const b = bufs[i]!;
+      this.#stats.bytesFetched += b.length;
+      if (hot) this.#hot.set(r.chunk.digest, b);
+      result.set(r.chunk.digest, b);
+    });
+    // Store in the background: the read is not delayed by disk writes/fsync. The hot tier (or, for
+    // background reads, the object store once written) answers later readers.
+    const storing = this.#storeAll(layer, missing, bufs).finally(() => this.#pending.delete(storing));
+    this.#pending.add(storing);
+    return result;
+  }
+
+  async #storeAll(layer: ChunkLayerContext, reqs: ChunkRequest[], bufs: Buffer[]): Promise<void> {
+    const store = this.#store;
+    if (!store) return;
+    for (let i = 0; i < reqs.length; i++) {
+      const d = reqs[i]!.chunk.digest;
+      const b = bufs[i]!;
+      try {
+        if (await store.put(d, b)) this.#eviction?.noteStored(d, b.length);
+      } catch (e) {
+        this.#stats.storeFailures++;
+        this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
+        if ((e as { code?: string }).code === 'CACHE_NO_SPACE') return; // don't hammer a full disk
+      }
+    }
+  }
+}
+
+/** Resolve with `p`, or reject with AbortedError as soon as `signal` aborts. */
+export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, ctx: ErrorContext = {}): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(new AbortedError(ctx));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new AbortedError(ctx));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

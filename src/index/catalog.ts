@@ -1,0 +1,407 @@
+/**
+ * LayerCatalog: answers "is there a layer at `<root>[/<refElem>]/<key>`?" with a ServedLayer.
+ *
+ * Fast negatives (ALS-LK-3): a malformed key or ref element is rejected before any I/O; failed
+ * resolutions are remembered per (ref, key) for a short TTL (default 5 s) so repeated lookups of a
+ * missing layer do no work. Positive answers are kept for the life of the process. Concurrent lookups
+ * of the same (ref, key) share one resolution, and concurrent resolutions of one key share one
+ * openLayer.
+ *
+ * Resolution, offline first (ALS-GC-2 — every path ever served stays servable):
+ *  1. with a ref: the image persisted for that reference string (metadata store, re-verified);
+ *     if it is unknown or does not contain the key (a re-pushed tag), source.resolve(ref), persisted;
+ *     without a ref (store configured without `:ref`): only layers already known by key — the
+ *     metadata store remembers each served layer's descriptor facts and the references it was served
+ *     under, which are also used to reopen its blob. A never-served key cannot be resolved without a
+ *     reference and answers "not found".
+ *  2. findLayer(image, key): blob digest → Era A, TOC digest → Era B. A layer without a config
+ *     diff_id is not served (see info.ts).
+ *  3. the index: the persisted LayerRecord (loadLayerRecord re-verifies the TOC digest), else
+ *     openLayer(blob via the source, {descriptor, expectedTocDigest, diffId}) and persist the record.
+ *     Plain (non-TOC) layers are verified by a full pass; their file chunks, streamed through
+ *     onPlainChunk, are staged and committed to the object store only after openLayer resolved.
+ * Every failure makes lookup() return undefined (ENOENT ⇒ podman pulls normally) and is logged;
+ * resolve() exposes the typed error (CLI inspect, status).
+ *
+ * Use counts (`use` create = +1, `rmdir` = −1) are hints (als-contract §7): never below 0, unknown
+ * layers are a no-op on release, and a count of 0 never makes a layer unavailable.
+ */
+import type { RandomAccessBlob } from '../core/blob.js';
+import { parseDigest, type Digest } from '../core/digest.js';
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
+import type { LayerIndex } from '../formats/model.js';
+import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
+import { parseReference, refFromBase64, type ImageReference } from '../sources/reference.js';
+import { findLayer, type BlobSource, type ResolvedImage } from '../sources/source.js';
+import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
+import type { Eviction } from '../cache/eviction.js';
+import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
+import type { ObjectStore } from '../cache/object-store.js';
+import type { Prefetcher, PrefetchScheduler } from '../cache/prefetch.js';
+import { IndexError } from './errors.js';
+import { ServedLayer } from './layer.js';
+
+/** The formats entry points (injectable for fault tests). */
+export interface LayerFormats {
+  openLayer(blob: RandomAccessBlob, options: OpenLayerOptions): Promise<OpenedLayer>;
+  loadLayerRecord(record: LayerRecord, limits?: Limits): LayerIndex;
+}
+
+export const DEFAULT_FORMATS: LayerFormats = { openLayer, loadLayerRecord };
+
+export interface LayerCatalogOptions {
+  /** Where images and blobs come from. Omit to serve only what the state dir already knows. */
+  readonly source?: BlobSource;
+  readonly metadata: MetadataStore;
+  readonly chunkCache: ChunkCache;
+  /** Object store for chunks and whole blobs (the one the ChunkCache uses). */
+  readonly blobStore: ObjectStore;
+  readonly eviction?: Eviction;
+  readonly prefetcher?: Prefetcher;
+  readonly scheduler?: PrefetchScheduler;
+  readonly formats?: LayerFormats;
+  readonly limits?: Limits;
+  /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
+  readonly negativeTtlMs?: number;
+  readonly memoryBlobLimit?: number;
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+export interface UseCount {
+  readonly refElem: string | undefined;
+  readonly key: string;
+  readonly count: number;
+}
+
+export interface CatalogStatus {
+  readonly served: { refElem: string | undefined; key: Digest; keyKind: 'blob' | 'toc'; fetchedBytes: number; uses: number }[];
+  readonly useCounts: readonly UseCount[];
+  readonly negativeEntries: number;
+  readonly lookups: { positive: number; negative: number; resolutions: number; opens: number };
+}
+
+/** Facts about the layer to serve, from a ResolvedImage or from the metadata store. */
+interface LayerFacts extends StoredLayer {
+  /** Reference to open the blob with (the lookup's ref, or one the layer was served under). */
+  readonly openRef: ImageReference | undefined;
+}
+
+const SEP = '\u0000';
+
+export class LayerCatalog {
+  readonly #o: LayerCatalogOptions;
+  readonly #formats: LayerFormats;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #negTtl: number;
+  readonly #served = new Map<string, ServedLayer>();
+  readonly #negative = new Map<string, number>();
+  readonly #resolving = new Map<string, Promise<ServedLayer>>();
+  readonly #indexes = new Map<Digest, Promise<LayerIndex>>();
+  readonly #blobs = new Map<Digest, Promise<RandomAccessBlob>>();
+  readonly #uses = new Map<string, number>();
+  readonly #counters = { positive: 0, negative: 0, resolutions: 0, opens: 0 };
+
+  constructor(o: LayerCatalogOptions) {
+    this.#o = o;
+    this.#formats = o.formats ?? DEFAULT_FORMATS;
+    this.#log = o.logger ?? silentLogger;
+    this.#now = o.now ?? Date.now;
+    this.#negTtl = o.negativeTtlMs ?? 5000;
+  }
+
+  /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
+  async lookup(refElem: string | undefined, key: string, signal?: AbortSignal): Promise<ServedLayer | undefined> {
+    const id = idOf(refElem, key);
+    const hit = this.#served.get(id);
+    if (hit) {
+      this.#counters.positive++;
+      return hit;
+    }
+    const until = this.#negative.get(id);
+    if (until !== undefined) {
+      if (until > this.#now()) {
+        this.#counters.negative++;
+        return undefined;
+      }
+      this.#negative.delete(id);
+    }
+    try {
+      const layer = await this.resolve(refElem, key, signal);
+      this.#counters.positive++;
+      return layer;
+    } catch (e) {
+      this.#counters.negative++;
+      if (!signal?.aborted) this.#log.info('catalog.lookup_failed', { layer: id.replace(SEP, '/'), error: e });
+      return undefined;
+    }
+  }
+
+  /** Like lookup(), but throws the typed reason instead of answering undefined. */
+  resolve(refElem: string | undefined, key: string, signal?: AbortSignal): Promise<ServedLayer> {
+    const id = idOf(refElem, key);
+    const hit = this.#served.get(id);
+    if (hit) return Promise.resolve(hit);
+    let p = this.#resolving.get(id);
+    if (!p) {
+      // Parse synchronously: malformed names fail without any I/O (and are cached negatively too).
+      let d: Digest;
+      let ref: ImageReference | undefined;
+      try {
+        d = parseDigest(key, 'layer key');
+        ref = refElem === undefined ? undefined : refFromBase64(refElem);
+      } catch (e) {
+        this.#negative.set(id, this.#now() + this.#negTtl);
+        return Promise.reject(e);
+      }
+      this.#counters.resolutions++;
+      p = this.#resolveFresh(refElem, ref, d).then(
+        (layer) => {
+          this.#served.set(id, layer);
+          this.#o.prefetcher?.start(layer);
+          return layer;
+        },
+        (e: unknown) => {
+          this.#negative.set(id, this.#now() + this.#negTtl);
+          throw e;
+        },
+      );
+      const cleanup = (): void => {
+        this.#resolving.delete(id);
+      };
+      p.then(cleanup, cleanup);
+      this.#resolving.set(id, p);
+    }
+    return raceAbort(p, signal, { layer: key });
+  }
+
+  async #resolveFresh(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
+    const facts = ref ? await this.#factsFromImage(ref, key) : await this.#factsFromStore(key);
+    if (facts.diffId === undefined) {
+      throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
+    }
+    const index = await this.#indexFor(facts);
+    return new ServedLayer({
+      key,
+      keyKind: facts.keyKind,
+      ...(refElem !== undefined ? { refElem } : {}),
+      index,
+      blobDigest: facts.blobDigest,
+      blobSize: facts.blobSize,
+      diffId: facts.diffId,
+      annotations: facts.annotations,
+      chunkCache: this.#o.chunkCache,
+      blobStore: this.#o.blobStore,
+      openBlob: (signal) => this.#blobFor(facts, signal),
+      ...(this.#o.scheduler ? { scheduler: this.#o.scheduler } : {}),
+      ...(this.#o.eviction ? { eviction: this.#o.eviction } : {}),
+      ...(this.#o.memoryBlobLimit !== undefined ? { memoryBlobLimit: this.#o.memoryBlobLimit } : {}),
+      logger: this.#log,
+    });
+  }
+
+  async #factsFromImage(ref: ImageReference, key: Digest): Promise<LayerFacts> {
+    let image: ResolvedImage | undefined = await this.#o.metadata.loadImage(ref);
+    let match = image ? findLayer(image, key) : undefined;
+    if (!match) {
+      const source = this.#o.source;
+      if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, { layer: key });
+      image = await source.resolve(ref);
+      await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#log.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
+      match = findLayer(image, key);
+    }
+    if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    const l = match.layer;
+    return {
+      key,
+      keyKind: match.keyKind,
+      blobDigest: l.digest,
+      blobSize: l.size,
+      mediaType: l.mediaType,
+      annotations: l.annotations,
+      ...(l.tocDigest !== undefined ? { tocDigest: l.tocDigest } : {}),
+      ...(l.diffId !== undefined ? { diffId: l.diffId } : {}),
+      refs: [ref.string],
+      openRef: ref,
+    };
+  }
+
+  async #factsFromStore(key: Digest): Promise<LayerFacts> {
+    const e = await this.#o.metadata.loadLayerEntry(key);
+    if (!e) throw new IndexError('LAYER_NOT_FOUND', 'layer never served and no reference given (store without :ref)', { layer: key });
+    let openRef: ImageReference | undefined;
+    for (const r of e.layer.refs) {
+      try {
+        openRef = parseReference(r);
+        break;
+      } catch {
+        // skip a malformed stored reference
+      }
+    }
+    return { ...e.layer, openRef };
+  }
+
+  /** One index per key: persisted record first, else openLayer through the source (then persisted). */
+  #indexFor(facts: LayerFacts): Promise<LayerIndex> {
+    let p = this.#indexes.get(facts.key);
+    if (!p) {
+      p = this.#loadOrOpen(facts);
+      this.#indexes.set(facts.key, p);
+      p.catch(() => this.#indexes.delete(facts.key));
+    } else if (facts.openRef) {
+      // Remember the new reference for ref-less lookups (best effort).
+      void this.#o.metadata.addLayerRef(facts.key, facts.openRef.string).catch(() => undefined);
+    }
+    return p;
+  }
+
+  async #loadOrOpen(facts: LayerFacts): Promise<LayerIndex> {
+    const limits = this.#o.limits ?? DEFAULT_LIMITS;
+    const stored = await this.#o.metadata.loadLayer(facts.key);
+    if (stored && stored.layer.blobDigest === facts.blobDigest && stored.layer.blobSize === facts.blobSize) {
+      try {
+        const index = this.#formats.loadLayerRecord(stored.record, limits);
+        checkIndex(index, facts);
+        if (facts.openRef && !stored.layer.refs.includes(facts.openRef.string)) {
+          await this.#o.metadata.addLayerRef(facts.key, facts.openRef.string).catch(() => undefined);
+        }
+        return index;
+      } catch (e) {
+        this.#log.warn('catalog.record_rejected', { layer: facts.key, error: e });
+      }
+    }
+    return this.#open(facts, limits);
+  }
+
+  async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
+    this.#counters.opens++;
+    const blob = await this.#blobFor(facts);
+    const staging = this.#o.blobStore.createStaging();
+    let stagingFailed = false;
+    let opened: OpenedLayer;
+    try {
+      opened = await this.#formats.openLayer(blob, {
+        descriptor: { mediaType: facts.mediaType, digest: facts.blobDigest, size: facts.blobSize, annotations: facts.annotations },
+        ...(facts.keyKind === 'toc' ? { expectedTocDigest: facts.key } : facts.tocDigest !== undefined ? { expectedTocDigest: facts.tocDigest } : {}),
+        ...(facts.diffId !== undefined ? { diffId: facts.diffId } : {}),
+        limits,
+        onPlainChunk: async (chunk, data) => {
+          if (stagingFailed || chunk.zeros) return;
+          try {
+            await staging.add(chunk.digest, data);
+          } catch (e) {
+            stagingFailed = true; // caching is best effort; the open continues
+            this.#log.warn('catalog.staging_failed', { layer: facts.key, error: e });
+          }
+        },
+      });
+      checkIndex(opened.index, facts);
+    } catch (e) {
+      await staging.discard();
+      throw e;
+    }
+    // openLayer resolved: the blob digest (and diffID) matched, the staged chunks are trustworthy.
+    try {
+      for (const [d, size] of await staging.commit()) this.#o.eviction?.noteStored(d, size);
+    } catch (e) {
+      this.#log.warn('catalog.commit_failed', { layer: facts.key, error: e });
+    }
+    const { openRef: _ignored, ...stored } = facts;
+    await this.#o.metadata.saveLayer(stored, opened.record).catch((e: unknown) => this.#log.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
+    return opened.index;
+  }
+
+  /** The layer's blob through the source, opened once per key (reopened after a failure). */
+  #blobFor(facts: LayerFacts, signal?: AbortSignal): Promise<RandomAccessBlob> {
+    let p = this.#blobs.get(facts.blobDigest);
+    if (!p) {
+      const source = this.#o.source;
+      const ref = facts.openRef;
+      if (!source || !ref) {
+        return Promise.reject(new IndexError('SOURCE_UNAVAILABLE', source ? 'no reference known to open the blob with' : 'no source configured', { layer: facts.key, blob: facts.blobDigest }));
+      }
+      p = source.openBlob(ref, facts.blobDigest, facts.blobSize, signal);
+      this.#blobs.set(facts.blobDigest, p);
+      p.catch(() => this.#blobs.delete(facts.blobDigest));
+    }
+    return p;
+  }
+
+  /** `create(<layer>/use)`: +1. Returns the new count. */
+  use(refElem: string | undefined, key: string): number {
+    const id = idOf(refElem, key);
+    const n = (this.#uses.get(id) ?? 0) + 1;
+    this.#uses.set(id, n);
+    return n;
+  }
+
+  /** `rmdir(<layer dir>)`: −1, never below 0; unknown layers are a no-op. Returns the new count. */
+  release(refElem: string | undefined, key: string): number {
+    const id = idOf(refElem, key);
+    const n = this.#uses.get(id);
+    if (n === undefined) return 0;
+    if (n <= 1) {
+      this.#uses.delete(id);
+      return 0;
+    }
+    this.#uses.set(id, n - 1);
+    return n - 1;
+  }
+
+  useCount(refElem: string | undefined, key: string): number {
+    return this.#uses.get(idOf(refElem, key)) ?? 0;
+  }
+
+  /** Layers served so far in this process. */
+  served(): ServedLayer[] {
+    return [...this.#served.values()];
+  }
+
+  status(): CatalogStatus {
+    const now = this.#now();
+    return {
+      served: this.served().map((l) => ({
+        refElem: l.refElem,
+        key: l.key,
+        keyKind: l.keyKind,
+        fetchedBytes: l.stats.fetchedBytes,
+        uses: this.useCount(l.refElem, l.key),
+      })),
+      useCounts: [...this.#uses].map(([id, count]) => {
+        const i = id.indexOf(SEP);
+        const r = id.slice(0, i);
+        return { refElem: r === '' ? undefined : r, key: id.slice(i + 1), count };
+      }),
+      negativeEntries: [...this.#negative.values()].filter((t) => t > now).length,
+      lookups: { ...this.#counters },
+    };
+  }
+
+  /** Close opened blobs (source connections). Served layers stay usable; blobs reopen on demand. */
+  async close(): Promise<void> {
+    const blobs = [...this.#blobs.values()];
+    this.#blobs.clear();
+    for (const p of blobs) {
+      const b = await p.catch(() => undefined);
+      await b?.close?.().catch(() => undefined);
+    }
+  }
+}
+
+function idOf(refElem: string | undefined, key: string): string {
+  return `${refElem ?? ''}${SEP}${key}`;
+}
+
+/** The index must belong to the key it is served under. */
+function checkIndex(index: LayerIndex, facts: LayerFacts): void {
+  const ctx = { layer: facts.key, blob: facts.blobDigest };
+  if (facts.keyKind === 'toc' && index.tocDigest !== facts.key) {
+    throw new IndexError('LAYER_NOT_SERVABLE', `layer index has TOC digest ${index.tocDigest ?? 'none'}`, ctx);
+  }
+  if (index.blobSize !== facts.blobSize) {
+    throw new IndexError('LAYER_NOT_SERVABLE', `layer index is for a blob of ${index.blobSize} bytes, not ${facts.blobSize}`, ctx);
+  }
+}

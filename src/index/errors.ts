@@ -1,0 +1,18 @@
+import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+
+/**
+ * Why the catalog will not serve a layer, or a served layer cannot produce bytes. Lookups turn all of
+ * these into "not found" (ENOENT: podman falls back to its own pull); reads map them to EIO.
+ */
+export type IndexErrorCode =
+  | 'LAYER_NOT_FOUND' // no image/layer matches (ref, key), or no ref and the key was never served
+  | 'LAYER_NOT_SERVABLE' // found, but the info file would be wrong (no config diffID) or the TOC does not match the key
+  | 'SOURCE_UNAVAILABLE' // not cached and no source configured / reference unknown for a ref-less layer
+  | 'BLOB_UNAVAILABLE'; // the `blob` file cannot be produced (size mismatch, or too large to hold in memory on a full disk)
+
+export class IndexError extends LazyAlsError {
+  declare readonly code: IndexErrorCode;
+  constructor(code: IndexErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(code, message, context, options);
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * A layer as served under `<root>[/<ref>]/<key>/`: its index (the `diff` tree), the exact `info`
+ * bytes, and the two byte paths:
+ *
+ *  readFile  — a byte range of a regular file: mapped to the chunks covering it, which come from the
+ *              ChunkCache (hot → disk → readVerifiedChunks over the blob). Only verified bytes.
+ *  readBlob  — the exact compressed blob for the `blob` file (push/save read it sequentially). On the
+ *              first read the WHOLE blob is streamed from the source into the object store while being
+ *              hashed; it becomes visible only if it hashes to the blob digest, and ranges are then
+ *              served from that file. So no unverified byte is ever served from `blob` either.
+ *              If the disk is full, blobs up to `memoryBlobLimit` are verified and held in memory
+ *              instead; larger ones fail with BLOB_UNAVAILABLE (EIO) until space is freed.
+ *
+ * The blob (source connection) is opened lazily and only on a miss: after a restart a fully cached
+ * layer is served without any network access.
+ */
+import type { RandomAccessBlob } from '../core/blob.js';
+import { DigestHasher, type Digest } from '../core/digest.js';
+import { DigestMismatchError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { readVerifiedChunks, type ChunkRequest } from '../formats/chunk-reader.js';
+import type { ChunkRef, LayerIndex, LayerNode } from '../formats/model.js';
+import { raceAbort, type ChunkCache, type ChunkFetcher } from '../cache/chunk-cache.js';
+import { CacheError } from '../cache/errors.js';
+import type { Eviction } from '../cache/eviction.js';
+import type { ObjectStore } from '../cache/object-store.js';
+import type { PrefetchScheduler, PrefetchTarget } from '../cache/prefetch.js';
+import { IndexError } from './errors.js';
+import { buildInfo } from './info.js';
+
+export interface ServedLayerOptions {
+  readonly key: Digest;
+  readonly keyKind: 'blob' | 'toc';
+  readonly refElem?: string;
+  readonly index: LayerIndex;
+  readonly blobDigest: Digest;
+  readonly blobSize: number;
+  /** config.rootfs.diff_ids[i] for this layer. */
+  readonly diffId?: Digest;
+  readonly annotations?: Readonly<Record<string, string>>;
+  readonly chunkCache: ChunkCache;
+  /** Where the whole blob is kept for the `blob` file (the chunk object store). */
+  readonly blobStore: ObjectStore;
+  /** Opens the blob through the source (called lazily, on a miss; the catalog shares and caches it). */
+  readonly openBlob: (signal?: AbortSignal) => Promise<RandomAccessBlob>;
+  readonly scheduler?: PrefetchScheduler;
+  readonly eviction?: Eviction;
+  /** Largest blob held in memory when it cannot be written to disk (default 64 MiB). */
+  readonly memoryBlobLimit?: number;
+  /** Size of the sequential reads used to copy the blob (default 4 MiB). */
+  readonly blobReadPiece?: number;
+  readonly logger?: Logger;
+}
+
+export interface ServedLayerStats {
+  /** Uncompressed chunk bytes fetched from the source for this layer (this process). */
+  fetchedBytes: number;
+  /** Bytes returned by readFile. */
+  readBytes: number;
+  /** Bytes returned by readBlob. */
+  blobReadBytes: number;
+}
+
+export interface LayerCacheStatus {
+  /** Distinct content bytes of the layer (sum of distinct non-hole chunks). */
+  readonly contentBytes: number;
+  readonly cachedBytes: number;
+  /** cachedBytes / contentBytes × 100 (100 for an empty layer). */
+  readonly percent: number;
+  readonly blobCached: boolean;
+}
+
+export class ServedLayer implements PrefetchTarget {
+  readonly key: Digest;
+  readonly keyKind: 'blob' | 'toc';
+  readonly refElem: string | undefined;
+  readonly index: LayerIndex;
+  /** Exact bytes of the `info` file (stable for the life of the object). */
+  readonly info: Buffer;
+  readonly blobDigest: Digest;
+  readonly blobSize: number;
+  /** For logs and cache context: "<key>" or "<refElem>/<key>". */
+  readonly name: string;
+  readonly #o: ServedLayerOptions;
+  readonly #log: Logger;
+  readonly #stats: ServedLayerStats = { fetchedBytes: 0, readBytes: 0, blobReadBytes: 0 };
+  readonly #fetcher: ChunkFetcher;
+  #blobFetch: Promise<void> | undefined;
+  #memBlob: Buffer | undefined;
+
+  constructor(o: ServedLayerOptions) {
+    this.#o = o;
+    this.key = o.key;
+    this.keyKind = o.keyKind;
+    this.refElem = o.refElem;
+    this.index = o.index;
+    this.blobDigest = o.blobDigest;
+    this.blobSize = o.blobSize;
+    this.name = o.refElem !== undefined ? `${o.refElem}/${o.key}` : o.key;
+    this.#log = (o.logger ?? silentLogger).child({ layer: this.name });
+    this.info = buildInfo({
+      key: o.key,
+      keyKind: o.keyKind,
+      index: o.index,
+      blobDigest: o.blobDigest,
+      blobSize: o.blobSize,
+      ...(o.diffId !== undefined ? { diffId: o.diffId } : {}),
+      ...(o.annotations !== undefined ? { annotations: o.annotations } : {}),
+    });
+    const info = { compression: o.index.compression, blobName: o.blobDigest };
+    this.#fetcher = async (reqs, signal) => {
+      const blob = await o.openBlob(signal);
+      const bufs = await readVerifiedChunks(blob, info, reqs, signal);
+      for (const b of bufs) this.#stats.fetchedBytes += b.length;
+      return bufs;
+    };
+  }
+
+  get stats(): ServedLayerStats {
+    return { ...this.#stats };
+  }
+
+  /**
+   * `length` bytes of `node`'s content at `offset` (fewer at EOF; empty past it). Non-regular nodes
+   * have no content. The returned Buffer may share memory with the cache: do not modify it.
+   */
+  async readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    if (node.type !== 'reg' || offset >= node.size || length <= 0) return Buffer.alloc(0);
+    const end = Math.min(node.size, offset + length);
+    const chunks = chunksCovering(node.chunks, offset, end);
+    const reqs: ChunkRequest[] = chunks.map((chunk) => ({ chunk, entry: path }));
+    const run = (): Promise<Buffer[]> => this.#o.chunkCache.getOrFetch(this, reqs, this.#fetcher, signal ? { signal } : {});
+    const bufs = this.#o.scheduler ? await this.#o.scheduler.demand(run) : await run();
+    const n = end - offset;
+    this.#stats.readBytes += n;
+    if (chunks.length === 1) {
+      const c = chunks[0]!;
+      return bufs[0]!.subarray(offset - c.fileOffset, end - c.fileOffset);
+    }
+    const out = Buffer.allocUnsafe(n);
+    let pos = 0;
+    chunks.forEach((c, i) => {
+      const from = Math.max(offset, c.fileOffset) - c.fileOffset;
+      const to = Math.min(end, c.fileOffset + c.size) - c.fileOffset;
+      pos += bufs[i]!.copy(out, pos, from, to);
+    });
+    return out;
+  }
+
+  /** PrefetchTarget: make sure chunks are cached, without displacing the hot tier. */
+  ensureCached(requests: readonly ChunkRequest[], signal: AbortSignal): Promise<number> {
+    return this.#o.chunkCache.ensureCached(this, requests, this.#fetcher, { signal, hot: false });
+  }
+
+  /** Bytes `[offset, offset+length)` of the compressed blob (clamped at EOF), verified as a whole. */
+  async readBlob(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    if (offset >= this.blobSize || length <= 0) return Buffer.alloc(0);
+    const n = Math.min(length, this.blobSize - offset);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (this.#memBlob) return this.#countBlob(this.#memBlob.subarray(offset, offset + n));
+      const b = await this.#o.blobStore.readRange(this.blobDigest, offset, n);
+      if (b && b.length === n) {
+        this.#o.eviction?.touch(this.blobDigest);
+        return this.#countBlob(b);
+      }
+      // Absent, evicted or corrupt (deleted by readRange): fetch it (once for all readers).
+      // The shared fetch ignores callers' signals (one reader leaving must not cancel the others).
+      this.#blobFetch ??= this.#fetchWholeBlob().finally(() => {
+        this.#blobFetch = undefined;
+      });
+      await raceAbort(this.#blobFetch, signal, { layer: this.name, blob: this.blobDigest });
+    }
+    throw new IndexError('BLOB_UNAVAILABLE', 'blob vanished from the cache repeatedly', { layer: this.name, blob: this.blobDigest });
+  }
+
+  #countBlob(b: Buffer): Buffer {
+    this.#stats.blobReadBytes += b.length;
+    return b;
+  }
+
+  async #fetchWholeBlob(): Promise<void> {
+    const blob = await this.#o.openBlob();
+    if (blob.size !== this.blobSize) {
+      throw new IndexError('BLOB_UNAVAILABLE', `source blob has ${blob.size} bytes, manifest says ${this.blobSize}`, {
+        layer: this.name,
+        blob: this.blobDigest,
+      });
+    }
+    const piece = this.#o.blobReadPiece ?? 4 * 1024 * 1024;
+    const size = this.blobSize;
+    async function* pieces(): AsyncIterable<Buffer> {
+      for (let off = 0; off < size; off += piece) yield await blob.read(off, Math.min(piece, size - off));
+    }
+    try {
+      await this.#o.blobStore.putStream(this.blobDigest, pieces(), size);
+      this.#o.eviction?.noteStored(this.blobDigest, size);
+      return;
+    } catch (e) {
+      if (!(e instanceof CacheError && e.code === 'CACHE_NO_SPACE')) throw e;
+      this.#log.warn('layer.blob_not_cached', { error: e });
+      if (size > (this.#o.memoryBlobLimit ?? 64 * 1024 * 1024)) {
+        throw new IndexError('BLOB_UNAVAILABLE', 'cache disk is full and the blob is too large to hold in memory', {
+          layer: this.name,
+          blob: this.blobDigest,
+        }, { cause: e });
+      }
+    }
+    const parts: Buffer[] = [];
+    const h = DigestHasher.for(this.blobDigest);
+    for await (const p of pieces()) {
+      h.update(p);
+      parts.push(p);
+    }
+    const actual = h.digest();
+    if (actual !== this.blobDigest) throw new DigestMismatchError('layer blob', this.blobDigest, actual, { layer: this.name, blob: this.blobDigest });
+    this.#memBlob = Buffer.concat(parts, size);
+  }
+
+  /** How much of the layer's content is cached (one stat per distinct chunk: for `status`, not hot paths). */
+  async cacheStatus(): Promise<LayerCacheStatus> {
+    const seen = new Map<Digest, number>();
+    for (const node of this.index.nodes) {
+      if (node.type !== 'reg') continue;
+      for (const c of node.chunks) if (!c.zeros) seen.set(c.digest, c.size);
+    }
+    let content = 0;
+    let cached = 0;
+    for (const [d, size] of seen) {
+      content += size;
+      if (await this.#o.chunkCache.has(d)) cached += size;
+    }
+    const blobCached = this.#memBlob !== undefined || (await this.#o.blobStore.has(this.blobDigest));
+    return { contentBytes: content, cachedBytes: cached, percent: content === 0 ? 100 : (cached / content) * 100, blobCached };
+  }
+}
+
+/** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
+export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
+  let lo = 0;
+  let hi = chunks.length - 1;
+  let first = chunks.length;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const c = chunks[mid]!;
+    if (c.fileOffset + c.size > start) {
+      first = mid;
+      hi = mid - 1;
+    } else lo = mid + 1;
+  }
+  const out: ChunkRef[] = [];
+  for (let i = first; i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
+  return out;
+}

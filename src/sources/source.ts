@@ -32,6 +32,8 @@ export interface ResolvedLayer {
   /** config.rootfs.diff_ids[index], when the config has it (untrusted for lazy layers). */
   readonly diffId?: Digest;
   readonly urls?: readonly string[];
+  /** Why something expected is absent (e.g. both TOC annotations present ⇒ no tocDigest). */
+  readonly notes?: readonly string[];
 }
 
 export interface ResolvedManifest {

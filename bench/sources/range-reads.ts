@@ -1,0 +1,114 @@
+/**
+ * Range-read benchmark for the registry client against the real local registry (docker-registry).
+ *
+ *   npx vite-node bench/sources/range-reads.ts            (vite-node ships with vitest)
+ *   BENCH_BLOB_MIB=256 BENCH_RANGES=500 npx vite-node bench/sources/range-reads.ts
+ *
+ * Prints, for the same ranges: client time vs `curl` (one curl process, one keep-alive connection,
+ * ranges from a config file) as a ratio, and many small ranges with vs without coalescing.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Digest } from '../../src/core/digest.js';
+import { parseReference } from '../../src/sources/reference.js';
+import { RegistrySource } from '../../src/sources/registry/registry-source.js';
+import type { RegistryBlob } from '../../src/sources/registry/registry-blob.js';
+import { startRegistry } from '../../test/helpers/registry.js';
+import { pushImage } from '../../test/helpers/registry-push.js';
+
+const MIB = 1024 * 1024;
+const blobMiB = Number(process.env['BENCH_BLOB_MIB'] ?? 64);
+const nRanges = Number(process.env['BENCH_RANGES'] ?? 200);
+const rangeBytes = Number(process.env['BENCH_RANGE_BYTES'] ?? 64 * 1024);
+const smallCount = Number(process.env['BENCH_SMALL'] ?? 2000);
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+async function time<T>(f: () => Promise<T>): Promise<[number, T]> {
+  const t = process.hrtime.bigint();
+  const r = await f();
+  return [Number(process.hrtime.bigint() - t) / 1e6, r];
+}
+
+async function main(): Promise<void> {
+  const reg = await startRegistry();
+  const dir = mkdtempSync(join(tmpdir(), 'lazy-als-bench-'));
+  try {
+    const data = randomBytes(blobMiB * MIB);
+    const img = await pushImage(reg, 'bench/blob', 'v1', { layers: [{ bytes: data }] });
+    const digest = img.layers[0]!.digest as Digest;
+    const ref = parseReference(`${reg.host}/bench/blob:v1`);
+    const url = `${reg.url}/v2/bench/blob/blobs/${digest}`;
+    const r = rng(42);
+    const ranges = Array.from({ length: nRanges }, () => ({ offset: Math.floor(r() * (data.length - rangeBytes)), length: rangeBytes }));
+
+    // 1. cold random ranges, sequential, one connection each side
+    const cfg = join(dir, 'curl.cfg');
+    writeFileSync(cfg, ranges.map((x) => `url = "${url}"\nrange = "${x.offset}-${x.offset + x.length - 1}"\noutput = "/dev/null"\n`).join(''));
+    const [curlMs] = await time(async () => execFileSync('curl', ['-sS', '--fail', '-K', cfg]));
+    const src = new RegistrySource({ connectionsPerHost: 1 });
+    let clientMs: number;
+    try {
+      const blob = await src.openBlob(ref, digest, data.length);
+      [clientMs] = await time(async () => {
+        for (const x of ranges) {
+          const b = await blob.read(x.offset, x.length);
+          if (b[0] !== data[x.offset]) throw new Error('bad data');
+        }
+      });
+    } finally {
+      await src.close();
+    }
+    console.log(`sequential ${nRanges} × ${rangeBytes / 1024} KiB ranges: client ${clientMs.toFixed(0)} ms, curl ${curlMs.toFixed(0)} ms, ratio client/curl ${(clientMs / curlMs).toFixed(2)}`);
+
+    // 2. whole-blob throughput (best of 3 each, after a warm-up read)
+    const src2 = new RegistrySource();
+    try {
+      const blob = await src2.openBlob(ref, digest, data.length);
+      await blob.read(0, data.length);
+      let clientAll = Infinity;
+      let curlAll = Infinity;
+      for (let i = 0; i < 3; i++) {
+        clientAll = Math.min(clientAll, (await time(() => blob.read(0, data.length)))[0]);
+        curlAll = Math.min(curlAll, (await time(async () => execFileSync('curl', ['-sS', '--fail', '-o', '/dev/null', url])))[0]);
+      }
+      console.log(`whole ${blobMiB} MiB: client ${clientAll.toFixed(0)} ms (${(blobMiB / (clientAll / 1000)).toFixed(0)} MiB/s), curl ${curlAll.toFixed(0)} ms, ratio client/curl ${(clientAll / curlAll).toFixed(2)}`);
+    } finally {
+      await src2.close();
+    }
+
+    // 3. many small clustered ranges (a TOC-driven prefetch pattern): coalescing on vs off
+    const small = Array.from({ length: smallCount }, (_, i) => ({ offset: Math.floor(i * (data.length / smallCount)) + Math.floor(r() * 512), length: 300 + Math.floor(r() * 700) }));
+    for (const [label, ranges2] of [
+      ['coalesced (gap 64 KiB, 64 ranges/request)', { gapBytes: 64 * 1024, maxRangesPerRequest: 64 }],
+      ['multi-range only (gap 0, 64 ranges/request)', { gapBytes: 0, maxRangesPerRequest: 64 }],
+      ['no coalescing (one request per range, 8 connections)', { gapBytes: 0, maxRangesPerRequest: 1 }],
+    ] as const) {
+      const s = new RegistrySource({ ranges: ranges2 });
+      try {
+        const blob = (await s.openBlob(ref, digest, data.length)) as RegistryBlob;
+        const [ms, got] = await time(() => blob.readMany(small));
+        got.forEach((b, i) => {
+          if (!b.equals(data.subarray(small[i]!.offset, small[i]!.offset + small[i]!.length))) throw new Error(`bad data ${i}`);
+        });
+        console.log(`${smallCount} small ranges, ${label}: ${ms.toFixed(0)} ms`);
+      } finally {
+        await s.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await reg.stop();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -1,0 +1,63 @@
+/**
+ * `lazy-als export REF DIR [--registries-conf FILE] [--auth-file FILE]`
+ * Copy an image (every platform) from its registry into an OCI layout under DIR
+ * (`DIR/<domain>/<path>/`), the layout the dfs source reads. Every blob is verified while written.
+ */
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../core/log.js';
+import { isLazyAlsError } from '../../core/errors.js';
+import { exportImage } from '../../sources/dfs/export-image.js';
+import { parseReference } from '../../sources/reference.js';
+import { createRegistrySource } from '../../sources/registry/create-registry-source.js';
+import type { RegistrySource } from '../../sources/registry/registry-source.js';
+import type { CliIo } from './resolve.js';
+
+const USAGE = 'usage: lazy-als export REF DIR [--registries-conf FILE] [--auth-file FILE] [--log-level LEVEL]\n';
+
+export async function run(argv: string[], io: CliIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'registries-conf': { type: 'string' },
+        'auth-file': { type: 'string' },
+        'log-level': { type: 'string', default: 'warn' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    io.stderr.write(`${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (parsed.values.help) {
+    io.stdout.write(USAGE);
+    return 0;
+  }
+  if (parsed.positionals.length !== 2) {
+    io.stderr.write(USAGE);
+    return 2;
+  }
+  const logger = createLogger((parsed.values['log-level'] as 'warn') ?? 'warn', io.stderr);
+  let reg: RegistrySource | undefined;
+  try {
+    const ref = parseReference(parsed.positionals[0]!);
+    const root = parsed.positionals[1]!;
+    reg = await createRegistrySource({
+      ...(parsed.values['registries-conf'] ? { registriesConf: parsed.values['registries-conf'] } : {}),
+      ...(parsed.values['auth-file'] ? { authFile: parsed.values['auth-file'] } : {}),
+      logger,
+    });
+    const r = reg;
+    const img = await r.resolve(ref);
+    const res = await exportImage(img, ref, root, async (d) => (await r.streamBlob(ref, d)).body, logger);
+    io.stdout.write(`${ref.string} ${img.digest} → ${res.dir} (${img.manifests.length} manifest(s), ${res.blobsWritten} blobs written, ${res.blobsSkipped} already present, ${res.bytesWritten} bytes)\n`);
+    return 0;
+  } catch (e) {
+    io.stderr.write(`lazy-als export: ${isLazyAlsError(e) ? `${e.code}: ` : ''}${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    await reg?.close();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The resolve() algorithm shared by every source: fetch the document the reference names, verify it
+ * (by the digest it was fetched by, or hash it and check any digest the server claimed), and for an
+ * index resolve EVERY platform manifest (store keys may name a layer of any platform), each fetched
+ * by digest and verified, with its config blob (verified) for diff_ids.
+ */
+import { sha256Of, verifyBytes, type Digest } from '../core/digest.js';
+import type { Logger } from '../core/log.js';
+import { DigestMismatchError } from '../core/errors.js';
+import { SourceError } from './errors.js';
+import { buildResolvedManifest, parseDocument, type Descriptor } from './image-document.js';
+import type { ImageReference } from './reference.js';
+import type { ResolvedImage, ResolvedManifest } from './source.js';
+
+export interface FetchedDocument {
+  readonly bytes: Buffer;
+  readonly contentType?: string;
+  /** Digest the server claims (Docker-Content-Digest) for a tag fetch. */
+  readonly claimedDigest?: Digest;
+}
+
+export interface DocumentFetcher {
+  /** By tag or by digest; `undefined` when the source does not have it (404). */
+  manifest(tagOrDigest: string, signal?: AbortSignal): Promise<FetchedDocument | undefined>;
+  /** A config blob by digest (size from the descriptor, for a cap check). */
+  config(digest: Digest, size: number, signal?: AbortSignal): Promise<Buffer>;
+}
+
+const ATTESTATION = 'vnd.docker.reference.type';
+
+export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sourceName: string, logger: Logger, signal?: AbortSignal): Promise<ResolvedImage | undefined> {
+  const wanted = ref.digest ?? ref.tag ?? 'latest';
+  const top = await f.manifest(wanted, signal);
+  if (!top) return undefined;
+  const ctx = { source: `${sourceName} ${ref.string}` };
+  let digest: Digest;
+  if (ref.digest) {
+    digest = ref.digest;
+    verifyBytes(top.bytes, ref.digest, `manifest ${ref.string}`, ctx);
+  } else {
+    digest = sha256Of(top.bytes);
+    if (top.claimedDigest && top.claimedDigest !== digest) {
+      if (top.claimedDigest.startsWith('sha256:')) throw new DigestMismatchError(`manifest ${ref.string} (Docker-Content-Digest)`, top.claimedDigest, digest, ctx);
+      verifyBytes(top.bytes, top.claimedDigest, `manifest ${ref.string} (Docker-Content-Digest)`, ctx);
+    }
+  }
+  const doc = parseDocument(top.bytes, top.contentType, ctx.source);
+  if (doc.kind === 'manifest') {
+    const configBytes = await fetchConfig(f, doc.config, signal);
+    const m = buildResolvedManifest({ digest, parsed: doc, manifestBytes: top.bytes, configBytes }, ctx.source, logger);
+    return { reference: ref, digest, mediaType: doc.mediaType, manifests: [m], sourceName };
+  }
+  const manifests: ResolvedManifest[] = [];
+  for (const d of doc.manifests) {
+    if (d.annotations[ATTESTATION] === 'attestation-manifest') continue;
+    const m = await resolvePlatform(d, f, ctx.source, logger, signal);
+    if (m) manifests.push(m);
+  }
+  if (manifests.length === 0) throw new SourceError('MANIFEST_INVALID', `index ${digest} has no fetchable image manifest`, ctx);
+  return { reference: ref, digest, mediaType: doc.mediaType, manifests, indexBytes: top.bytes, sourceName };
+}
+
+async function resolvePlatform(d: Descriptor, f: DocumentFetcher, source: string, logger: Logger, signal?: AbortSignal): Promise<ResolvedManifest | undefined> {
+  const got = await f.manifest(d.digest, signal);
+  if (!got) {
+    logger.warn('source.platform-missing', { source, manifest: d.digest, platform: d.platform });
+    return undefined;
+  }
+  verifyBytes(got.bytes, d.digest, `platform manifest ${d.digest}`, { source });
+  const doc = parseDocument(got.bytes, got.contentType ?? d.mediaType, source);
+  if (doc.kind !== 'manifest') {
+    logger.warn('source.nested-index-skipped', { source, manifest: d.digest });
+    return undefined;
+  }
+  const configBytes = await fetchConfig(f, doc.config, signal);
+  return buildResolvedManifest({ digest: d.digest, parsed: doc, manifestBytes: got.bytes, configBytes, ...(d.platform ? { platform: d.platform } : {}) }, source, logger);
+}
+
+async function fetchConfig(f: DocumentFetcher, c: Descriptor, signal?: AbortSignal): Promise<Buffer> {
+  const bytes = await f.config(c.digest, c.size, signal);
+  return verifyBytes(bytes, c.digest, `config ${c.digest}`, { blob: c.digest });
+}

@@ -1,0 +1,117 @@
+/**
+ * The registry as a BlobSource: routes a reference through registries.conf (mirrors first, then the
+ * primary location), resolves it with the shared image-resolver, and opens blobs as RegistryBlobs.
+ * A failing mirror is logged and skipped; the primary's error is the one reported.
+ */
+import type { RandomAccessBlob } from '../../core/blob.js';
+import type { Digest } from '../../core/digest.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import { SourceError } from '../errors.js';
+import { chainCredentials, type CredentialProvider } from '../credentials.js';
+import { resolveImage, type DocumentFetcher } from '../image-resolver.js';
+import type { ImageReference } from '../reference.js';
+import type { BlobSource, ResolvedImage } from '../source.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './backoff.js';
+import { HttpClient } from './http-client.js';
+import { EMPTY_REGISTRIES_CONF, type RegistriesConf } from './registries-conf.js';
+import { DEFAULT_RANGE_OPTIONS, type RangeOptions } from './registry-blob.js';
+import { RegistryClient } from './registry-client.js';
+import { routeFor, type Endpoint } from './registry-route.js';
+import type { Dispatcher } from 'undici';
+import type { BodyStream } from './body.js';
+
+export interface RegistrySourceOptions {
+  readonly registries?: RegistriesConf;
+  /** Consulted in order; e.g. the auth-helper CredentialStore, then AuthFileCredentials. */
+  readonly credentials?: readonly CredentialProvider[];
+  readonly logger?: Logger;
+  readonly retry?: Partial<RetryPolicy>;
+  readonly ranges?: Partial<RangeOptions>;
+  readonly now?: () => number;
+  readonly timeoutMs?: number;
+  readonly connectionsPerHost?: number;
+  readonly userAgent?: string;
+  readonly dispatcher?: Dispatcher;
+}
+
+export class RegistrySource implements BlobSource {
+  readonly name = 'registry';
+  readonly #conf: RegistriesConf;
+  readonly #http: HttpClient;
+  readonly #client: RegistryClient;
+  readonly #logger: Logger;
+
+  constructor(o: RegistrySourceOptions = {}) {
+    this.#conf = o.registries ?? EMPTY_REGISTRIES_CONF;
+    this.#logger = o.logger ?? silentLogger;
+    this.#http = new HttpClient({
+      credentials: chainCredentials(...(o.credentials ?? [])),
+      logger: this.#logger,
+      now: o.now ?? Date.now,
+      timeoutMs: o.timeoutMs ?? 30_000,
+      connectionsPerHost: o.connectionsPerHost ?? 8,
+      userAgent: o.userAgent ?? 'lazy-als/0.1',
+      maxRedirects: 5,
+      ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}),
+    });
+    this.#client = new RegistryClient({
+      http: this.#http,
+      retry: { ...DEFAULT_RETRY, ...o.retry },
+      logger: this.#logger,
+      ranges: { ...DEFAULT_RANGE_OPTIONS, ...o.ranges },
+    });
+  }
+
+  endpoints(ref: ImageReference): readonly Endpoint[] {
+    return routeFor(this.#conf, ref).endpoints;
+  }
+
+  async resolve(ref: ImageReference, signal?: AbortSignal): Promise<ResolvedImage> {
+    const got = await this.#firstEndpoint(ref, 'resolve', async (ep) => {
+      const fetcher: DocumentFetcher = {
+        manifest: (t, s) => this.#client.manifest(ep, t, s),
+        config: (d, _size, s) => this.#client.smallBlob(ep, d, s),
+      };
+      return resolveImage(ref, fetcher, `registry ${ep.origin}/${ep.repository}`, this.#logger, signal);
+    });
+    if (!got) throw new SourceError('IMAGE_NOT_FOUND', `image ${ref.string} not found`, { source: ref.string, status: 404 });
+    return got;
+  }
+
+  async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob> {
+    const blob = await this.#firstEndpoint(ref, 'openBlob', (ep) => this.#client.openBlob(ep, digest, size, signal));
+    if (!blob) throw new SourceError('BLOB_NOT_FOUND', `blob not found for ${ref.string}`, { blob: digest, source: ref.string, status: 404 });
+    return blob;
+  }
+
+  /** Whole-blob stream (for export), from the first endpoint that has it. */
+  async streamBlob(ref: ImageReference, digest: Digest, signal?: AbortSignal): Promise<{ body: BodyStream; length: number | undefined }> {
+    const got = await this.#firstEndpoint(ref, 'streamBlob', async (ep) => {
+      try {
+        return await this.#client.streamBlob(ep, digest, signal);
+      } catch (e) {
+        if (e instanceof SourceError && e.code === 'BLOB_NOT_FOUND') return undefined;
+        throw e;
+      }
+    });
+    if (!got) throw new SourceError('BLOB_NOT_FOUND', `blob not found for ${ref.string}`, { blob: digest, source: ref.string, status: 404 });
+    return got;
+  }
+
+  async #firstEndpoint<T>(ref: ImageReference, op: string, f: (ep: Endpoint) => Promise<T | undefined>): Promise<T | undefined> {
+    for (const ep of this.endpoints(ref)) {
+      try {
+        const r = await f(ep);
+        if (r !== undefined) return r;
+      } catch (e) {
+        if (!ep.mirror) throw e;
+        this.#logger.warn('registry.mirror-failed', { op, mirror: ep.origin, repository: ep.repository, error: e });
+      }
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.#http.close();
+  }
+}

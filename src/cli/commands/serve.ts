@@ -1,0 +1,117 @@
+/**
+ * `lazy-als serve [options] [MOUNTPOINT]` — run the store daemon in the foreground.
+ *
+ * Settings: embedded defaults ← config file ← flags. The config file is --config FILE, else
+ * /etc/lazy-als/config.toml when it exists (TOML; JSON when the name ends in .json); see
+ * contrib/lazy-als.conf for every key. An invalid file or flag prints one line and exits 2.
+ * SIGTERM/SIGINT unmount and exit 0.
+ */
+import { access } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../core/log.js';
+import { applySetting, DEFAULT_CONFIG_FILE, DEFAULTS, loadConfigFile, type DaemonConfig } from '../../daemon/config.js';
+import { ConfigError } from '../../daemon/errors.js';
+import type { ProviderFactory } from '../../daemon/provider-factory.js';
+import { serve } from '../../daemon/serve.js';
+import type { CommandIo } from '../main.js';
+
+const HELP = `usage: lazy-als serve [options] [MOUNTPOINT]
+Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
+  --config FILE            config file (TOML, or JSON if *.json; default ${DEFAULT_CONFIG_FILE} if present)
+  --state-dir DIR          state and cache directory (default ${DEFAULTS.stateDir})
+  --socket PATH            control socket (default ${DEFAULTS.socketPath})
+  --log-level L            debug|info|warn|error|silent (default ${DEFAULTS.logLevel})
+  --cache-size BYTES       local cache bound, e.g. 20GiB (default 10GiB)
+  --registries-conf FILE   registries.conf to use (default: the system's)
+  --auth-file FILE         auth.json to use (default: the usual podman locations)
+  --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
+  --lookup-timeout-ms N    deadline for lookups that resolve a layer (default 60000)
+  --read-timeout-ms N      deadline for reads (default 120000)
+  --op-timeout-ms N        deadline for other operations (default 30000)
+  --entry-timeout SEC      kernel entry cache (default 60)
+  --attr-timeout SEC       kernel attribute cache (default 60)
+  --allow-other BOOL       let other users traverse the mount (default true)
+  --suid BOOL              honour setuid bits in layers when root (default true)
+  --max-layers N           layers the filesystem keeps resolved (default 512)
+  --fuse-debug BOOL        libfuse debug output
+MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
+`;
+
+/** Flag → config key (the same keys as the file; `fuse.` = the [fuse] table). */
+const FLAG_KEYS: Readonly<Record<string, string>> = {
+  'state-dir': 'state_dir',
+  socket: 'socket',
+  'log-level': 'log_level',
+  'cache-size': 'cache_size',
+  'registries-conf': 'registries_conf',
+  'auth-file': 'auth_file',
+  'lookup-timeout-ms': 'fuse.lookup_timeout_ms',
+  'read-timeout-ms': 'fuse.read_timeout_ms',
+  'op-timeout-ms': 'fuse.op_timeout_ms',
+  'entry-timeout': 'fuse.entry_timeout_sec',
+  'attr-timeout': 'fuse.attr_timeout_sec',
+  'allow-other': 'fuse.allow_other',
+  suid: 'fuse.suid',
+  'max-layers': 'fuse.max_layers',
+  'fuse-debug': 'fuse.debug',
+};
+
+/** Parse serve's argv into a config; throws ConfigError for anything wrong. */
+export async function configFromArgs(argv: string[]): Promise<DaemonConfig | 'help'> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        config: { type: 'string' },
+        dfs: { type: 'string', multiple: true },
+        ...Object.fromEntries(Object.keys(FLAG_KEYS).map((k) => [k, { type: 'string' as const }])),
+      },
+    });
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return 'help';
+  if (positionals.length > 1) throw new ConfigError(`expected at most one MOUNTPOINT, got ${positionals.length}`);
+  let config: DaemonConfig = DEFAULTS;
+  const file = values.config as string | undefined;
+  if (file !== undefined) config = await loadConfigFile(file);
+  else if (await access(DEFAULT_CONFIG_FILE).then(() => true, () => false)) config = await loadConfigFile(DEFAULT_CONFIG_FILE);
+  const c = { ...config, dfsRoots: [...config.dfsRoots], fuse: { ...config.fuse } };
+  for (const [flag, key] of Object.entries(FLAG_KEYS)) {
+    const v = (values as Record<string, unknown>)[flag];
+    if (v !== undefined) applySetting(c, key, v, `--${flag}`);
+  }
+  if (values.dfs !== undefined) applySetting(c, 'dfs', values.dfs, '--dfs');
+  if (positionals[0] !== undefined) applySetting(c, 'mountpoint', positionals[0], 'MOUNTPOINT');
+  return c;
+}
+
+export async function runServe(argv: string[], io: CommandIo, deps: { buildProvider?: ProviderFactory } = {}): Promise<number> {
+  let config: DaemonConfig | 'help';
+  try {
+    config = await configFromArgs(argv);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    io.stderr.write(`lazy-als serve: ${e.message}\n`);
+    return 2;
+  }
+  if (config === 'help') {
+    io.stdout.write(HELP);
+    return 0;
+  }
+  const logger = createLogger(config.logLevel, process.stderr, { pid: process.pid });
+  return serve(config, { logger, ...(deps.buildProvider ? { buildProvider: deps.buildProvider } : {}) });
+}
+
+export async function run(argv: string[], io: CommandIo): Promise<number> {
+  const code = await runServe(argv, io);
+  // fuse-native leaves per-thread async handles behind after unmount; they must not keep a
+  // stopped daemon alive (the unit's stop would time out). Exit once the CLI has had its turn.
+  setTimeout(() => process.exit(code), 1000).unref();
+  return code;
+}

@@ -1,0 +1,181 @@
+/**
+ * Daemon configuration: embedded defaults ← config file (TOML, or JSON when the name ends in
+ * .json) ← command-line flags. Every file key has a flag. Validation is strict (unknown keys,
+ * wrong types and bad values are errors) so a typo never silently falls back to a default;
+ * the CLI prints the one-line ConfigError and exits 2.
+ */
+import { readFile } from 'node:fs/promises';
+import { parse as parseToml } from 'smol-toml';
+import type { LogLevel } from '../core/log.js';
+import { ConfigError } from './errors.js';
+
+export interface FuseConfig {
+  /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
+  readonly lookupTimeoutMs: number;
+  /** Deadline for reads: may fetch chunks from a registry. */
+  readonly readTimeoutMs: number;
+  /** Deadline for everything else. */
+  readonly opTimeoutMs: number;
+  readonly entryTimeoutSec: number;
+  readonly attrTimeoutSec: number;
+  readonly allowOther: boolean;
+  readonly suid: boolean;
+  /** Layers kept resolved by the filesystem itself. */
+  readonly maxLayers: number;
+  readonly debug: boolean;
+}
+
+export interface DaemonConfig {
+  readonly stateDir: string;
+  readonly mountpoint: string;
+  readonly socketPath: string;
+  readonly logLevel: LogLevel;
+  readonly cacheSizeBytes: number;
+  readonly registriesConf: string | undefined;
+  readonly authFile: string | undefined;
+  readonly dfsRoots: readonly string[];
+  readonly fuse: FuseConfig;
+  /** The file the settings came from, if any (for status). */
+  readonly configFile: string | undefined;
+}
+
+export const DEFAULT_CONFIG_FILE = '/etc/lazy-als/config.toml';
+
+export const DEFAULTS: DaemonConfig = Object.freeze({
+  stateDir: '/var/lib/lazy-als',
+  mountpoint: '/var/lib/lazy-als/store',
+  socketPath: '/run/lazy-als/control.sock',
+  logLevel: 'warn',
+  cacheSizeBytes: 10 * 1024 ** 3,
+  registriesConf: undefined,
+  authFile: undefined,
+  dfsRoots: [],
+  fuse: Object.freeze({
+    lookupTimeoutMs: 60_000,
+    readTimeoutMs: 120_000,
+    opTimeoutMs: 30_000,
+    entryTimeoutSec: 60,
+    attrTimeoutSec: 60,
+    allowOther: true,
+    suid: true,
+    maxLayers: 512,
+    debug: false,
+  }),
+  configFile: undefined,
+});
+
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?$/i;
+const UNIT: Record<string, number> = { b: 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+
+/** "10GiB", "512M", "1048576" or a number → bytes. */
+export function parseSize(v: unknown, what: string): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  if (typeof v === 'bigint' && v >= 0n && v <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(v);
+  if (typeof v === 'string') {
+    const m = SIZE_RE.exec(v.trim());
+    if (m) return Math.floor(Number(m[1]) * UNIT[(m[2] ?? 'b').toLowerCase()]!);
+  }
+  throw new ConfigError(`${what}: expected a size like 10GiB or a byte count, got ${JSON.stringify(String(v))}`);
+}
+
+type Raw = Record<string, unknown>;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] extends object ? (T[K] extends readonly unknown[] ? T[K] : Mutable<T[K]>) : T[K] };
+
+const str = (v: unknown, what: string): string => {
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`${what}: expected a non-empty string`);
+  return v;
+};
+const absPath = (v: unknown, what: string): string => {
+  const s = str(v, what);
+  if (!s.startsWith('/')) throw new ConfigError(`${what}: must be an absolute path, got ${JSON.stringify(s)}`);
+  return s;
+};
+const bool = (v: unknown, what: string): boolean => {
+  if (typeof v === 'boolean') return v;
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw new ConfigError(`${what}: expected true or false`);
+};
+const int = (v: unknown, what: string, min: number): number => {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`${what}: expected an integer ≥ ${min}`);
+  return n;
+};
+const level = (v: unknown, what: string): LogLevel => {
+  if (typeof v !== 'string' || !LEVELS.includes(v as LogLevel)) throw new ConfigError(`${what}: expected one of ${LEVELS.join(', ')}`);
+  return v as LogLevel;
+};
+
+/** File keys (snake_case) → setters. Shared with the CLI flags (see FLAG_KEYS). */
+const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) => void> = {
+  state_dir: (c, v, w) => (c.stateDir = absPath(v, w)),
+  mountpoint: (c, v, w) => (c.mountpoint = absPath(v, w)),
+  socket: (c, v, w) => (c.socketPath = absPath(v, w)),
+  log_level: (c, v, w) => (c.logLevel = level(v, w)),
+  cache_size: (c, v, w) => (c.cacheSizeBytes = parseSize(v, w)),
+  registries_conf: (c, v, w) => (c.registriesConf = absPath(v, w)),
+  auth_file: (c, v, w) => (c.authFile = absPath(v, w)),
+  dfs: (c, v, w) => {
+    if (!Array.isArray(v)) throw new ConfigError(`${w}: expected a list of absolute paths`);
+    c.dfsRoots = v.map((x, i) => absPath(x, `${w}[${i}]`));
+  },
+};
+const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
+  lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),
+  read_timeout_ms: (f, v, w) => (f.readTimeoutMs = int(v, w, 100)),
+  op_timeout_ms: (f, v, w) => (f.opTimeoutMs = int(v, w, 100)),
+  entry_timeout_sec: (f, v, w) => (f.entryTimeoutSec = int(v, w, 0)),
+  attr_timeout_sec: (f, v, w) => (f.attrTimeoutSec = int(v, w, 0)),
+  allow_other: (f, v, w) => (f.allowOther = bool(v, w)),
+  suid: (f, v, w) => (f.suid = bool(v, w)),
+  max_layers: (f, v, w) => (f.maxLayers = int(v, w, 1)),
+  debug: (f, v, w) => (f.debug = bool(v, w)),
+};
+
+function clone(c: DaemonConfig): Mutable<DaemonConfig> {
+  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse } };
+}
+
+/** Apply one `key = value` (file) or `--flag value` (CLI); `fuse.` prefix for the [fuse] table. */
+export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unknown, what: string): void {
+  if (key.startsWith('fuse.')) {
+    const set = FUSE[key.slice(5)];
+    if (!set) throw new ConfigError(`${what}: unknown setting`);
+    set(c.fuse, value, what);
+    return;
+  }
+  const set = TOP[key];
+  if (!set) throw new ConfigError(`${what}: unknown setting`);
+  set(c, value, what);
+}
+
+export function applyRaw(base: DaemonConfig, raw: Raw, source: string): DaemonConfig {
+  const c = clone(base);
+  for (const [k, v] of Object.entries(raw)) {
+    if (k === 'fuse') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [fuse] must be a table`);
+      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `fuse.${fk}`, fv, `${source}: fuse.${fk}`);
+    } else {
+      applySetting(c, k, v, `${source}: ${k}`);
+    }
+  }
+  return c;
+}
+
+/** Read and validate a config file (TOML; JSON when the name ends in .json). */
+export async function loadConfigFile(path: string, base: DaemonConfig = DEFAULTS): Promise<DaemonConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseToml(text);
+  } catch (e) {
+    throw new ConfigError(`config file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'TOML'}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`config file ${path}: expected a table/object at the top`);
+  return { ...applyRaw(base, raw as Raw, path), configFile: path };
+}

@@ -1,0 +1,20 @@
+import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+
+export type DaemonErrorCode =
+  | 'CONFIG_INVALID' // bad config file or flag: the CLI prints the message and exits 2
+  | 'MOUNT_BUSY' // another live lazy-als serves the mountpoint
+  | 'STALE_MOUNT' // a dead mount could not be cleared
+  | 'CONTROL_SOCKET'; // the control socket could not be reached or answered an error
+
+export class DaemonError extends LazyAlsError {
+  declare readonly code: DaemonErrorCode;
+  constructor(code: DaemonErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(code, message, context, options);
+  }
+}
+
+export class ConfigError extends DaemonError {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
+}

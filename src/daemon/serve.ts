@@ -1,0 +1,88 @@
+/**
+ * The daemon's life: clear a stale mount → build the provider → mount → control socket →
+ * READY=1 → wait for SIGTERM/SIGINT → STOPPING=1 → close the socket, unmount, close the provider
+ * (in `finally`, so an error anywhere after the mount still unmounts). Returns the exit code:
+ * 0 after a signal, 1 when start-up fails (the error is logged and rethrown for the CLI line).
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from '../core/log.js';
+import { mountAls, type AlsMount } from '../fuse/mount-als.js';
+import type { DaemonConfig } from './config.js';
+import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
+import { buildProvider as defaultFactory, type BuiltProvider, type ProviderFactory } from './provider-factory.js';
+import { sdNotify } from './sd-notify.js';
+import { onStopSignals } from './signals.js';
+import { clearStaleMount } from './stale-mount.js';
+
+export interface ServeDeps {
+  readonly logger: Logger;
+  readonly buildProvider?: ProviderFactory;
+  /** Resolves to stop the daemon (tests); SIGTERM/SIGINT always do. */
+  readonly stop?: Promise<unknown>;
+  readonly now?: () => number;
+}
+
+export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<number> {
+  const { logger } = deps;
+  const now = deps.now ?? Date.now;
+  const started = now();
+  const signals = onStopSignals(logger);
+  let built: BuiltProvider | undefined;
+  let mount: AlsMount | undefined;
+  let control: ControlServer | undefined;
+  try {
+    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    // Before anything touches the mountpoint: on a dead mount even mkdir fails with ENOTCONN.
+    await clearStaleMount(config.mountpoint, logger, () => isControlAlive(config.socketPath));
+    await mkdir(config.mountpoint, { recursive: true, mode: 0o755 });
+    built = await (deps.buildProvider ?? defaultFactory)(config, logger);
+    const f = config.fuse;
+    mount = await mountAls({
+      mountpoint: config.mountpoint,
+      provider: built.provider,
+      logger,
+      timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
+      entryTimeoutSec: f.entryTimeoutSec,
+      attrTimeoutSec: f.attrTimeoutSec,
+      allowOther: f.allowOther,
+      suid: f.suid && process.getuid?.() === 0,
+      maxLayers: f.maxLayers,
+      debug: f.debug,
+    });
+    const m = mount;
+    const b = built;
+    control = await startControlSocket(
+      config.socketPath,
+      {
+        status: async () => ({
+          pid: process.pid,
+          mountpoint: config.mountpoint,
+          stateDir: config.stateDir,
+          configFile: config.configFile ?? null,
+          uptimeSec: Math.round((now() - started) / 1000),
+          rssBytes: process.memoryUsage().rss,
+          fuse: m.tree.stats(),
+          catalog: b.status ? await b.status() : null,
+        }),
+        gc: async () => {
+          if (!b.gc) return { gc: 'not supported by this provider' };
+          return b.gc();
+        },
+        ...(b.credentials ? { credentials: (p: unknown) => b.credentials!(p) } : {}),
+      },
+      logger,
+    );
+    await sdNotify('READY=1', logger);
+    logger.info('daemon.ready', { mountpoint: config.mountpoint, socket: config.socketPath, pid: process.pid });
+    const why = await Promise.race([signals.stopped, ...(deps.stop ? [deps.stop.then(() => 'stop' as const)] : [])]);
+    logger.info('daemon.stopping', { reason: why });
+    await sdNotify('STOPPING=1', logger);
+    return 0;
+  } finally {
+    await control?.close().catch((e: unknown) => logger.error('daemon.control_close_failed', { error: e }));
+    await mount?.unmount().catch((e: unknown) => logger.error('daemon.unmount_failed', { error: e }));
+    await built?.close?.().catch((e: unknown) => logger.error('daemon.provider_close_failed', { error: e }));
+    signals.dispose();
+    logger.info('daemon.stopped', {});
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * One layer's `diff/` directory, served straight from its LayerIndex. Everything except `read` is
+ * answered synchronously from memory (the index is immutable), which keeps lookups, getattr and
+ * readdir off any await. Content reads go to ServedLayerView.readFile, which returns verified bytes
+ * or throws; a failure is logged once here with layer key, file path and chunk digest, and becomes
+ * EIO for the caller.
+ */
+import type { Logger } from '../core/log.js';
+import type { LayerNode, NodeType } from '../formats/model.js';
+import type { FsStat } from './adapter.js';
+import { FuseError, enoent } from './errors.js';
+import type { ServedLayerView } from './layer-provider.js';
+
+const S_IF: Record<NodeType, number> = {
+  dir: 0o040000,
+  reg: 0o100000,
+  symlink: 0o120000,
+  char: 0o020000,
+  block: 0o060000,
+  fifo: 0o010000,
+};
+
+/** glibc makedev(), truncated to the 32 bits fuse-native passes (major < 4096, minor < 2^20). */
+export function makedev32(major: number, minor: number): number {
+  return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) << 12)) >>> 0;
+}
+
+export class DiffTree {
+  readonly layer: ServedLayerView;
+  readonly #base: number;
+  readonly #logger: Logger;
+
+  /** `base`: inode number of node.ino 1 (see inodes.ts). */
+  constructor(layer: ServedLayerView, base: number, logger: Logger) {
+    this.layer = layer;
+    this.#base = base;
+    this.#logger = logger;
+  }
+
+  /** Node at a layer-relative path ("" = the diff root, "a/b"). */
+  node(rel: string): LayerNode {
+    const n = this.layer.index.lookup(rel);
+    if (!n) throw enoent(rel, { layer: this.layer.key });
+    return n;
+  }
+
+  stat(n: LayerNode): FsStat {
+    const ms = n.mtimeSec * 1000 + Math.floor(n.mtimeNsec / 1e6);
+    return {
+      mode: (S_IF[n.type] | (n.mode & 0o7777)) >>> 0,
+      uid: n.uid,
+      gid: n.gid,
+      size: n.size,
+      nlink: n.nlink,
+      ino: this.#base + n.ino - 1,
+      rdev: n.type === 'char' || n.type === 'block' ? makedev32(n.rdevMajor, n.rdevMinor) : 0,
+      blocks: Math.ceil(n.size / 512),
+      blksize: 4096,
+      atime: ms,
+      mtime: ms,
+      ctime: ms,
+    };
+  }
+
+  readdir(n: LayerNode, self: FsStat, parent: FsStat): { names: string[]; stats: FsStat[] } {
+    if (n.type !== 'dir') throw new FuseError('ENOTDIR', 'not a directory', { layer: this.layer.key });
+    // Stats for every name: without them libfuse sends DT_UNKNOWN and overlayfs shows whiteouts as "??????".
+    const names = ['.', '..'];
+    const stats = [self, parent];
+    for (const [name, child] of this.layer.index.readdir(n)) {
+      names.push(name);
+      stats.push(this.stat(child));
+    }
+    return { names, stats };
+  }
+
+  readlink(n: LayerNode): string {
+    if (n.type !== 'symlink' || n.linkTarget === undefined) throw new FuseError('EINVAL', 'not a symlink', { layer: this.layer.key });
+    return n.linkTarget;
+  }
+
+  getxattr(n: LayerNode, name: string): Buffer | undefined {
+    return n.xattrs.get(name);
+  }
+
+  listxattr(n: LayerNode): string[] {
+    return [...n.xattrs.keys()];
+  }
+
+  async read(n: LayerNode, rel: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    if (n.type !== 'reg') throw new FuseError('EISDIR', 'not a regular file', { layer: this.layer.key, entry: rel });
+    if (offset >= n.size || length <= 0) return Buffer.alloc(0);
+    const len = Math.min(length, n.size - offset);
+    try {
+      return await this.layer.readFile(n, rel, offset, len, signal);
+    } catch (e) {
+      const ctx = (e as { context?: { chunk?: string } }).context;
+      this.#logger.error('fuse.read_failed', {
+        layer: this.layer.key,
+        path: rel,
+        chunk: ctx?.chunk,
+        offset,
+        length: len,
+        error: e,
+      });
+      throw new FuseError('EIO', 'read failed', { layer: this.layer.key, entry: rel, ...(ctx?.chunk ? { chunk: ctx.chunk } : {}) }, { cause: e });
+    }
+  }
+}

@@ -1,0 +1,29 @@
+import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+
+/**
+ * Errors raised by the filesystem side itself. The code is the errno name the kernel should see
+ * (ENOENT, EROFS, …) or FUSE_TIMEOUT; errno.ts maps every LazyAlsError code to a number.
+ */
+export type FuseErrorCode =
+  | 'ENOENT'
+  | 'EROFS'
+  | 'EIO'
+  | 'ENODATA'
+  | 'ERANGE'
+  | 'ENOTDIR'
+  | 'EISDIR'
+  | 'EINVAL'
+  | 'EBADF'
+  | 'ENOSYS'
+  | 'FUSE_TIMEOUT' // a handler did not answer within its configured time
+  | 'FUSE_MOUNT'; // mount/unmount failed
+
+export class FuseError extends LazyAlsError {
+  declare readonly code: FuseErrorCode;
+  constructor(code: FuseErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(code, message, context, options);
+  }
+}
+
+export const enoent = (what: string, context: ErrorContext = {}): FuseError => new FuseError('ENOENT', `no such entry: ${what}`, context);
+export const erofs = (what: string): FuseError => new FuseError('EROFS', `read-only filesystem: ${what}`);

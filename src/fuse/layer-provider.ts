@@ -1,0 +1,32 @@
+/**
+ * What the FUSE side needs from the layer catalog (src/index/catalog.ts). Declared here, on the
+ * consumer side, so the filesystem can be mounted and tested without the catalog and a future
+ * catalog only has to be structurally compatible.
+ *
+ * refElem is the raw `<refB64>` path element (already checked to be canonical padded base64 of a
+ * normalised reference), or undefined for a store configured without `:ref`.
+ */
+import type { Digest } from '../core/digest.js';
+import type { LayerIndex, LayerNode } from '../formats/model.js';
+
+export interface ServedLayerView {
+  readonly key: Digest;
+  readonly keyKind: 'blob' | 'toc';
+  readonly index: LayerIndex;
+  /** Exact bytes of the `info` file; the same bytes for every read. */
+  readonly info: Buffer;
+  readonly blobSize: number;
+  /** Verified file bytes; clamps at EOF (returns fewer bytes only at the end of the file). */
+  readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /** Raw compressed blob bytes (the `blob` file). */
+  readBlob(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+}
+
+export interface LayerProvider {
+  /** undefined ⇒ the store does not serve this layer (ENOENT). Must answer negatives fast. */
+  lookup(refElem: string | undefined, key: Digest): Promise<ServedLayerView | undefined>;
+  /** `create(<layer>/use)`: one more c/storage user. A hint only. */
+  use(refElem: string | undefined, key: Digest): void;
+  /** `rmdir(<layer>)`: one user fewer. Also called for layers never seen. A hint only. */
+  release(refElem: string | undefined, key: Digest): void;
+}

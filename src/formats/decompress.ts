@@ -1,16 +1,30 @@
 /**
- * Decompression with a bound: we decode only as many bytes as a chunk needs and stop, so a
- * member or frame that inflates to gigabytes (a bomb, or a lying TOC) costs at most `need` bytes.
- * gzip runs on node:zlib (libuv threadpool); zstd on zstd-napi (the only import of it), which skips
- * skippable frames and continues across concatenated frames like `zstd -d`.
+ * Decompression with a bound on memory AND work: we decode only as many bytes as a chunk needs and
+ * stop, so a member or frame that inflates to gigabytes (a bomb, or a lying but authentic TOC) costs
+ * at most about `need` bytes of output and the input consumed to produce it.
+ *
+ * gzip runs on node:zlib (libuv threadpool), fed in small slices so that stopping early really stops.
+ * zstd uses zstd-napi's raw streaming context (this file is the only import of zstd-napi), decoding
+ * into bounded output windows; it skips skippable frames and continues across concatenated frames
+ * like `zstd -d`.
  */
 import { createGunzip } from 'node:zlib';
+import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
 import { DecompressStream } from 'zstd-napi';
+import type * as ZstdBinding from 'zstd-napi/binding.js';
 import type { ErrorContext } from '../core/errors.js';
 import { FormatError } from './errors.js';
 import type { Compression } from './model.js';
 
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as typeof ZstdBinding;
+
+/** Output window per native zstd call: bounds the work done between two checks. */
+const ZSTD_WINDOW = 1 << 20;
+/** Input slice fed to zlib at a time, so a bomb is not inflated past the point we stop. */
+const GZIP_SLICE = 64 * 1024;
+
+/** A streaming decompressor for whole-blob passes (plain layers). */
 export function createDecompressor(compression: Exclude<Compression, 'none'>): Transform {
   if (compression === 'gzip') return createGunzip({ chunkSize: 256 * 1024 });
   return new DecompressStream() as unknown as Transform;
@@ -27,11 +41,88 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
     }
     return Promise.resolve(data.subarray(0, need));
   }
+  if (compression === 'zstd') {
+    try {
+      return Promise.resolve(decodeZstdPrefix(data, need, context));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+  return gunzipPrefix(data, need, context);
+}
+
+function decodeZstdPrefix(src: Uint8Array, need: number, context: ErrorContext): Buffer {
+  const out = Buffer.allocUnsafe(need);
+  const dctx = new zstdBinding.DCtx();
+  let outPos = 0;
+  let inPos = 0;
+  while (outPos < need) {
+    if (inPos >= src.length) {
+      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends after ${outPos} of ${need} bytes`, context);
+    }
+    let produced: number;
+    let consumed: number;
+    try {
+      [, produced, consumed] = dctx.decompressStream(out.subarray(outPos, Math.min(need, outPos + ZSTD_WINDOW)), src.subarray(inPos));
+    } catch (e) {
+      throw new FormatError('DECOMPRESS_FAILED', `corrupt zstd data: ${(e as Error).message}`, context, { cause: e });
+    }
+    if (produced === 0 && consumed === 0) {
+      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends inside a frame after ${outPos} of ${need} bytes`, context);
+    }
+    outPos += produced;
+    inPos += consumed;
+  }
+  return out;
+}
+
+/**
+ * Exactly `expected` bytes from zstd `src`, failing if the data decodes to more (DECOMPRESS_LIMIT) or
+ * less (DECOMPRESS_FAILED). Synchronous: used for TOCs and tar-splits whose length is announced.
+ */
+export function decodeZstdExact(src: Uint8Array, expected: number, what: string, context: ErrorContext = {}): Buffer {
+  if (!Number.isSafeInteger(expected) || expected < 0) {
+    throw new FormatError('DECOMPRESS_LIMIT', `${what}: bad uncompressed length ${expected}`, context);
+  }
+  const out = Buffer.allocUnsafe(expected);
+  const scratch = Buffer.allocUnsafe(1);
+  const dctx = new zstdBinding.DCtx();
+  let outPos = 0;
+  let inPos = 0;
+  // Non-zero while a frame is open (ZSTD_decompressStream returns 0 only at a frame's end).
+  let pending = 0;
+  while (inPos < src.length || pending !== 0) {
+    const full = outPos >= expected;
+    const dst = full ? scratch : out.subarray(outPos, Math.min(expected, outPos + ZSTD_WINDOW));
+    let produced: number;
+    let consumed: number;
+    try {
+      [pending, produced, consumed] = dctx.decompressStream(dst, src.subarray(inPos));
+    } catch (e) {
+      throw new FormatError('DECOMPRESS_FAILED', `${what}: corrupt zstd data: ${(e as Error).message}`, context, { cause: e });
+    }
+    if (full && produced > 0) {
+      throw new FormatError('DECOMPRESS_LIMIT', `${what}: decompresses to more than the announced ${expected} bytes`, context);
+    }
+    outPos += produced;
+    inPos += consumed;
+    if (produced === 0 && consumed === 0) {
+      // With output space available zstd always makes progress unless the input ran out mid-frame.
+      throw new FormatError('DECOMPRESS_FAILED', `${what}: zstd data ends inside a frame`, context);
+    }
+  }
+  if (outPos !== expected) {
+    throw new FormatError('DECOMPRESS_FAILED', `${what}: decompresses to ${outPos} bytes, announced ${expected}`, context);
+  }
+  return out;
+}
+
+function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let have = 0;
     let settled = false;
-    const d = createDecompressor(compression);
+    const d = createGunzip({ chunkSize: 64 * 1024 });
     const done = (err?: unknown): void => {
       if (settled) return;
       settled = true;
@@ -41,9 +132,9 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
         const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
         resolve(all.subarray(0, need));
       } else if (err !== undefined) {
-        reject(new FormatError('DECOMPRESS_FAILED', `corrupt ${compression} data: ${(err as Error).message ?? err}`, context, { cause: err }));
+        reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
       } else {
-        reject(new FormatError('DECOMPRESS_FAILED', `${compression} data ends after ${have} of ${need} bytes`, context));
+        reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${have} of ${need} bytes`, context));
       }
     };
     d.on('data', (b: Buffer) => {
@@ -54,11 +145,23 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
     });
     d.on('error', (e) => done(e));
     d.on('end', () => done());
-    d.on('close', () => done());
     if (need === 0) {
       done();
       return;
     }
-    d.end(data);
+    // Feed slice by slice, waiting for zlib to take each one: once we have enough we stop feeding.
+    let pos = 0;
+    const feed = (): void => {
+      while (!settled && pos < data.length) {
+        const slice = data.subarray(pos, pos + GZIP_SLICE);
+        pos += slice.length;
+        if (!d.write(slice)) {
+          d.once('drain', feed);
+          return;
+        }
+      }
+      if (!settled && pos >= data.length) d.end();
+    };
+    feed();
   });
 }

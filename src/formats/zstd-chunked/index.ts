@@ -17,4 +17,4 @@ export {
 } from './footer.js';
 export { parseTocManifest, type TocEntry, type TocManifest } from './manifest.js';
 export { parseTarSplit, checkTarSplitMatchesToc, type TarSplitSummary } from './tar-split.js';
-export { decodeZstdExact } from './bounded-zstd.js';
+export { decodeZstdExact } from '../decompress.js';

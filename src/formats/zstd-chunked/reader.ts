@@ -17,7 +17,7 @@ import { FormatError } from '../errors.js';
 import type { LayerReader, LayerRecord, LayerRecordLoader, OpenLayerOptions } from '../layer-reader.js';
 import type { LayerIndex } from '../model.js';
 import { buildLayerIndex, type LayerMeta } from '../overlay-view.js';
-import { decodeZstdExact } from './bounded-zstd.js';
+import { decodeZstdExact } from '../decompress.js';
 import {
   ANN_ESTARGZ_TOC_DIGEST,
   ANN_MANIFEST_CHECKSUM,

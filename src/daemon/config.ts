@@ -34,6 +34,10 @@ export interface DaemonConfig {
   readonly registriesConf: string | undefined;
   readonly authFile: string | undefined;
   readonly dfsRoots: readonly string[];
+  /** Ask registries (false: serve only from dfs roots and the state dir; no network at all). */
+  readonly registry: boolean;
+  /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
+  readonly backgroundFetch: boolean;
   readonly fuse: FuseConfig;
   /** The file the settings came from, if any (for status). */
   readonly configFile: string | undefined;
@@ -50,6 +54,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   registriesConf: undefined,
   authFile: undefined,
   dfsRoots: [],
+  registry: true,
+  backgroundFetch: false,
   fuse: Object.freeze({
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
@@ -119,6 +125,8 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
     if (!Array.isArray(v)) throw new ConfigError(`${w}: expected a list of absolute paths`);
     c.dfsRoots = v.map((x, i) => absPath(x, `${w}[${i}]`));
   },
+  registry: (c, v, w) => (c.registry = bool(v, w)),
+  background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),

@@ -1,12 +1,10 @@
 /**
  * Builds the real layer provider from the daemon config: state dir → object store (chunks and
  * blobs, bounded by cache_size through Eviction) + metadata store; sources = every dfs root (OCI
- * layouts) first, then the registry client (registries.conf, auth file); all behind LayerCatalog.
- *
- * LEAD: this is the single wiring point between the daemon and src/index|cache|sources. It was
- * written against the catalog/cache/sources APIs as they stood when the FUSE side was finished;
- * check it when those modules settle. Still open: a credential sink for the auth helper's
- * payload (POST /credentials answers 501 until `credentials` below is provided).
+ * layouts) first, then the registry client (registries.conf, auth files, and the credentials the
+ * auth helper hands over); all behind LayerCatalog, with landmark prefetch (and optional background
+ * fetch) yielding to on-demand reads. This is the single wiring point between the daemon and
+ * src/index|cache|sources.
  */
 import { join } from 'node:path';
 import type { Logger } from '../core/log.js';
@@ -14,8 +12,10 @@ import { ChunkCache } from '../cache/chunk-cache.js';
 import { Eviction } from '../cache/eviction.js';
 import { MetadataStore } from '../cache/metadata-store.js';
 import { ObjectStore } from '../cache/object-store.js';
+import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../index/catalog.js';
+import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
 import { SourceChain } from '../sources/source-chain.js';
@@ -40,24 +40,63 @@ export const buildProvider: ProviderFactory = async (config, logger) => {
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, logger });
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
+  const credentials = new CredentialStore();
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
-  sources.push(
-    await createRegistrySource({
-      ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
-      ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
-      logger,
-    }),
-  );
-  const source = new SourceChain(sources, logger);
-  const catalog = new LayerCatalog({ source, metadata, chunkCache, blobStore, eviction, logger });
+  if (config.registry) {
+    sources.push(
+      await createRegistrySource({
+        ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
+        ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
+        credentials: [credentials],
+        logger,
+      }),
+    );
+  }
+  const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
+  const scheduler = new PrefetchScheduler({ concurrency: 2 });
+  const prefetcher = new Prefetcher({ scheduler, background: config.backgroundFetch, logger });
+  const catalog = new LayerCatalog({
+    ...(source ? { source } : {}),
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger,
+  });
   return {
     provider: catalog,
-    status: () => catalog.status(),
+    async status() {
+      const layers = await Promise.all(
+        catalog.served().map(async (l) => ({
+          ref: l.refElem === undefined ? undefined : Buffer.from(l.refElem, 'base64').toString('utf8'),
+          key: l.key,
+          keyKind: l.keyKind,
+          format: l.index.format,
+          blobSize: l.blobSize,
+          uses: catalog.useCount(l.refElem, l.key),
+          ...l.stats,
+          ...(await l.cacheStatus().catch(() => ({}))),
+        })),
+      );
+      const c = chunkCache.stats;
+      const lookups = c.hotHits + c.diskHits + c.misses + c.joined;
+      return {
+        layers,
+        cache: {
+          usageBytes: eviction.usageBytes,
+          limitBytes: config.cacheSizeBytes,
+          hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
+          ...c,
+        },
+        prefetch: prefetcher.stats,
+        credentials: credentials.size,
+        catalog: catalog.status(),
+      };
+    },
     gc: () => eviction.gc(),
+    credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
     async close() {
+      await prefetcher.close();
+      await chunkCache.drain();
       await catalog.close();
       await eviction.stop();
-      await source.close?.();
+      await source?.close?.();
     },
   };
 };

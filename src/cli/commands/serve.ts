@@ -25,6 +25,8 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --registries-conf FILE   registries.conf to use (default: the system's)
   --auth-file FILE         auth.json to use (default: the usual podman locations)
   --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
+  --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default true)
+  --background-fetch BOOL  fetch whole layers in the background after the prefetch (default false)
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default 60000)
   --read-timeout-ms N      deadline for reads (default 120000)
   --op-timeout-ms N        deadline for other operations (default 30000)
@@ -45,6 +47,8 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'cache-size': 'cache_size',
   'registries-conf': 'registries_conf',
   'auth-file': 'auth_file',
+  registry: 'registry',
+  'background-fetch': 'background_fetch',
   'lookup-timeout-ms': 'fuse.lookup_timeout_ms',
   'read-timeout-ms': 'fuse.read_timeout_ms',
   'op-timeout-ms': 'fuse.op_timeout_ms',

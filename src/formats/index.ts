@@ -1,0 +1,26 @@
+/** Public API of the formats folder: the layer model, opening layers, verified content, errors. */
+export type {
+  ChunkRef,
+  CompressedSpan,
+  Compression,
+  LayerFormat,
+  LayerIndex,
+  LayerNode,
+  NodeType,
+  RawEntry,
+  RawEntryType,
+} from './model.js';
+export { STORAGE_COMPRESSION } from './model.js';
+export type {
+  LayerDescriptor,
+  LayerReader,
+  LayerRecord,
+  LayerRecordLoader,
+  OpenedLayer,
+  OpenLayerOptions,
+} from './layer-reader.js';
+export { openLayer, loadLayerRecord, resolveLayerFormat } from './open-layer.js';
+export { detectFormat, compressionOfFormat, isTocFormat, type DetectedFormat } from './detect.js';
+export { readVerifiedChunks, readVerifiedChunk, type ChunkRequest, type ChunkSourceInfo } from './chunk-reader.js';
+export { FormatError, type FormatErrorCode } from './errors.js';
+export { normalizeEntryPath } from './overlay-view.js';

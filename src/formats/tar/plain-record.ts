@@ -1,0 +1,148 @@
+/**
+ * The LayerRecord payload of a plain layer: a compact JSON array of its RawEntry[] (one object per
+ * tar entry, archive order, short keys, Buffers as base64), base64-encoded. Chunk spans are not
+ * stored: they follow from the compression, the file's data offset in the tar and the fixed piece
+ * size (params.chunkSize), exactly as openPlainLayer cut them. Loading validates every field's type
+ * and rebuilds the index with the same options as openPlainLayer; there is no TOC digest to
+ * re-verify (the blob digest and diffID were verified by the pass that produced the record).
+ */
+import { parseDigest, type Digest } from '../../core/digest.js';
+import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { FormatError } from '../errors.js';
+import type { LayerRecord } from '../layer-reader.js';
+import type { ChunkRef, Compression, LayerFormat, LayerIndex, RawEntry, RawEntryType } from '../model.js';
+import { buildLayerIndex } from '../overlay-view.js';
+
+/** Largest piece a plain layer's file content is cut into. */
+export const PLAIN_CHUNK_BYTES = 1024 * 1024;
+
+interface CompactEntry {
+  n: string; t: RawEntryType; m: number; u: number; g: number; s: number; ts: number; tn: number;
+  l?: string; dj?: number; dn?: number; x?: Record<string, string>;
+  /** reg: tar offset of the content, whole-file sha256 hex, chunk sha256 hexes. */
+  o?: number; d?: string; c?: string[];
+}
+
+const PLAIN_FORMATS: ReadonlySet<LayerFormat> = new Set(['tar', 'tar+gzip', 'tar+zstd']);
+
+export function compressionOfPlain(format: LayerFormat): Compression {
+  return format === 'tar+gzip' ? 'gzip' : format === 'tar+zstd' ? 'zstd' : 'none';
+}
+
+/** Span of a piece of content at tar offset `tarOffset` (see openPlainLayer for why). */
+export function plainSpan(compression: Compression, blobSize: number, tarOffset: number, size: number): ChunkRef['span'] {
+  return compression === 'none'
+    ? { offset: tarOffset, end: tarOffset + size, innerOffset: 0 }
+    : { offset: 0, end: blobSize, innerOffset: tarOffset };
+}
+
+/** Limits for buildLayerIndex: compressed plain spans run from the blob start, so the span cap is lifted. */
+export function plainBuildLimits(limits: Limits, blobSize: number): Limits {
+  return { ...limits, maxCompressedSpanBytes: Math.max(limits.maxCompressedSpanBytes, blobSize) };
+}
+
+export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readonly number[]): string {
+  const out: CompactEntry[] = raw.map((e, i) => {
+    const c: CompactEntry = { n: e.name, t: e.type, m: e.mode, u: e.uid, g: e.gid, s: e.size, ts: e.mtimeSec, tn: e.mtimeNsec };
+    if (e.linkName !== undefined) c.l = e.linkName;
+    if (e.devMajor || e.devMinor) [c.dj, c.dn] = [e.devMajor, e.devMinor];
+    if (e.xattrs.size) c.x = Object.fromEntries([...e.xattrs].map(([k, v]) => [k, v.toString('base64')]));
+    if (e.type === 'reg' && e.size > 0) {
+      c.o = dataOffsets[i]!;
+      if (e.digest !== undefined) c.d = hexOf(e.digest);
+      c.c = e.chunks.map((k) => hexOf(k.digest));
+    }
+    return c;
+  });
+  return Buffer.from(JSON.stringify(out)).toString('base64');
+}
+
+function hexOf(d: Digest): string {
+  return d.slice('sha256:'.length);
+}
+
+export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LIMITS): LayerIndex {
+  const bad = (why: string): never => {
+    throw new FormatError('TOC_MALFORMED', `plain layer record: ${why}`, record.blobDigest !== undefined ? { blob: record.blobDigest } : {});
+  };
+  if (record.version !== 1 || !PLAIN_FORMATS.has(record.format)) bad('not a plain layer record');
+  const compression = compressionOfPlain(record.format);
+  const chunkSize = record.params['chunkSize'] ?? PLAIN_CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > limits.maxChunkBytes) bad('bad chunkSize');
+  const blobSize = record.blobSize;
+  if (!Number.isSafeInteger(blobSize) || blobSize < 0) bad('bad blobSize');
+  let list: unknown;
+  try {
+    list = JSON.parse(Buffer.from(record.payload, 'base64').toString('utf8'));
+  } catch {
+    return bad('payload is not JSON');
+  }
+  if (!Array.isArray(list)) return bad('payload is not an array');
+  if (list.length > limits.maxEntries) bad('too many entries');
+  const int = (v: unknown, what: string, signed = false): number =>
+    typeof v === 'number' && Number.isSafeInteger(v) && (signed || v >= 0) ? v : bad(`bad ${what}`);
+  const str = (v: unknown, what: string): string => (typeof v === 'string' ? v : bad(`bad ${what}`));
+  const dig = (v: unknown, what: string): Digest => {
+    try {
+      return parseDigest('sha256:' + str(v, what), what);
+    } catch {
+      return bad(`bad ${what}`);
+    }
+  };
+  const types = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo']);
+  const raw: RawEntry[] = list.map((o: unknown): RawEntry => {
+    if (typeof o !== 'object' || o === null) return bad('entry is not an object');
+    const c = o as Record<string, unknown>;
+    const type = str(c['t'], 'type');
+    if (!types.has(type)) bad('bad type');
+    const size = int(c['s'], 'size');
+    const xattrs = new Map<string, Buffer>();
+    if (c['x'] !== undefined) {
+      if (typeof c['x'] !== 'object' || c['x'] === null) bad('bad xattrs');
+      for (const [k, v] of Object.entries(c['x'] as object)) xattrs.set(k, Buffer.from(str(v, 'xattr'), 'base64'));
+    }
+    const chunks: ChunkRef[] = [];
+    let digest: Digest | undefined;
+    if (type === 'reg' && size > 0) {
+      const off = int(c['o'], 'data offset');
+      const list = Array.isArray(c['c']) ? (c['c'] as unknown[]) : bad('bad chunk list');
+      if (list.length !== Math.ceil(size / chunkSize)) bad('chunk count does not match the size');
+      list.forEach((h, i) => {
+        const fileOffset = i * chunkSize;
+        const n = Math.min(chunkSize, size - fileOffset);
+        chunks.push({ digest: dig(h, 'chunk digest'), fileOffset, size: n, span: plainSpan(compression, blobSize, off + fileOffset, n) });
+      });
+      if (c['d'] !== undefined) digest = dig(c['d'], 'file digest');
+    }
+    return {
+      name: str(c['n'], 'name'),
+      type: type as RawEntryType,
+      mode: int(c['m'], 'mode'),
+      uid: int(c['u'], 'uid'),
+      gid: int(c['g'], 'gid'),
+      size,
+      mtimeSec: int(c['ts'], 'mtime', true),
+      mtimeNsec: int(c['tn'], 'mtime nsec'),
+      ...(c['l'] !== undefined ? { linkName: str(c['l'], 'link name') } : {}),
+      devMajor: c['dj'] === undefined ? 0 : int(c['dj'], 'devmajor'),
+      devMinor: c['dn'] === undefined ? 0 : int(c['dn'], 'devminor'),
+      xattrs,
+      ...(digest !== undefined ? { digest } : {}),
+      chunks,
+    };
+  });
+  const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, Digest>> =>
+    v === undefined ? {} : ({ [k]: parseDigest(v, k) } as Record<K, Digest>);
+  return buildLayerIndex(
+    raw,
+    {
+      format: record.format,
+      compression,
+      blobSize,
+      ...opt('blobDigest', record.blobDigest),
+      ...opt('diffId', record.diffId),
+      ...(record.uncompressedSize !== undefined ? { uncompressedSize: record.uncompressedSize } : {}),
+    },
+    { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(limits, blobSize) },
+  );
+}

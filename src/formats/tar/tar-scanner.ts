@@ -1,0 +1,297 @@
+/**
+ * A push-driven, strictly bounded tar stream scanner.
+ *
+ * The plain-layer reader feeds it the uncompressed stream in pieces of any size; each push returns
+ * the events found in that piece, in order: an `entry` (a fully resolved header: PAX 'x' records and
+ * GNU 'L'/'K' long names already applied), then `data` events carrying the entry's content as
+ * sub-arrays of the pushed buffer (valid until the next push), then the next entry, and finally `end`
+ * at the two zero blocks. Parsing is synchronous and never buffers more than one header block or one
+ * header extension (≤ limits.maxTarHeaderExtBytes): content is passed through, never accumulated,
+ * so a hostile archive can cost at most that much memory and time linear in its length.
+ *
+ * Semantics follow Go's archive/tar (what containers/storage applies layers with) where readers
+ * differ: header-only types (links, devices, dirs, fifos) carry no payload whatever their size field
+ * says; typeflag '\0' with a trailing '/' is a directory. Stricter than Go: bytes after the
+ * end-of-archive blocks must be zero, PAX GNU.sparse.* and GNU 'S' (sparse) are refused, and a zero
+ * block followed by a non-zero block is refused. End of input exactly at a header boundary (no EOF
+ * blocks) is accepted: the estargz-zstd variant's tar ends that way (formats.md §3.4).
+ */
+import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { FormatError } from '../errors.js';
+import type { RawEntryType } from '../model.js';
+import { paxInt, parsePaxRecords, paxTime } from './pax.js';
+import { BLOCK, decodeName, fieldBytes, isZeroBlock, parseTarHeader, type TarHeader } from './tar-header.js';
+
+/** An entry header as resolved by the scanner (a RawEntry without content chunks). */
+export interface ScannedEntry {
+  readonly name: string;
+  readonly type: RawEntryType;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Content length (regular files only; 0 otherwise). */
+  readonly size: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+  readonly linkName?: string;
+  readonly devMajor: number;
+  readonly devMinor: number;
+  readonly xattrs: Map<string, Buffer>;
+  /** Offset of the header block (including extension headers) in the tar stream. */
+  readonly headerOffset: number;
+  /** Offset of the content in the tar stream. */
+  readonly dataOffset: number;
+}
+
+export type TarEvent =
+  | { readonly kind: 'entry'; readonly entry: ScannedEntry }
+  | { readonly kind: 'data'; readonly data: Buffer }
+  | { readonly kind: 'end' };
+
+const TYPES: Readonly<Record<string, RawEntryType>> = {
+  '0': 'reg', '\0': 'reg', '7': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
+};
+
+type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof';
+
+interface Pending {
+  pax: Map<string, Buffer>;
+  xattrs: Map<string, Buffer>;
+  longName?: string;
+  longLink?: string;
+  firstOffset: number;
+}
+
+export class TarScanner {
+  readonly #limits: Limits;
+  readonly #blob: string | undefined;
+  #state: State = 'header';
+  #offset = 0;
+  readonly #hdr = Buffer.alloc(BLOCK);
+  #hdrFill = 0;
+  /** Bytes left in the current data / padding / extension section. */
+  #left = 0;
+  #padAfter = 0;
+  #ext: { type: string; buf: Buffer; fill: number; entry: string } | undefined;
+  #pending: Pending | undefined;
+  #entries = 0;
+  #lastName = '';
+
+  constructor(limits: Limits = DEFAULT_LIMITS, blobName?: string) {
+    this.#limits = limits;
+    this.#blob = blobName;
+  }
+
+  /** Bytes of the stream consumed so far. */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  get ended(): boolean {
+    return this.#state === 'eof';
+  }
+
+  #err(message: string, entry = this.#lastName): FormatError {
+    return new FormatError('TAR_INVALID', message, { ...(this.#blob !== undefined ? { blob: this.#blob } : {}), entry: entry.slice(0, 300) });
+  }
+
+  push(buf: Buffer): TarEvent[] {
+    const events: TarEvent[] = [];
+    let p = 0;
+    while (p < buf.length) {
+      const avail = buf.length - p;
+      switch (this.#state) {
+        case 'eof': {
+          for (let i = p; i < buf.length; i++) {
+            if (buf[i] !== 0) throw this.#err(`non-zero data after the end-of-archive blocks at ${this.#offset + i - p}`);
+          }
+          this.#offset += avail;
+          p = buf.length;
+          break;
+        }
+        case 'data': {
+          const n = Math.min(avail, this.#left);
+          events.push({ kind: 'data', data: buf.subarray(p, p + n) });
+          p += n;
+          this.#offset += n;
+          this.#left -= n;
+          if (this.#left === 0) this.#startPad(this.#padAfter);
+          break;
+        }
+        case 'pad': {
+          const n = Math.min(avail, this.#left);
+          p += n;
+          this.#offset += n;
+          this.#left -= n;
+          if (this.#left === 0) this.#state = 'header';
+          break;
+        }
+        case 'ext': {
+          const x = this.#ext!;
+          const n = Math.min(avail, x.buf.length - x.fill);
+          buf.copy(x.buf, x.fill, p, p + n);
+          x.fill += n;
+          p += n;
+          this.#offset += n;
+          if (x.fill === x.buf.length) {
+            this.#applyExt(x.type, x.buf, x.entry);
+            this.#ext = undefined;
+            this.#startPad(padOf(x.buf.length));
+          }
+          break;
+        }
+        case 'header':
+        case 'zero1': {
+          const n = Math.min(avail, BLOCK - this.#hdrFill);
+          buf.copy(this.#hdr, this.#hdrFill, p, p + n);
+          this.#hdrFill += n;
+          p += n;
+          if (this.#hdrFill < BLOCK) break;
+          this.#hdrFill = 0;
+          const at = this.#offset;
+          this.#offset += BLOCK;
+          this.#onBlock(at, events);
+          break;
+        }
+      }
+    }
+    return events;
+  }
+
+  /** End of input. Throws TAR_INVALID if the stream stops inside an entry. */
+  finish(): void {
+    if (this.#state === 'eof' || this.#state === 'zero1') return;
+    if (this.#state === 'header' && this.#hdrFill === 0) {
+      if (this.#pending) throw this.#err('archive ends after an extension header with no entry');
+      return; // plain end at a header boundary
+    }
+    throw this.#err(`archive truncated at ${this.#offset + this.#hdrFill} (inside ${this.#state === 'header' ? 'a header' : 'an entry'})`);
+  }
+
+  #startPad(n: number): void {
+    this.#left = n;
+    this.#state = n > 0 ? 'pad' : 'header';
+  }
+
+  #onBlock(at: number, events: TarEvent[]): void {
+    const h = this.#hdr;
+    if (isZeroBlock(h)) {
+      if (this.#state === 'zero1') {
+        if (this.#pending) throw this.#err('archive ends after an extension header with no entry');
+        this.#state = 'eof';
+        events.push({ kind: 'end' });
+      } else {
+        this.#state = 'zero1';
+      }
+      return;
+    }
+    if (this.#state === 'zero1') throw this.#err(`lone zero block before a header at ${at}`);
+    const hdr = parseTarHeader(h, at);
+    const t = hdr.typeflag;
+    if (t === 'x' || t === 'g' || t === 'L' || t === 'K') {
+      const what = `${t === 'x' ? 'PAX' : t === 'g' ? 'PAX global' : 'GNU long name'} header at ${at}`;
+      if (hdr.size > this.#limits.maxTarHeaderExtBytes) {
+        throw this.#err(`${what} of ${hdr.size} bytes exceeds the limit of ${this.#limits.maxTarHeaderExtBytes}`, hdr.name);
+      }
+      this.#pending ??= { pax: new Map(), xattrs: new Map(), firstOffset: at };
+      if (hdr.size === 0) return;
+      this.#ext = { type: t, buf: Buffer.alloc(hdr.size), fill: 0, entry: hdr.name };
+      this.#state = 'ext';
+      return;
+    }
+    this.#emitEntry(hdr, at, events);
+  }
+
+  #applyExt(type: string, buf: Buffer, entry: string): void {
+    const p = this.#pending!;
+    if (type === 'g') return; // global headers: parsed by nobody we serve; bounded above, then ignored
+    if (type === 'L' || type === 'K') {
+      const s = decodeName(fieldBytes(buf, 0, buf.length), 'GNU long name', entry);
+      if (type === 'L') p.longName = s;
+      else p.longLink = s;
+      return;
+    }
+    for (const r of parsePaxRecords(buf, entry)) {
+      if (r.key.startsWith('GNU.sparse.')) throw this.#err('sparse files (PAX GNU.sparse.*) are not supported', entry);
+      if (r.key.startsWith('SCHILY.xattr.')) {
+        const name = r.key.slice('SCHILY.xattr.'.length);
+        if (name.length === 0) throw this.#err('empty xattr name', entry);
+        p.xattrs.set(name, r.value);
+      } else if (r.value.length === 0) {
+        p.pax.delete(r.key); // an empty value reverts the key to the header's value
+      } else {
+        p.pax.set(r.key, r.value);
+      }
+    }
+  }
+
+  #emitEntry(hdr: TarHeader, at: number, events: TarEvent[]): void {
+    const p = this.#pending;
+    this.#pending = undefined;
+    const pax = p?.pax;
+    let name = hdr.name;
+    if (p?.longName !== undefined) name = p.longName;
+    const paxPath = pax?.get('path');
+    if (paxPath) name = decodeName(paxPath, 'PAX path', hdr.name);
+    this.#lastName = name;
+    let type = TYPES[hdr.typeflag];
+    if (type === undefined) {
+      const tf = hdr.typeflag === 'S' ? "'S' (GNU sparse)" : JSON.stringify(hdr.typeflag);
+      throw this.#err(`unsupported tar entry type ${tf}`, name);
+    }
+    if (hdr.typeflag === '\0' && name.endsWith('/')) type = 'dir';
+    if (++this.#entries > this.#limits.maxEntries) {
+      throw new FormatError('TOC_TOO_LARGE', `more than ${this.#limits.maxEntries} tar entries`, {
+        ...(this.#blob !== undefined ? { blob: this.#blob } : {}),
+        entry: name.slice(0, 300),
+      });
+    }
+    if (Buffer.byteLength(name) > this.#limits.maxPathBytes) throw this.#err(`name longer than ${this.#limits.maxPathBytes} bytes`, name);
+    let linkName = hdr.linkName;
+    if (p?.longLink !== undefined) linkName = p.longLink;
+    const paxLink = pax?.get('linkpath');
+    if (paxLink) linkName = decodeName(paxLink, 'PAX linkpath', name);
+    const num = (key: string, fallback: number): number => {
+      const v = pax?.get(key);
+      return v ? paxInt(v, key, name) : fallback;
+    };
+    let size = num('size', hdr.size);
+    let [mtimeSec, mtimeNsec] = [hdr.mtime, 0];
+    const mt = pax?.get('mtime');
+    if (mt) [mtimeSec, mtimeNsec] = paxTime(mt, 'mtime', name);
+    // Header-only types carry no payload whatever the size field says (Go archive/tar semantics).
+    const dataLen = type === 'reg' ? size : 0;
+    if (type !== 'reg') size = 0;
+    const link = type === 'symlink' || type === 'hardlink';
+    if (link && linkName === '') throw this.#err(`${type} without a target`, name);
+    const entry: ScannedEntry = {
+      name,
+      type,
+      mode: hdr.mode,
+      uid: num('uid', hdr.uid),
+      gid: num('gid', hdr.gid),
+      size,
+      mtimeSec,
+      mtimeNsec,
+      ...(link ? { linkName } : {}),
+      devMajor: type === 'char' || type === 'block' ? hdr.devMajor : 0,
+      devMinor: type === 'char' || type === 'block' ? hdr.devMinor : 0,
+      xattrs: p?.xattrs ?? new Map(),
+      headerOffset: p?.firstOffset ?? at,
+      dataOffset: at + BLOCK,
+    };
+    events.push({ kind: 'entry', entry });
+    if (dataLen > 0) {
+      this.#state = 'data';
+      this.#left = dataLen;
+      this.#padAfter = padOf(dataLen);
+    } else {
+      this.#state = 'header';
+    }
+  }
+}
+
+function padOf(n: number): number {
+  const r = n % BLOCK;
+  return r === 0 ? 0 : BLOCK - r;
+}

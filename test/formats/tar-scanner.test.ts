@@ -1,0 +1,210 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_LIMITS } from '../../src/core/limits.js';
+import { FormatError } from '../../src/formats/errors.js';
+import { TarScanner, type ScannedEntry } from '../../src/formats/tar/tar-scanner.js';
+import { parseTarHeader } from '../../src/formats/tar/tar-header.js';
+import { buildTar, padTo512, tarHeaderBlock, TAR_EOF } from '../helpers/writers/tar.js';
+
+interface Scanned {
+  entry: ScannedEntry;
+  data: Buffer;
+}
+
+/** Scan `tar` pushed in pieces of `step` bytes; returns entries with their content and whether EOF blocks were seen. */
+export function scan(tar: Buffer, step = tar.length || 1, limits = DEFAULT_LIMITS): { entries: Scanned[]; ended: boolean } {
+  const s = new TarScanner(limits);
+  const entries: Scanned[] = [];
+  let ended = false;
+  for (let i = 0; i < tar.length; i += step) {
+    for (const ev of s.push(tar.subarray(i, i + step))) {
+      if (ev.kind === 'entry') entries.push({ entry: ev.entry, data: Buffer.alloc(0) });
+      else if (ev.kind === 'data') entries[entries.length - 1]!.data = Buffer.concat([entries[entries.length - 1]!.data, ev.data]);
+      else ended = true;
+    }
+  }
+  s.finish();
+  return { entries, ended };
+}
+
+function code(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(FormatError);
+    return (e as FormatError).code + ': ' + (e as FormatError).message;
+  }
+  return 'no error';
+}
+
+/** Recompute a header block's checksum after editing it. */
+function fixChecksum(h: Buffer): Buffer {
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  return h;
+}
+
+/** A raw extension header + payload ('x', 'g', 'L', 'K'). */
+function ext(type: string, payload: Buffer): Buffer {
+  return Buffer.concat([tarHeaderBlock({ name: '././@LongLink', typeflag: type, mode: 0, uid: 0, gid: 0, size: payload.length, mtime: 0 }), padTo512(payload)]);
+}
+
+function pax(records: Record<string, string | Buffer>): Buffer {
+  const parts = Object.entries(records).map(([k, v]) => {
+    const body = Buffer.concat([Buffer.from(` ${k}=`), Buffer.from(v), Buffer.from('\n')]);
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len = String(len).length + body.length;
+    return Buffer.concat([Buffer.from(String(len)), body]);
+  });
+  return Buffer.concat(parts);
+}
+
+const hdr = (name: string, typeflag = '0', size = 0, extra: Partial<Parameters<typeof tarHeaderBlock>[0]> = {}): Buffer =>
+  tarHeaderBlock({ name, typeflag, mode: 0o644, uid: 0, gid: 0, size, mtime: 1, ...extra });
+
+describe('TarScanner', () => {
+  it('parses every entry type the writer produces, the same for any push size', () => {
+    const big = Buffer.alloc(5000, 9);
+    const tar = buildTar([
+      { name: './', type: 'dir', mode: 0o755, mtime: 10 },
+      { name: 'a/f', type: 'reg', data: big, mode: 0o100640, uid: 5, gid: 6, mtime: 11, xattrs: { 'user.x': Buffer.from([0, 255]), 'security.capability': 'cap' } },
+      { name: 'a/l', type: 'symlink', linkName: '../' + 'y'.repeat(200) },
+      { name: 'a/h', type: 'hardlink', linkName: 'a/f' },
+      { name: 'c', type: 'char', devMajor: 4, devMinor: 64 },
+      { name: 'b', type: 'block', devMajor: 8, devMinor: 1 },
+      { name: 'p', type: 'fifo' },
+      { name: 'deep/' + 'n'.repeat(150) + '/ü', type: 'reg', data: Buffer.from('x'), uid: 5_000_000, gid: 6_000_000 },
+    ]);
+    const ref = scan(tar);
+    expect(ref.ended).toBe(true);
+    for (const step of [1, 7, 511, 512, 513, 4096]) {
+      const s = scan(tar, step);
+      expect(s.entries.map((e) => [e.entry, e.data])).toEqual(ref.entries.map((e) => [e.entry, e.data]));
+    }
+    const [root, f, l, h, c, b, p, deep] = ref.entries;
+    expect(root!.entry).toMatchObject({ name: './', type: 'dir', mode: 0o755, mtimeSec: 10 });
+    expect(f!.entry).toMatchObject({ name: 'a/f', type: 'reg', size: 5000, mode: 0o100640, uid: 5, gid: 6 });
+    expect(f!.data.equals(big)).toBe(true);
+    expect(f!.entry.xattrs.get('user.x')).toEqual(Buffer.from([0, 255]));
+    expect(f!.entry.xattrs.get('security.capability')?.toString()).toBe('cap');
+    expect(tar.subarray(f!.entry.dataOffset, f!.entry.dataOffset + 5000).equals(big)).toBe(true);
+    expect(l!.entry).toMatchObject({ type: 'symlink', linkName: '../' + 'y'.repeat(200), size: 0 });
+    expect(h!.entry).toMatchObject({ type: 'hardlink', linkName: 'a/f' });
+    expect(c!.entry).toMatchObject({ type: 'char', devMajor: 4, devMinor: 64 });
+    expect(b!.entry).toMatchObject({ type: 'block', devMajor: 8, devMinor: 1 });
+    expect(p!.entry.type).toBe('fifo');
+    expect(deep!.entry).toMatchObject({ name: 'deep/' + 'n'.repeat(150) + '/ü', uid: 5_000_000, gid: 6_000_000 });
+  });
+
+  it('GNU base-256 numbers, octal with spaces, typeflag 7 and \\0, ustar prefix', () => {
+    const h = hdr('big', '0', 0);
+    // size = 2^33 + 5 in base-256 (too big for 11 octal digits) — but keep the stream short by
+    // using it on a header-only type instead: a directory ignores its size.
+    h[156] = '5'.charCodeAt(0);
+    h.fill(0, 124, 136);
+    h[124] = 0x80;
+    h.writeUIntBE(2 ** 33 + 5, 6, 6);
+    Buffer.from([0x80, 0, 0, 0, 0, 0x98, 0x96, 0x80]).copy(h, 108); // uid 10_000_000
+    Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]).copy(h, 136); // mtime -2
+    fixChecksum(h);
+    const sp = hdr('spaced');
+    sp.write('   644 \0', 100, 'latin1'); // leading spaces, space terminator
+    fixChecksum(sp);
+    const seven = hdr('contig', '7', 1);
+    const nul = hdr('dir-by-slash/', '\0');
+    const pre = hdr('name', '0');
+    pre.write('some/prefix', 345, 'latin1');
+    fixChecksum(pre);
+    const tar = Buffer.concat([h, sp, seven, padTo512(Buffer.from('z')), nul, pre, TAR_EOF]);
+    const e = scan(tar).entries.map((x) => x.entry);
+    expect(e[0]).toMatchObject({ type: 'dir', size: 0, uid: 10_000_000, mtimeSec: -2 });
+    expect(e[1]).toMatchObject({ mode: 0o644 });
+    expect(e[2]).toMatchObject({ type: 'reg', size: 1 });
+    expect(e[3]).toMatchObject({ type: 'dir', name: 'dir-by-slash/' });
+    expect(e[4]).toMatchObject({ name: 'some/prefix/name' });
+  });
+
+  it('PAX: path, linkpath, size, uid, gid, fractional and negative mtime, empty value reverts, global ignored', () => {
+    const tar = Buffer.concat([
+      ext('g', pax({ comment: 'global stuff', path: 'ignored' })),
+      ext('x', pax({ path: 'pax/name', uid: '4000000000', gid: '7', mtime: '1700000000.123456789123' })),
+      hdr('short', '0', 3),
+      padTo512(Buffer.from('abc')),
+      ext('x', pax({ linkpath: 'target/of/link', mtime: '-1.25' })),
+      hdr('l', '2'),
+      ext('x', pax({ size: '2' })),
+      hdr('s', '0', 0),
+      padTo512(Buffer.from('hi')),
+      ext('x', pax({ path: '' })),
+      hdr('reverted', '0'),
+      TAR_EOF,
+    ]);
+    const e = scan(tar, 100).entries;
+    expect(e[0]!.entry).toMatchObject({ name: 'pax/name', uid: 4_000_000_000, gid: 7, mtimeSec: 1_700_000_000, mtimeNsec: 123_456_789 });
+    expect(e[0]!.data.toString()).toBe('abc');
+    expect(e[1]!.entry).toMatchObject({ type: 'symlink', linkName: 'target/of/link', mtimeSec: -2, mtimeNsec: 750_000_000 });
+    expect(e[2]!.entry.size).toBe(2);
+    expect(e[2]!.data.toString()).toBe('hi');
+    expect(e[3]!.entry.name).toBe('reverted');
+  });
+
+  it('GNU L/K long names', () => {
+    const long = 'L'.repeat(300) + '/file';
+    const tar = Buffer.concat([ext('L', Buffer.from(long + '\0')), ext('K', Buffer.from('K'.repeat(250) + '\0')), hdr('trunc', '2', 0, { linkName: 'x' }), TAR_EOF]);
+    expect(scan(tar).entries[0]!.entry).toMatchObject({ name: long, linkName: 'K'.repeat(250), type: 'symlink' });
+  });
+
+  it('end of archive: plain end at a header boundary, lone zero block at the end; refusals', () => {
+    const one = buildTar([{ name: 'f', type: 'reg', data: Buffer.from('x') }], { eof: false });
+    expect(scan(one)).toMatchObject({ ended: false, entries: [{ entry: { name: 'f' } }] });
+    expect(scan(Buffer.concat([one, Buffer.alloc(512)])).entries).toHaveLength(1);
+    expect(scan(Buffer.concat([one, TAR_EOF, Buffer.alloc(8192)])).ended).toBe(true); // GNU tar record padding
+    expect(code(() => scan(Buffer.concat([one, TAR_EOF, Buffer.from([1])])))).toMatch(/^TAR_INVALID: non-zero data after/);
+    expect(code(() => scan(Buffer.concat([one, Buffer.alloc(512), one])))).toMatch(/^TAR_INVALID: lone zero block/);
+    expect(code(() => scan(one.subarray(0, 700)))).toMatch(/^TAR_INVALID: archive truncated/);
+    expect(code(() => scan(one.subarray(0, 300)))).toMatch(/^TAR_INVALID: archive truncated/);
+    expect(code(() => scan(ext('x', pax({ path: 'dangling' }))))).toMatch(/extension header with no entry/);
+  });
+
+  it('refuses bad checksums, magic, numbers, types, sparse, oversized extensions, bad PAX', () => {
+    const h = hdr('f');
+    h[0] = 'g'.charCodeAt(0);
+    expect(code(() => scan(h))).toMatch(/^TAR_INVALID: header checksum mismatch/);
+    const m = hdr('f');
+    m.write('ustaR', 257, 'latin1');
+    expect(code(() => scan(fixChecksum(m)))).toMatch(/bad magic/);
+    const n = hdr('f');
+    n.write('12345678', 124, 'latin1');
+    expect(code(() => scan(fixChecksum(n)))).toMatch(/bad octal size/);
+    const neg = hdr('f');
+    neg.fill(0xff, 108, 116);
+    expect(code(() => scan(fixChecksum(neg)))).toMatch(/negative uid/);
+    const huge = hdr('f');
+    huge.fill(0x7f, 124, 136);
+    huge[124] = 0x80;
+    expect(code(() => scan(fixChecksum(huge)))).toMatch(/size out of range/);
+    const sparse = Buffer.concat([hdr('holes', 'S'), TAR_EOF]);
+    expect(code(() => scan(sparse))).toMatch(/^TAR_INVALID: unsupported tar entry type 'S' \(GNU sparse\) \(entry "holes"\)/);
+    expect(code(() => scan(Buffer.concat([hdr('v', 'V'), TAR_EOF])))).toMatch(/unsupported tar entry type "V"/);
+    expect(code(() => scan(Buffer.concat([ext('x', pax({ 'GNU.sparse.major': '1' })), hdr('s'), TAR_EOF])))).toMatch(/sparse/);
+    const limits = { ...DEFAULT_LIMITS, maxTarHeaderExtBytes: 1000 };
+    expect(code(() => scan(Buffer.concat([ext('L', Buffer.alloc(1001, 0x61)), hdr('s')]), 512, limits))).toMatch(/exceeds the limit/);
+    expect(code(() => scan(Buffer.concat([ext('g', Buffer.alloc(1001, 0x61)), hdr('s')]), 512, limits))).toMatch(/exceeds the limit/);
+    for (const bad of ['5 a=b\n', '99 path=x\n', '7 path\n', 'x path=y\n', '8 =value\n']) {
+      expect(code(() => scan(Buffer.concat([ext('x', Buffer.from(bad)), hdr('s'), TAR_EOF])))).toMatch(/TAR_INVALID: malformed PAX/);
+    }
+    expect(code(() => scan(Buffer.concat([ext('x', pax({ uid: '-1' })), hdr('s'), TAR_EOF])))).toMatch(/bad PAX uid/);
+    expect(code(() => scan(Buffer.concat([ext('x', pax({ mtime: '1e9' })), hdr('s'), TAR_EOF])))).toMatch(/bad PAX mtime/);
+    expect(code(() => scan(Buffer.concat([ext('x', pax({ path: Buffer.from([0xff, 0xfe]) })), hdr('s'), TAR_EOF])))).toMatch(/not valid UTF-8/);
+    expect(code(() => scan(Buffer.concat([hdr('sym', '2'), TAR_EOF])))).toMatch(/symlink without a target/);
+    expect(code(() => scan(Buffer.concat([hdr('a'), hdr('b'), TAR_EOF]), 512, { ...DEFAULT_LIMITS, maxEntries: 1 }))).toMatch(/^TOC_TOO_LARGE/);
+  });
+
+  it('parseTarHeader accepts GNU magic and ignores the prefix field there', () => {
+    const h = hdr('gnuname');
+    h.write('ustar  \0', 257, 'latin1');
+    h.write('atime-junk', 345, 'latin1');
+    expect(parseTarHeader(fixChecksum(h), 0)).toMatchObject({ name: 'gnuname', gnu: true });
+  });
+});

@@ -73,7 +73,7 @@ export async function readVerifiedChunks(
       const first = requests[g.members[0]!]!;
       const plain = await decodePrefix(info.compression, datas[gi]!, g.need, {
         ...ctxOf(info, first),
-        range: [start, g.end],
+        range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}),
       });
       for (const i of g.members) {
         const r = requests[i]!;

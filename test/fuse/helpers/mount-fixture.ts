@@ -30,6 +30,8 @@ export function run(cmd: string, args: readonly string[], opts: { input?: string
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', reject);
     p.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    // The child may exit before reading its input: that EPIPE is not the test's business.
+    p.stdin.on('error', () => undefined);
     p.stdin.end(opts.input ?? '');
   });
 }

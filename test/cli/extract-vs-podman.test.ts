@@ -4,10 +4,13 @@
  * sizes, mtimes, symlink targets, devices, xattrs (incl. security.capability and the opaque
  * marker), content, hardlink grouping and whiteouts (char 0:0).
  *   - a Debian 12 `debootstrap --variant=minbase` rootfs pushed as zstd:chunked (the big one);
- *   - the 3-layer feature image (capability, whiteouts, opaque dir, hardlinks, unicode/long names).
+ *   - the 3-layer feature image (capability, whiteouts, opaque dir, hardlinks, unicode/long names),
+ *     as zstd:chunked (podman 5) and as eStargz converted by Debian's ctr-remote (stargz-snapshotter).
  * Only these differences are allowed, each for a reason stated where it is filtered:
  *   - the root directory's own attributes (c/storage creates `diff/` itself, mode 0555);
  *   - the mtime of whiteout devices (c/storage stamps them with the time of the pull);
+ *   - eStargz bookkeeping at the root (`stargz.index.json`, the prefetch landmark): a full pull
+ *     unpacks them as ordinary files, the store hides them (as stargz-store does);
  *   - `user.overlay.opaque` next to `trusted.overlay.opaque`: rootful c/storage writes only the
  *     trusted one, the store's view carries both so rootless (userxattr) overlay sees it too.
  * NEEDS root and the podman 5 chroot: skipped locally when missing, FAILS in CI (CI=true).
@@ -17,6 +20,7 @@ import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupPodmanFixtures, podmanFeatureImage, podmanZstdChunkedLayer, type FixtureLayer } from '../helpers/fixtures-podman.js';
+import { ctrRemoteEstargzFeatureImage, estargzPrerequisites } from '../helpers/fixtures-estargz.js';
 import { makeTestDir, podmanPrerequisites, spawnCollect } from '../helpers/podman.js';
 import { debianRootfs } from '../helpers/rootfs.js';
 import { compareTrees, snapshotTree, type TreeEntryInfo } from '../helpers/tree-compare.js';
@@ -32,9 +36,11 @@ if (missing.length > 0 && process.env['CI'] === 'true') {
   });
 }
 
+const ESTARGZ_BOOKKEEPING = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
+
 /** Snapshot without the root's own attributes; whiteout mtimes zeroed (c/storage uses the pull time). */
 function view(dir: string): Map<string, TreeEntryInfo> {
-  const snap = snapshotTree(dir);
+  const snap = snapshotTree(dir, { ignore: (p) => ESTARGZ_BOOKKEEPING.has(p) });
   snap.delete('');
   for (const [p, e] of snap) {
     if (e.type === 'char' && e.rdev?.[0] === 0 && e.rdev[1] === 0) snap.set(p, { ...e, mtimeSec: 0 });
@@ -75,14 +81,16 @@ describe.skipIf(missing.length > 0)('lazy-als extract equals podman’s own unpa
     expect(compareTrees(ours, theirs, ['lazy-als', 'podman'])).toEqual([]);
   }, 900_000);
 
-  it('feature image (capability, whiteouts, opaque dir, hardlinks), every layer', async () => {
-    const fx = await podmanFeatureImage('zstd:chunked');
+  it.each(['zstd:chunked', 'estargz (ctr-remote)'])('feature image as %s (capability, whiteouts, opaque dir, hardlinks), every layer', async (kind) => {
+    if (kind !== 'zstd:chunked') expect(estargzPrerequisites()).toEqual([]); // setup.sh installs containerd + stargz-snapshotter
+    const fx = kind === 'zstd:chunked' ? await podmanFeatureImage('zstd:chunked') : await ctrRemoteEstargzFeatureImage();
     expect(fx.layers.length).toBe(3);
+    for (const l of fx.layers) expect(l.tocDigest).toMatch(/^sha256:/); // read lazily through the TOC, not as plain tar
     let whiteouts = 0;
     let opaque = 0;
     let caps = 0;
     for (const layer of fx.layers) {
-      const out = join(work, `feature-${layer.index}`);
+      const out = join(work, `feature-${kind.replace(/[^a-z]/g, "")}-${layer.index}`);
       await extract(layer, out);
       const ours = view(out);
       expect(compareTrees(ours, view(layer.podmanDiffDir), ['lazy-als', 'podman'])).toEqual([]);

@@ -108,7 +108,15 @@ export class ChunkCache {
 
   /** Wait for background stores to finish (shutdown, tests). */
   async drain(): Promise<void> {
-    while (this.#pending.size > 0) await Promise.all([...this.#pending]);
+    // Fetches in flight (e.g. read-ahead nobody waits for) end in stores too: wait for both.
+    while (this.#pending.size > 0 || this.#flights.size > 0) {
+      await Promise.all([...this.#pending, ...[...this.#flights.values()].map((f) => f.promise.catch(() => undefined))]);
+    }
+  }
+
+  /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
+  isHotOrPending(d: Digest): boolean {
+    return this.#hot.has(d) || this.#flights.has(d);
   }
 
   /** Whether a chunk is cached (memory or disk) without reading it. */

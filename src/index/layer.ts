@@ -44,6 +44,8 @@ export interface ServedLayerOptions {
   /** Opens the blob through the source (called lazily, on a miss; the catalog shares and caches it). */
   readonly openBlob: (signal?: AbortSignal) => Promise<RandomAccessBlob>;
   readonly scheduler?: PrefetchScheduler;
+  /** Read-ahead window after a missed read, bytes of file content (default 4 MiB; 0 = off). */
+  readonly readAheadBytes?: number;
   readonly eviction?: Eviction;
   /** Largest blob held in memory when it cannot be written to disk (default 64 MiB). */
   readonly memoryBlobLimit?: number;
@@ -129,6 +131,7 @@ export class ServedLayer implements PrefetchTarget {
     const end = Math.min(node.size, offset + length);
     const chunks = chunksCovering(node.chunks, offset, end);
     const reqs: ChunkRequest[] = chunks.map((chunk) => ({ chunk, entry: path }));
+    this.#readAhead(node, path, chunks);
     const run = (): Promise<Buffer[]> => this.#o.chunkCache.getOrFetch(this, reqs, this.#fetcher, signal ? { signal } : {});
     const bufs = this.#o.scheduler ? await this.#o.scheduler.demand(run) : await run();
     const n = end - offset;
@@ -145,6 +148,33 @@ export class ServedLayer implements PrefetchTarget {
       pos += bufs[i]!.copy(out, pos, from, to);
     });
     return out;
+  }
+
+  /**
+   * Sequential readers arrive 128 KiB at a time (fuse-native's READ size) while zstd:chunked chunks
+   * average 64 KiB: fetching only what each READ covers would make one HTTP round trip per READ.
+   * So when a read misses, the chunks that follow it in the same file (up to READ_AHEAD_BYTES) are
+   * fetched too, as one coalesced request that later READs join. It fires only once at least half
+   * a window is missing, so the window advances in large batches, never chunk by chunk. Warm reads
+   * (all chunks in memory) skip it entirely.
+   */
+  #readAhead(node: LayerNode, path: string, chunks: readonly ChunkRef[]): void {
+    const last = chunks[chunks.length - 1];
+    if (!last || this.#o.readAheadBytes === 0) return;
+    const cache = this.#o.chunkCache;
+    if (chunks.every((c) => c.zeros || cache.isHotOrPending(c.digest))) return;
+    const window = this.#o.readAheadBytes ?? READ_AHEAD_BYTES;
+    const ahead: ChunkRequest[] = [];
+    let bytes = 0;
+    const i = firstChunkEndingAfter(node.chunks, last.fileOffset);
+    for (let j = i + 1; j < node.chunks.length && bytes < window; j++) {
+      const c = node.chunks[j]!;
+      bytes += c.size;
+      if (!c.zeros && !cache.isHotOrPending(c.digest)) ahead.push({ chunk: c, entry: path });
+    }
+    const missing = ahead.reduce((n, r) => n + r.chunk.size, 0);
+    if (missing === 0 || missing < Math.min(window, bytes) / 2) return;
+    void cache.getOrFetch(this, ahead, this.#fetcher).catch((e: unknown) => this.#log.debug('read_ahead_failed', { entry: path, error: e }));
   }
 
   /** PrefetchTarget: make sure chunks are cached, without displacing the hot tier. */
@@ -235,19 +265,26 @@ export class ServedLayer implements PrefetchTarget {
 }
 
 /** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
+const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+
 export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
+  const out: ChunkRef[] = [];
+  for (let i = firstChunkEndingAfter(chunks, start); i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
+  return out;
+}
+
+/** Index of the first chunk whose end lies after `pos` (binary search; chunks are sorted and contiguous). */
+function firstChunkEndingAfter(chunks: readonly ChunkRef[], pos: number): number {
   let lo = 0;
   let hi = chunks.length - 1;
   let first = chunks.length;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;
     const c = chunks[mid]!;
-    if (c.fileOffset + c.size > start) {
+    if (c.fileOffset + c.size > pos) {
       first = mid;
       hi = mid - 1;
     } else lo = mid + 1;
   }
-  const out: ChunkRef[] = [];
-  for (let i = first; i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
-  return out;
+  return first;
 }

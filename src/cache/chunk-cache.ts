@@ -72,6 +72,9 @@ export interface ChunkCacheStats {
   storeFailures: number;
   hotBytes: number;
   hotEntries: number;
+  /** Chunks being fetched right now, and fetched chunks whose disk write has not finished. */
+  inFlight: number;
+  pendingStores: number;
 }
 
 interface Batch {
@@ -103,7 +106,13 @@ export class ChunkCache {
   }
 
   get stats(): ChunkCacheStats {
-    return { ...this.#stats, hotBytes: this.#hot.calculatedSize, hotEntries: this.#hot.size };
+    return {
+      ...this.#stats,
+      hotBytes: this.#hot.calculatedSize,
+      hotEntries: this.#hot.size,
+      inFlight: this.#flights.size,
+      pendingStores: this.#pending.size,
+    };
   }
 
   /** Wait for background stores to finish (shutdown, tests). */

@@ -93,6 +93,8 @@ export interface Store {
   readonly logPath: string;
   readonly pid: number;
   status(): Promise<StoreStatus>;
+  /** Resolve once no chunk fetch or cache write is in flight (before a kill -9 that must not lose them). */
+  settle(): Promise<void>;
   /** The daemon's log (JSON lines) of every start so far. */
   log(): string;
   /** Peak RSS of the running daemon (VmHWM) in bytes. */
@@ -249,6 +251,16 @@ export async function startStore(o: StoreOptions): Promise<Store> {
       clearTimeout(t);
       if (await detachLeftover()) throw new Error(`lazy-als serve left ${mountpoint} mounted after SIGTERM:\n${readLog().slice(-2000)}`);
       if (c.exitCode !== 0) throw new Error(`lazy-als serve exited ${c.exitCode ?? c.signalCode} on SIGTERM:\n${readLog().slice(-2000)}`);
+    },
+    async settle() {
+      // Wait until no chunk fetch or background cache write is in flight (GET /status).
+      for (let i = 0; i < 600; i++) {
+        const body = (await controlRequest(socketPath, 'GET', '/status')).body as { catalog?: { cache?: { inFlight?: number; pendingStores?: number } } };
+        const c = body.catalog?.cache;
+        if (c && c.inFlight === 0 && c.pendingStores === 0) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      throw new Error('store did not settle within 60 s');
     },
     async kill9() {
       const c = current();

@@ -10,6 +10,7 @@
  * not poisoned. kill9() simulates a crash, optionally killing fuse's auto_unmount helper too so the
  * dead mount stays behind (ENOTCONN), which is what a restart must then clear.
  */
+import { controlRequest } from '../../../src/daemon/control-socket.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -154,6 +155,15 @@ export class RealDaemon {
     const unmountedByDaemon = !(await isFuseMounted(this.mnt));
     await this.forceUnmount();
     return { ...res, unmountedByDaemon };
+  }
+
+  /** Resolve once no chunk fetch or background cache write is in flight (GET /status). */
+  async settle(): Promise<void> {
+    await poll('the store cache to settle', 60_000, async () => {
+      const r = await controlRequest(this.socket, 'GET', '/status');
+      const c = (r.body as { catalog?: { cache?: { inFlight?: number; pendingStores?: number } } }).catalog?.cache;
+      return c !== undefined && c.inFlight === 0 && c.pendingStores === 0;
+    });
   }
 
   /** Crash: SIGKILL the daemon (and, with `helpers`, fuse's auto_unmount helper first). */

@@ -1,20 +1,34 @@
 #!/usr/bin/env node
-// Bench: `lazy-als inspect` and `lazy-als extract` of a ≥ 500 MiB plain layer (tar, gzip, zstd)
-// against GNU `tar -x` fed by `gunzip -c` / `zstd -dc` on the same blob.
+// Bench: `lazy-als inspect` and `lazy-als extract` of a ≥ 500 MiB layer — plain (tar, gzip, zstd)
+// and TOC (zstd:chunked, eStargz) — against GNU `tar -x` fed by `cat` / `gzip -dc` / `zstd -dc`
+// on the same blob (goal: extract/tar ≤ 1.43, i.e. ≥ 0.7 of tar's speed).
 //
-// Run (root, after `npm run build`):  node bench/formats/inspect-extract.mjs [--mib 600] [--keep]
-// Generates in $BENCH_DIR (default /tmp/lazy-als-bench): a tar of /usr/share + /usr/lib (GNU tar,
-// PAX) topped up with incompressible random files until it reaches --mib MiB, then gzip -1 and
-// zstd -3 of it. Prints seconds per run and the ratio lazy-als / tar (lower is better).
+// Run (root, after `npm run build`):
+//   node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only tar+zstd,estargz] [--keep]
+// Generates in $BENCH_DIR (default /var/tmp/lazy-als-bench): a tar of /usr/share (+ /usr/lib when
+// small) (GNU tar, PAX) topped up with incompressible random files until it reaches --mib MiB, then
+// gzip -1 and zstd -3 of it, and (bench/formats/toc-layers.ts, via vite-node) the same entries as
+// zstd:chunked (64 KiB chunks) and gzip eStargz (4 MiB chunks) written by test/helpers/writers.
+// Each run times inspect, extract and tar -x back to back (after a sync each, so one's writeback
+// does not land on the next); the figures are medians over the runs, and the ratio is the median
+// of the per-run ratios (the VM is shared and noisy: adjacent measurements compare best).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
-const mib = Number(args[args.indexOf('--mib') + 1] ?? 0) || 600;
+const opt = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+if (args.includes('--help')) {
+  console.log('usage: node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only KIND,...] [--keep]\nkinds: tar tar+gzip tar+zstd zstd:chunked estargz');
+  process.exit(0);
+}
+const mib = Number(opt('--mib') ?? 0) || 600;
+const runs = Number(opt('--runs') ?? 0) || 3;
+const only = opt('--only')?.split(',');
 const keep = args.includes('--keep');
-const dir = process.env.BENCH_DIR ?? '/tmp/lazy-als-bench';
+const dir = process.env.BENCH_DIR ?? '/var/tmp/lazy-als-bench';
+const repo = new URL('../..', import.meta.url).pathname;
 const bin = new URL('../../bin/lazy-als.js', import.meta.url).pathname;
 
 function sh(cmd, argv, opts = {}) {
@@ -50,26 +64,52 @@ if (!existsSync(tar)) {
 if (!existsSync(tar + '.gz')) sh('sh', ['-c', `gzip -1 -c "${tar}" > "${tar}.gz"`]);
 if (!existsSync(tar + '.zst')) sh('zstd', ['-q', '-3', '-T0', '-f', tar, '-o', tar + '.zst']);
 
+if (!existsSync(tar + '.toc-layers.json')) {
+  sh('npx', ['vite-node', 'bench/formats/toc-layers.ts', tar], { cwd: repo });
+}
+const toc = JSON.parse(readFileSync(tar + '.toc-layers.json', 'utf8'));
+
 const size = (p) => (statSync(p).size / 2 ** 20).toFixed(0) + ' MiB';
-console.log(`layer: ${tar} (${size(tar)}), gzip ${size(tar + '.gz')}, zstd ${size(tar + '.zst')}`);
-const rows = [];
-for (const [kind, blob, decomp] of [
-  ['tar', tar, `cat "${tar}"`],
-  ['tar+gzip', tar + '.gz', `gzip -dc "${tar}.gz"`],
-  ['tar+zstd', tar + '.zst', `zstd -dc "${tar}.zst"`],
-]) {
-  const out = join(dir, 'out');
-  const ref = join(dir, 'ref');
+console.log(`layer: ${tar} (${size(tar)}), gzip ${size(tar + '.gz')}, zstd ${size(tar + '.zst')}, zstd:chunked ${size(tar + '.zstd-chunked')}, eStargz ${size(tar + '.estargz')}; ${runs} runs`);
+const median = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
+const kinds = [
+  ['tar', tar, `cat "${tar}"`, []],
+  ['tar+gzip', tar + '.gz', `gzip -dc "${tar}.gz"`, []],
+  ['tar+zstd', tar + '.zst', `zstd -dc "${tar}.zst"`, []],
+  ['zstd:chunked', tar + '.zstd-chunked', `zstd -dc "${tar}.zstd-chunked"`, ['--toc-digest', toc['zstd-chunked'].tocDigest]],
+  ['estargz', tar + '.estargz', `gzip -dc "${tar}.estargz"`, ['--toc-digest', toc.estargz.tocDigest]],
+].filter(([kind]) => !only || only.includes(kind));
+const out = join(dir, 'out');
+const ref = join(dir, 'ref');
+const clean = () => {
   rmSync(out, { recursive: true, force: true });
   rmSync(ref, { recursive: true, force: true });
   execFileSync('sync');
-  const inspect = timed('inspect', () => sh(process.execPath, [bin, 'inspect', '--json', blob], { stdio: ['ignore', 'ignore', 'pipe'] }));
-  const extract = timed('extract', () => sh(process.execPath, [bin, 'extract', blob, out]));
-  mkdirSync(ref);
-  const gnu = timed('tar -x', () => sh('sh', ['-c', `${decomp} | tar -x --xattrs --xattrs-include='*' --numeric-owner -C "${ref}" -f -`]));
-  rows.push({ kind, inspect, extract, gnu });
-  console.log(`${kind.padEnd(9)} inspect ${inspect.toFixed(2)}s  extract ${extract.toFixed(2)}s  tar -x ${gnu.toFixed(2)}s  ratio extract/tar ${(extract / gnu).toFixed(2)}  (inspect+extract)/tar ${((inspect + extract) / gnu).toFixed(2)}`);
-  rmSync(out, { recursive: true, force: true });
-  rmSync(ref, { recursive: true, force: true });
+};
+for (const [kind, blob, decomp, extra] of kinds) {
+  const r = { inspect: [], extract: [], gnu: [], ratio: [], both: [] };
+  for (let i = 0; i < runs; i++) {
+    clean();
+    const inspect = timed('inspect', () => sh(process.execPath, [bin, 'inspect', '--json', ...extra, blob]));
+    clean();
+    const extract = timed('extract', () => sh(process.execPath, [bin, 'extract', ...extra, blob, out]));
+    clean();
+    mkdirSync(ref);
+    const gnu = timed('tar -x', () => sh('sh', ['-c', `${decomp} | tar -x --xattrs --xattrs-include='*' --numeric-owner -C "${ref}" -f -`]));
+    r.inspect.push(inspect);
+    r.extract.push(extract);
+    r.gnu.push(gnu);
+    r.ratio.push(extract / gnu);
+    r.both.push((inspect + extract) / gnu);
+  }
+  clean();
+  const f = (xs) => median(xs).toFixed(2);
+  console.log(
+    `${kind.padEnd(12)} inspect ${f(r.inspect)}s  extract ${f(r.extract)}s  tar -x ${f(r.gnu)}s  ratio extract/tar ${f(r.ratio)}  (inspect+extract)/tar ${f(r.both)}` +
+      `  [runs extract/tar: ${r.ratio.map((x) => x.toFixed(2)).join(' ')}]`,
+  );
 }
 if (!keep) rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,10 @@
  *
  * Content: plain layers deliver each file's pieces during their single verifying pass
  * (onPlainChunk); they are written to `content/<n>` in the work dir and renamed into the tree once
- * the blob digest / diffID matched. TOC layers are read through readVerifiedChunks afterwards.
+ * the blob digest / diffID matched. TOC layers are read through readVerifiedChunks afterwards
+ * (verify-content.ts), each file created by its first verified chunk.
+ * The filesystem calls themselves run in worker threads, in batches of synchronous calls
+ * (fs-batch.ts): per-call promise round trips through libuv's pool cost more than the calls.
  * Staged files are matched to index nodes by the identity of their first ChunkRef (the plain reader
  * hands buildLayerIndex the very ChunkRef objects it passed to onPlainChunk).
  *
@@ -25,10 +28,11 @@
  * mtimes — directories last, children before parents.
  */
 import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { lchown, chmod, link, lutimes, mkdir, mkdtemp, open, readdir, rename, rm, stat, symlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { lutimes, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ChunkRef, LayerIndex, LayerNode } from '../formats/index.js';
+import { FsBatcher, type FsOp } from './fs-batch.js';
 import { openLocalLayer, type LayerArgs } from './layer-args.js';
 import type { CommandIo } from './main.js';
 import { mapLimit } from './map-limit.js';
@@ -36,62 +40,31 @@ import { contentFiles, forEachVerifiedChunk } from './verify-content.js';
 
 export class ExtractError extends Error {}
 
-const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-/** Filesystem calls in flight at once (libuv's pool does the work; latency, not CPU, is the limit). */
-const FS_CONCURRENCY = 32;
-/** Plain-layer pieces written behind the single pass before it waits (≤ 1 MiB each). */
-const WRITE_BEHIND = 64;
+/** Worker threads doing the filesystem calls (fs-batch.ts); the main thread verifies meanwhile. */
+const FS_WORKERS = Math.min(4, Math.max(2, availableParallelism()));
 
 /**
- * Writes plain-layer pieces into content/<n> behind the verifying pass: writes of one file are
- * chained in order, files proceed concurrently, and the pass waits once WRITE_BEHIND writes are
- * pending (backpressure). Any write error surfaces from write() or close().
+ * Writes plain-layer pieces into content/<n> behind the verifying pass: all pieces of one file go
+ * to the same fs worker, in order; the batcher's byte limit is the backpressure on the pass.
  */
 class StagingWriter {
   readonly #dir: string;
-  readonly #pending = new Set<Promise<void>>();
+  readonly #fs: FsBatcher;
   #seq = 0;
-  #cur: { fh: Promise<FileHandle>; last: Promise<void> } | undefined;
-  constructor(dir: string) {
+  #cur: { path: string; worker: number } | undefined;
+  constructor(dir: string, fs: FsBatcher) {
     this.#dir = dir;
+    this.#fs = fs;
   }
-  #error: unknown;
-  #failed = false;
-  #track(p: Promise<void>): void {
-    this.#pending.add(p);
-    p.then(
-      () => this.#pending.delete(p),
-      (e: unknown) => {
-        this.#pending.delete(p);
-        if (!this.#failed) [this.#failed, this.#error] = [true, e];
-      },
-    );
-  }
-  #closeCurrent(): void {
-    const c = this.#cur;
-    if (c) this.#track(c.last.then(async () => (await c.fh).close()));
-    this.#cur = undefined;
-  }
-  async write(chunk: ChunkRef, data: Buffer, staged: Map<ChunkRef, string>): Promise<void> {
-    if (chunk.fileOffset === 0) {
-      this.#closeCurrent();
-      const path = join(this.#dir, String(this.#seq++));
-      staged.set(chunk, path);
-      const fh = open(path, CREATE_FLAGS, 0o600);
-      this.#cur = { fh, last: fh.then(() => undefined) };
+  write(chunk: ChunkRef, data: Buffer, staged: Map<ChunkRef, string>): Promise<void> {
+    const first = chunk.fileOffset === 0;
+    if (first) {
+      const n = this.#seq++;
+      this.#cur = { path: join(this.#dir, String(n)), worker: n };
+      staged.set(chunk, this.#cur.path);
     }
     const c = this.#cur!;
-    c.last = c.last.then(async () => {
-      await (await c.fh).write(data, 0, data.length, chunk.fileOffset);
-    });
-    this.#track(c.last);
-    while (this.#pending.size >= WRITE_BEHIND) await Promise.race(this.#pending);
-    if (this.#failed) throw this.#error;
-  }
-  async close(): Promise<void> {
-    this.#closeCurrent();
-    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
-    if (this.#failed) throw this.#error;
+    return this.#fs.add(c.worker, (start) => ['write', c.path, first, chunk.fileOffset, start, data.length], data);
   }
 }
 
@@ -107,36 +80,24 @@ export async function extractLayer(blobPath: string, dir: string, args: LayerArg
   const work = await mkdtemp(join(dirname(dest), `.${basename(dest)}.lazy-als-`));
   const tree = join(work, 'tree');
   const content = join(work, 'content');
+  const fs = new FsBatcher(FS_WORKERS);
   try {
     await mkdir(tree, { mode: 0o700 });
     await mkdir(content, { mode: 0o700 });
     const staged = new Map<ChunkRef, string>();
-    const writer = new StagingWriter(content);
+    const writer = new StagingWriter(content, fs);
     const layer = await openLocalLayer(blobPath, args, io, {
       onPlainChunk: (chunk, data) => writer.write(chunk, data, staged),
-    }).finally(() => writer.close());
+    }).finally(() => fs.flush());
     try {
-      const summary = await buildTree(layer.index, tree, staged, async (write) => {
-        if (staged.size > 0 || isPlain(layer.index)) return;
-        const files = contentFiles(layer.index);
-        const handles = new Map<number, FileHandle>();
-        try {
-          await forEachVerifiedChunk(layer.blob, layer.index, files, async (f, chunk, data) => {
-            let fh = handles.get(f.node.ino);
-            if (!fh) {
-              fh = await open(join(tree, f.path), constants.O_WRONLY | constants.O_NOFOLLOW);
-              handles.set(f.node.ino, fh);
-            }
-            await fh.write(data, 0, data.length, chunk.fileOffset);
-            write(data.length);
-            if (chunk.fileOffset + chunk.size === f.node.size) {
-              handles.delete(f.node.ino);
-              await fh.close();
-            }
-          });
-        } finally {
-          for (const fh of handles.values()) await fh.close();
-        }
+      const summary = await buildTree(layer.index, tree, staged, fs, async (write) => {
+        if (isPlain(layer.index)) return;
+        // Verified chunks only (forEachVerifiedChunk checks each against its digest first); the
+        // first chunk of a file creates it (O_EXCL), all chunks of a file go to the same worker.
+        await forEachVerifiedChunk(layer.blob, layer.index, contentFiles(layer.index), async (f, chunk, data) => {
+          write(data.length);
+          await fs.add(f.node.ino, (start) => ['write', join(tree, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
+        });
       });
       await rename(tree, dest);
       // Moving a directory to a new parent rewrites its ".." entry; re-apply the root mtime to be sure.
@@ -147,6 +108,7 @@ export async function extractLayer(blobPath: string, dir: string, args: LayerArg
       await layer.blob.close();
     }
   } finally {
+    await fs.close();
     await rm(work, { recursive: true, force: true });
   }
 }
@@ -170,12 +132,14 @@ async function checkDestination(dest: string): Promise<void> {
 
 /**
  * Create every entry of the index under `tree` (an existing empty dir), then apply attributes.
- * `fetchContent` fills regular files of TOC layers (created empty here) through verified reads.
+ * `fetchContent` creates and fills the regular files of TOC layers through verified reads; plain
+ * layers' files are the staged ones, renamed in.
  */
 async function buildTree(
   index: LayerIndex,
   tree: string,
   staged: ReadonlyMap<ChunkRef, string>,
+  fs: FsBatcher,
   fetchContent: (written: (n: number) => void) => Promise<void>,
 ): Promise<ExtractSummary> {
   const firstPath = new Map<number, string>();
@@ -183,13 +147,15 @@ async function buildTree(
   const inodes: [string, LayerNode][] = [];
   const devices: [string, LayerNode][] = [];
   const fifos: string[] = [];
+  const others: [string, LayerNode][] = [];
+  const plain = isPlain(index);
   let entries = 0;
   let bytes = 0;
-  const others: [string, LayerNode][] = [];
   for (const [path, node] of index.walk()) {
     entries++;
     if (node.type === 'dir') {
-      if (path !== '') await mkdir(join(tree, path), { mode: 0o700 });
+      // Walk order puts parents first; one worker runs them in that order.
+      if (path !== '') void fs.add(0, ['mkdir', join(tree, path), 0o700]).catch(() => undefined);
       dirs.push([path, node]);
     } else if (firstPath.has(node.ino)) {
       others.push([path, node]);
@@ -198,23 +164,30 @@ async function buildTree(
       inodes.push([path, node]);
     }
   }
-  // Every parent directory exists now; first names, then extra hardlink names, in parallel.
-  await mapLimit(inodes, FS_CONCURRENCY, async ([path, node]) => {
+  await fs.flush();
+  // Every directory exists now: content (TOC layers), then the other first names, then hardlinks.
+  await fetchContent((n) => {
+    bytes += n;
+  });
+  await fs.flush();
+  const create: FsOp[] = [];
+  for (const [path, node] of inodes) {
     const abs = join(tree, path);
     switch (node.type) {
       case 'reg': {
         const stagedPath = node.chunks[0] !== undefined ? staged.get(node.chunks[0]) : undefined;
         if (stagedPath !== undefined) {
-          await rename(stagedPath, abs);
+          create.push(['rename', stagedPath, abs]);
           bytes += node.size;
-        } else {
-          if (node.size > 0 && isPlain(index)) throw new ExtractError(`no staged content for ${path}`);
-          await (await open(abs, CREATE_FLAGS, 0o600)).close();
-        }
+        } else if (node.size > 0 && plain) {
+          throw new ExtractError(`no staged content for ${path}`);
+        } else if (node.size === 0) {
+          create.push(['touch', abs]);
+        } // else: a TOC layer's file, created by fetchContent
         break;
       }
       case 'symlink':
-        await symlink(node.linkTarget ?? '', abs);
+        create.push(['symlink', node.linkTarget ?? '', abs]);
         break;
       case 'fifo':
         fifos.push(path);
@@ -224,40 +197,35 @@ async function buildTree(
         devices.push([path, node]);
         break;
     }
-  });
-  await mapLimit(others, FS_CONCURRENCY, ([path, node]) => link(join(tree, firstPath.get(node.ino)!), join(tree, path)));
-  await fetchContent((n) => {
-    bytes += n;
-  });
+  }
+  await fs.runAll(create);
+  await fs.runAll(others.map(([path, node]): FsOp => ['link', join(tree, firstPath.get(node.ino)!), join(tree, path)]));
   for (let i = 0; i < fifos.length; i += 500) await tool('mkfifo', ['-m', '0600', '--', ...fifos.slice(i, i + 500).map(rel)], tree);
   await mapLimit(devices, 8, ([p, n]) =>
     tool('mknod', ['-m', '0600', '--', rel(p), n.type === 'char' ? 'c' : 'b', String(n.rdevMajor), String(n.rdevMinor)], tree),
   );
-  // Ownership and modes, once per inode (hardlinks share them); the root dir included.
-  await mapLimit([...inodes, ...dirs], FS_CONCURRENCY, async ([p, n]) => {
-    const abs = p === '' ? tree : join(tree, p);
-    await lchown(abs, n.uid, n.gid);
-    if (n.type !== 'symlink') await chmod(abs, n.mode & 0o7777);
-  });
+  // Ownership, modes and (non-directory) mtimes, once per inode (hardlinks share them); the root
+  // dir included. xattrs come after lchown (which clears capabilities); setting xattrs does not
+  // touch mtimes, so the files' mtimes may be set before them.
+  await fs.runAll(
+    [...inodes, ...dirs].map(([p, n]): FsOp => [
+      'attrs',
+      p === '' ? tree : join(tree, p),
+      n.uid,
+      n.gid,
+      n.type === 'symlink' ? -1 : n.mode & 0o7777,
+      n.type === 'dir' ? NaN : mtime(n),
+    ]),
+  );
   const xattrFile = join(dirname(tree), 'xattrs.restore');
   const restore = xattrRestore([...inodes, ...dirs]);
   if (restore.length > 0) {
     await writeFile(xattrFile, restore, { mode: 0o600 });
     await tool('setfattr', ['-h', `--restore=${xattrFile}`], tree);
   }
-  await mapLimit(inodes, FS_CONCURRENCY, ([p, n]) => lutimes(join(tree, p), n.mtimeSec, mtime(n)));
-  // Directories deepest first: setting a child's times never touches its parent's, but creating
-  // entries does, and all creation is over by now; levels still go in order for clarity.
-  const byDepth = new Map<number, [string, LayerNode][]>();
-  for (const d of dirs) {
-    const depth = d[0] === '' ? 0 : d[0].split('/').length;
-    const level = byDepth.get(depth);
-    if (level) level.push(d);
-    else byDepth.set(depth, [d]);
-  }
-  for (const depth of [...byDepth.keys()].sort((a, b) => b - a)) {
-    await mapLimit(byDepth.get(depth)!, FS_CONCURRENCY, ([p, n]) => lutimes(p === '' ? tree : join(tree, p), n.mtimeSec, mtime(n)));
-  }
+  // Directories last: all creation inside them is over (setting a child's times never touches its
+  // parent's), so their order does not matter.
+  await fs.runAll(dirs.map(([p, n]): FsOp => ['utimes', p === '' ? tree : join(tree, p), mtime(n)]));
   return { entries, files: inodes.filter(([, n]) => n.type === 'reg').length, bytes };
 }
 

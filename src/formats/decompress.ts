@@ -8,7 +8,7 @@
  * into bounded output windows; it skips skippable frames and continues across concatenated frames
  * like `zstd -d`.
  */
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
 import { DecompressStream } from 'zstd-napi';
@@ -26,8 +26,53 @@ const GZIP_SLICE = 64 * 1024;
 
 /** A streaming decompressor for whole-blob passes (plain layers). */
 export function createDecompressor(compression: Exclude<Compression, 'none'>): Transform {
-  if (compression === 'gzip') return createGunzip({ chunkSize: 256 * 1024 });
+  // Object mode on the readable side: each 256 KiB output chunk is handed over as it is, instead of
+  // read() concatenating (copying) everything buffered into one new buffer.
+  if (compression === 'gzip') return createGunzip({ chunkSize: 256 * 1024, readableObjectMode: true } as ZlibOptions);
   return new DecompressStream() as unknown as Transform;
+}
+
+/**
+ * Whole-blob zstd decoding for plain layers without a stream: `decode(input)` yields the output in
+ * windows of ≤ 1 MiB, each a buffer of its own (never reused, so callers may keep sub-arrays), and
+ * decodes the next window only when the caller asks for it — so a caller that stops (bomb guard)
+ * stops the work too. Skippable frames are skipped and concatenated frames continue, like `zstd -d`.
+ */
+export class ZstdStreamDecoder {
+  readonly #dctx = new zstdBinding.DCtx();
+  #inFrame = false;
+  #spare: Buffer | undefined;
+
+  *decode(src: Buffer): Generator<Buffer> {
+    let inPos = 0;
+    for (;;) {
+      const out = this.#spare ?? Buffer.allocUnsafe(ZSTD_WINDOW);
+      this.#spare = undefined;
+      let ret: number;
+      let produced: number;
+      let consumed: number;
+      try {
+        [ret, produced, consumed] = this.#dctx.decompressStream(out, src.subarray(inPos));
+      } catch (e) {
+        throw new FormatError('DECOMPRESS_FAILED', `corrupt zstd data: ${(e as Error).message}`, {}, { cause: e });
+      }
+      inPos += consumed;
+      this.#inFrame = ret !== 0;
+      if (produced >= ZSTD_WINDOW / 4) {
+        yield out.subarray(0, produced);
+      } else {
+        // A small tail: hand out a right-sized copy and keep the big window for the next call.
+        this.#spare = out;
+        if (produced > 0) yield Buffer.from(out.subarray(0, produced));
+      }
+      if (inPos >= src.length && produced < ZSTD_WINDOW) return;
+    }
+  }
+
+  /** End of input: throws DECOMPRESS_FAILED if it stopped inside a frame. */
+  finish(): void {
+    if (this.#inFrame) throw new FormatError('DECOMPRESS_FAILED', 'zstd data ends inside a frame');
+  }
 }
 
 /**
@@ -51,9 +96,21 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
   return gunzipPrefix(data, need, context);
 }
 
+/**
+ * One decompression context for the synchronous decoders below (they cannot interleave): a fresh
+ * DCtx per chunk costs an allocation of its window buffers each time, and the native memory is only
+ * reclaimed by GC, which then dominates a walk over tens of thousands of small chunks.
+ */
+let sharedDctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
+function freshDctx(): InstanceType<typeof zstdBinding.DCtx> {
+  if (sharedDctx === undefined) sharedDctx = new zstdBinding.DCtx();
+  else sharedDctx.reset(zstdBinding.ResetDirective.sessionOnly);
+  return sharedDctx;
+}
+
 function decodeZstdPrefix(src: Uint8Array, need: number, context: ErrorContext): Buffer {
   const out = Buffer.allocUnsafe(need);
-  const dctx = new zstdBinding.DCtx();
+  const dctx = freshDctx();
   let outPos = 0;
   let inPos = 0;
   while (outPos < need) {
@@ -86,7 +143,7 @@ export function decodeZstdExact(src: Uint8Array, expected: number, what: string,
   }
   const out = Buffer.allocUnsafe(expected);
   const scratch = Buffer.allocUnsafe(1);
-  const dctx = new zstdBinding.DCtx();
+  const dctx = freshDctx();
   let outPos = 0;
   let inPos = 0;
   // Non-zero while a frame is open (ZSTD_decompressStream returns 0 only at a frame's end).

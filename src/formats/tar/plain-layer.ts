@@ -26,7 +26,7 @@ import type { RandomAccessBlob } from '../../core/blob.js';
 import { digestAlgorithm, DigestHasher, sha256Of, type Digest } from '../../core/digest.js';
 import { LazyAlsError, type ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS } from '../../core/limits.js';
-import { createDecompressor } from '../decompress.js';
+import { createDecompressor, ZstdStreamDecoder } from '../decompress.js';
 import { FormatError } from '../errors.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
@@ -35,6 +35,8 @@ import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES } fr
 import { TarScanner, type ScannedEntry } from './tar-scanner.js';
 
 const READ_BYTES = 4 * 1024 * 1024;
+/** Uncompressed bytes processed between two turns of the event loop (zstd decodes synchronously). */
+const YIELD_BYTES = 8 * 1024 * 1024;
 const GiB = 1024 * 1024 * 1024;
 
 export interface PlainLayerOptions extends OpenLayerOptions {
@@ -53,7 +55,8 @@ interface OpenFile {
   readonly path: string;
   readonly dataOffset: number;
   readonly hasher: DigestHasher | undefined;
-  piece: Buffer;
+  /** Assembly buffer of the current piece, only when it straddles two pushed buffers. */
+  piece: Buffer | undefined;
   fill: number;
   fileOffset: number;
 }
@@ -93,8 +96,7 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
   let cur: OpenFile | undefined;
   let hashedIn = 0;
 
-  const emitPiece = async (f: OpenFile): Promise<void> => {
-    const data = f.fill === f.piece.length ? f.piece : f.piece.subarray(0, f.fill);
+  const emitPiece = async (f: OpenFile, data: Buffer): Promise<void> => {
     const chunk: ChunkRef = {
       digest: sha256Of(data),
       fileOffset: f.fileOffset,
@@ -105,7 +107,7 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
     f.hasher?.update(data);
     f.fileOffset += data.length;
     f.fill = 0;
-    if (f.fileOffset < f.raw.size) f.piece = Buffer.allocUnsafe(Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset));
+    f.piece = undefined;
     if (options.onPlainChunk) await options.onPlainChunk(chunk, data, f.path);
     if (f.fileOffset === f.raw.size) {
       f.raw.digest = f.hasher ? f.hasher.digest() : chunk.digest;
@@ -127,7 +129,7 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
       cur = {
         raw: r, path, dataOffset: e.dataOffset,
         hasher: e.size > PLAIN_CHUNK_BYTES ? new DigestHasher() : undefined,
-        piece: Buffer.allocUnsafe(Math.min(PLAIN_CHUNK_BYTES, e.size)), fill: 0, fileOffset: 0,
+        piece: undefined, fill: 0, fileOffset: 0,
       };
     }
   };
@@ -141,14 +143,25 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
     for (const ev of scanner.push(b)) {
       if (ev.kind === 'entry') onEntry(ev.entry);
       else if (ev.kind === 'data') {
+        // Pieces are handed out as sub-arrays of the pushed buffer when they lie within it (every
+        // buffer pushed here is freshly allocated by the read or the decoder and never reused), and
+        // assembled in a buffer of their own only when they straddle two pushes.
+        const d = ev.data;
         let p = 0;
-        while (p < ev.data.length) {
+        while (p < d.length) {
           const f = cur!;
-          const n = Math.min(ev.data.length - p, f.piece.length - f.fill);
-          ev.data.copy(f.piece, f.fill, p, p + n);
+          const want = Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset);
+          if (f.fill === 0 && d.length - p >= want) {
+            await emitPiece(f, d.subarray(p, p + want));
+            p += want;
+            continue;
+          }
+          f.piece ??= Buffer.allocUnsafe(want);
+          const n = Math.min(d.length - p, want - f.fill);
+          d.copy(f.piece, f.fill, p, p + n);
           f.fill += n;
           p += n;
-          if (f.fill === f.piece.length) await emitPiece(f);
+          if (f.fill === want) await emitPiece(f, f.piece);
         }
       }
     }
@@ -174,6 +187,22 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
   try {
     if (compression === 'none') {
       for await (const b of pieces()) await consume(b);
+    } else if (compression === 'zstd') {
+      // Decoded synchronously in ≤ 1 MiB windows between the (asynchronous) reads; no stream
+      // machinery, whose buffering would concatenate (copy) the windows again.
+      const dec = new ZstdStreamDecoder();
+      let sinceYield = 0;
+      for await (const b of pieces()) {
+        for (const w of dec.decode(b)) {
+          await consume(w);
+          sinceYield += w.length;
+          if (sinceYield >= YIELD_BYTES) {
+            sinceYield = 0;
+            await new Promise<void>((r) => setImmediate(r)); // let other I/O in
+          }
+        }
+      }
+      dec.finish();
     } else {
       await pipeline(Readable.from(pieces(), { objectMode: false, highWaterMark: 1 }), createDecompressor(compression), async (src: AsyncIterable<Buffer>) => {
         try {

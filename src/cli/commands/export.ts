@@ -3,7 +3,7 @@
  * Copy an image (every platform) from its registry into an OCI layout under DIR
  * (`DIR/<domain>/<path>/`), the layout the dfs source reads. Every blob is verified while written.
  */
-import { parseArgs } from 'node:util';
+import { parseCommand, REGISTRY_FLAGS } from '../command-args.js';
 import { createLogger } from '../../core/log.js';
 import { isLazyAlsError } from '../../core/errors.js';
 import { exportImage } from '../../sources/dfs/export-image.js';
@@ -15,30 +15,8 @@ import type { CliIo } from './resolve.js';
 const USAGE = 'usage: lazy-als export REF DIR [--registries-conf FILE] [--auth-file FILE] [--log-level LEVEL]\n';
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        'registries-conf': { type: 'string' },
-        'auth-file': { type: 'string' },
-        'log-level': { type: 'string', default: 'warn' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    io.stderr.write(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  if (parsed.positionals.length !== 2) {
-    io.stderr.write(USAGE);
-    return 2;
-  }
+  const parsed = parseCommand(argv, io, USAGE, { ...REGISTRY_FLAGS }, 2);
+  if (typeof parsed === 'number') return parsed;
   const logger = createLogger((parsed.values['log-level'] as 'warn') ?? 'warn', io.stderr);
   let reg: RegistrySource | undefined;
   try {

@@ -4,7 +4,7 @@
  * every platform manifest with each layer's media type, blob digest, size, TOC digest and diffID,
  * and which source answered.
  */
-import { parseArgs } from 'node:util';
+import { parseCommand, REGISTRY_FLAGS } from '../command-args.js';
 import { createLogger } from '../../core/log.js';
 import { isLazyAlsError } from '../../core/errors.js';
 import { OciLayoutSource } from '../../sources/dfs/oci-layout.js';
@@ -68,33 +68,13 @@ export async function buildSources(v: { dfs?: string | undefined; 'no-registry'?
 }
 
 export async function run(argv: string[], io: CliIo): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: 'boolean' },
-        dfs: { type: 'string' },
-        'no-registry': { type: 'boolean' },
-        'registries-conf': { type: 'string' },
-        'auth-file': { type: 'string' },
-        'log-level': { type: 'string', default: 'warn' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (e) {
-    io.stderr.write(`${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (parsed.values.help) {
-    io.stdout.write(USAGE);
-    return 0;
-  }
-  if (parsed.positionals.length !== 1) {
-    io.stderr.write(USAGE);
-    return 2;
-  }
+  const parsed = parseCommand(argv, io, USAGE, {
+    json: { type: 'boolean' },
+    dfs: { type: 'string' },
+    'no-registry': { type: 'boolean' },
+    ...REGISTRY_FLAGS,
+  }, 1);
+  if (typeof parsed === 'number') return parsed;
   let source: BlobSource | undefined;
   try {
     const ref = parseReference(parsed.positionals[0]!);

@@ -18,6 +18,11 @@ export interface CommandModule {
 export class UsageError extends Error {}
 
 const COMMANDS: Readonly<Record<string, string>> = {
+  serve: 'serve [--config FILE] [options] [MOUNTPOINT]                       run the store (foreground)',
+  status: 'status [--socket PATH]                                              layers, fetched %, cache, hit rate',
+  gc: 'gc [--socket PATH]                                                  evict cached chunks to the limit',
+  resolve: 'resolve REF [--json] [--dfs ROOT] [--no-registry]                  what the store would serve for REF',
+  export: 'export REF DIR                                                      copy an image into an OCI-layout tree',
   inspect: 'inspect BLOB [--toc-digest D] [--diff-id D] [--media-type T] [--json]   verify and list a layer blob',
   extract: 'extract BLOB DIR [--toc-digest D] [--diff-id D] [--media-type T]      write the verified overlay tree into DIR',
 };

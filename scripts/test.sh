@@ -26,12 +26,12 @@ if [ -n "$LEFT" ]; then
   RC=1
   bash scripts/teardown.sh >/dev/null 2>&1 || true
 fi
-# A closing line every CI parser understands: "N passed, N failed, N skipped".
+echo "test.sh: finished in $(( $(date +%s) - T0 ))s (exit $RC)" >&2
+# The closing line every CI parser understands, last: "N passed, N failed, N skipped".
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = (r.numPendingTests || 0) + (r.numTodoTests || 0);
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
-' "$REPORT" || echo "0 passed, 1 failed"
+' "$REPORT" || echo "tests: 0 passed, 1 failed"
 rm -f "$REPORT"
-echo "test.sh: finished in $(( $(date +%s) - T0 ))s (exit $RC)" >&2
 exit $RC

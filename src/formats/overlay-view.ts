@@ -19,7 +19,7 @@
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { Digest } from '../core/digest.js';
 import { FormatError } from './errors.js';
-import type { ChunkRef, Compression, LayerFormat, LayerIndex, LayerNode, NodeType, RawEntry } from './model.js';
+import type { Compression, LayerFormat, LayerIndex, LayerNode, RawEntry } from './model.js';
 
 export interface LayerMeta {
   readonly format: LayerFormat;
@@ -45,25 +45,13 @@ const OPAQUE = Buffer.from('y');
 const ESTARGZ_ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
 const NAME_MAX = 255;
 
-interface MutableNode {
-  ino: number;
-  type: NodeType;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtimeSec: number;
-  mtimeNsec: number;
-  linkTarget?: string;
-  rdevMajor: number;
-  rdevMinor: number;
+/** A LayerNode while it is being built: writable, with writable xattrs/children and the sorted listing. */
+type NodeAttrs = Omit<LayerNode, 'xattrs' | 'children'>;
+type MutableNode = { -readonly [K in keyof NodeAttrs]: NodeAttrs[K] } & {
   xattrs: Map<string, Buffer>;
-  nlink: number;
-  digest?: Digest;
-  chunks: readonly ChunkRef[];
   children?: Map<string, MutableNode>;
   sorted?: [string, MutableNode][];
-}
+};
 
 /** Normalise an archive name to "a/b" ("" = root). Throws ENTRY_PATH_UNSAFE for hostile names. */
 export function normalizeEntryPath(name: string, limits: Limits = DEFAULT_LIMITS, blob?: string): string {

@@ -11,7 +11,7 @@ import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
 import type { OpenLayerOptions, OpenedLayer } from '../layer-reader.js';
-import { layoutProblem, openedFromToc, type EStargzFormat } from './build-index.js';
+import { layoutProblem, openedFromToc, type EStargzFormat, type EStargzLayout } from './build-index.js';
 import { LEGACY_FOOTER_SIZE, parseEStargzFooter, parseLegacyFooter, type GzipFooter } from './footer.js';
 import { expectedTocDigest, extractTocFromGzipMember, verifyTocBytes } from './toc-member.js';
 
@@ -76,7 +76,21 @@ export async function openEStargz(blob: RandomAccessBlob, options: OpenLayerOpti
   }
   const member = await rangeFrom(blob, tail, footer.tocOffset, memberLen, options.signal);
   const json = await extractTocFromGzipMember(member, limits, mctx);
-  const tocDigest = verifyTocBytes(json, expected, mctx);
+  return openVerifiedToc(json, expected, layout, blob, blobDigest, options, limits, mctx);
+}
+
+/** The step both readers end with: the TOC bytes must hash to the pinned digest before anything is parsed. */
+export function openVerifiedToc(
+  json: Buffer,
+  expected: Digest | undefined,
+  layout: EStargzLayout,
+  blob: RandomAccessBlob,
+  blobDigest: Digest | undefined,
+  options: OpenLayerOptions,
+  limits: Limits,
+  ctx: ErrorContext,
+): OpenedLayer {
+  const tocDigest = verifyTocBytes(json, expected, ctx);
   return openedFromToc(
     json,
     {

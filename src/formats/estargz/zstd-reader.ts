@@ -8,10 +8,10 @@ import type { RandomAccessBlob } from '../../core/blob.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { FormatError } from '../errors.js';
 import type { OpenLayerOptions, OpenedLayer } from '../layer-reader.js';
-import { layoutProblem, openedFromToc } from './build-index.js';
+import { layoutProblem } from './build-index.js';
 import { isSkippableMagic, parseZstdFooter, ZSTD_FOOTER_FRAME_SIZE } from './footer.js';
-import { rangeFrom, readTail } from './reader.js';
-import { extractTocFromZstdFrame, verifyTocBytes } from './toc-member.js';
+import { openVerifiedToc, rangeFrom, readTail } from './reader.js';
+import { extractTocFromZstdFrame } from './toc-member.js';
 
 export async function openEStargzZstd(blob: RandomAccessBlob, options: OpenLayerOptions): Promise<OpenedLayer> {
   const { tail, expected, blobDigest, limits, ctx } = await readTail(blob, options, ZSTD_FOOTER_FRAME_SIZE);
@@ -39,16 +39,5 @@ export async function openEStargzZstd(blob: RandomAccessBlob, options: OpenLayer
     throw new FormatError('TOC_OUT_OF_RANGE', 'TOC is not preceded by a skippable frame header of its length', fctx);
   }
   const json = await extractTocFromZstdFrame(framed.subarray(8), footer.tocSize, fctx);
-  const tocDigest = verifyTocBytes(json, expected, fctx);
-  return openedFromToc(
-    json,
-    {
-      ...layout,
-      tocDigest,
-      blobName: blob.name,
-      ...(blobDigest !== undefined ? { blobDigest } : {}),
-      ...(options.diffId !== undefined ? { diffId: options.diffId } : {}),
-    },
-    limits,
-  );
+  return openVerifiedToc(json, expected, layout, blob, blobDigest, options, limits, fctx);
 }

@@ -18,24 +18,12 @@
  */
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
-import type { RawEntryType } from '../model.js';
+import type { RawEntry, RawEntryType } from '../model.js';
 import { paxInt, parsePaxRecords, paxTime } from './pax.js';
 import { BLOCK, decodeName, fieldBytes, isZeroBlock, parseTarHeader, type TarHeader } from './tar-header.js';
 
-/** An entry header as resolved by the scanner (a RawEntry without content chunks). */
-export interface ScannedEntry {
-  readonly name: string;
-  readonly type: RawEntryType;
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  /** Content length (regular files only; 0 otherwise). */
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
-  readonly linkName?: string;
-  readonly devMajor: number;
-  readonly devMinor: number;
+/** An entry header as resolved by the scanner: a RawEntry without content chunks, plus its offsets. */
+export interface ScannedEntry extends Omit<RawEntry, 'chunks' | 'digest' | 'xattrs'> {
   readonly xattrs: Map<string, Buffer>;
   /** Offset of the header block (including extension headers) in the tar stream. */
   readonly headerOffset: number;

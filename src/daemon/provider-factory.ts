@@ -4,7 +4,7 @@
  * layouts) first, then the registry client (registries.conf, auth files, and the credentials the
  * auth helper hands over); all behind LayerCatalog, with landmark prefetch (and optional background
  * fetch) yielding to on-demand reads. This is the single wiring point between the daemon and
- * src/index|cache|sources.
+ * src/catalog|cache|sources.
  */
 import { join } from 'node:path';
 import type { Logger } from '../core/log.js';
@@ -14,7 +14,7 @@ import { MetadataStore } from '../cache/metadata-store.js';
 import { ObjectStore } from '../cache/object-store.js';
 import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
-import { LayerCatalog } from '../index/catalog.js';
+import { LayerCatalog } from '../catalog/catalog.js';
 import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';

@@ -1,5 +1,5 @@
 /**
- * What the FUSE side needs from the layer catalog (src/index/catalog.ts). Declared here, on the
+ * What the FUSE side needs from the layer catalog (src/catalog/catalog.ts). Declared here, on the
  * consumer side, so the filesystem can be mounted and tested without the catalog and a future
  * catalog only has to be structurally compatible.
  *

@@ -5,7 +5,7 @@ import { sha256Of, type Digest } from '../../src/core/digest.js';
 import { MetadataStore, type StoredLayer } from '../../src/cache/metadata-store.js';
 import type { LayerRecord } from '../../src/formats/layer-reader.js';
 import { parseReference } from '../../src/sources/reference.js';
-import { LayoutSource } from '../index/support/layout-source.js';
+import { LayoutSource } from '../catalog/support/layout-source.js';
 import { tempDir } from './support/tmp.js';
 
 const cleanups: (() => Promise<void>)[] = [];

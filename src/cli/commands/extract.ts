@@ -6,8 +6,8 @@
  * hardlinks, symlinks) into DIR, all or nothing (see extract-tree.ts). Needs root for owners,
  * devices and trusted.* xattrs. DIR must not exist or be an empty directory.
  */
-import { extractLayer } from '../extract-tree.js';
-import { parseLayerArgs } from '../layer-args.js';
+import { extractLayer } from '../../extract/extract-tree.js';
+import { openLocalLayer, parseLayerArgs } from '../layer-args.js';
 import { UsageError, type CommandIo } from '../main.js';
 
 const HELP = `usage: lazy-als extract BLOB DIR [--toc-digest D] [--diff-id D] [--media-type T]
@@ -25,7 +25,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   if (args.positionals.length !== 2) throw new UsageError(`expected BLOB and DIR\n${HELP}`);
   const [blob, dir] = args.positionals as [string, string];
-  const s = await extractLayer(blob, dir, args, io);
+  const s = await extractLayer(dir, (hooks) => openLocalLayer(blob, args, io, hooks));
   io.stderr.write(`extracted ${s.entries} entries (${s.files} files, ${s.bytes} bytes) into ${dir}\n`);
   return 0;
 }

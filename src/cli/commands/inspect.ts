@@ -19,7 +19,7 @@ import type { CommandIo } from '../main.js';
 import { UsageError } from '../main.js';
 import type { LayerIndex, LayerNode } from '../../formats/index.js';
 import { openLocalLayer, parseLayerArgs } from '../layer-args.js';
-import { contentFiles, forEachVerifiedChunk } from '../verify-content.js';
+import { contentFiles, forEachVerifiedChunk } from '../../extract/verify-content.js';
 
 const HELP = `usage: lazy-als inspect BLOB [--toc-digest D] [--diff-id D] [--media-type T] [--json]
 Verify every chunk of a local layer blob and print its overlay view.

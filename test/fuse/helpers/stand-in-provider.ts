@@ -1,5 +1,5 @@
 /**
- * A STAND-IN for the real layer catalog (src/index/catalog.ts), used by the FUSE and daemon tests:
+ * A STAND-IN for the real layer catalog (src/catalog/catalog.ts), used by the FUSE and daemon tests:
  * the mount, the kernel, overlayfs and every syscall are real; only where layers come from is
  * replaced, so faults (a provider that throws, a corrupt chunk) can be produced on demand.
  *

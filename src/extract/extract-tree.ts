@@ -33,8 +33,8 @@ import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { ChunkRef, LayerIndex, LayerNode } from '../formats/index.js';
 import { FsBatcher, type FsOp } from './fs-batch.js';
-import { openLocalLayer, type LayerArgs } from './layer-args.js';
-import type { CommandIo } from './main.js';
+import type { RandomAccessBlob } from '../core/blob.js';
+import type { OpenLayerOptions } from '../formats/layer-reader.js';
 import { mapLimit } from './map-limit.js';
 import { contentFiles, forEachVerifiedChunk } from './verify-content.js';
 
@@ -74,7 +74,16 @@ export interface ExtractSummary {
   readonly bytes: number;
 }
 
-export async function extractLayer(blobPath: string, dir: string, args: LayerArgs, io: CommandIo): Promise<ExtractSummary> {
+/** An opened layer: its verified index and the blob it reads content from (closed by extractLayer). */
+export interface ExtractSource {
+  readonly index: LayerIndex;
+  readonly blob: RandomAccessBlob;
+}
+
+/** Opens the layer; plain layers hand their verified pieces to onPlainChunk during that pass. */
+export type OpenForExtract = (hooks: Required<Pick<OpenLayerOptions, 'onPlainChunk'>>) => Promise<ExtractSource>;
+
+export async function extractLayer(dir: string, open: OpenForExtract): Promise<ExtractSummary> {
   const dest = resolve(dir);
   await checkDestination(dest);
   const work = await mkdtemp(join(dirname(dest), `.${basename(dest)}.lazy-als-`));
@@ -86,7 +95,7 @@ export async function extractLayer(blobPath: string, dir: string, args: LayerArg
     await mkdir(content, { mode: 0o700 });
     const staged = new Map<ChunkRef, string>();
     const writer = new StagingWriter(content, fs);
-    const layer = await openLocalLayer(blobPath, args, io, {
+    const layer = await open({
       onPlainChunk: (chunk, data) => writer.write(chunk, data, staged),
     }).finally(() => fs.flush());
     try {
@@ -105,7 +114,7 @@ export async function extractLayer(blobPath: string, dir: string, args: LayerArg
       await lutimes(dest, root.mtimeSec, mtime(root));
       return summary;
     } finally {
-      await layer.blob.close();
+      await layer.blob.close?.();
     }
   } finally {
     await fs.close();

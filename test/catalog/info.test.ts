@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { sha256Of } from '../../src/core/digest.js';
-import { IndexError } from '../../src/index/errors.js';
-import { buildInfo } from '../../src/index/info.js';
+import { IndexError } from '../../src/catalog/errors.js';
+import { buildInfo } from '../../src/catalog/info.js';
 
 const key = sha256Of(Buffer.from('toc'));
 const blob = sha256Of(Buffer.from('blob'));

@@ -248,7 +248,7 @@ describe('LayerCatalog', () => {
     const pos = span.offset + Math.floor((span.end - span.offset) / 2);
     const byte = Buffer.alloc(1);
     await fh.read(byte, 0, 1, pos);
-    byte[0] ^= 0xff;
+    byte[0] = (byte[0] ?? 0) ^ 0xff;
     await fh.write(byte, 0, 1, pos);
     await fh.close();
     const { catalog, blobStore, chunkCache } = await stack(join(dir, 'state'), src);

@@ -80,7 +80,7 @@ export class RegistryBlob implements RandomAccessBlob {
     await Promise.all(
       batches.map(async (idx) => {
         const got = await this.#fetchBatch(idx.map((i) => merged[i]!), signal);
-        idx.forEach((i, k) => (data[i] = got[k]!));
+        for (const [k, i] of idx.entries()) data[i] = got[k]!;
       }),
     );
     return plan.slices.map((s) => (s.merged < 0 ? Buffer.alloc(0) : data[s.merged]!.subarray(s.start, s.start + s.length)));

@@ -15,7 +15,8 @@ for a in "$@"; do case "$a" in --e2e) WANT_E2E=1;; *) echo "usage: $0 [--e2e]" >
 # attr/libcap2-bin to check xattrs and capabilities, zstd/curl as independent tools.
 PKGS="libfuse2 fuse3 docker-registry podman skopeo crun fuse-overlayfs conmon catatonit uidmap
       zstd curl attr libcap2-bin debootstrap busybox-static strace jq iproute2 util-linux
-      build-essential python3 apache2-utils containerd stargz-snapshotter"
+      build-essential python3 apache2-utils containerd stargz-snapshotter
+      python3-prometheus-client"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

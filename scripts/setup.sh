@@ -29,13 +29,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages: reinstall only when the lock file changed since the last install.
+# npm packages: the reproducible install from the committed lock, only when the lock changed since the
+# last install (the stamp is a copy of the lock `npm ci` installed; `npm ci` removes node_modules first).
 STAMP=node_modules/.lazy-als-lock
 if [ ! -f "$STAMP" ] || ! cmp -s package-lock.json "$STAMP"; then
-  # `npm install` against the committed lock (it leaves the lock unchanged). Not `npm ci`: npm 11
-  # here writes locks without other platforms' optional packages (rollup's), which `npm ci` rejects.
-  log "npm install (from package-lock.json)"
-  npm install --no-audit --no-fund --loglevel=error
+  log "npm ci (from package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$STAMP"
 fi
 

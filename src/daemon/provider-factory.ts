@@ -57,7 +57,7 @@ export const buildProvider: ProviderFactory = async (config, logger) => {
   const prefetcher = new Prefetcher({ scheduler, background: config.backgroundFetch, logger });
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger,
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger, limits: config.limits,
   });
   return {
     provider: catalog,

@@ -4,10 +4,10 @@
  * no unverified path. Chunks that share a span start (eStargz innerOffset) are decoded once.
  */
 import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.js';
-import { DigestHasher } from '../core/digest.js';
+import { digestAlgorithm, DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
 import { FormatError } from './errors.js';
-import { decodePrefix } from './decompress.js';
+import { decodeSlices } from './decompress.js';
 import type { ChunkRef, Compression } from './model.js';
 
 export interface ChunkRequest {
@@ -31,8 +31,35 @@ export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): B
   return data;
 }
 
-function zeros(n: number): Buffer {
-  return Buffer.alloc(n);
+/**
+ * A hole chunk (zstd:chunked `zeros`) is `size` zero bytes whose digest the TOC records. sha256 of n
+ * zero bytes depends on n alone, so each size is hashed once and later reads of a hole only compare
+ * digests: a 16 MiB hole read 128 KiB at a time costs no hashing per read. Bounded (LRU by insertion)
+ * so a TOC with many distinct hole sizes cannot grow it.
+ */
+class ZeroDigests {
+  readonly #bySize = new Map<number, Digest>();
+  static readonly MAX = 256;
+
+  of(size: number, like: Digest): Digest {
+    let d = this.#bySize.get(size);
+    if (d === undefined || digestAlgorithm(d) !== digestAlgorithm(like)) {
+      d = DigestHasher.for(like).update(Buffer.alloc(size)).digest();
+      if (this.#bySize.size >= ZeroDigests.MAX) this.#bySize.delete(this.#bySize.keys().next().value!);
+      this.#bySize.set(size, d);
+    }
+    return d;
+  }
+}
+const zeroDigests = new ZeroDigests();
+
+/** The verified bytes of a hole chunk: fresh zeros (cheap: calloc'd pages), checked by digest only. */
+function holeChunk(c: ChunkRef, ctx: ErrorContext): Buffer {
+  const actual = zeroDigests.of(c.size, c.digest);
+  if (actual !== c.digest) {
+    throw new FormatError('CHUNK_DIGEST_MISMATCH', `hole of ${c.size} zero bytes hashes to ${actual}`, { ...ctx, chunk: c.digest });
+  }
+  return Buffer.alloc(c.size);
 }
 
 /**
@@ -47,21 +74,19 @@ export async function readVerifiedChunks(
 ): Promise<Buffer[]> {
   const out = new Array<Buffer>(requests.length);
   // Group by span start: one fetch and one decode per group.
-  const groups = new Map<number, { end: number; need: number; members: number[] }>();
+  const groups = new Map<number, { end: number; members: number[] }>();
   requests.forEach((r, i) => {
     const c = r.chunk;
     if (c.zeros) {
-      out[i] = verifyChunk(zeros(c.size), c, ctxOf(info, r));
+      out[i] = holeChunk(c, ctxOf(info, r));
       return;
     }
     const g = groups.get(c.span.offset);
-    const need = c.span.innerOffset + c.size;
     if (g) {
       g.end = Math.max(g.end, c.span.end);
-      g.need = Math.max(g.need, need);
       g.members.push(i);
     } else {
-      groups.set(c.span.offset, { end: c.span.end, need, members: [i] });
+      groups.set(c.span.offset, { end: c.span.end, members: [i] });
     }
   });
   const starts = [...groups.keys()];
@@ -71,16 +96,18 @@ export async function readVerifiedChunks(
     starts.map(async (start, gi) => {
       const g = groups.get(start)!;
       const first = requests[g.members[0]!]!;
-      const plain = await decodePrefix(info.compression, datas[gi]!, g.need, {
+      // Only the requested chunks are kept: what lies before or between them is decoded and dropped.
+      const slices = g.members.map((i) => ({ start: requests[i]!.chunk.span.innerOffset, length: requests[i]!.chunk.size }));
+      const plain = await decodeSlices(info.compression, datas[gi]!, slices, {
         ...ctxOf(info, first),
         range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}),
       });
-      for (const i of g.members) {
+      g.members.forEach((i, k) => {
         const r = requests[i]!;
-        const c = r.chunk;
-        const bytes = plain.subarray(c.span.innerOffset, c.span.innerOffset + c.size);
-        out[i] = verifyChunk(Buffer.from(bytes), c, ctxOf(info, r));
-      }
+        const b = plain[k]!;
+        // 'none' hands out views of the fetched span: copy so the span can be collected.
+        out[i] = verifyChunk(info.compression === 'none' ? Buffer.from(b) : b, r.chunk, ctxOf(info, r));
+      });
     }),
   );
   return out;

@@ -36,6 +36,10 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --suid BOOL              honour setuid bits in layers when root (default true)
   --max-layers N           layers the filesystem keeps resolved (default 512)
   --fuse-debug BOOL        libfuse debug output
+  --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
+  --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
+  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE
+                           the other per-layer bounds (same [limits] keys)
 MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
 `;
 
@@ -58,6 +62,14 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   suid: 'fuse.suid',
   'max-layers': 'fuse.max_layers',
   'fuse-debug': 'fuse.debug',
+  'max-entries': 'limits.max_entries',
+  'max-toc-bytes': 'limits.max_toc_bytes',
+  'max-chunk-bytes': 'limits.max_chunk_bytes',
+  'max-compressed-span-bytes': 'limits.max_compressed_span_bytes',
+  'max-path-bytes': 'limits.max_path_bytes',
+  'max-xattr-bytes': 'limits.max_xattr_bytes',
+  'max-layer-xattr-bytes': 'limits.max_layer_xattr_bytes',
+  'max-tar-header-ext-bytes': 'limits.max_tar_header_ext_bytes',
 };
 
 /** Parse serve's argv into a config; throws ConfigError for anything wrong. */

@@ -59,7 +59,7 @@ export interface ServedLayerOptions {
 }
 
 export interface ServedLayerStats {
-  /** Uncompressed chunk bytes fetched from the source for this layer (this process). */
+  /** Uncompressed chunk bytes fetched from the source for this layer (this process; holes excluded). */
   fetchedBytes: number;
   /** Bytes returned by readFile. */
   readBytes: number;
@@ -117,9 +117,13 @@ export class ServedLayer implements PrefetchTarget {
     });
     const info = { compression: o.index.compression, blobName: o.blobDigest, ...(o.chunkDecoder ? { decoder: o.chunkDecoder } : {}) };
     this.#fetcher = async (reqs, signal) => {
-      const blob = await o.openBlob(signal);
+      // Hole (`zeros`) chunks are built here, never fetched: a request made only of holes must not
+      // open the source, or a hole would fail to read offline after a restart (ELF padding does).
+      const blob = reqs.some((r) => !r.chunk.zeros) ? await o.openBlob(signal) : NO_SOURCE;
       const bufs = await readVerifiedChunks(blob, info, reqs, signal);
-      for (const b of bufs) this.#stats.fetchedBytes += b.length;
+      reqs.forEach((r, i) => {
+        if (!r.chunk.zeros) this.#stats.fetchedBytes += bufs[i]!.length;
+      });
       return bufs;
     };
   }
@@ -262,6 +266,13 @@ export class ServedLayer implements PrefetchTarget {
     return { contentBytes: content, cachedBytes: cached, percent: content === 0 ? 100 : (cached / content) * 100, blobCached };
   }
 }
+
+/** The blob handed to readVerifiedChunks for hole-only requests: it never reads from it. */
+const NO_SOURCE: RandomAccessBlob = {
+  size: 0,
+  name: 'no source (hole chunks only)',
+  read: () => Promise.reject(new Error('hole chunks are never read from a source')),
+};
 
 /** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
 export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {

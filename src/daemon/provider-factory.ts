@@ -15,6 +15,7 @@ import { ObjectStore } from '../cache/object-store.js';
 import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../catalog/catalog.js';
+import { ChunkDecoderPool } from '../formats/chunk-decoder.js';
 import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
@@ -61,12 +62,14 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
   }
   const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
   const scheduler = new PrefetchScheduler({ concurrency: 2 });
+  // decode + sha256 of fetched chunks run in worker threads, beside the fetch (issue 11)
+  const chunkDecoder = new ChunkDecoderPool();
   const prefetchOpts = { scheduler, background: config.backgroundFetch, logger };
   const prefetcher = telemetry ? new MeteredPrefetcher(prefetchOpts, chunkCache, telemetry) : new Prefetcher(prefetchOpts);
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
     ...(telemetry ? { formats: meteredFormats(telemetry) } : {}),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger, limits: config.limits,
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
   });
   return {
     provider: telemetry ? meteredProvider(catalog, telemetry) : catalog,
@@ -126,6 +129,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
       await catalog.close();
       await eviction.stop();
       await source?.close?.();
+      await chunkDecoder.close();
     },
   };
 };

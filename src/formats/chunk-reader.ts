@@ -7,7 +7,7 @@ import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.
 import { digestAlgorithm, DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
 import { FormatError } from './errors.js';
-import { decodeSlices } from './decompress.js';
+import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
 import type { ChunkRef, Compression } from './model.js';
 
 export interface ChunkRequest {
@@ -20,6 +20,8 @@ export interface ChunkSourceInfo {
   readonly compression: Compression;
   /** Blob name/digest for error messages. */
   readonly blobName: string;
+  /** Where spans are decoded and hashed (default: in process; a ChunkDecoderPool moves it off the event loop). */
+  readonly decoder?: ChunkDecoder;
 }
 
 /** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
@@ -33,9 +35,9 @@ export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): B
 
 /**
  * A hole chunk (zstd:chunked `zeros`) is `size` zero bytes whose digest the TOC records. sha256 of n
- * zero bytes depends on n alone, so each size is hashed once and later reads of a hole only compare
- * digests: a 16 MiB hole read 128 KiB at a time costs no hashing per read. Bounded (LRU by insertion)
- * so a TOC with many distinct hole sizes cannot grow it.
+ * zero bytes depends on n alone, so each size is hashed once (a memo of a pure function, bounded to
+ * a few sizes) and later reads of a hole only compare digests: a 16 MiB hole read 128 KiB at a time
+ * costs no hashing per read.
  */
 class ZeroDigests {
   readonly #bySize = new Map<number, Digest>();
@@ -74,7 +76,7 @@ export async function readVerifiedChunks(
 ): Promise<Buffer[]> {
   const out = new Array<Buffer>(requests.length);
   // Group by span start: one fetch and one decode per group.
-  const groups = new Map<number, { end: number; members: number[] }>();
+  const groups = new Map<number, { end: number; need: number; members: number[] }>();
   requests.forEach((r, i) => {
     const c = r.chunk;
     if (c.zeros) {
@@ -82,31 +84,37 @@ export async function readVerifiedChunks(
       return;
     }
     const g = groups.get(c.span.offset);
+    const need = c.span.innerOffset + c.size;
     if (g) {
       g.end = Math.max(g.end, c.span.end);
+      g.need = Math.max(g.need, need);
       g.members.push(i);
     } else {
-      groups.set(c.span.offset, { end: c.span.end, members: [i] });
+      groups.set(c.span.offset, { end: c.span.end, need, members: [i] });
     }
   });
   const starts = [...groups.keys()];
   const ranges: ByteRange[] = starts.map((s) => ({ offset: s, length: groups.get(s)!.end - s }));
   const datas = ranges.length ? await readRanges(blob, ranges, signal) : [];
+  const decoder = info.decoder ?? inProcessDecoder;
   await Promise.all(
     starts.map(async (start, gi) => {
       const g = groups.get(start)!;
       const first = requests[g.members[0]!]!;
-      // Only the requested chunks are kept: what lies before or between them is decoded and dropped.
-      const slices = g.members.map((i) => ({ start: requests[i]!.chunk.span.innerOffset, length: requests[i]!.chunk.size }));
-      const plain = await decodeSlices(info.compression, datas[gi]!, slices, {
-        ...ctxOf(info, first),
-        range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}),
+      const members = g.members.map((i) => {
+        const c = requests[i]!.chunk;
+        return { innerOffset: c.span.innerOffset, size: c.size, digest: c.digest };
       });
+      const results = await decoder.decode(
+        { compression: info.compression, data: datas[gi]!, need: g.need, members },
+        { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) },
+      );
       g.members.forEach((i, k) => {
-        const r = requests[i]!;
-        const b = plain[k]!;
-        // 'none' hands out views of the fetched span: copy so the span can be collected.
-        out[i] = verifyChunk(info.compression === 'none' ? Buffer.from(b) : b, r.chunk, ctxOf(info, r));
+        const r = results[k]!;
+        if ('actual' in r) {
+          throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
+        }
+        out[i] = r.ok;
       });
     }),
   );

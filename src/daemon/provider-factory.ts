@@ -15,6 +15,7 @@ import { ObjectStore } from '../cache/object-store.js';
 import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../catalog/catalog.js';
+import { ChunkDecoderPool } from '../formats/chunk-decoder.js';
 import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
@@ -45,7 +46,10 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Always on: last access per layer and recent refusals, for `status`; plus the metrics if enabled.
   const activity = new LayerActivity();
   const telemetry = metrics ? teeTelemetry(activity, metrics) : activity;
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), logger });
+  // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
+  // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
+  // (a refetch, never a wrong byte).
+  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
   const pinned = new Set<string>();
@@ -64,12 +68,14 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   }
   const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
   const scheduler = new PrefetchScheduler({ concurrency: 2 });
+  // decode + sha256 of fetched chunks run in worker threads, beside the fetch (issue 11)
+  const chunkDecoder = new ChunkDecoderPool();
   const prefetchOpts = { scheduler, background: config.backgroundFetch, logger };
   const prefetcher = metrics ? new MeteredPrefetcher(prefetchOpts, chunkCache, telemetry) : new Prefetcher(prefetchOpts);
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
     formats: meteredFormats(telemetry),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger,
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
   });
   return {
     provider: meteredProvider(catalog, telemetry),
@@ -148,6 +154,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
       await catalog.close();
       await eviction.stop();
       await source?.close?.();
+      await chunkDecoder.close();
     },
   };
 };

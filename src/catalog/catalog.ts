@@ -30,6 +30,7 @@ import type { RandomAccessBlob } from '../core/blob.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
@@ -66,6 +67,8 @@ export interface LayerCatalogOptions {
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   readonly memoryBlobLimit?: number;
+  /** Where chunk spans are decoded and verified (default in process; the daemon passes a worker pool). */
+  readonly chunkDecoder?: ChunkDecoder;
   readonly now?: () => number;
   readonly logger?: Logger;
 }
@@ -204,6 +207,7 @@ export class LayerCatalog {
       ...(this.#o.scheduler ? { scheduler: this.#o.scheduler } : {}),
       ...(this.#o.eviction ? { eviction: this.#o.eviction } : {}),
       ...(this.#o.memoryBlobLimit !== undefined ? { memoryBlobLimit: this.#o.memoryBlobLimit } : {}),
+      ...(this.#o.chunkDecoder ? { chunkDecoder: this.#o.chunkDecoder } : {}),
       logger: this.#log,
     });
   }

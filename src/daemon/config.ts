@@ -39,9 +39,22 @@ export interface DaemonConfig {
   /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
   readonly backgroundFetch: boolean;
   readonly fuse: FuseConfig;
+  // --- operations (ops) ---
+  /** Prometheus endpoint `host:port` (undefined = off). A bare port binds loopback only. */
+  readonly metricsAddress: MetricsAddress | undefined;
+  /** Log lines: `text` for people, `json` for journald/scripts, `auto` = text on a terminal, else JSON. */
+  readonly logFormat: LogFormat;
   /** The file the settings came from, if any (for status). */
   readonly configFile: string | undefined;
 }
+
+export interface MetricsAddress {
+  readonly host: string;
+  /** 0 = any free port (the bound address is logged and printed in the ready line). */
+  readonly port: number;
+}
+
+export type LogFormat = 'auto' | 'text' | 'json';
 
 export const DEFAULT_CONFIG_FILE = '/etc/lazy-als/config.toml';
 
@@ -67,6 +80,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
     maxLayers: 512,
     debug: false,
   }),
+  metricsAddress: undefined,
+  logFormat: 'auto',
   configFile: undefined,
 });
 
@@ -112,6 +127,23 @@ const level = (v: unknown, what: string): LogLevel => {
   return v as LogLevel;
 };
 
+/** "9464", ":9464" (loopback), "127.0.0.1:9464", "0.0.0.0:9464", "[::1]:9464"; "off" or "" = disabled. */
+export function parseMetricsAddress(v: unknown, what: string): MetricsAddress | undefined {
+  if (v === false || v === 'off' || v === '') return undefined;
+  const s = typeof v === 'number' || typeof v === 'bigint' ? String(v) : v;
+  if (typeof s !== 'string') throw new ConfigError(`${what}: expected "host:port" or a port`);
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${what}: expected "host:port" (e.g. 127.0.0.1:9464) or a port, got ${JSON.stringify(s)}`);
+  const host = m[1] === undefined || m[1] === '' ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');
+  return { host, port };
+}
+
+const logFormat = (v: unknown, what: string): LogFormat => {
+  if (v !== 'auto' && v !== 'text' && v !== 'json') throw new ConfigError(`${what}: expected auto, text or json`);
+  return v;
+};
+
 /** File keys (snake_case) → setters. Shared with the CLI flags (see FLAG_KEYS). */
 const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) => void> = {
   state_dir: (c, v, w) => (c.stateDir = absPath(v, w)),
@@ -127,6 +159,9 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   },
   registry: (c, v, w) => (c.registry = bool(v, w)),
   background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
+  // operations (ops)
+  metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),
+  log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),

@@ -7,7 +7,7 @@ import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.
 import { DigestHasher } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
 import { FormatError } from './errors.js';
-import { decodePrefix } from './decompress.js';
+import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
 import type { ChunkRef, Compression } from './model.js';
 
 export interface ChunkRequest {
@@ -20,6 +20,8 @@ export interface ChunkSourceInfo {
   readonly compression: Compression;
   /** Blob name/digest for error messages. */
   readonly blobName: string;
+  /** Where spans are decoded and hashed (default: in process; a ChunkDecoderPool moves it off the event loop). */
+  readonly decoder?: ChunkDecoder;
 }
 
 /** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
@@ -67,20 +69,26 @@ export async function readVerifiedChunks(
   const starts = [...groups.keys()];
   const ranges: ByteRange[] = starts.map((s) => ({ offset: s, length: groups.get(s)!.end - s }));
   const datas = ranges.length ? await readRanges(blob, ranges, signal) : [];
+  const decoder = info.decoder ?? inProcessDecoder;
   await Promise.all(
     starts.map(async (start, gi) => {
       const g = groups.get(start)!;
       const first = requests[g.members[0]!]!;
-      const plain = await decodePrefix(info.compression, datas[gi]!, g.need, {
-        ...ctxOf(info, first),
-        range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}),
+      const members = g.members.map((i) => {
+        const c = requests[i]!.chunk;
+        return { innerOffset: c.span.innerOffset, size: c.size, digest: c.digest };
       });
-      for (const i of g.members) {
-        const r = requests[i]!;
-        const c = r.chunk;
-        const bytes = plain.subarray(c.span.innerOffset, c.span.innerOffset + c.size);
-        out[i] = verifyChunk(Buffer.from(bytes), c, ctxOf(info, r));
-      }
+      const results = await decoder.decode(
+        { compression: info.compression, data: datas[gi]!, need: g.need, members },
+        { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) },
+      );
+      g.members.forEach((i, k) => {
+        const r = results[k]!;
+        if ('actual' in r) {
+          throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
+        }
+        out[i] = r.ok;
+      });
     }),
   );
   return out;

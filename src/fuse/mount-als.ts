@@ -9,8 +9,9 @@
  * the conformance suite runs the same tests against each backend.
  */
 import type { Logger } from '../core/log.js';
-import { mountFuse, type MountHandle, type OpTimeouts } from './adapter.js';
+import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
 import { AlsTree } from './als-tree.js';
+import { errnoOf } from './errno.js';
 import type { InodeAllocator } from './inodes.js';
 import type { LayerProvider } from './layer-provider.js';
 import { mountNative } from './native-backend.js';
@@ -43,7 +44,11 @@ export interface AlsMountOptions {
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
   readonly debug?: boolean;
+  /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
+  readonly onOp?: OpObserver;
 }
+
+export type OpObserver = (op: string, seconds: number, errno: number) => void;
 
 export const DEFAULT_TIMEOUTS: OpTimeouts = Object.freeze({ lookupMs: 60_000, readMs: 120_000, defaultMs: 30_000 });
 
@@ -78,7 +83,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     });
     return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };
   }
-  const handle = await mountFuse(tree, {
+  const handle = await mountFuse(o.onOp ? observed(tree, o.onOp) : tree, {
     mountpoint: o.mountpoint,
     logger: o.logger,
     timeouts,
@@ -91,4 +96,32 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     debug: o.debug ?? false,
   });
   return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({}) };
+}
+
+/** FuseOps that report each call's duration and errno (the tree itself stays unaware). */
+function observed(ops: FuseOps, onOp: OpObserver): FuseOps {
+  return new Proxy(ops, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      const fn = v as (...a: unknown[]) => unknown;
+      return (...args: unknown[]): unknown => {
+        const t0 = process.hrtime.bigint();
+        const done = (errno: number): void => onOp(prop === 'mutate' ? String(args[0]) : prop, Number(process.hrtime.bigint() - t0) / 1e9, errno);
+        let r: unknown;
+        try {
+          r = fn.apply(target, args);
+        } catch (e) {
+          done(errnoOf(e));
+          throw e;
+        }
+        if (r instanceof Promise) {
+          r.then(() => done(0), (e: unknown) => done(errnoOf(e)));
+          return r;
+        }
+        done(0);
+        return r;
+      };
+    },
+  });
 }

@@ -69,7 +69,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
     ...(telemetry ? { formats: meteredFormats(telemetry) } : {}),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger,
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
   });
   return {
     provider: telemetry ? meteredProvider(catalog, telemetry) : catalog,

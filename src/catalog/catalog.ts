@@ -30,6 +30,7 @@ import type { RandomAccessBlob } from '../core/blob.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
@@ -66,6 +67,8 @@ export interface LayerCatalogOptions {
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   readonly memoryBlobLimit?: number;
+  /** Where chunk spans are decoded and verified (default in process; the daemon passes a worker pool). */
+  readonly chunkDecoder?: ChunkDecoder;
   readonly now?: () => number;
   readonly logger?: Logger;
 }
@@ -111,6 +114,11 @@ export class LayerCatalog {
     this.#log = o.logger ?? silentLogger;
     this.#now = o.now ?? Date.now;
     this.#negTtl = o.negativeTtlMs ?? 5000;
+  }
+
+  /** Where the chunk objects live: the native FUSE backend reads verified objects from there directly. */
+  get cachedObjectsDir(): string {
+    return this.#o.blobStore.dir;
   }
 
   /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
@@ -199,6 +207,7 @@ export class LayerCatalog {
       ...(this.#o.scheduler ? { scheduler: this.#o.scheduler } : {}),
       ...(this.#o.eviction ? { eviction: this.#o.eviction } : {}),
       ...(this.#o.memoryBlobLimit !== undefined ? { memoryBlobLimit: this.#o.memoryBlobLimit } : {}),
+      ...(this.#o.chunkDecoder ? { chunkDecoder: this.#o.chunkDecoder } : {}),
       logger: this.#log,
     });
   }

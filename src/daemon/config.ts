@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
 import { ConfigError } from './errors.js';
 
@@ -39,9 +40,24 @@ export interface DaemonConfig {
   /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
   readonly backgroundFetch: boolean;
   readonly fuse: FuseConfig;
+  // --- operations (ops) ---
+  /** Prometheus endpoint `host:port` (undefined = off). A bare port binds loopback only. */
+  readonly metricsAddress: MetricsAddress | undefined;
+  /** Log lines: `text` for people, `json` for journald/scripts, `auto` = text on a terminal, else JSON. */
+  readonly logFormat: LogFormat;
+  /** Bounds on what one layer may cost (the [limits] table; docs/robustness.md says why each default). */
+  readonly limits: Limits;
   /** The file the settings came from, if any (for status). */
   readonly configFile: string | undefined;
 }
+
+export interface MetricsAddress {
+  readonly host: string;
+  /** 0 = any free port (the bound address is logged and printed in the ready line). */
+  readonly port: number;
+}
+
+export type LogFormat = 'auto' | 'text' | 'json';
 
 export const DEFAULT_CONFIG_FILE = '/etc/lazy-als/config.toml';
 
@@ -67,6 +83,9 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
     maxLayers: 512,
     debug: false,
   }),
+  metricsAddress: undefined,
+  logFormat: 'auto',
+  limits: DEFAULT_LIMITS,
   configFile: undefined,
 });
 
@@ -112,6 +131,23 @@ const level = (v: unknown, what: string): LogLevel => {
   return v as LogLevel;
 };
 
+/** "9464", ":9464" (loopback), "127.0.0.1:9464", "0.0.0.0:9464", "[::1]:9464"; "off" or "" = disabled. */
+export function parseMetricsAddress(v: unknown, what: string): MetricsAddress | undefined {
+  if (v === false || v === 'off' || v === '') return undefined;
+  const s = typeof v === 'number' || typeof v === 'bigint' ? String(v) : v;
+  if (typeof s !== 'string') throw new ConfigError(`${what}: expected "host:port" or a port`);
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${what}: expected "host:port" (e.g. 127.0.0.1:9464) or a port, got ${JSON.stringify(s)}`);
+  const host = m[1] === undefined || m[1] === '' ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');
+  return { host, port };
+}
+
+const logFormat = (v: unknown, what: string): LogFormat => {
+  if (v !== 'auto' && v !== 'text' && v !== 'json') throw new ConfigError(`${what}: expected auto, text or json`);
+  return v;
+};
+
 /** File keys (snake_case) → setters. Shared with the CLI flags (see FLAG_KEYS). */
 const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) => void> = {
   state_dir: (c, v, w) => (c.stateDir = absPath(v, w)),
@@ -127,6 +163,9 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   },
   registry: (c, v, w) => (c.registry = bool(v, w)),
   background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
+  // operations (ops)
+  metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),
+  log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),
@@ -140,12 +179,36 @@ const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) =>
   debug: (f, v, w) => (f.debug = bool(v, w)),
 };
 
+/** [limits] keys: sizes accept units ("16MiB"), counts are integers ≥ 1. */
+const LIMITS: Record<string, (l: Mutable<Limits>, v: unknown, what: string) => void> = {
+  max_entries: (l, v, w) => (l.maxEntries = int(v, w, 1)),
+  max_toc_bytes: (l, v, w) => (l.maxTocBytes = positiveSize(v, w)),
+  max_chunk_bytes: (l, v, w) => (l.maxChunkBytes = positiveSize(v, w)),
+  max_compressed_span_bytes: (l, v, w) => (l.maxCompressedSpanBytes = positiveSize(v, w)),
+  max_path_bytes: (l, v, w) => (l.maxPathBytes = int(v, w, 1)),
+  max_xattr_bytes: (l, v, w) => (l.maxXattrBytes = positiveSize(v, w)),
+  max_layer_xattr_bytes: (l, v, w) => (l.maxLayerXattrBytes = positiveSize(v, w)),
+  max_tar_header_ext_bytes: (l, v, w) => (l.maxTarHeaderExtBytes = positiveSize(v, w)),
+};
+
+function positiveSize(v: unknown, what: string): number {
+  const n = parseSize(v, what);
+  if (n < 1) throw new ConfigError(`${what}: must be at least 1 byte`);
+  return n;
+}
+
 function clone(c: DaemonConfig): Mutable<DaemonConfig> {
-  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse } };
+  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse }, limits: { ...c.limits } };
 }
 
 /** Apply one `key = value` (file) or `--flag value` (CLI); `fuse.` prefix for the [fuse] table. */
 export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unknown, what: string): void {
+  if (key.startsWith('limits.')) {
+    const set = LIMITS[key.slice(7)];
+    if (!set) throw new ConfigError(`${what}: unknown setting`);
+    set(c.limits, value, what);
+    return;
+  }
   if (key.startsWith('fuse.')) {
     const set = FUSE[key.slice(5)];
     if (!set) throw new ConfigError(`${what}: unknown setting`);
@@ -160,9 +223,9 @@ export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unkno
 export function applyRaw(base: DaemonConfig, raw: Raw, source: string): DaemonConfig {
   const c = clone(base);
   for (const [k, v] of Object.entries(raw)) {
-    if (k === 'fuse') {
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [fuse] must be a table`);
-      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `fuse.${fk}`, fv, `${source}: fuse.${fk}`);
+    if (k === 'fuse' || k === 'limits') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [${k}] must be a table`);
+      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `${k}.${fk}`, fv, `${source}: ${k}.${fk}`);
     } else {
       applySetting(c, k, v, `${source}: ${k}`);
     }

@@ -62,9 +62,17 @@ export interface FsStatfs {
   namemax: number;
 }
 
+/** Who made the request, when the backend knows (the native backend does; fuse-native does not). */
+export interface FuseCaller {
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+}
+
 export interface OpContext {
   /** Aborted when the op's deadline passes (the kernel has been answered ETIMEDOUT). */
   readonly signal: AbortSignal;
+  readonly caller?: FuseCaller;
 }
 
 type R<T> = T | Promise<T>;
@@ -169,6 +177,10 @@ function loadFuse(): FuseCtor {
 
 class LazyContext implements OpContext {
   #ac: AbortController | undefined;
+  readonly caller: FuseCaller | undefined;
+  constructor(caller?: FuseCaller) {
+    this.caller = caller;
+  }
   get signal(): AbortSignal {
     this.#ac ??= new AbortController();
     return this.#ac.signal;
@@ -189,10 +201,11 @@ export function guard<T>(
   timeoutMs: number,
   run: (ctx: OpContext) => R<T>,
   reply: (ret: number, value?: T) => void,
+  caller?: FuseCaller,
 ): void {
   let done = false;
   let timer: NodeJS.Timeout | undefined;
-  const ctx = new LazyContext();
+  const ctx = new LazyContext(caller);
   const answer = (ret: number, value?: T): void => {
     if (done) return;
     done = true;

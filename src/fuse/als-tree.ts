@@ -152,6 +152,14 @@ export class AlsTree implements FuseOps {
     return p;
   }
 
+  /**
+   * The served layer of (ref, key), resolving it when needed; undefined when the store does not
+   * serve it. For the native backend, which publishes the layer's table once it is resolved.
+   */
+  served(ref: string | undefined, key: Digest): Promise<{ readonly tree: DiffTree } | undefined> {
+    return Promise.resolve(this.#layer(ref, key));
+  }
+
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
   #withLayer<T>(w: { ref: string | undefined; key: Digest }, path: string, f: (s: Served) => T): T | Promise<T> {
     const l = this.#layer(w.ref, w.key);

@@ -31,6 +31,11 @@ export class DiffTree {
   readonly #base: number;
   readonly #logger: Logger;
 
+  /** st_ino of the layer root (node.ino 1); node.ino n has base + n - 1. */
+  get base(): number {
+    return this.#base;
+  }
+
   /** `base`: inode number of node.ino 1 (see inodes.ts). */
   constructor(layer: ServedLayerView, base: number, logger: Logger) {
     this.layer = layer;

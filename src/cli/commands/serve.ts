@@ -8,11 +8,11 @@
  */
 import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../../core/log.js';
-import { applySetting, DEFAULT_CONFIG_FILE, DEFAULTS, loadConfigFile, type DaemonConfig } from '../../daemon/config.js';
+import { createLogger, type LogLineFormat } from '../../core/log.js';
+import { applySetting, DEFAULT_CONFIG_FILE, DEFAULTS, loadConfigFile, type DaemonConfig, type LogFormat } from '../../daemon/config.js';
 import { ConfigError } from '../../daemon/errors.js';
 import type { ProviderFactory } from '../../daemon/provider-factory.js';
-import { serve } from '../../daemon/serve.js';
+import { serve, type ReadyInfo } from '../../daemon/serve.js';
 import type { CommandIo } from '../main.js';
 
 const HELP = `usage: lazy-als serve [options] [MOUNTPOINT]
@@ -36,6 +36,12 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --suid BOOL              honour setuid bits in layers when root (default true)
   --max-layers N           layers the filesystem keeps resolved (default 512)
   --fuse-debug BOOL        libfuse debug output
+  --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
+  --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
+  --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
+  --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
+  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE
+                           the other per-layer bounds (same [limits] keys)
 MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
 `;
 
@@ -58,6 +64,16 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   suid: 'fuse.suid',
   'max-layers': 'fuse.max_layers',
   'fuse-debug': 'fuse.debug',
+  'metrics-address': 'metrics_address',
+  'log-format': 'log_format',
+  'max-entries': 'limits.max_entries',
+  'max-toc-bytes': 'limits.max_toc_bytes',
+  'max-chunk-bytes': 'limits.max_chunk_bytes',
+  'max-compressed-span-bytes': 'limits.max_compressed_span_bytes',
+  'max-path-bytes': 'limits.max_path_bytes',
+  'max-xattr-bytes': 'limits.max_xattr_bytes',
+  'max-layer-xattr-bytes': 'limits.max_layer_xattr_bytes',
+  'max-tar-header-ext-bytes': 'limits.max_tar_header_ext_bytes',
 };
 
 /** Parse serve's argv into a config; throws ConfigError for anything wrong. */
@@ -108,8 +124,24 @@ export async function runServe(argv: string[], io: CommandIo, deps: { buildProvi
     io.stdout.write(HELP);
     return 0;
   }
-  const logger = createLogger(config.logLevel, process.stderr, { pid: process.pid });
-  return serve(config, { logger, ...(deps.buildProvider ? { buildProvider: deps.buildProvider } : {}) });
+  const logger = createLogger(config.logLevel, process.stderr, { pid: process.pid }, lineFormat(config.logFormat));
+  return serve(config, {
+    logger,
+    onReady: (r) => io.stdout.write(readyLine(r) + '\n'),
+    ...(deps.buildProvider ? { buildProvider: deps.buildProvider } : {}),
+  });
+}
+
+/** auto: text for a person at a terminal; JSON under journald (JOURNAL_STREAM) or any pipe/file. */
+export function lineFormat(f: LogFormat, stderr: { isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): LogLineFormat {
+  if (f !== 'auto') return f;
+  return stderr.isTTY === true && env['JOURNAL_STREAM'] === undefined ? 'text' : 'json';
+}
+
+/** The one line `serve` prints on stdout once the store answers. */
+export function readyLine(r: ReadyInfo): string {
+  const extra = r.metrics !== undefined ? `, metrics http://${r.metrics}/metrics` : '';
+  return `lazy-als: ready, serving ${r.mountpoint} (state ${r.stateDir}, backend ${r.backend}, control ${r.socket}${extra})`;
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {

@@ -49,6 +49,10 @@ interface Pending {
   longName?: ByteString;
   longLink?: ByteString;
   firstOffset: number;
+  /** Extension payload bytes seen for this entry so far (all 'x'/'L'/'K' headers before it). */
+  extBytes: number;
+  /** Bytes of the xattrs currently held for this entry (names + values). */
+  xattrBytes: number;
 }
 
 export class TarScanner {
@@ -65,6 +69,8 @@ export class TarScanner {
   #pending: Pending | undefined;
   #entries = 0;
   #lastName = '' as ByteString;
+  /** xattr bytes (names + values) of the entries emitted so far. */
+  #layerXattrBytes = 0;
 
   constructor(limits: Limits = DEFAULT_LIMITS, blobName?: string) {
     this.#limits = limits;
@@ -182,7 +188,16 @@ export class TarScanner {
       if (hdr.size > this.#limits.maxTarHeaderExtBytes) {
         throw this.#err(`${what} of ${hdr.size} bytes exceeds the limit of ${this.#limits.maxTarHeaderExtBytes}`, hdr.name);
       }
-      this.#pending ??= { pax: new Map(), xattrs: new Map(), firstOffset: at };
+      this.#pending ??= { pax: new Map(), xattrs: new Map(), firstOffset: at, extBytes: 0, xattrBytes: 0 };
+      // Bounded as read: extension headers may repeat before one entry (each within the limit);
+      // their sum per entry is held to the same limit before any of it is buffered. Global
+      // headers are parsed by nobody and not kept, so only their own size is bounded.
+      if (t !== 'g') {
+        this.#pending.extBytes += hdr.size;
+        if (this.#pending.extBytes > this.#limits.maxTarHeaderExtBytes) {
+          throw this.#err(`extension headers of one entry exceed ${this.#limits.maxTarHeaderExtBytes} bytes (at ${at})`, hdr.name);
+        }
+      }
       if (hdr.size === 0) return;
       this.#ext = { type: t, buf: Buffer.alloc(hdr.size), fill: 0, entry: hdr.name };
       this.#state = 'ext';
@@ -205,6 +220,9 @@ export class TarScanner {
       if (r.key.startsWith('SCHILY.xattr.')) {
         const name = r.key.slice('SCHILY.xattr.'.length);
         if (name.length === 0) throw this.#err('empty xattr name', entry);
+        const old = p.xattrs.get(name);
+        p.xattrBytes += name.length + r.value.length - (old === undefined ? 0 : name.length + old.length);
+        if (p.xattrBytes > this.#limits.maxXattrBytes) throw this.#err(`xattrs of one entry exceed ${this.#limits.maxXattrBytes} bytes`, entry);
         p.xattrs.set(name, r.value);
       } else if (r.value.length === 0) {
         p.pax.delete(r.key); // an empty value reverts the key to the header's value
@@ -238,6 +256,10 @@ export class TarScanner {
     }
     // The name's length is judged where it lands (normalizeEntryPath): "./" prefixes and a
     // whiteout's ".wh." do not count; its memory is bounded by maxTarHeaderExtBytes already.
+    this.#layerXattrBytes += p?.xattrBytes ?? 0;
+    if (this.#layerXattrBytes > this.#limits.maxLayerXattrBytes) {
+      throw this.#err(`xattrs of the layer exceed ${this.#limits.maxLayerXattrBytes} bytes`, name);
+    }
     let linkName = hdr.linkName;
     if (p?.longLink !== undefined) linkName = p.longLink;
     const paxLink = pax?.get('linkpath');

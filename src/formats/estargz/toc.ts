@@ -12,6 +12,7 @@ import type { Digest } from '../../core/digest.js';
 import { isDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { FormatError } from '../errors.js';
+import { checkTocObjectCount } from '../json-count.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
 const TYPES = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
@@ -69,6 +70,7 @@ export function parseRfc3339(s: string, ctx: ErrorContext): { sec: number; nsec:
 }
 
 export function parseToc(json: Buffer, ctx: ErrorContext, maxEntries: number): TocEntry[] {
+  checkTocObjectCount(json, maxEntries, ctx);
   let doc: unknown;
   try {
     // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.

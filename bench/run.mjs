@@ -40,6 +40,8 @@ const benches = [
   ...list('fuse', ['.ts', '.mjs', '.js']),
   // toc-layers.ts is a helper of inspect-extract.mjs (it needs a layer argument), not an entry point
   ...list('formats', ['.ts', '.mjs', '.js']).filter((f) => !f.endsWith('toc-layers.ts')),
+  // the robustness section: hostile corpus, soak, kill -9 (bench/robustness/*.ts; helpers start with _)
+  ...list('robustness', ['.ts']).filter((f) => !f.split('/').pop().startsWith('_')),
 ].filter((f) => filters.length === 0 || filters.some((w) => f.includes(w)));
 
 function run(file) {

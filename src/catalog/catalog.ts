@@ -116,6 +116,11 @@ export class LayerCatalog {
     this.#negTtl = o.negativeTtlMs ?? 5000;
   }
 
+  /** Where the chunk objects live: the native FUSE backend reads verified objects from there directly. */
+  get cachedObjectsDir(): string {
+    return this.#o.blobStore.dir;
+  }
+
   /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
   async lookup(refElem: string | undefined, key: string, signal?: AbortSignal): Promise<ServedLayer | undefined> {
     const id = idOf(refElem, key);

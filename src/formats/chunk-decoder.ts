@@ -3,8 +3,8 @@
  * the fetch instead of on the daemon's event loop (which also serves FUSE and parses HTTP).
  *
  * A job is one compressed span (copied into a buffer transferred to the worker: the source's buffer
- * may be shared) and the chunks inside it; the worker decodes just the prefix they need (the same
- * bounded decodePrefix as in-process, with a zstd context and zlib reused per thread), hashes every
+ * may be shared) and the chunks inside it; the worker decodes just the chunks they need (the same
+ * bounded decodeSlices as in-process, with a zstd context and zlib reused per thread), hashes every
  * chunk and sends back each verified chunk as its own transferred ArrayBuffer — or, per chunk, the
  * digest it actually hashed to, or the decode error. The main thread turns those into the same
  * FormatErrors as the in-process path, so callers cannot tell where the work ran.
@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
-import { decodePrefix } from './decompress.js';
+import { decodeSlices } from './decompress.js';
 import { FormatError, type FormatErrorCode } from './errors.js';
 import type { Compression } from './model.js';
 
@@ -45,23 +45,29 @@ export interface ChunkDecoder {
   close?(): Promise<void>;
 }
 
-async function decodeAndHash(job: SpanJob, context: ErrorContext): Promise<{ plain: Buffer; results: Array<{ bytes: Buffer; actual: string }> }> {
-  const plain = await decodePrefix(job.compression, job.data, job.need, context);
-  const results = job.members.map((m) => {
-    const bytes = plain.subarray(m.innerOffset, m.innerOffset + m.size);
+/**
+ * Decode the span keeping only the members' bytes (what lies before and between them is decoded and
+ * dropped: memory is what the TOC declares for the requested chunks, never the decoded prefix), and
+ * hash each. With compression 'none' the bytes are views of job.data.
+ */
+async function decodeAndHash(job: SpanJob, context: ErrorContext): Promise<{ results: Array<{ bytes: Buffer; actual: string }> }> {
+  const slices = job.members.map((m) => ({ start: m.innerOffset, length: m.size }));
+  const plain = await decodeSlices(job.compression, job.data, slices, context);
+  const results = job.members.map((m, i) => {
+    const bytes = plain[i]!;
     return { bytes, actual: DigestHasher.for(m.digest).update(bytes).digest() };
   });
-  return { plain, results };
+  return { results };
 }
 
 /** Decode on the calling thread (zstd synchronously, gzip in the libuv pool). */
 export const inProcessDecoder: ChunkDecoder = {
   async decode(job, context) {
-    const { plain, results } = await decodeAndHash(job, context);
-    const single = results.length === 1 && results[0]!.bytes.length === plain.length;
-    // A member that is the whole decoded prefix is returned as is; slices are copied so a cached
-    // chunk does not keep its whole span alive.
-    return results.map((r, i) => (r.actual === job.members[i]!.digest ? { ok: single ? r.bytes : Buffer.from(r.bytes) } : { actual: r.actual }));
+    const { results } = await decodeAndHash(job, context);
+    // Decoded members are buffers of their own; uncompressed ones are views of the span, copied so
+    // a cached chunk does not keep its whole span alive.
+    const copy = job.compression === 'none';
+    return results.map((r, i) => (r.actual === job.members[i]!.digest ? { ok: copy ? Buffer.from(r.bytes) : r.bytes } : { actual: r.actual }));
   },
 };
 

@@ -89,9 +89,9 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
           fuse: { backend: m.backend, ...m.tree.stats(), ...m.backendStats() },
           catalog: b.status ? await b.status() : null,
         }),
-        gc: async () => {
+        gc: async (o) => {
           if (!b.gc) return { gc: 'not supported by this provider' };
-          return b.gc();
+          return b.gc(o);
         },
         ...(b.credentials ? { credentials: (p: unknown) => b.credentials!(p) } : {}),
       },

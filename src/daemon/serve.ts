@@ -6,6 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../core/log.js';
+import { AccessPolicy } from '../fuse/access-policy.js';
 import { mountAls, type AlsMount } from '../fuse/mount-als.js';
 import type { DaemonConfig } from './config.js';
 import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
@@ -69,6 +70,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
       attrTimeoutSec: f.attrTimeoutSec,
       allowOther: f.allowOther,
       suid: f.suid && process.getuid?.() === 0,
+      policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
       maxLayers: f.maxLayers,
       debug: f.debug,
       ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),

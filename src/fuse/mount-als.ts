@@ -2,6 +2,7 @@
  * Mount an ALS tree over a LayerProvider: the one entry point the daemon and the tests use.
  */
 import type { Logger } from '../core/log.js';
+import { AccessPolicy } from './access-policy.js';
 import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
 import { AlsTree } from './als-tree.js';
 import { errnoOf } from './errno.js';
@@ -17,6 +18,8 @@ export interface AlsMountOptions {
   readonly attrTimeoutSec?: number;
   readonly allowOther?: boolean;
   readonly suid?: boolean;
+  /** Who may make the store resolve layers (default: root and the daemon's uid). */
+  readonly policy?: AccessPolicy;
   readonly maxLayers?: number;
   readonly inodes?: InodeAllocator;
   readonly debug?: boolean;
@@ -33,9 +36,11 @@ export interface AlsMount extends MountHandle {
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
+  const policy = o.policy ?? AccessPolicy.rootOnly();
   const tree = new AlsTree({
     provider: o.provider,
     logger: o.logger,
+    policy,
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
@@ -49,6 +54,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     attrTimeoutSec: o.attrTimeoutSec ?? 60,
     allowOther: o.allowOther ?? true,
     suid: o.suid ?? process.getuid?.() === 0,
+    policy,
     debug: o.debug ?? false,
   });
   return { tree, mountpoint: handle.mountpoint, unmount: () => handle.unmount() };

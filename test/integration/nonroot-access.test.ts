@@ -13,7 +13,7 @@
  *  - `fuse.suid`: true → the mount has no `nosuid` and a setuid-root binary in the layer runs as
  *    root; false → `nosuid` and it runs as the user.
  */
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -134,7 +134,7 @@ afterAll(async () => {
 
 async function startDaemon(name: string, extraArgs: string[] = []): Promise<RealDaemon> {
   const conf = await writeRegistriesConf(join(dir, `${name}.conf`), [reg.host]);
-  await mkdir(join(dir, name), { mode: 0o755 });
+  await mkdir(join(dir, name), { recursive: true, mode: 0o755 });
   const d = await RealDaemon.start({ dir: join(dir, name), registriesConf: conf, extraArgs });
   daemons.push(d);
   return d;
@@ -152,7 +152,17 @@ async function mountOptions(mnt: string): Promise<{ flags: string[]; super: stri
 
 describe('a non-root user against a root daemon', () => {
   it('allowed to resolve: every read, listing and stat equals the same user on an extracted copy (modes enforced by the kernel)', async () => {
-    const d = await startDaemon('allowed', ['--resolve-uids', String(uid)]);
+    // Row 11 too: a state dir that pre-exists 0777 and a daemon started with umask 000.
+    await mkdir(join(dir, 'allowed', 'state'), { recursive: true });
+    await chmod(join(dir, 'allowed'), 0o755);
+    await chmod(join(dir, 'allowed', 'state'), 0o777);
+    const old = process.umask(0);
+    let d: RealDaemon;
+    try {
+      d = await startDaemon('allowed', ['--resolve-uids', String(uid)]);
+    } finally {
+      process.umask(old);
+    }
     const opts = await mountOptions(d.mnt);
     expect(opts.super).toContain('default_permissions');
     expect(opts.super).toContain('allow_other');
@@ -163,6 +173,19 @@ describe('a non-root user against a root daemon', () => {
     // not a vacuous comparison: both refuse what the modes forbid and serve what they allow
     for (const p of ['read secret', 'read zero', 'read private/inner.txt', 'read mine-zero', 'read root-group', 'readdir exec-only', 'readdir private']) expect(ours[p]).toBe('EACCES');
     for (const p of ['read mine', 'read group-read', 'read pub.txt', 'read open/pub.txt', 'read exec-only/f.txt']) expect(ours[p]).toMatch(/^[0-9a-f]{64}$/);
+    await d.settle();
+    // Nothing in the state dir (cached chunks of `secret` included) is open to other users.
+    const open: string[] = [];
+    let files = 0;
+    const walk = async (p: string): Promise<void> => {
+      const st = await stat(p);
+      if ((st.mode & 0o077) !== 0) open.push(`${p} ${(st.mode & 0o777).toString(8)}`);
+      if (st.isDirectory()) for (const e of await readdir(p)) await walk(join(p, e));
+      else files++;
+    };
+    await walk(d.stateDir);
+    expect(files).toBeGreaterThan(3);
+    expect(open).toEqual([]);
     await d.stop();
   });
 

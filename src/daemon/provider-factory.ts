@@ -47,6 +47,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
   const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, logger });
+  eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
@@ -110,6 +111,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
         cache: {
           usageBytes: eviction.usageBytes,
           limitBytes: config.cacheSizeBytes,
+          evictionRunning: eviction.running,
           hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
           ...c,
         },

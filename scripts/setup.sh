@@ -10,13 +10,14 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 WANT_E2E=0
 for a in "$@"; do case "$a" in --e2e) WANT_E2E=1;; *) echo "usage: $0 [--e2e]" >&2; exit 2;; esac; done
 
-# Run-time: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3, /etc/fuse.conf).
+# Run-time: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3, /etc/fuse.conf);
+# build: libfuse3-dev + pkg-config for the native backend (native/, built by scripts/build-native.sh).
 # Tests: a real registry, podman/skopeo to make and consume images, debootstrap for rootfs fixtures,
 # attr/libcap2-bin to check xattrs and capabilities, zstd/curl as independent tools.
 PKGS="libfuse2 fuse3 docker-registry podman skopeo crun fuse-overlayfs conmon catatonit uidmap
       zstd curl attr libcap2-bin debootstrap busybox-static strace jq iproute2 util-linux
       build-essential python3 apache2-utils containerd stargz-snapshotter
-      python3-prometheus-client"
+      python3-prometheus-client libfuse3-dev pkg-config"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -40,6 +41,8 @@ fi
 
 log "build"
 npm run --silent build
+# The native FUSE backend (C, node-gyp against the local node's headers; libfuse3-dev above).
+bash "$ROOT/scripts/build-native.sh"
 
 if [ $WANT_E2E = 1 ]; then
   bash "$ROOT/test/e2e/setup-chroot.sh"

@@ -127,6 +127,18 @@ export class ChunkCache {
     }
   }
 
+  /** Drop memory-tier entries `keep` rejects (`gc --all`: the cache is emptied of layers not in use). */
+  dropHot(keep: (d: Digest) => boolean): number {
+    let n = 0;
+    for (const d of [...this.#hot.keys()]) {
+      if (!keep(d as Digest)) {
+        this.#hot.delete(d);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
   isHotOrPending(d: Digest): boolean {
     return this.#hot.has(d) || this.#flights.has(d);

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
 import { ConfigError } from './errors.js';
 
@@ -51,6 +52,8 @@ export interface DaemonConfig {
   readonly metricsAddress: MetricsAddress | undefined;
   /** Log lines: `text` for people, `json` for journald/scripts, `auto` = text on a terminal, else JSON. */
   readonly logFormat: LogFormat;
+  /** Bounds on what one layer may cost (the [limits] table; docs/robustness.md says why each default). */
+  readonly limits: Limits;
   /** The file the settings came from, if any (for status). */
   readonly configFile: string | undefined;
 }
@@ -91,6 +94,7 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   }),
   metricsAddress: undefined,
   logFormat: 'auto',
+  limits: DEFAULT_LIMITS,
   configFile: undefined,
 });
 
@@ -196,12 +200,36 @@ const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) =>
   debug: (f, v, w) => (f.debug = bool(v, w)),
 };
 
+/** [limits] keys: sizes accept units ("16MiB"), counts are integers ≥ 1. */
+const LIMITS: Record<string, (l: Mutable<Limits>, v: unknown, what: string) => void> = {
+  max_entries: (l, v, w) => (l.maxEntries = int(v, w, 1)),
+  max_toc_bytes: (l, v, w) => (l.maxTocBytes = positiveSize(v, w)),
+  max_chunk_bytes: (l, v, w) => (l.maxChunkBytes = positiveSize(v, w)),
+  max_compressed_span_bytes: (l, v, w) => (l.maxCompressedSpanBytes = positiveSize(v, w)),
+  max_path_bytes: (l, v, w) => (l.maxPathBytes = int(v, w, 1)),
+  max_xattr_bytes: (l, v, w) => (l.maxXattrBytes = positiveSize(v, w)),
+  max_layer_xattr_bytes: (l, v, w) => (l.maxLayerXattrBytes = positiveSize(v, w)),
+  max_tar_header_ext_bytes: (l, v, w) => (l.maxTarHeaderExtBytes = positiveSize(v, w)),
+};
+
+function positiveSize(v: unknown, what: string): number {
+  const n = parseSize(v, what);
+  if (n < 1) throw new ConfigError(`${what}: must be at least 1 byte`);
+  return n;
+}
+
 function clone(c: DaemonConfig): Mutable<DaemonConfig> {
-  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse } };
+  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse }, limits: { ...c.limits } };
 }
 
 /** Apply one `key = value` (file) or `--flag value` (CLI); `fuse.` prefix for the [fuse] table. */
 export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unknown, what: string): void {
+  if (key.startsWith('limits.')) {
+    const set = LIMITS[key.slice(7)];
+    if (!set) throw new ConfigError(`${what}: unknown setting`);
+    set(c.limits, value, what);
+    return;
+  }
   if (key.startsWith('fuse.')) {
     const set = FUSE[key.slice(5)];
     if (!set) throw new ConfigError(`${what}: unknown setting`);
@@ -216,9 +244,9 @@ export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unkno
 export function applyRaw(base: DaemonConfig, raw: Raw, source: string): DaemonConfig {
   const c = clone(base);
   for (const [k, v] of Object.entries(raw)) {
-    if (k === 'fuse') {
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [fuse] must be a table`);
-      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `fuse.${fk}`, fv, `${source}: fuse.${fk}`);
+    if (k === 'fuse' || k === 'limits') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [${k}] must be a table`);
+      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `${k}.${fk}`, fv, `${source}: ${k}.${fk}`);
     } else {
       applySetting(c, k, v, `${source}: ${k}`);
     }

@@ -142,3 +142,64 @@ export class MeteredPrefetcher extends Prefetcher {
     });
   }
 }
+
+export interface RefusedLayer {
+  /** The key or blob digest the refusal names. */
+  readonly layer: string;
+  /** Error code (e.g. TOC_DIGEST_MISMATCH). */
+  readonly reason: string;
+  /** When (ms since the epoch). */
+  readonly at: number;
+}
+
+/**
+ * What `status` shows beyond the catalog's own counters: when each layer was last used (lookup or
+ * read) and the most recent refusals. Bounded: one timestamp per layer key seen, the last
+ * MAX_REFUSED refusals.
+ */
+export class LayerActivity implements Telemetry {
+  static readonly MAX_REFUSED = 64;
+  readonly #last = new Map<string, number>();
+  readonly #refused: RefusedLayer[] = [];
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  lastAccess(key: string): number | undefined {
+    return this.#last.get(key);
+  }
+
+  get refusedLayers(): readonly RefusedLayer[] {
+    return [...this.#refused];
+  }
+
+  lookup(layer: string, _s: number, result: 'found' | 'absent'): void {
+    if (result === 'found') this.#last.set(layer, this.#now());
+  }
+  read(layer: string): void {
+    this.#last.set(layer, this.#now());
+  }
+  refused(layer: string, reason: string): void {
+    this.#refused.push({ layer, reason, at: this.#now() });
+    if (this.#refused.length > LayerActivity.MAX_REFUSED) this.#refused.shift();
+  }
+  toc(): void {}
+  registryFetch(): void {}
+  prefetched(): void {}
+  fuseOp(): void {}
+}
+
+/** Report every event to each of `ts`. */
+export function teeTelemetry(...ts: Telemetry[]): Telemetry {
+  return {
+    lookup: (...a) => ts.forEach((t) => t.lookup(...a)),
+    toc: (...a) => ts.forEach((t) => t.toc(...a)),
+    refused: (...a) => ts.forEach((t) => t.refused(...a)),
+    registryFetch: (...a) => ts.forEach((t) => t.registryFetch(...a)),
+    read: (...a) => ts.forEach((t) => t.read(...a)),
+    prefetched: (...a) => ts.forEach((t) => t.prefetched(...a)),
+    fuseOp: (...a) => ts.forEach((t) => t.fuseOp(...a)),
+  };
+}

@@ -15,21 +15,23 @@ import { ObjectStore } from '../cache/object-store.js';
 import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../catalog/catalog.js';
+import { ChunkDecoderPool } from '../formats/chunk-decoder.js';
 import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
 import { SourceChain } from '../sources/source-chain.js';
 import type { BlobSource } from '../sources/source.js';
 import type { DaemonConfig } from './config.js';
-import { MeteredPrefetcher, meteredFormats, meteredProvider, meteredSource } from './instrument.js';
+import type { GcOptions } from './control-socket.js';
+import { LayerActivity, MeteredPrefetcher, meteredFormats, meteredProvider, meteredSource, teeTelemetry } from './instrument.js';
 import type { MetricsSnapshot, Telemetry } from './metrics.js';
 
 export interface BuiltProvider {
   readonly provider: LayerProvider;
   /** For GET /status. */
   status?(): unknown;
-  /** For POST /gc. */
-  gc?(): unknown;
+  /** For POST /gc: trim to the configured size, or (`all`) evict everything no layer in use needs. */
+  gc?(options?: GcOptions): unknown;
   /** For the metrics endpoint: cheap counters only (no disk I/O). */
   metricsSnapshot?(): MetricsSnapshot;
   /** For POST /credentials (the additional-layer-store-auth-helper payload). */
@@ -40,13 +42,18 @@ export interface BuiltProvider {
 /** `telemetry`: when given (metrics on), the source, formats, provider and prefetcher report to it. */
 export type ProviderFactory = (config: DaemonConfig, logger: Logger, telemetry?: Telemetry) => Promise<BuiltProvider>;
 
-export const buildProvider: ProviderFactory = async (config, logger, telemetry) => {
+export const buildProvider: ProviderFactory = async (config, logger, metrics) => {
+  // Always on: last access per layer and recent refusals, for `status`; plus the metrics if enabled.
+  const activity = new LayerActivity();
+  const telemetry = metrics ? teeTelemetry(activity, metrics) : activity;
   // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
   // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
   // (a refetch, never a wrong byte).
   const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
-  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, logger });
+  // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
+  const pinned = new Set<string>();
+  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
@@ -58,19 +65,21 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
       credentials: [credentials],
       logger,
     });
-    sources.push(telemetry ? meteredSource(registry, telemetry) : registry);
+    sources.push(meteredSource(registry, telemetry));
   }
   const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
   const scheduler = new PrefetchScheduler({ concurrency: 2 });
+  // decode + sha256 of fetched chunks run in worker threads, beside the fetch (issue 11)
+  const chunkDecoder = new ChunkDecoderPool();
   const prefetchOpts = { scheduler, background: config.backgroundFetch, logger };
-  const prefetcher = telemetry ? new MeteredPrefetcher(prefetchOpts, chunkCache, telemetry) : new Prefetcher(prefetchOpts);
+  const prefetcher = metrics ? new MeteredPrefetcher(prefetchOpts, chunkCache, telemetry) : new Prefetcher(prefetchOpts);
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
-    ...(telemetry ? { formats: meteredFormats(telemetry) } : {}),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger,
+    formats: meteredFormats(telemetry),
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
   });
   return {
-    provider: telemetry ? meteredProvider(catalog, telemetry) : catalog,
+    provider: meteredProvider(catalog, telemetry),
     metricsSnapshot() {
       const c = chunkCache.stats;
       const ev = eviction.evicted;
@@ -100,6 +109,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
           format: l.index.format,
           blobSize: l.blobSize,
           uses: catalog.useCount(l.refElem, l.key),
+          lastAccessMs: activity.lastAccess(l.key) ?? null,
           ...l.stats,
           ...(await l.cacheStatus().catch(() => ({}))),
         })),
@@ -116,11 +126,29 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
           ...c,
         },
         prefetch: prefetcher.stats,
+        refused: activity.refusedLayers,
         credentials: credentials.size,
         catalog: catalog.status(),
       };
     },
-    gc: () => eviction.gc(),
+    async gc(options: GcOptions = {}) {
+      if (!options.all) return eviction.gc();
+      // Layers with a use count (c/storage `use` not yet released) keep every chunk and their blob.
+      const inUse = catalog.served().filter((l) => catalog.useCount(l.refElem, l.key) > 0);
+      pinned.clear();
+      for (const l of inUse) {
+        pinned.add(l.blobDigest);
+        for (const node of l.index.nodes) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
+      }
+      try {
+        await chunkCache.drain(); // fetches in flight land first, so they are evicted too
+        const r = await eviction.gc({ targetBytes: 0 });
+        chunkCache.dropHot((d) => pinned.has(d));
+        return { ...r, all: true, layersInUse: inUse.length, keptObjects: r.objectsBefore - r.deleted };
+      } finally {
+        pinned.clear();
+      }
+    },
     credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
     async close() {
       await prefetcher.close();
@@ -128,6 +156,7 @@ export const buildProvider: ProviderFactory = async (config, logger, telemetry) 
       await catalog.close();
       await eviction.stop();
       await source?.close?.();
+      await chunkDecoder.close();
     },
   };
 };

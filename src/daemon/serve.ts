@@ -95,9 +95,9 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
           fuse: m.tree.stats(),
           catalog: b.status ? await b.status() : null,
         }),
-        gc: async () => {
+        gc: async (o) => {
           if (!b.gc) return { gc: 'not supported by this provider' };
-          return b.gc();
+          return b.gc(o);
         },
         ...(b.credentials ? { credentials: (p: unknown) => b.credentials!(p) } : {}),
       },

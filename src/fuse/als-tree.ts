@@ -19,6 +19,7 @@
 import { constants } from 'node:fs';
 import { isDigest, type Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
+import type { ByteString } from '../formats/model.js';
 import { refFromBase64 } from '../sources/reference.js';
 import { AccessPolicy } from './access-policy.js';
 import type { FsStat, FsStatfs, FuseOps, OpContext, WriteOp } from './adapter.js';
@@ -29,7 +30,7 @@ import type { LayerProvider } from './layer-provider.js';
 
 type FileWhere =
   | { kind: 'info' | 'blob'; ref: string | undefined; key: Digest }
-  | { kind: 'diff'; ref: string | undefined; key: Digest; rel: string };
+  | { kind: 'diff'; ref: string | undefined; key: Digest; rel: ByteString };
 type Where =
   | { kind: 'root' }
   | { kind: 'ref'; ref: string }
@@ -118,7 +119,8 @@ export class AlsTree implements FuseOps {
     const rest = parts.slice(i + 1);
     if (rest.length === 0) return { kind: 'key', ref, key };
     const head = rest[0]!;
-    if (head === 'diff') return { kind: 'diff', ref, key, rel: rest.slice(1).join('/') };
+    // FuseOps paths are ByteStrings (adapter.ts), so the part below diff/ is one as well.
+    if (head === 'diff') return { kind: 'diff', ref, key, rel: rest.slice(1).join('/') as ByteString };
     if (rest.length === 1 && (head === 'info' || head === 'blob')) return { kind: head, ref, key };
     if (rest.length === 1 && head === 'use') return { kind: 'use', ref, key };
     throw enoent(path); // diff1, info/x, anything else
@@ -153,6 +155,14 @@ export class AlsTree implements FuseOps {
       this.#inflight.set(ck, p);
     }
     return p;
+  }
+
+  /**
+   * The served layer of (ref, key), resolving it when needed; undefined when the store does not
+   * serve it. For the native backend, which publishes the layer's table once it is resolved.
+   */
+  served(ref: string | undefined, key: Digest): Promise<{ readonly tree: DiffTree } | undefined> {
+    return Promise.resolve(this.#layer(ref, key));
   }
 
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
@@ -253,7 +263,7 @@ export class AlsTree implements FuseOps {
         return this.#withLayer(w, path, (s) => {
           const n = s.tree.node(w.rel);
           const st = s.tree.stat(n);
-          const parentRel = w.rel.includes('/') ? w.rel.slice(0, w.rel.lastIndexOf('/')) : '';
+          const parentRel = (w.rel.includes('/') ? w.rel.slice(0, w.rel.lastIndexOf('/')) : '') as ByteString;
           const parent = w.rel === '' ? this.#ctlStat(this.#diffPath(w), 'dir') : s.tree.stat(s.tree.node(parentRel));
           return s.tree.readdir(n, st, parent);
         }, ctx);

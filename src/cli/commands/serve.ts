@@ -40,6 +40,10 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --fuse-debug BOOL        libfuse debug output
   --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
   --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
+  --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
+  --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
+  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE
+                           the other per-layer bounds (same [limits] keys)
 MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
 `;
 
@@ -66,6 +70,14 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'fuse-debug': 'fuse.debug',
   'metrics-address': 'metrics_address',
   'log-format': 'log_format',
+  'max-entries': 'limits.max_entries',
+  'max-toc-bytes': 'limits.max_toc_bytes',
+  'max-chunk-bytes': 'limits.max_chunk_bytes',
+  'max-compressed-span-bytes': 'limits.max_compressed_span_bytes',
+  'max-path-bytes': 'limits.max_path_bytes',
+  'max-xattr-bytes': 'limits.max_xattr_bytes',
+  'max-layer-xattr-bytes': 'limits.max_layer_xattr_bytes',
+  'max-tar-header-ext-bytes': 'limits.max_tar_header_ext_bytes',
 };
 
 /** Parse serve's argv into a config; throws ConfigError for anything wrong. */

@@ -8,9 +8,12 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
+import { BACKENDS, defaultBackend, isBackendName, type BackendName } from '../fuse/mount-als.js';
 import { ConfigError } from './errors.js';
 
 export interface FuseConfig {
+  /** native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding. */
+  readonly backend: BackendName;
   /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
   readonly lookupTimeoutMs: number;
   /** Deadline for reads: may fetch chunks from a registry. */
@@ -80,6 +83,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   registry: true,
   backgroundFetch: false,
   fuse: Object.freeze({
+    // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
+    backend: defaultBackend(),
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
     opTimeoutMs: 30_000,
@@ -187,6 +192,10 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
+  backend: (f, v, w) => {
+    if (!isBackendName(v)) throw new ConfigError(`${w}: expected one of ${BACKENDS.join(', ')}, got ${JSON.stringify(v)}`);
+    f.backend = v;
+  },
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),
   read_timeout_ms: (f, v, w) => (f.readTimeoutMs = int(v, w, 100)),
   op_timeout_ms: (f, v, w) => (f.opTimeoutMs = int(v, w, 100)),

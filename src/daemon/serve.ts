@@ -69,6 +69,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
+      backend: f.backend,
       logger,
       timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
       entryTimeoutSec: f.entryTimeoutSec,
@@ -92,7 +93,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
           configFile: config.configFile ?? null,
           uptimeSec: Math.round((now() - started) / 1000),
           rssBytes: process.memoryUsage().rss,
-          fuse: m.tree.stats(),
+          fuse: { backend: m.backend, ...m.tree.stats(), ...m.backendStats() },
           catalog: b.status ? await b.status() : null,
         }),
         gc: async (o) => {

@@ -11,6 +11,7 @@ import type { Digest } from '../../core/digest.js';
 import { parseDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import type { Limits } from '../../core/limits.js';
+import { checkTocObjectCount } from '../json-count.js';
 import { byteStringFromText } from '../byte-string.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
@@ -69,8 +70,12 @@ function fields(obj: JsonObject, what: string, ctx: ErrorContext): Map<string, J
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export function decodeBase64Strict(s: string): Buffer | undefined {
+  // Fast path (tar-split carries a base64 tar header per entry): text that is exactly the canonical
+  // encoding of its decoding matches BASE64_RE; only other text needs the (slow) regex.
+  const b = Buffer.from(s, 'base64');
+  if (s.length % 4 === 0 && b.toString('base64') === s) return b;
   if (!BASE64_RE.test(s)) return undefined;
-  return Buffer.from(s, 'base64');
+  return b;
 }
 
 class EntryReader {
@@ -175,6 +180,7 @@ function parseEntry(v: JsonValue, index: number, blobCtx: ErrorContext): TocEntr
 
 /** Parse the decompressed TOC JSON. Throws TOC_MALFORMED / TOC_TOO_LARGE / ENTRY_INVALID. */
 export function parseTocManifest(json: Buffer, limits: Limits, blobCtx: ErrorContext): TocManifest {
+  checkTocObjectCount(json, limits.maxEntries, blobCtx);
   let doc: JsonValue;
   try {
     doc = parseStrictJson(json.toString('utf8'));

@@ -93,9 +93,13 @@ export class ChunkDecoderPool implements ChunkDecoder {
   #closed = false;
   readonly #size: number;
 
-  /** `size` workers (default: one per CPU, at most 4). */
+  /**
+   * `size` workers (default: one per CPU, at most 4), started now: a worker takes a while to load
+   * its modules, which must not land on the first cold read.
+   */
   constructor(size = Math.min(4, Math.max(1, availableParallelism()))) {
     this.#size = Math.max(1, size);
+    if (ChunkDecoderPool.available) for (let i = 0; i < this.#size; i++) this.#spawn();
   }
 
   /** Whether jobs run in worker threads (false when running from TypeScript sources). */
@@ -139,9 +143,11 @@ export class ChunkDecoderPool implements ChunkDecoder {
     let slot = this.#workers.length < this.#size ? this.#spawn() : this.#workers[0]!;
     for (const s of this.#workers) if (s.load < slot.load) slot = s;
     const id = this.#nextId++;
-    // a copy the worker owns (the source's buffer may be a slice of a larger one that others use)
-    const data = new ArrayBuffer(job.data.length);
-    new Uint8Array(data).set(job.data);
+    // a copy the worker owns (the source's buffer may be a slice of a larger one that others use);
+    // allocUnsafeSlow: its own ArrayBuffer, not zero-filled first
+    const copy = Buffer.allocUnsafeSlow(job.data.length);
+    copy.set(job.data);
+    const data = copy.buffer as ArrayBuffer;
     const wire: WireJob = { id, compression: job.compression, data, need: job.need, members: job.members };
     return new Promise<MemberResult[]>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject, slot, context });

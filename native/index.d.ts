@@ -8,7 +8,7 @@ export interface NativeHandle {
 
 export interface NativeMountOptions {
   readonly mountpoint: string;
-  /** The `-o` list, e.g. "allow_other,default_permissions,suid,auto_unmount,max_read=1048576". */
+  /** The `-o` list, e.g. "allow_other,default_permissions,suid,auto_unmount" (max_read=1MiB is added). */
   readonly options: string;
   /** Content-addressed verified chunk objects (`<dir>/sha256/<2>/<62>`) that C may pread. */
   readonly objectsDir?: string;

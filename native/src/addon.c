@@ -151,6 +151,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENATIVE", "cannot create the threadsafe function");
     return NULL;
   }
+  /* init() sets conn->max_read to 1 MiB, which libfuse requires to equal the mount option. */
+  char *all = malloc(strlen(opts) + 32);
+  if (!all) { free(opts); napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  sprintf(all, "%s%smax_read=%u", opts, opts[0] ? "," : "", 1u << 20);
+  free(opts);
+  opts = all;
   char *args_v[] = {"lazy-als", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, args_v);
   fs->se = fuse_session_new(&args, &als_ll_ops, sizeof als_ll_ops, fs);

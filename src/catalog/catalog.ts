@@ -35,7 +35,7 @@ import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/laye
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
 import { parseReference, refFromBase64, type ImageReference } from '../sources/reference.js';
-import { findLayer, type BlobSource, type ResolvedImage } from '../sources/source.js';
+import { findLayer, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
@@ -187,11 +187,13 @@ export class LayerCatalog {
   }
 
   async #resolveFresh(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
-    const facts = ref ? await this.#factsFromImage(ref, key) : await this.#factsFromStore(key);
+    const t0 = performance.now();
+    const facts = ref ? await this.#factsFromImage(ref, key, refElem) : await this.#factsFromStore(key);
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
     const index = await this.#indexFor(facts);
+    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
     return new ServedLayer({
       key,
       keyKind: facts.keyKind,
@@ -212,7 +214,24 @@ export class LayerCatalog {
     });
   }
 
-  async #factsFromImage(ref: ImageReference, key: Digest): Promise<LayerFacts> {
+  /**
+   * A pull asks for an image's layers one after the other, and each costs a footer and a TOC
+   * round trip plus the index build: once the image is known, resolve its other TOC layers (keyed
+   * the way this lookup was: blob or TOC digest, as the asking podman does) in parallel, so the
+   * later lookups join work already under way. Failures stay in the negative cache as usual.
+   */
+  #resolveSiblings(refElem: string | undefined, match: LayerMatch): void {
+    for (const l of match.manifest.layers) {
+      if (l.tocDigest === undefined) continue; // plain layers are fetched whole: only on demand
+      const k = match.keyKind === 'toc' ? l.tocDigest : l.digest;
+      if (k === match.layer.digest || k === match.layer.tocDigest) continue;
+      const id = idOf(refElem, k);
+      if (this.#served.has(id) || this.#resolving.has(id) || this.#negative.has(id)) continue;
+      this.resolve(refElem, k).catch(() => undefined);
+    }
+  }
+
+  async #factsFromImage(ref: ImageReference, key: Digest, refElem?: string): Promise<LayerFacts> {
     let image: ResolvedImage | undefined = await this.#o.metadata.loadImage(ref);
     let match = image ? findLayer(image, key) : undefined;
     if (!match) {
@@ -223,6 +242,7 @@ export class LayerCatalog {
       match = findLayer(image, key);
     }
     if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    this.#resolveSiblings(refElem, match);
     const l = match.layer;
     return {
       key,

@@ -54,6 +54,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
   const pinned = new Set<string>();
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
+  eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
@@ -120,6 +121,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
         cache: {
           usageBytes: eviction.usageBytes,
           limitBytes: config.cacheSizeBytes,
+          evictionRunning: eviction.running,
           hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
           ...c,
         },

@@ -135,6 +135,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->ctl_timeout = ct;
   fs->miss_timeout_ms = mt > 0 ? (uint64_t)mt : 60000;
   int debug = get_prop_bool(env, argv[0], "debug");
+  /* Passthrough needs CAP_SYS_ADMIN in the initial namespace; rootless it would only be refused. */
+  fs->passthrough_wanted = get_prop_bool(env, argv[0], "passthrough") && geteuid() == 0;
   pthread_mutex_init(&fs->slot_mu, NULL);
   pthread_mutex_init(&fs->pmu, NULL);
   pthread_cond_init(&fs->pcv, NULL);
@@ -151,6 +153,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENATIVE", "cannot create the threadsafe function");
     return NULL;
   }
+  /* init() sets conn->max_read to 1 MiB, which libfuse requires to equal the mount option. */
+  char *all = malloc(strlen(opts) + 32);
+  if (!all) { free(opts); napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
+  sprintf(all, "%s%smax_read=%u", opts, opts[0] ? "," : "", 1u << 20);
+  free(opts);
+  opts = all;
   char *args_v[] = {"lazy-als", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, args_v);
   fs->se = fuse_session_new(&args, &als_ll_ops, sizeof als_ll_ops, fs);
@@ -166,6 +174,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "FUSE_MOUNT", "fuse_session_mount failed");
     return NULL;
   }
+  if (fs->passthrough_wanted && fuse_session_custom_io(fs->se, &als_passthrough_io, fuse_session_fd(fs->se)) != 0)
+    fs->passthrough_wanted = 0; /* the default session I/O stays: pread for every read */
   if (pthread_create(&fs->timer_thread, NULL, als_timer_main, fs) == 0) fs->timer_started = 1;
   if (pthread_create(&fs->loop_thread, NULL, loop_main, h) != 0) {
     fuse_session_unmount(fs->se);

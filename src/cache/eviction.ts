@@ -87,6 +87,11 @@ export class Eviction {
     return { ...this.#evicted };
   }
 
+  /** Whether the periodic access-time flush runs (start() was called, stop() was not). */
+  get running(): boolean {
+    return this.#timer !== undefined;
+  }
+
   start(): void {
     if (this.#timer || this.#flushMs <= 0) return;
     this.#timer = setInterval(() => void this.flush().catch(() => undefined), this.#flushMs);

@@ -8,9 +8,12 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
+import { BACKENDS, defaultBackend, isBackendName, type BackendName } from '../fuse/mount-als.js';
 import { ConfigError } from './errors.js';
 
 export interface FuseConfig {
+  /** native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding. */
+  readonly backend: BackendName;
   /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
   readonly lookupTimeoutMs: number;
   /** Deadline for reads: may fetch chunks from a registry. */
@@ -23,6 +26,13 @@ export interface FuseConfig {
   readonly suid: boolean;
   /** Layers kept resolved by the filesystem itself. */
   readonly maxLayers: number;
+  /**
+   * Non-root uids / gids that may make the store resolve layers (look up `<key>/diff|info|blob`).
+   * Root and the daemon's own uid always may; nobody else by default (podman and CRI-O look up as
+   * root; containers read through overlayfs with the mounter's credentials).
+   */
+  readonly resolveUids: readonly number[];
+  readonly resolveGids: readonly number[];
   readonly debug: boolean;
 }
 
@@ -73,6 +83,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   registry: true,
   backgroundFetch: false,
   fuse: Object.freeze({
+    // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
+    backend: defaultBackend(),
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
     opTimeoutMs: 30_000,
@@ -81,6 +93,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
     allowOther: true,
     suid: true,
     maxLayers: 512,
+    resolveUids: Object.freeze([]) as readonly number[],
+    resolveGids: Object.freeze([]) as readonly number[],
     debug: false,
   }),
   metricsAddress: undefined,
@@ -126,6 +140,16 @@ const int = (v: unknown, what: string, min: number): number => {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`${what}: expected an integer ≥ ${min}`);
   return n;
 };
+/** A list of numeric ids: a TOML/JSON array, or "1000,1001" from a flag ("" = none). */
+const idList = (v: unknown, what: string): number[] => {
+  const items = typeof v === 'string' ? (v.trim() === '' ? [] : v.split(',').map((x) => x.trim())) : v;
+  if (!Array.isArray(items)) throw new ConfigError(`${what}: expected a list of numeric ids, e.g. [1000, 1001]`);
+  return items.map((x, i) => {
+    const n = int(x, `${what}[${i}]`, 0);
+    if (n > 0xffff_fffe) throw new ConfigError(`${what}[${i}]: ${n} is not a valid id`);
+    return n;
+  });
+};
 const level = (v: unknown, what: string): LogLevel => {
   if (typeof v !== 'string' || !LEVELS.includes(v as LogLevel)) throw new ConfigError(`${what}: expected one of ${LEVELS.join(', ')}`);
   return v as LogLevel;
@@ -168,6 +192,10 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
+  backend: (f, v, w) => {
+    if (!isBackendName(v)) throw new ConfigError(`${w}: expected one of ${BACKENDS.join(', ')}, got ${JSON.stringify(v)}`);
+    f.backend = v;
+  },
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),
   read_timeout_ms: (f, v, w) => (f.readTimeoutMs = int(v, w, 100)),
   op_timeout_ms: (f, v, w) => (f.opTimeoutMs = int(v, w, 100)),
@@ -176,6 +204,8 @@ const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) =>
   allow_other: (f, v, w) => (f.allowOther = bool(v, w)),
   suid: (f, v, w) => (f.suid = bool(v, w)),
   max_layers: (f, v, w) => (f.maxLayers = int(v, w, 1)),
+  resolve_uids: (f, v, w) => (f.resolveUids = idList(v, w)),
+  resolve_gids: (f, v, w) => (f.resolveGids = idList(v, w)),
   debug: (f, v, w) => (f.debug = bool(v, w)),
 };
 

@@ -54,6 +54,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
   const pinned = new Set<string>();
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
+  eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
@@ -120,6 +121,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
         cache: {
           usageBytes: eviction.usageBytes,
           limitBytes: config.cacheSizeBytes,
+          evictionRunning: eviction.running,
           hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
           ...c,
         },
@@ -149,12 +151,21 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     },
     credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
     async close() {
-      await prefetcher.close();
-      await chunkCache.drain();
-      await catalog.close();
+      // Each step is bounded: a registry that hangs (a fetch that never ends, a connection that
+      // never closes) must not keep a stopping daemon alive until the supervisor kills it.
+      const bounded = (what: string, ms: number, p: Promise<unknown>): Promise<unknown> => {
+        let t: NodeJS.Timeout | undefined;
+        return Promise.race([
+          p.catch((e: unknown) => logger.warn('daemon.close_step_failed', { step: what, error: e })),
+          new Promise((r) => (t = setTimeout(() => r(logger.warn('daemon.close_step_timeout', { step: what, ms })), ms))),
+        ]).finally(() => clearTimeout(t));
+      };
+      await bounded('prefetch', 5000, prefetcher.close());
+      await bounded('drain', 5000, chunkCache.drain());
+      await bounded('catalog', 2000, catalog.close());
       await eviction.stop();
-      await source?.close?.();
-      await chunkDecoder.close();
+      await bounded('source', 2000, source?.close?.() ?? Promise.resolve());
+      await bounded('decoder', 2000, chunkDecoder.close());
     },
   };
 };

@@ -4,8 +4,10 @@
  * (in `finally`, so an error anywhere after the mount still unmounts). Returns the exit code:
  * 0 after a signal, 1 when start-up fails (the error is logged and rethrown for the CLI line).
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
+import { relative } from 'node:path';
 import type { Logger } from '../core/log.js';
+import { AccessPolicy } from '../fuse/access-policy.js';
 import { mountAls, type AlsMount } from '../fuse/mount-als.js';
 import type { DaemonConfig } from './config.js';
 import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
@@ -51,6 +53,10 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
   let metricsServer: MetricsServer | undefined;
   try {
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    // Private whatever it was before (the stores inside are 0700 too). Search-only (0711) when the
+    // mountpoint lives inside it (the default layout), so allowed users can still reach the mount.
+    const rel = relative(config.stateDir, config.mountpoint);
+    await chmod(config.stateDir, rel !== '' && !rel.startsWith('..') ? 0o711 : 0o700);
     // Before anything touches the mountpoint: on a dead mount even mkdir fails with ENOTCONN.
     await clearStaleMount(config.mountpoint, logger, () => isControlAlive(config.socketPath));
     await mkdir(config.mountpoint, { recursive: true, mode: 0o755 });
@@ -63,12 +69,14 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
+      backend: f.backend,
       logger,
       timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
       entryTimeoutSec: f.entryTimeoutSec,
       attrTimeoutSec: f.attrTimeoutSec,
       allowOther: f.allowOther,
       suid: f.suid && process.getuid?.() === 0,
+      policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
       maxLayers: f.maxLayers,
       debug: f.debug,
       ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),
@@ -85,7 +93,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
           configFile: config.configFile ?? null,
           uptimeSec: Math.round((now() - started) / 1000),
           rssBytes: process.memoryUsage().rss,
-          fuse: m.tree.stats(),
+          fuse: { backend: m.backend, ...m.tree.stats(), ...m.backendStats() },
           catalog: b.status ? await b.status() : null,
         }),
         gc: async (o) => {

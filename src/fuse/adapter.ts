@@ -23,10 +23,13 @@
  *    layer content alike; `ttl` hints in FsStat are for a binding that can do better.
  *  - stat fields cross as uint32 (ino, rdev, nlink, mode) and times as milliseconds.
  */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import type { Logger } from '../core/log.js';
 import { byteStringFromText, toText, type ByteString } from '../formats/byte-string.js';
+import { mountOptionList, type AccessPolicy } from './access-policy.js';
 import { errnoOf, isExpectedFsAnswer } from './errno.js';
 import { FuseError } from './errors.js';
 
@@ -72,6 +75,7 @@ export interface FuseCaller {
 export interface OpContext {
   /** Aborted when the op's deadline passes (the kernel has been answered ETIMEDOUT). */
   readonly signal: AbortSignal;
+  /** The calling process's ids, for backends that know them (fuse-native does not); AccessPolicy checks them. */
   readonly caller?: FuseCaller;
 }
 
@@ -121,6 +125,8 @@ export interface MountOptions {
   readonly allowOther: boolean;
   /** Honour setuid bits of layer files (root mounts only). */
   readonly suid: boolean;
+  /** Who may resolve layers: fuse-native enforces it through control-dir modes only. */
+  readonly policy: AccessPolicy;
   readonly debug?: boolean;
 }
 
@@ -242,14 +248,50 @@ export function guard<T>(
 
 // --- mount ---------------------------------------------------------------------------------------
 
-/** `-o` options fuse-native has no switch for, appended to fsname (see essay). */
+/**
+ * `-o` options fuse-native has no switch for, appended to fsname (see essay). `suid` is listed but
+ * does not survive libfuse 2's fusermount path (auto_unmount always takes it, and fusermount mounts
+ * nosuid unless told otherwise, which libfuse 2 never does): see remountSuid.
+ */
 export function smuggledOptions(opts: Pick<MountOptions, 'suid'>): string {
-  const extra = ['use_ino'];
+  const extra = ['use_ino', 'nodev'];
   if (opts.suid) extra.push('suid');
   return ['lazy-als', ...extra].join(',');
 }
 
+/** The mount's per-mount flags as /proc/self/mountinfo shows them (undefined: not mounted). */
+export async function mountFlags(mountpoint: string): Promise<string[] | undefined> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let found: string[] | undefined;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === mountpoint) found = (f[5] ?? '').split(',');
+  }
+  return found;
+}
+
+/**
+ * Clear `nosuid` after mounting (root only): `mount -i -o remount,suid` (-i: no mount.fuse helper,
+ * which would try to run the fsname as a program). Per-mount flags only; the FUSE connection is
+ * untouched.
+ */
+async function remountSuid(mountpoint: string, logger: Logger): Promise<void> {
+  const code = await new Promise<number>((resolve) => {
+    const p = spawn('mount', ['-i', '-o', 'remount,suid', mountpoint], { stdio: 'ignore' });
+    p.once('error', () => resolve(-1));
+    p.once('exit', (c) => resolve(c ?? -1));
+  });
+  const flags = await mountFlags(mountpoint);
+  if (code !== 0 || flags?.includes('nosuid')) {
+    throw new FuseError('FUSE_MOUNT', `could not clear nosuid on ${mountpoint} (mount -o remount,suid exited ${code}); set fuse.suid = false to run without setuid`, {});
+  }
+  logger.debug('fuse.remounted_suid', { mountpoint });
+}
+
 export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountHandle> {
+  opts.policy.assertKernelEnforceable('fuse-native');
+  const wanted = mountOptionList(opts);
   const Fuse = loadFuse();
   const { logger, timeouts: t } = opts;
   const g = <T>(op: string, path: string, ms: number, run: (ctx: OpContext) => R<T>, reply: (ret: number, value?: T) => void): void =>
@@ -302,10 +344,10 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
   const fuse = new Fuse(opts.mountpoint, ops, {
     fsname: smuggledOptions(opts),
-    allowOther: opts.allowOther,
+    allowOther: wanted.includes('allow_other'),
     autoUnmount: true,
     kernelCache: true,
-    defaultPermissions: false,
+    defaultPermissions: wanted.includes('default_permissions'),
     entryTimeout: opts.entryTimeoutSec,
     attrTimeout: opts.attrTimeoutSec,
     debug: opts.debug ?? false,
@@ -317,9 +359,8 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new FuseError('FUSE_MOUNT', `mount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err })) : resolve())),
   );
-  logger.info('fuse.mounted', { mountpoint: opts.mountpoint });
   let unmounting: Promise<void> | undefined;
-  return {
+  const handle: MountHandle = {
     mountpoint: opts.mountpoint,
     unmount: () =>
       (unmounting ??= new Promise<void>((resolve, reject) =>
@@ -330,4 +371,14 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
         }),
       )),
   };
+  if (wanted.includes('suid')) {
+    try {
+      await remountSuid(opts.mountpoint, logger);
+    } catch (e) {
+      await handle.unmount().catch(() => undefined);
+      throw e;
+    }
+  }
+  logger.info('fuse.mounted', { mountpoint: opts.mountpoint, options: wanted });
+  return handle;
 }

@@ -9,6 +9,7 @@
  * the conformance suite runs the same tests against each backend.
  */
 import type { Logger } from '../core/log.js';
+import { AccessPolicy, mountOptionList } from './access-policy.js';
 import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
 import { AlsTree } from './als-tree.js';
 import { errnoOf } from './errno.js';
@@ -39,6 +40,8 @@ export interface AlsMountOptions {
   readonly attrTimeoutSec?: number;
   readonly allowOther?: boolean;
   readonly suid?: boolean;
+  /** Who may make the store resolve layers (default: root and the daemon's uid). */
+  readonly policy?: AccessPolicy;
   readonly maxLayers?: number;
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
@@ -60,9 +63,11 @@ export interface AlsMount extends MountHandle {
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
+  const policy = o.policy ?? AccessPolicy.rootOnly();
   const tree = new AlsTree({
     provider: o.provider,
     logger: o.logger,
+    policy,
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
@@ -76,7 +81,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       mountpoint: o.mountpoint,
       logger: o.logger,
       timeouts,
-      mountOptions: [...(allowOther ? ['allow_other'] : []), suid ? 'suid' : 'nosuid'],
+      mountOptions: mountOptionList({ allowOther, suid }),
       controlTimeoutSec: o.entryTimeoutSec ?? 60,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
       debug: o.debug ?? false,
@@ -93,6 +98,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     attrTimeoutSec: o.attrTimeoutSec ?? 60,
     allowOther,
     suid,
+    policy,
     debug: o.debug ?? false,
   });
   return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({}) };

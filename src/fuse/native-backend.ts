@@ -15,7 +15,10 @@
  * Every request handed over is answered through `guard` (one reply, errno on throw, our deadline);
  * C answers ETIMEDOUT itself if even that does not happen (missTimeoutMs), so the mount never wedges.
  */
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stat, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Digest } from '../core/digest.js';
@@ -36,14 +39,26 @@ let binding: NativeBinding | undefined;
 /** The addon, or a FuseError saying why it cannot be loaded (not built: run scripts/setup.sh). */
 export function loadNative(): NativeBinding {
   if (binding) return binding;
-  // src/fuse/ and dist/fuse/ are both two levels below the package root.
-  const path = new URL('../../native/build/Release/lazy_als_native.node', import.meta.url);
   try {
-    binding = createRequire(import.meta.url)(path.pathname) as NativeBinding;
+    binding = createRequire(import.meta.url)(addonPath()) as NativeBinding;
   } catch (e) {
     throw new FuseError('FUSE_MOUNT', `the native backend is not built (${(e as Error).message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
   }
   return binding;
+}
+
+const ADDON = join('native', 'build', 'Release', 'lazy_als_native.node');
+
+/** The built addon in the nearest ancestor directory that has one (src/, dist/ and test bundles alike). */
+function addonPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    // Once, at the first mount, before our own mount exists: a synchronous check is harmless here.
+    if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
+    const up = dirname(dir);
+    if (up === dir) return ADDON;
+    dir = up;
+  }
 }
 
 export function nativeAvailable(): boolean {
@@ -66,6 +81,8 @@ export interface NativeBackendOptions {
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
   readonly objectsDir?: string;
+  /** FUSE passthrough for fully cached files when privileged (default true; pread otherwise). */
+  readonly passthrough?: boolean;
   readonly debug?: boolean;
 }
 
@@ -160,8 +177,11 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         }
         case OP.getattr: {
           const path = pathOf(nodeid);
+          // The root's attributes are never cached: a stat of the mountpoint must reach the daemon,
+          // so a dead daemon shows as ENOTCONN (stale-mount detection relies on it).
+          const ttl = nodeid === 1 ? 0 : ctlTimeout;
           guard(logger, 'getattr', path, t.lookupMs, (ctx) => ops.getattr(path, ctx),
-            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ctlTimeout) : replyErr(id, ret)), caller);
+            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ttl) : replyErr(id, ret)), caller);
           return;
         }
         case OP.readdir: {
@@ -221,7 +241,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   };
 
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
-  const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als', `max_read=${1 << 20}`].join(',');
+  const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als'].join(',');
   try {
     h = n.mount(
       {
@@ -232,6 +252,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
+        passthrough: o.passthrough ?? true,
       },
       dispatch,
     );

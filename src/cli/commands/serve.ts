@@ -27,6 +27,7 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
   --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default true)
   --background-fetch BOOL  fetch whole layers in the background after the prefetch (default false)
+  --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default ${DEFAULTS.fuse.backend})
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default 60000)
   --read-timeout-ms N      deadline for reads (default 120000)
   --op-timeout-ms N        deadline for other operations (default 30000)
@@ -35,6 +36,8 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --allow-other BOOL       let other users traverse the mount (default true)
   --suid BOOL              honour setuid bits in layers when root (default true)
   --max-layers N           layers the filesystem keeps resolved (default 512)
+  --resolve-uids IDS       non-root uids that may make the store resolve layers, e.g. 1000,1001 (default none)
+  --resolve-gids IDS       gids whose members may make the store resolve layers (default none)
   --fuse-debug BOOL        libfuse debug output
   --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
   --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
@@ -55,6 +58,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'auth-file': 'auth_file',
   registry: 'registry',
   'background-fetch': 'background_fetch',
+  backend: 'fuse.backend',
   'lookup-timeout-ms': 'fuse.lookup_timeout_ms',
   'read-timeout-ms': 'fuse.read_timeout_ms',
   'op-timeout-ms': 'fuse.op_timeout_ms',
@@ -63,6 +67,8 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'allow-other': 'fuse.allow_other',
   suid: 'fuse.suid',
   'max-layers': 'fuse.max_layers',
+  'resolve-uids': 'fuse.resolve_uids',
+  'resolve-gids': 'fuse.resolve_gids',
   'fuse-debug': 'fuse.debug',
   'metrics-address': 'metrics_address',
   'log-format': 'log_format',

@@ -153,3 +153,14 @@ describe('row 5: entries per layer', () => {
     expect(DEFAULT_LIMITS.maxEntries).toBeLessThanOrEqual(100_000);
   });
 });
+
+describe('limits are configuration', () => {
+  it('[limits] keys set the bounds the catalog uses; a broken value is a clear error', async () => {
+    const { applyRaw, DEFAULTS } = await import('../../src/daemon/config.js');
+    const c = applyRaw(DEFAULTS, { limits: { max_entries: 5000, max_toc_bytes: '8MiB', max_layer_xattr_bytes: '1MiB' } }, 'test.toml');
+    expect(c.limits).toMatchObject({ maxEntries: 5000, maxTocBytes: 8 * MiB, maxLayerXattrBytes: MiB, maxChunkBytes: DEFAULT_LIMITS.maxChunkBytes });
+    expect(() => applyRaw(DEFAULTS, { limits: { max_entries: 0 } }, 'test.toml')).toThrow(/limits\.max_entries: expected an integer ≥ 1/);
+    expect(() => applyRaw(DEFAULTS, { limits: { max_entrys: 1 } }, 'test.toml')).toThrow(/unknown setting/);
+    expect(DEFAULTS.limits).toEqual(DEFAULT_LIMITS);
+  });
+});

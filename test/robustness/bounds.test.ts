@@ -4,7 +4,7 @@
  * from child processes (GNU time, process.resourceUsage) so one test's garbage cannot hide another's.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { readVerifiedChunk } from '../../src/formats/chunk-reader.js';
 import { openLayer } from '../../src/formats/open-layer.js';
 import { TarScanner } from '../../src/formats/tar/tar-scanner.js';
-import { hostileCorpus, inspectMeasured } from '../helpers/hostile.js';
+import { hostileCorpus, inspectMeasured, materialize } from '../helpers/hostile.js';
 import { sha256 } from '../helpers/writers/estargz.js';
 import { padding, tarHeaderBlock, TAR_EOF } from '../helpers/writers/tar.js';
 
@@ -126,7 +126,7 @@ describe('row 10: hole chunks', () => {
 describe('hostile corpus (small): every input refused or served within the memory budget', () => {
   it.each(corpus.map((h) => [h.name, h] as const))('%s', (name, h) => {
     const file = join(dir, name);
-    writeFileSync(file, h.build());
+    materialize(h, file);
     const r = inspectMeasured(file, h, 120);
     expect({ outcome: r.code === 0 ? 'served' : 'refused', line: r.line }).toMatchObject({ outcome: h.expect });
     expect(r.rssKiB).toBeLessThan(BUDGET_KIB);

@@ -106,11 +106,12 @@ function paxPile(headers: number, bytes: number): Buffer {
     const digits = String(bytes).length;
     const value = Buffer.alloc(bytes - fixed - digits, 0x61);
     const rec = Buffer.concat([Buffer.from(`${bytes} ${key}=`), value, Buffer.from('\n')]);
-    parts.push(tarHeaderBlock({ name: `PaxHeaders/f${i}`, typeflag: 'x', mode: 0o644, uid: 0, gid: 0, size: rec.length, mtime: 0 }));
-    parts.push(rec, padding(rec.length));
+    // one gzip member per header (members concatenate): the generator never holds the whole tar
+    const hdr = tarHeaderBlock({ name: `PaxHeaders/f${i}`, typeflag: 'x', mode: 0o644, uid: 0, gid: 0, size: rec.length, mtime: 0 });
+    parts.push(gzipSync(Buffer.concat([hdr, rec, padding(rec.length)]), { level: 9 }));
   }
-  parts.push(tarHeaderBlock({ name: 'f', typeflag: '0', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 }), TAR_EOF);
-  return gzipSync(Buffer.concat(parts), { level: 9 });
+  parts.push(gzipSync(Buffer.concat([tarHeaderBlock({ name: 'f', typeflag: '0', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0 }), TAR_EOF])));
+  return Buffer.concat(parts);
 }
 
 /** A plain tar (gzip or zstd) holding one file of `mib` MiB of zeros: a plain-layer bomb. */

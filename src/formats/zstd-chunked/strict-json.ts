@@ -28,7 +28,6 @@ export class JsonSyntaxError extends Error {
 const MAX_DEPTH = 64;
 const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 /** A string body needing the slow path: an escape or a raw control character. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON forbids raw control characters in strings; this finds them
 const SLOW_STRING_RE = /[\\\x00-\x1f]/;
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const QUOTE = 0x22;

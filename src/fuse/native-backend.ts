@@ -177,11 +177,8 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         }
         case OP.getattr: {
           const path = pathOf(nodeid);
-          // The root's attributes are never cached: a stat of the mountpoint must reach the daemon,
-          // so a dead daemon shows as ENOTCONN (stale-mount detection relies on it).
-          const ttl = nodeid === 1 ? 0 : ctlTimeout;
           guard(logger, 'getattr', path, t.lookupMs, (ctx) => ops.getattr(path, ctx),
-            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ttl) : replyErr(id, ret)), caller);
+            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ctlTimeout) : replyErr(id, ret)), caller);
           return;
         }
         case OP.readdir: {
@@ -241,6 +238,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   };
 
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
+  // The root is answered in C, never cached by the kernel (a dead daemon must show ENOTCONN).
+  const root = ops.getattr('/', { signal: new AbortController().signal });
+  if (root instanceof Promise) throw new FuseError('FUSE_MOUNT', 'the root attributes must be known synchronously', {});
   const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als'].join(',');
   try {
     h = n.mount(
@@ -252,7 +252,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
-        passthrough: o.passthrough ?? true,
+        rootAttr: attrOf(root),
+        // LAZY_ALS_NATIVE_PASSTHROUGH=0 turns it off (benchmarks compare both read paths).
+        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] !== '0',
       },
       dispatch,
     );

@@ -41,6 +41,9 @@ const TYPES: Readonly<Record<string, RawEntryType>> = {
   '0': 'reg', '\0': 'reg', '7': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
 };
 
+/** Shared by every entry without xattrs (consumers copy before they change a map). */
+const NO_XATTRS = new Map<string, Buffer>();
+
 type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof';
 
 interface Pending {
@@ -289,7 +292,7 @@ export class TarScanner {
       ...(link ? { linkName } : {}),
       devMajor: type === 'char' || type === 'block' ? hdr.devMajor : 0,
       devMinor: type === 'char' || type === 'block' ? hdr.devMinor : 0,
-      xattrs: p?.xattrs ?? new Map(),
+      xattrs: p !== undefined && p.xattrs.size > 0 ? p.xattrs : NO_XATTRS,
       headerOffset: p?.firstOffset ?? at,
       dataOffset: at + BLOCK,
     };

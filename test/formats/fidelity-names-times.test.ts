@@ -17,7 +17,7 @@ import type { LayerIndex } from '../../src/formats/model.js';
 import { DiffTree } from '../../src/fuse/diff-tree.js';
 import { createLogger } from '../../src/core/log.js';
 import { buildTar, type TarEntry } from '../helpers/writers/tar.js';
-import { buildZstdChunked, type ZstdChunkedEntry } from '../helpers/writers/zstd-chunked.js';
+import { buildZstdChunked, zstdChunkedSampleEntries, type ZstdChunkedEntry } from '../helpers/writers/zstd-chunked.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fidelity-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -152,5 +152,35 @@ describe('times as containers/storage unpacks them', () => {
     const { index } = await openZstdChunked(new BufferBlob(w.blob), zstdOptions(w));
     expect([index.lookup(B('a'))!.mtimeSec, index.lookup(B('a'))!.mtimeNsec]).toEqual([1_700_000_000, 987_654_321]);
     expect(index.lookup(B('b'))!.mtimeSec).toBe(4102444800);
+  });
+});
+
+describe('the TOC is bound to the tar it indexes (zstd:chunked, at resolve time)', () => {
+  type E = Record<string, unknown>;
+  const edits: [string, (entries: E[]) => void][] = [
+    ['name', (es) => es.filter((e) => e['name'] === 'bin/tool').forEach((e) => (e['name'] = 'bin/tooo'))],
+    ['mode', (es) => (es.find((e) => e['name'] === 'bin/tool')!['mode'] = 0o755)],
+    ['uid', (es) => (es.find((e) => e['name'] === 'bin/tool')!['uid'] = 0)],
+    ['gid', (es) => (es.find((e) => e['name'] === 'run/fifo')!['gid'] = 0)],
+    ['mtime', (es) => (es.find((e) => e['name'] === 'bin/link')!['modtime'] = '2001-01-01T00:00:00Z')],
+    ['mtime nanoseconds', (es) => (es.find((e) => e['name'] === 'bin/tool')!['modtime'] = '2023-11-14T22:13:20.123456788Z')],
+    ['xattr value', (es) => ((es.find((e) => e['name'] === 'bin/tool')!['xattrs'] as E)['user.comment'] = Buffer.from('bye').toString('base64'))],
+    ['xattr added', (es) => (es.find((e) => e['name'] === 'opq/kept')!['xattrs'] = { 'security.capability': 'AQAAAg==' })],
+    ['symlink target', (es) => (es.find((e) => e['name'] === 'bin/link')!['linkName'] = '/etc/shadow')],
+    ['hardlink target', (es) => (es.find((e) => e['name'] === 'bin/hard')!['linkName'] = 'opq/kept')],
+    ['type', (es) => (es.find((e) => e['name'] === 'run/fifo')!['type'] = 'char')],
+    ['device numbers', (es) => (es.find((e) => e['name'] === 'dev/null')!['devMinor'] = 5)],
+  ];
+  for (const [what, edit] of edits) {
+    it(`a TOC that lies about the ${what} is refused (FORMAT_CONFLICT)`, async () => {
+      const w = buildZstdChunked(zstdChunkedSampleEntries(), { mutateToc: (toc) => edit(toc.entries as E[]) });
+      await expect(openZstdChunked(new BufferBlob(w.blob), zstdOptions(w))).rejects.toMatchObject({ code: 'FORMAT_CONFLICT' });
+    });
+  }
+
+  it('the untouched TOC of the same entries opens (the check is not too strict)', async () => {
+    const w = buildZstdChunked(zstdChunkedSampleEntries(), { chunkSize: 20_000, holes: true, zoneOffsetMinutes: 90 });
+    const { index } = await openZstdChunked(new BufferBlob(w.blob), zstdOptions(w));
+    expect(index.lookup(B('bin/tool'))?.mode).toBe(0o4755);
   });
 });

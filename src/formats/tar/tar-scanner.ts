@@ -156,6 +156,20 @@ export class TarScanner {
     return events;
   }
 
+  /**
+   * Skip the current entry's content without having its bytes (tar-split, which stores headers
+   * only). Returns the bytes skipped: the whole content when inside one (`n` must be exactly what
+   * is left), 0 when the entry has no content (header-only types, empty files).
+   */
+  skipData(n: number): number {
+    if (this.#state !== 'data') return 0;
+    if (n !== this.#left) throw this.#err(`content of ${n} bytes where ${this.#left} are left`);
+    this.#offset += n;
+    this.#left = 0;
+    this.#startPad(this.#padAfter);
+    return n;
+  }
+
   /** End of input. Throws TAR_INVALID if the stream stops inside an entry. */
   finish(): void {
     if (this.#state === 'eof' || this.#state === 'zero1') return;

@@ -92,7 +92,7 @@ export class RegistryBlob implements RandomAccessBlob {
     await Promise.all([
       ...batches.map(async (idx) => {
         const got = await this.#fetchBatch(idx.map((i) => merged[i]!), signal);
-        idx.forEach((i, k) => (data[i] = got[k]!));
+        for (const [k, i] of idx.entries()) data[i] = got[k]!;
       }),
       ...large.map(async (i) => {
         data[i] = await this.#fetchSplit(merged[i]!, signal);

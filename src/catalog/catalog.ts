@@ -9,6 +9,7 @@
  *  - blob-handles.ts    one shared source handle per blob, opened only on a cache miss;
  *  - use-counts.ts      the `use`/`rmdir` hints, bounded;
  *  - refusals.ts        layers refused or quarantined, and why (bounded);
+ *  - whole-layer-check.ts  optional full-pass check of a TOC layer after its background fetch (quarantine);
  *  - catalog-status.ts  the status document.
  *
  * Malformed keys and ref elements are rejected before any I/O; concurrent lookups of one layer share
@@ -16,6 +17,7 @@
  * is offline first (docs/architecture.md, "what survives a restart"). Every failure makes lookup()
  * answer undefined (ENOENT ⇒ podman pulls normally) and is logged; resolve() throws the typed error.
  */
+import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { parseDigest } from '../core/digest.js';
 import type { Limits } from '../core/limits.js';
@@ -39,6 +41,7 @@ import { NegativeCache } from './negative-cache.js';
 import { RefusalLog } from './refusals.js';
 import { SingleFlight } from './single-flight.js';
 import { UseCounts } from './use-counts.js';
+import { WholeLayerCheck } from './whole-layer-check.js';
 
 export { DEFAULT_FORMATS, type LayerFormats } from './index-loader.js';
 export type { CatalogStatus, UseCount } from './catalog-status.js';
@@ -55,6 +58,11 @@ export interface LayerCatalogOptions {
   readonly scheduler?: PrefetchScheduler;
   readonly formats?: LayerFormats;
   readonly limits?: Limits;
+  /**
+   * After a TOC layer's background fetch, read the whole blob once and check it is the tar the TOC
+   * claims (formats/full-pass.ts); a layer that is not gets quarantined (reads EIO). Default false.
+   */
+  readonly verifyWholeLayers?: boolean;
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   /** Most failed lookups remembered (default 4096). */
@@ -81,6 +89,9 @@ export class LayerCatalog {
   readonly #blobs: BlobHandles;
   readonly #uses: UseCounts;
   readonly #refusals: RefusalLog;
+  readonly #wholeChecks: WholeLayerCheck;
+  /** What the whole-layer check needs of each served layer. */
+  readonly #checkTargets = new WeakMap<ServedLayer, { diffId: Digest; open: (signal?: AbortSignal) => Promise<RandomAccessBlob> }>();
   readonly #counters: LookupCounters = { positive: 0, negative: 0, resolutions: 0, opens: 0 };
 
   constructor(o: LayerCatalogOptions) {
@@ -95,6 +106,12 @@ export class LayerCatalog {
     this.#uses = new UseCounts(o.useCountsMax);
     this.#refusals = new RefusalLog(now);
     this.#blobs = new BlobHandles(o.source, this.#log);
+    this.#wholeChecks = new WholeLayerCheck({
+      ...(o.scheduler ? { scheduler: o.scheduler } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
+      refusals: this.#refusals,
+      logger: this.#log,
+    });
     this.#facts = new LayerFactsResolver({
       ...(o.source ? { source: o.source } : {}),
       metadata: o.metadata,
@@ -168,7 +185,11 @@ export class LayerCatalog {
     try {
       const layer = await this.#serve(refElem, ref, key);
       this.#served.set(id, layer);
-      this.#o.prefetcher?.start(layer);
+      const fetched = this.#o.prefetcher?.start(layer);
+      const target = this.#checkTargets.get(layer);
+      if (this.#o.verifyWholeLayers && layer.index.diffId === undefined && target) {
+        this.#wholeChecks.start(id, { layer, ref: ref?.string, ...target }, fetched);
+      }
       return layer;
     } catch (e) {
       this.#negative.add(id);
@@ -195,7 +216,8 @@ export class LayerCatalog {
     const index = await this.#indexes.indexFor(facts);
     this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
     const o = this.#o;
-    return new ServedLayer({
+    const openBlob = (signal?: AbortSignal): Promise<RandomAccessBlob> => this.#blobs.open(facts, signal);
+    const layer = new ServedLayer({
       key,
       keyKind: facts.keyKind,
       ...(refElem !== undefined ? { refElem } : {}),
@@ -206,13 +228,20 @@ export class LayerCatalog {
       annotations: facts.annotations,
       chunkCache: o.chunkCache,
       blobStore: o.blobStore,
-      openBlob: (signal) => this.#blobs.open(facts, signal),
+      openBlob,
       ...(o.scheduler ? { scheduler: o.scheduler } : {}),
       ...(o.eviction ? { eviction: o.eviction } : {}),
       ...(o.memoryBlobLimit !== undefined ? { memoryBlobLimit: o.memoryBlobLimit } : {}),
       ...(o.chunkDecoder ? { chunkDecoder: o.chunkDecoder } : {}),
       logger: this.#log,
     });
+    this.#checkTargets.set(layer, { diffId: facts.diffId, open: openBlob });
+    return layer;
+  }
+
+  /** The whole-layer check of a served layer, when one was started (tests, status). */
+  verification(refElem: string | undefined, key: string): Promise<void> | undefined {
+    return this.#wholeChecks.get(layerIdOf(refElem, key));
   }
 
   /**

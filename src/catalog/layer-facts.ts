@@ -14,7 +14,7 @@ import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
 import { parseReference, type ImageReference } from '../sources/reference.js';
-import { findLayer, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
+import { findLayer, manifestHasKey, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { LRUCache } from 'lru-cache';
 import { IndexError } from './errors.js';
 import { SingleFlight } from './single-flight.js';
@@ -63,8 +63,12 @@ export class LayerFactsResolver {
   async fromImage(ref: ImageReference, key: Digest): Promise<{ facts: LayerFacts; match: LayerMatch }> {
     let known = this.#images.get(ref.string) ?? (await this.#fromDisk(ref));
     let match = known ? findLayer(known.image, key) : undefined;
-    if (!match && (!known || this.#o.now() - known.checkedAt >= this.#refreshMs)) {
-      known = await this.#resolving.run(ref.string, () => this.#fromSource(ref, known));
+    if (!match && this.#mayAskSource(known)) {
+      // A partly scanned index is scanned again for this key (the source bounds each scan); a complete
+      // image is asked for again only once per refresh interval, by one request for all waiters.
+      const flight = known?.image.complete === false ? `${ref.string}\u0000${key}` : ref.string;
+      const previous = known;
+      known = await this.#resolving.run(flight, () => this.#fromSource(ref, key, previous));
       match = findLayer(known.image, key);
     }
     if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
@@ -100,6 +104,10 @@ export class LayerFactsResolver {
     return { ...e.layer, openRef };
   }
 
+  #mayAskSource(known: KnownImage | undefined): boolean {
+    return !known || known.image.complete === false || this.#o.now() - known.checkedAt >= this.#refreshMs;
+  }
+
   async #fromDisk(ref: ImageReference): Promise<KnownImage | undefined> {
     const image = await this.#o.metadata.loadImage(ref);
     if (!image) return undefined;
@@ -108,16 +116,26 @@ export class LayerFactsResolver {
     return known;
   }
 
-  async #fromSource(ref: ImageReference, previous: KnownImage | undefined): Promise<KnownImage> {
+  async #fromSource(ref: ImageReference, key: Digest, previous: KnownImage | undefined): Promise<KnownImage> {
     const source = this.#o.source;
     if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, {});
     this.sourceResolutions++;
-    const image = await source.resolve(ref);
+    // An index is scanned only up to the manifest that has the key (sources bound the scan);
+    // manifests found by earlier scans of the same index stay known (offline after a restart).
+    const image = withKnownManifests(await source.resolve(ref, undefined, (m) => manifestHasKey(m, key)), previous?.image);
     const known = { image, checkedAt: this.#o.now() };
     this.#images.set(ref.string, known);
-    if (previous?.image.digest !== image.digest) {
+    if (previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length) {
       await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
     }
     return known;
   }
+}
+
+/** `fresh`, plus the manifests `known` (same index, an earlier partial scan) had and `fresh` lacks. */
+function withKnownManifests(fresh: ResolvedImage, known: ResolvedImage | undefined): ResolvedImage {
+  if (!known || known.digest !== fresh.digest) return fresh;
+  const have = new Set(fresh.manifests.map((m) => m.digest));
+  const extra = known.manifests.filter((m) => !have.has(m.digest));
+  return extra.length === 0 ? fresh : { ...fresh, manifests: [...fresh.manifests, ...extra] };
 }

@@ -39,7 +39,9 @@ let zeroGz: Buffer | undefined;
 let zeroZst: Buffer | undefined;
 /** `n` MiB of zeros as n concatenated gzip members / zstd frames. */
 function zeroMembers(kind: 'gzip' | 'zstd', n: number): Buffer {
-  const one = kind === 'gzip' ? (zeroGz ??= gzipSync(Buffer.alloc(MiB), { level: 9 })) : (zeroZst ??= zstdCompress(Buffer.alloc(MiB)));
+  if (kind === 'gzip') zeroGz ??= gzipSync(Buffer.alloc(MiB), { level: 9 });
+  else zeroZst ??= zstdCompress(Buffer.alloc(MiB));
+  const one = kind === 'gzip' ? zeroGz! : zeroZst!;
   return Buffer.concat(new Array<Buffer>(n).fill(one));
 }
 
@@ -126,7 +128,10 @@ function plainBomb(kind: 'gzip' | 'zstd', mib: number): Buffer {
 
 function once<T>(f: () => T): () => T {
   let v: { value: T } | undefined;
-  return () => (v ??= { value: f() }).value;
+  return () => {
+    v ??= { value: f() };
+    return v.value;
+  };
 }
 
 /**

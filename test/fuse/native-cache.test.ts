@@ -75,7 +75,7 @@ describe('native backend: cached reads in C', () => {
     // An object replaced behind our back (new inode) is hashed again, found corrupt, not served.
     const obj = paths.get('big.bin')!;
     const bad = Buffer.from(BIG.subarray(0, 64 * 1024));
-    bad[100] ^= 0xff;
+    bad[100] = (bad[100] ?? 0) ^ 0xff;
     await writeFile(obj + '.tmp', bad);
     await rename(obj + '.tmp', obj);
     await dropFileCache(join(D, 'big.bin'));

@@ -78,6 +78,8 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     ...(source ? { source } : {}),
     formats: meteredFormats(telemetry),
     metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
+    // The background fetch reads every byte anyway: check the layer is the tar its TOC claims.
+    verifyWholeLayers: config.backgroundFetch,
   });
   return {
     provider: meteredProvider(catalog, telemetry),

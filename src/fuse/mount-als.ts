@@ -46,6 +46,8 @@ export interface AlsMountOptions {
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
+  /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
+  readonly passthrough?: boolean;
   readonly debug?: boolean;
   /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
   readonly onOp?: OpObserver;
@@ -63,7 +65,10 @@ export interface AlsMount extends MountHandle {
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
-  const policy = o.policy ?? AccessPolicy.rootOnly();
+  const backend = o.backend ?? defaultBackend();
+  // The native backend passes every caller's ids; fuse-native has only the control dirs' modes.
+  const base = o.policy ?? AccessPolicy.rootOnly();
+  const policy = backend === 'native' ? base.withCallerIds() : base;
   const tree = new AlsTree({
     provider: o.provider,
     logger: o.logger,
@@ -71,7 +76,6 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
-  const backend = o.backend ?? defaultBackend();
   const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
   const allowOther = o.allowOther ?? true;
   const suid = o.suid ?? process.getuid?.() === 0;
@@ -84,6 +88,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       mountOptions: mountOptionList({ allowOther, suid }),
       controlTimeoutSec: o.entryTimeoutSec ?? 60,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
+      ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
       debug: o.debug ?? false,
     });
     return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };

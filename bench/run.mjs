@@ -33,13 +33,15 @@ function list(dir, exts) {
 }
 
 // bench/e2e holds helpers too: only these are entry points
-const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts'];
+const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts', 'bench/e2e/cold-read.ts', 'bench/e2e/pull.ts'];
 const benches = [
   ...E2E_ENTRIES.filter((f) => existsSync(join(ROOT, f))),
   ...['bench/sources/range-reads.ts'].filter((f) => existsSync(join(ROOT, f))),
   ...list('fuse', ['.ts', '.mjs', '.js']),
   // toc-layers.ts is a helper of inspect-extract.mjs (it needs a layer argument), not an entry point
   ...list('formats', ['.ts', '.mjs', '.js']).filter((f) => !f.endsWith('toc-layers.ts')),
+  // the robustness section: hostile corpus, soak, kill -9 (bench/robustness/*.ts; helpers start with _)
+  ...list('robustness', ['.ts']).filter((f) => !f.split('/').pop().startsWith('_')),
 ].filter((f) => filters.length === 0 || filters.some((w) => f.includes(w)));
 
 function run(file) {

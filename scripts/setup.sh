@@ -10,12 +10,14 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 WANT_E2E=0
 for a in "$@"; do case "$a" in --e2e) WANT_E2E=1;; *) echo "usage: $0 [--e2e]" >&2; exit 2;; esac; done
 
-# Run-time: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3, /etc/fuse.conf).
+# Run-time: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3, /etc/fuse.conf);
+# build: libfuse3-dev + pkg-config for the native backend (native/, built by scripts/build-native.sh).
 # Tests: a real registry, podman/skopeo to make and consume images, debootstrap for rootfs fixtures,
 # attr/libcap2-bin to check xattrs and capabilities, zstd/curl as independent tools.
 PKGS="libfuse2 fuse3 docker-registry podman skopeo crun fuse-overlayfs conmon catatonit uidmap
       zstd curl attr libcap2-bin debootstrap busybox-static strace jq iproute2 util-linux
-      build-essential python3 apache2-utils containerd stargz-snapshotter"
+      build-essential python3 apache2-utils containerd stargz-snapshotter
+      python3-prometheus-client libfuse3-dev pkg-config"
 missing=()
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -28,18 +30,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages: reinstall only when the lock file changed since the last install.
+# npm packages: the reproducible install from the committed lock, only when the lock changed since the
+# last install (the stamp is a copy of the lock `npm ci` installed; `npm ci` removes node_modules first).
 STAMP=node_modules/.lazy-als-lock
 if [ ! -f "$STAMP" ] || ! cmp -s package-lock.json "$STAMP"; then
-  # `npm install` against the committed lock (it leaves the lock unchanged). Not `npm ci`: npm 11
-  # here writes locks without other platforms' optional packages (rollup's), which `npm ci` rejects.
-  log "npm install (from package-lock.json)"
-  npm install --no-audit --no-fund --loglevel=error
+  log "npm ci (from package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$STAMP"
 fi
 
 log "build"
 npm run --silent build
+# The native FUSE backend (C, node-gyp against the local node's headers; libfuse3-dev above).
+bash "$ROOT/scripts/build-native.sh"
 
 if [ $WANT_E2E = 1 ]; then
   bash "$ROOT/test/e2e/setup-chroot.sh"

@@ -4,9 +4,13 @@
  * so the rename itself survives a power loss. Readers therefore see either the old file, the new file
  * or nothing — never a torn one. Any failure removes the temp file; ENOSPC/EDQUOT become
  * CACHE_NO_SPACE so callers can keep serving from memory.
+ *
+ * Cached content may come from files other users must not read (a 0600 file of a layer), so every
+ * file is created 0600 and every directory 0700, whatever the umask; directories that already
+ * exist are chmod'ed (privateDir).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { toCacheError } from './errors.js';
 
@@ -19,6 +23,16 @@ export interface AtomicWriteOptions {
   readonly durable?: boolean;
 }
 
+/** Modes of everything the cache and state stores create (the umask can only remove bits). */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+/** Create `dir` (and missing parents) 0700, and make an existing one 0700 too. */
+export async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  await chmod(dir, DIR_MODE);
+}
+
 export function tempName(tmpDir: string, prefix = 'w'): string {
   return join(tmpDir, `${prefix}-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
 }
@@ -28,7 +42,7 @@ export async function writeTemp(tmpDir: string, chunks: Iterable<Uint8Array> | A
   const tmp = tempName(tmpDir);
   let fh;
   try {
-    fh = await open(tmp, 'wx', 0o644);
+    fh = await open(tmp, 'wx', FILE_MODE);
     for await (const c of chunks) {
       let done = 0;
       while (done < c.length) {
@@ -50,7 +64,7 @@ export async function writeTemp(tmpDir: string, chunks: Iterable<Uint8Array> | A
 /** Move a finished temp file into place (creating the target directory), optionally durably. */
 export async function commitTemp(tmp: string, target: string, durable = false): Promise<void> {
   try {
-    await mkdir(dirname(target), { recursive: true });
+    await mkdir(dirname(target), { recursive: true, mode: DIR_MODE });
     await rename(tmp, target);
     if (durable) await fsyncDir(dirname(target));
   } catch (e) {

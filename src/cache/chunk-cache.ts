@@ -17,8 +17,9 @@
  * waiting on it has gone, and the aborted flight is unregistered at that moment so that newcomers start
  * a fresh one instead of inheriting the abort.
  *
- * Storing is best effort: a failed put (full disk, I/O error) is logged and counted, the verified
- * bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
+ * Storing comes before serving: a fetched chunk is written to the object store before its flight
+ * resolves. It is best effort: a failed put (full disk, I/O error) is logged and counted, the
+ * verified bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
  * them.
  */
 import { LRUCache } from 'lru-cache';
@@ -88,6 +89,9 @@ interface Flight {
   readonly batch: Batch;
 }
 
+/** Parallel object writes per fetched batch (libuv's default thread pool has 4 threads). */
+const STORE_CONCURRENCY = 4;
+
 export class ChunkCache {
   readonly #store: ObjectStore | undefined;
   readonly #eviction: Eviction | undefined;
@@ -121,6 +125,18 @@ export class ChunkCache {
     while (this.#pending.size > 0 || this.#flights.size > 0) {
       await Promise.all([...this.#pending, ...[...this.#flights.values()].map((f) => f.promise.catch(() => undefined))]);
     }
+  }
+
+  /** Drop memory-tier entries `keep` rejects (`gc --all`: the cache is emptied of layers not in use). */
+  dropHot(keep: (d: Digest) => boolean): number {
+    let n = 0;
+    for (const d of [...this.#hot.keys()]) {
+      if (!keep(d as Digest)) {
+        this.#hot.delete(d);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
@@ -268,27 +284,36 @@ export class ChunkCache {
       if (hot) this.#hot.set(r.chunk.digest, b);
       result.set(r.chunk.digest, b);
     });
-    // Store in the background: the read is not delayed by disk writes/fsync. The hot tier (or, for
-    // background reads, the object store once written) answers later readers.
+    // Persist before the flight resolves: every chunk is written (renamed into place) before any
+    // caller gets its bytes, so a crash right after a read never loses what was served (read-ahead
+    // chunks included: they are served only through this flight or from disk). A failed store
+    // (full disk, I/O error) is a warning; the verified bytes are still served.
     const storing = this.#storeAll(layer, missing, bufs).finally(() => this.#pending.delete(storing));
     this.#pending.add(storing);
+    await storing;
     return result;
   }
 
   async #storeAll(layer: ChunkLayerContext, reqs: ChunkRequest[], bufs: Buffer[]): Promise<void> {
     const store = this.#store;
     if (!store) return;
-    for (let i = 0; i < reqs.length; i++) {
-      const d = reqs[i]!.chunk.digest;
-      const b = bufs[i]!;
-      try {
-        if (await store.put(d, b)) this.#eviction?.noteStored(d, b.length);
-      } catch (e) {
-        this.#stats.storeFailures++;
-        this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
-        if ((e as { code?: string }).code === 'CACHE_NO_SPACE') return; // don't hammer a full disk
+    let next = 0;
+    let full = false;
+    const worker = async (): Promise<void> => {
+      while (!full && next < reqs.length) {
+        const i = next++;
+        const d = reqs[i]!.chunk.digest;
+        const b = bufs[i]!;
+        try {
+          if (await store.put(d, b)) this.#eviction?.noteStored(d, b.length);
+        } catch (e) {
+          this.#stats.storeFailures++;
+          this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
+          if ((e as { code?: string }).code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
+        }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(STORE_CONCURRENCY, reqs.length) }, worker));
   }
 }
 

@@ -53,6 +53,8 @@ export class Eviction {
   readonly #access = new Map<Digest, number>();
   #usage = 0;
   #gcRunning: Promise<GcResult> | undefined;
+  /** Totals since open (for metrics): objects and bytes evicted, gc runs. */
+  readonly #evicted = { objects: 0, bytes: 0, runs: 0 };
   #timer: NodeJS.Timeout | undefined;
 
   private constructor(opts: EvictionOptions) {
@@ -78,6 +80,16 @@ export class Eviction {
   /** Approximate bytes in the store (exact after open() and gc()). */
   get usageBytes(): number {
     return this.#usage;
+  }
+
+  /** Objects and bytes evicted and gc runs since open() (metrics). */
+  get evicted(): { readonly objects: number; readonly bytes: number; readonly runs: number } {
+    return { ...this.#evicted };
+  }
+
+  /** Whether the periodic access-time flush runs (start() was called, stop() was not). */
+  get running(): boolean {
+    return this.#timer !== undefined;
   }
 
   start(): void {
@@ -154,6 +166,9 @@ export class Eviction {
       }
     }
     this.#usage = bytes - freed;
+    this.#evicted.objects += deleted;
+    this.#evicted.bytes += freed;
+    this.#evicted.runs++;
     const r: GcResult = { ...before, deleted, freedBytes: freed, bytesAfter: bytes - freed };
     if (deleted > 0) this.#log.info('cache.gc', { ...r });
     return r;

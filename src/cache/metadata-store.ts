@@ -14,14 +14,14 @@
  * its TOC digest. Anything inconsistent reads as "not known" (the catalog then asks the source).
  * Metadata is never evicted.
  */
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { digestAlgorithm, digestHex, isDigest, parseDigest, sha256Of, type Digest } from '../core/digest.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { LayerRecord } from '../formats/layer-reader.js';
 import { parseReference, type ImageReference } from '../sources/reference.js';
 import type { Platform, ResolvedImage, ResolvedLayer, ResolvedManifest } from '../sources/source.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { privateDir, writeFileAtomic } from './atomic-file.js';
 import { ObjectStore } from './object-store.js';
 
 /** TOC annotation keys (als-contract §4.1). */
@@ -80,8 +80,7 @@ export class MetadataStore {
     const tmp = join(opts.stateDir, 'tmp', 'metadata');
     const log = opts.logger ?? silentLogger;
     const objects = await ObjectStore.open({ dir: join(dir, 'objects'), tmpDir: tmp, durable: true, logger: log });
-    await mkdir(join(dir, 'refs'), { recursive: true });
-    await mkdir(join(dir, 'layers'), { recursive: true });
+    for (const d of [dir, join(dir, 'refs'), join(dir, 'layers')]) await privateDir(d);
     return new MetadataStore(dir, tmp, objects, log);
   }
 

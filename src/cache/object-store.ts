@@ -15,12 +15,12 @@
  *  - Temp files of dead processes are swept at open (names carry the writer's pid).
  * Full disk (ENOSPC/EDQUOT): CacheError CACHE_NO_SPACE, the temp file is removed, nothing is cached.
  */
-import { mkdir, open, readdir, readFile, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DigestHasher, digestAlgorithm, digestHex, isDigest, type Digest } from '../core/digest.js';
 import { DigestMismatchError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { commitTemp, writeTemp } from './atomic-file.js';
+import { commitTemp, privateDir, writeTemp } from './atomic-file.js';
 import { toCacheError } from './errors.js';
 
 export interface ObjectStoreOptions {
@@ -86,8 +86,8 @@ export class ObjectStore {
 
   static async open(opts: ObjectStoreOptions): Promise<ObjectStore> {
     const s = new ObjectStore(opts);
-    await mkdir(s.dir, { recursive: true });
-    await mkdir(s.tmpDir, { recursive: true });
+    await privateDir(s.dir);
+    await privateDir(s.tmpDir);
     await s.sweepTemp(opts.staleTempMs ?? 3600_000);
     return s;
   }
@@ -244,19 +244,36 @@ export class ObjectStore {
     }
   }
 
-  /** Record an access time in the object's mtime (used by eviction; survives restarts). */
+  /**
+   * Record an access time in the object's mtime (used by eviction; survives restarts). utimes
+   * changes ctime, so the verified identity is carried over to the new ctime only if the file
+   * still had exactly the identity that was verified (same ctime before the touch): a file
+   * written to behind our back — even to the same size — stays unverified and is re-hashed.
+   * (An edit landing between the fstat and the futimes below is not seen; the cache dir is 0700.)
+   */
   async touch(d: Digest, timeMs: number): Promise<void> {
     const t = new Date(timeMs);
-    const known = this.#verified.get(d);
+    let fh;
     try {
-      await utimes(this.pathOf(d), t, t);
-      if (known) {
-        // utimes changes ctime: keep the verified identity of an unchanged file valid.
-        const st = await stat(this.pathOf(d));
-        if (st.dev === known.dev && st.ino === known.ino && st.size === known.size) this.#verified.set(d, { ...known, ctimeMs: st.ctimeMs });
+      fh = await open(this.pathOf(d), 'r');
+    } catch {
+      return; // evicted or never stored: nothing to touch
+    }
+    try {
+      const before = await fh.stat();
+      const known = this.#verified.get(d);
+      const intact = known !== undefined && sameIdentity(known, { dev: before.dev, ino: before.ino, size: before.size, ctimeMs: before.ctimeMs });
+      await fh.utimes(t, t);
+      if (intact) {
+        const after = await fh.stat();
+        this.#verified.set(d, { ...known, ctimeMs: after.ctimeMs });
+      } else {
+        this.#verified.delete(d);
       }
     } catch {
-      // evicted or never stored: nothing to touch
+      this.#verified.delete(d);
+    } finally {
+      await fh.close();
     }
   }
 

@@ -30,11 +30,12 @@ import type { RandomAccessBlob } from '../core/blob.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
 import { parseReference, refFromBase64, type ImageReference } from '../sources/reference.js';
-import { findLayer, type BlobSource, type ResolvedImage } from '../sources/source.js';
+import { findLayer, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
@@ -66,6 +67,8 @@ export interface LayerCatalogOptions {
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   readonly memoryBlobLimit?: number;
+  /** Where chunk spans are decoded and verified (default in process; the daemon passes a worker pool). */
+  readonly chunkDecoder?: ChunkDecoder;
   readonly now?: () => number;
   readonly logger?: Logger;
 }
@@ -111,6 +114,11 @@ export class LayerCatalog {
     this.#log = o.logger ?? silentLogger;
     this.#now = o.now ?? Date.now;
     this.#negTtl = o.negativeTtlMs ?? 5000;
+  }
+
+  /** Where the chunk objects live: the native FUSE backend reads verified objects from there directly. */
+  get cachedObjectsDir(): string {
+    return this.#o.blobStore.dir;
   }
 
   /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
@@ -179,11 +187,13 @@ export class LayerCatalog {
   }
 
   async #resolveFresh(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
-    const facts = ref ? await this.#factsFromImage(ref, key) : await this.#factsFromStore(key);
+    const t0 = performance.now();
+    const facts = ref ? await this.#factsFromImage(ref, key, refElem) : await this.#factsFromStore(key);
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
     const index = await this.#indexFor(facts);
+    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
     return new ServedLayer({
       key,
       keyKind: facts.keyKind,
@@ -199,11 +209,29 @@ export class LayerCatalog {
       ...(this.#o.scheduler ? { scheduler: this.#o.scheduler } : {}),
       ...(this.#o.eviction ? { eviction: this.#o.eviction } : {}),
       ...(this.#o.memoryBlobLimit !== undefined ? { memoryBlobLimit: this.#o.memoryBlobLimit } : {}),
+      ...(this.#o.chunkDecoder ? { chunkDecoder: this.#o.chunkDecoder } : {}),
       logger: this.#log,
     });
   }
 
-  async #factsFromImage(ref: ImageReference, key: Digest): Promise<LayerFacts> {
+  /**
+   * A pull asks for an image's layers one after the other, and each costs a footer and a TOC
+   * round trip plus the index build: once the image is known, resolve its other TOC layers (keyed
+   * the way this lookup was: blob or TOC digest, as the asking podman does) in parallel, so the
+   * later lookups join work already under way. Failures stay in the negative cache as usual.
+   */
+  #resolveSiblings(refElem: string | undefined, match: LayerMatch): void {
+    for (const l of match.manifest.layers) {
+      if (l.tocDigest === undefined) continue; // plain layers are fetched whole: only on demand
+      const k = match.keyKind === 'toc' ? l.tocDigest : l.digest;
+      if (k === match.layer.digest || k === match.layer.tocDigest) continue;
+      const id = idOf(refElem, k);
+      if (this.#served.has(id) || this.#resolving.has(id) || this.#negative.has(id)) continue;
+      this.resolve(refElem, k).catch(() => undefined);
+    }
+  }
+
+  async #factsFromImage(ref: ImageReference, key: Digest, refElem?: string): Promise<LayerFacts> {
     let image: ResolvedImage | undefined = await this.#o.metadata.loadImage(ref);
     let match = image ? findLayer(image, key) : undefined;
     if (!match) {
@@ -214,6 +242,7 @@ export class LayerCatalog {
       match = findLayer(image, key);
     }
     if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    this.#resolveSiblings(refElem, match);
     const l = match.layer;
     return {
       key,

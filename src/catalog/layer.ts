@@ -19,6 +19,7 @@ import { DigestHasher, type Digest } from '../core/digest.js';
 import { DigestMismatchError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { readVerifiedChunks, type ChunkRequest } from '../formats/chunk-reader.js';
+import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { ChunkRef, LayerIndex, LayerNode } from '../formats/model.js';
 import { raceAbort, type ChunkCache, type ChunkFetcher } from '../cache/chunk-cache.js';
 import { CacheError } from '../cache/errors.js';
@@ -27,6 +28,7 @@ import type { ObjectStore } from '../cache/object-store.js';
 import type { PrefetchScheduler, PrefetchTarget } from '../cache/prefetch.js';
 import { IndexError } from './errors.js';
 import { buildInfo } from './info.js';
+import { firstChunkEndingAfter, ReadAhead, type ReadAheadOptions } from './read-ahead.js';
 
 export interface ServedLayerOptions {
   readonly key: Digest;
@@ -44,18 +46,20 @@ export interface ServedLayerOptions {
   /** Opens the blob through the source (called lazily, on a miss; the catalog shares and caches it). */
   readonly openBlob: (signal?: AbortSignal) => Promise<RandomAccessBlob>;
   readonly scheduler?: PrefetchScheduler;
-  /** Read-ahead window after a missed read, bytes of file content (default 4 MiB; 0 = off). */
-  readonly readAheadBytes?: number;
+  /** Read-ahead for sequential readers (see read-ahead.ts; `{ maxWindow: 0 }` = off). */
+  readonly readAhead?: Partial<ReadAheadOptions>;
   readonly eviction?: Eviction;
   /** Largest blob held in memory when it cannot be written to disk (default 64 MiB). */
   readonly memoryBlobLimit?: number;
+  /** Where chunk spans are decoded and verified (default: in process). */
+  readonly chunkDecoder?: ChunkDecoder;
   /** Size of the sequential reads used to copy the blob (default 4 MiB). */
   readonly blobReadPiece?: number;
   readonly logger?: Logger;
 }
 
 export interface ServedLayerStats {
-  /** Uncompressed chunk bytes fetched from the source for this layer (this process). */
+  /** Uncompressed chunk bytes fetched from the source for this layer (this process; holes excluded). */
   fetchedBytes: number;
   /** Bytes returned by readFile. */
   readBytes: number;
@@ -87,6 +91,7 @@ export class ServedLayer implements PrefetchTarget {
   readonly #log: Logger;
   readonly #stats: ServedLayerStats = { fetchedBytes: 0, readBytes: 0, blobReadBytes: 0 };
   readonly #fetcher: ChunkFetcher;
+  readonly #ahead: ReadAhead;
   #blobFetch: Promise<void> | undefined;
   #memBlob: Buffer | undefined;
 
@@ -100,6 +105,7 @@ export class ServedLayer implements PrefetchTarget {
     this.blobSize = o.blobSize;
     this.name = o.refElem !== undefined ? `${o.refElem}/${o.key}` : o.key;
     this.#log = (o.logger ?? silentLogger).child({ layer: this.name });
+    this.#ahead = new ReadAhead(o.readAhead);
     this.info = buildInfo({
       key: o.key,
       keyKind: o.keyKind,
@@ -109,11 +115,15 @@ export class ServedLayer implements PrefetchTarget {
       ...(o.diffId !== undefined ? { diffId: o.diffId } : {}),
       ...(o.annotations !== undefined ? { annotations: o.annotations } : {}),
     });
-    const info = { compression: o.index.compression, blobName: o.blobDigest };
+    const info = { compression: o.index.compression, blobName: o.blobDigest, ...(o.chunkDecoder ? { decoder: o.chunkDecoder } : {}) };
     this.#fetcher = async (reqs, signal) => {
-      const blob = await o.openBlob(signal);
+      // Hole (`zeros`) chunks are built here, never fetched: a request made only of holes must not
+      // open the source, or a hole would fail to read offline after a restart (ELF padding does).
+      const blob = reqs.some((r) => !r.chunk.zeros) ? await o.openBlob(signal) : NO_SOURCE;
       const bufs = await readVerifiedChunks(blob, info, reqs, signal);
-      for (const b of bufs) this.#stats.fetchedBytes += b.length;
+      reqs.forEach((r, i) => {
+        if (!r.chunk.zeros) this.#stats.fetchedBytes += bufs[i]!.length;
+      });
       return bufs;
     };
   }
@@ -131,9 +141,11 @@ export class ServedLayer implements PrefetchTarget {
     const end = Math.min(node.size, offset + length);
     const chunks = chunksCovering(node.chunks, offset, end);
     const reqs: ChunkRequest[] = chunks.map((chunk) => ({ chunk, entry: path }));
-    this.#readAhead(node, path, chunks);
     const run = (): Promise<Buffer[]> => this.#o.chunkCache.getOrFetch(this, reqs, this.#fetcher, signal ? { signal } : {});
-    const bufs = this.#o.scheduler ? await this.#o.scheduler.demand(run) : await run();
+    // after the demand request is registered (its chunks are in flight now), so read-ahead skips them
+    const pending = this.#o.scheduler ? this.#o.scheduler.demand(run) : run();
+    this.#readAhead(node, path, offset, end);
+    const bufs = await pending;
     const n = end - offset;
     this.#stats.readBytes += n;
     if (chunks.length === 1) {
@@ -152,29 +164,20 @@ export class ServedLayer implements PrefetchTarget {
 
   /**
    * Sequential readers arrive 128 KiB at a time (fuse-native's READ size) while zstd:chunked chunks
-   * average 64 KiB: fetching only what each READ covers would make one HTTP round trip per READ.
-   * So when a read misses, the chunks that follow it in the same file (up to READ_AHEAD_BYTES) are
-   * fetched too, as one coalesced request that later READs join. It fires only once at least half
-   * a window is missing, so the window advances in large batches, never chunk by chunk. Warm reads
-   * (all chunks in memory) skip it entirely.
+   * average 64 KiB: fetching only what each READ covers would make one HTTP round trip per READ and
+   * leave the link idle while each piece is decoded. ReadAhead keeps a growing window ahead of a
+   * sequential reader requested, in pieces that run in parallel; random readers get nothing ahead.
    */
-  #readAhead(node: LayerNode, path: string, chunks: readonly ChunkRef[]): void {
-    const last = chunks[chunks.length - 1];
-    if (!last || this.#o.readAheadBytes === 0) return;
+  #readAhead(node: LayerNode, path: string, offset: number, end: number): void {
     const cache = this.#o.chunkCache;
-    if (chunks.every((c) => c.zeros || cache.isHotOrPending(c.digest))) return;
-    const window = this.#o.readAheadBytes ?? READ_AHEAD_BYTES;
-    const ahead: ChunkRequest[] = [];
-    let bytes = 0;
-    const i = firstChunkEndingAfter(node.chunks, last.fileOffset);
-    for (let j = i + 1; j < node.chunks.length && bytes < window; j++) {
-      const c = node.chunks[j]!;
-      bytes += c.size;
-      if (!c.zeros && !cache.isHotOrPending(c.digest)) ahead.push({ chunk: c, entry: path });
+    const pieces = this.#ahead.plan(node, offset, end, (c) => c.zeros === true || cache.isHotOrPending(c.digest));
+    for (const piece of pieces) {
+      const bytes = piece.reduce((n, c) => n + c.size, 0);
+      void cache
+        .getOrFetch(this, piece.map((chunk) => ({ chunk, entry: path })), this.#fetcher)
+        .catch((e: unknown) => this.#log.debug('read_ahead_failed', { entry: path, error: e }))
+        .finally(() => this.#ahead.settle(bytes));
     }
-    const missing = ahead.reduce((n, r) => n + r.chunk.size, 0);
-    if (missing === 0 || missing < Math.min(window, bytes) / 2) return;
-    void cache.getOrFetch(this, ahead, this.#fetcher).catch((e: unknown) => this.#log.debug('read_ahead_failed', { entry: path, error: e }));
   }
 
   /** PrefetchTarget: make sure chunks are cached, without displacing the hot tier. */
@@ -264,27 +267,16 @@ export class ServedLayer implements PrefetchTarget {
   }
 }
 
-/** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
-const READ_AHEAD_BYTES = 4 * 1024 * 1024;
+/** The blob handed to readVerifiedChunks for hole-only requests: it never reads from it. */
+const NO_SOURCE: RandomAccessBlob = {
+  size: 0,
+  name: 'no source (hole chunks only)',
+  read: () => Promise.reject(new Error('hole chunks are never read from a source')),
+};
 
+/** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
 export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
   const out: ChunkRef[] = [];
   for (let i = firstChunkEndingAfter(chunks, start); i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
   return out;
-}
-
-/** Index of the first chunk whose end lies after `pos` (binary search; chunks are sorted and contiguous). */
-function firstChunkEndingAfter(chunks: readonly ChunkRef[], pos: number): number {
-  let lo = 0;
-  let hi = chunks.length - 1;
-  let first = chunks.length;
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1;
-    const c = chunks[mid]!;
-    if (c.fileOffset + c.size > pos) {
-      first = mid;
-      hi = mid - 1;
-    } else lo = mid + 1;
-  }
-  return first;
 }

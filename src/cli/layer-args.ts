@@ -72,7 +72,7 @@ export async function openLocalLayer(
   io: CommandIo,
   extra: Pick<OpenLayerOptions, 'onPlainChunk' | 'signal'> = {},
 ): Promise<OpenedLocalLayer> {
-  const blob = await FileBlob.open(path);
+  const blob = await FileBlob.open(path, { followSymlinks: true }); // a path the user named; FIFOs still refused
   try {
     const options: OpenLayerOptions = {
       ...(args.tocDigest !== undefined ? { expectedTocDigest: args.tocDigest } : { allowUnpinnedToc: true }),

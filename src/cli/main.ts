@@ -19,8 +19,10 @@ export class UsageError extends Error {}
 
 const COMMANDS: Readonly<Record<string, string>> = {
   serve: 'serve [--config FILE] [options] [MOUNTPOINT]                       run the store (foreground)',
-  status: 'status [--socket PATH]                                              layers, fetched %, cache, hit rate',
-  gc: 'gc [--socket PATH]                                                  evict cached chunks to the limit',
+  status: 'status [--json] [--socket PATH]                                     layers, fetched %, cache, hit rate, refused layers',
+  gc: 'gc [--all] [--json] [--socket PATH]                                 evict cached chunks to the limit (--all: all not in use)',
+  purge: 'purge [--json] [--socket PATH]                                      = gc --all: empty the cache of layers not in use',
+  doctor: 'doctor [--config FILE] [--json]                                     check FUSE, fuse.conf, storage.conf, state dir; say what to fix',
   resolve: 'resolve REF [--json] [--dfs ROOT] [--no-registry]                  what the store would serve for REF',
   export: 'export REF DIR                                                      copy an image into an OCI-layout tree',
   inspect: 'inspect BLOB [--toc-digest D] [--diff-id D] [--media-type T] [--json]   verify and list a layer blob',

@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LazyAlsError, type ErrorContext } from './errors.js';
 
@@ -63,6 +64,38 @@ export class BufferBlob implements RandomAccessBlob {
   }
 }
 
+export interface FileOpenOptions {
+  /** Follow a symlink as the last path component (default false: a symlink is refused with ELOOP). */
+  readonly followSymlinks?: boolean;
+}
+
+/**
+ * Open a path for reading only if it is a regular file. The open never blocks (O_NONBLOCK: a FIFO
+ * with no writer would hold a thread-pool worker forever, and after four of them every disk read
+ * of the process waits) and the type is checked on the open fd (fstat), so a file swapped for a
+ * FIFO between a stat and an open cannot slip through. Throws BLOB_RANGE "not a regular file".
+ */
+export async function openRegularFile(path: string, opts: FileOpenOptions = {}): Promise<{ fh: FileHandle; size: number }> {
+  const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (opts.followSymlinks ? 0 : constants.O_NOFOLLOW);
+  const fh = await open(path, flags);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new BlobRangeError(`not a regular file (${fileType(st)})`, { blob: path });
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+function fileType(st: { isFIFO(): boolean; isDirectory(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a file';
+}
+
 /** A blob in a local (or network-mounted) file, read with positional reads. */
 export class FileBlob implements RandomAccessBlob {
   readonly size: number;
@@ -73,16 +106,10 @@ export class FileBlob implements RandomAccessBlob {
     this.size = size;
     this.name = name;
   }
-  static async open(path: string): Promise<FileBlob> {
-    const fh = await open(path, 'r');
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new BlobRangeError('not a regular file', { blob: path });
-      return new FileBlob(fh, st.size, path);
-    } catch (e) {
-      await fh.close();
-      throw e;
-    }
+  /** Open a regular file (see openRegularFile: never blocks, never opens a FIFO or device). */
+  static async open(path: string, opts: FileOpenOptions = {}): Promise<FileBlob> {
+    const { fh, size } = await openRegularFile(path, opts);
+    return new FileBlob(fh, size, path);
   }
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     checkRange(this, offset, length);

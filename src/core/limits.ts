@@ -15,8 +15,10 @@ export interface Limits {
   readonly maxPathBytes: number;
   /** Largest xattr value and total xattr bytes per entry. */
   readonly maxXattrBytes: number;
-  /** Largest single tar header extension (PAX / GNU long name) in bytes. */
+  /** Largest tar header extension (PAX / GNU long name) in bytes, and the sum of those before one entry. */
   readonly maxTarHeaderExtBytes: number;
+  /** Total xattr bytes (names + values) of all entries of one layer. */
+  readonly maxLayerXattrBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -27,4 +29,5 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxPathBytes: 4096,
   maxXattrBytes: 64 * 1024,
   maxTarHeaderExtBytes: 1024 * 1024,
+  maxLayerXattrBytes: 16 * 1024 * 1024,
 });

@@ -6,10 +6,14 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
+import { BACKENDS, defaultBackend, isBackendName, type BackendName } from '../fuse/mount-als.js';
 import { ConfigError } from './errors.js';
 
 export interface FuseConfig {
+  /** native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding. */
+  readonly backend: BackendName;
   /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
   readonly lookupTimeoutMs: number;
   /** Deadline for reads: may fetch chunks from a registry. */
@@ -22,6 +26,13 @@ export interface FuseConfig {
   readonly suid: boolean;
   /** Layers kept resolved by the filesystem itself. */
   readonly maxLayers: number;
+  /**
+   * Non-root uids / gids that may make the store resolve layers (look up `<key>/diff|info|blob`).
+   * Root and the daemon's own uid always may; nobody else by default (podman and CRI-O look up as
+   * root; containers read through overlayfs with the mounter's credentials).
+   */
+  readonly resolveUids: readonly number[];
+  readonly resolveGids: readonly number[];
   readonly debug: boolean;
 }
 
@@ -39,9 +50,24 @@ export interface DaemonConfig {
   /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
   readonly backgroundFetch: boolean;
   readonly fuse: FuseConfig;
+  // --- operations (ops) ---
+  /** Prometheus endpoint `host:port` (undefined = off). A bare port binds loopback only. */
+  readonly metricsAddress: MetricsAddress | undefined;
+  /** Log lines: `text` for people, `json` for journald/scripts, `auto` = text on a terminal, else JSON. */
+  readonly logFormat: LogFormat;
+  /** Bounds on what one layer may cost (the [limits] table; docs/robustness.md says why each default). */
+  readonly limits: Limits;
   /** The file the settings came from, if any (for status). */
   readonly configFile: string | undefined;
 }
+
+export interface MetricsAddress {
+  readonly host: string;
+  /** 0 = any free port (the bound address is logged and printed in the ready line). */
+  readonly port: number;
+}
+
+export type LogFormat = 'auto' | 'text' | 'json';
 
 export const DEFAULT_CONFIG_FILE = '/etc/lazy-als/config.toml';
 
@@ -57,6 +83,8 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   registry: true,
   backgroundFetch: false,
   fuse: Object.freeze({
+    // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
+    backend: defaultBackend(),
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
     opTimeoutMs: 30_000,
@@ -65,8 +93,13 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
     allowOther: true,
     suid: true,
     maxLayers: 512,
+    resolveUids: Object.freeze([]) as readonly number[],
+    resolveGids: Object.freeze([]) as readonly number[],
     debug: false,
   }),
+  metricsAddress: undefined,
+  logFormat: 'auto',
+  limits: DEFAULT_LIMITS,
   configFile: undefined,
 });
 
@@ -107,9 +140,36 @@ const int = (v: unknown, what: string, min: number): number => {
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`${what}: expected an integer ≥ ${min}`);
   return n;
 };
+/** A list of numeric ids: a TOML/JSON array, or "1000,1001" from a flag ("" = none). */
+const idList = (v: unknown, what: string): number[] => {
+  const items = typeof v === 'string' ? (v.trim() === '' ? [] : v.split(',').map((x) => x.trim())) : v;
+  if (!Array.isArray(items)) throw new ConfigError(`${what}: expected a list of numeric ids, e.g. [1000, 1001]`);
+  return items.map((x, i) => {
+    const n = int(x, `${what}[${i}]`, 0);
+    if (n > 0xffff_fffe) throw new ConfigError(`${what}[${i}]: ${n} is not a valid id`);
+    return n;
+  });
+};
 const level = (v: unknown, what: string): LogLevel => {
   if (typeof v !== 'string' || !LEVELS.includes(v as LogLevel)) throw new ConfigError(`${what}: expected one of ${LEVELS.join(', ')}`);
   return v as LogLevel;
+};
+
+/** "9464", ":9464" (loopback), "127.0.0.1:9464", "0.0.0.0:9464", "[::1]:9464"; "off" or "" = disabled. */
+export function parseMetricsAddress(v: unknown, what: string): MetricsAddress | undefined {
+  if (v === false || v === 'off' || v === '') return undefined;
+  const s = typeof v === 'number' || typeof v === 'bigint' ? String(v) : v;
+  if (typeof s !== 'string') throw new ConfigError(`${what}: expected "host:port" or a port`);
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new ConfigError(`${what}: expected "host:port" (e.g. 127.0.0.1:9464) or a port, got ${JSON.stringify(s)}`);
+  const host = m[1] === undefined || m[1] === '' ? '127.0.0.1' : m[1].replace(/^\[|\]$/g, '');
+  return { host, port };
+}
+
+const logFormat = (v: unknown, what: string): LogFormat => {
+  if (v !== 'auto' && v !== 'text' && v !== 'json') throw new ConfigError(`${what}: expected auto, text or json`);
+  return v;
 };
 
 /** File keys (snake_case) → setters. Shared with the CLI flags (see FLAG_KEYS). */
@@ -127,8 +187,15 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   },
   registry: (c, v, w) => (c.registry = bool(v, w)),
   background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
+  // operations (ops)
+  metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),
+  log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
+  backend: (f, v, w) => {
+    if (!isBackendName(v)) throw new ConfigError(`${w}: expected one of ${BACKENDS.join(', ')}, got ${JSON.stringify(v)}`);
+    f.backend = v;
+  },
   lookup_timeout_ms: (f, v, w) => (f.lookupTimeoutMs = int(v, w, 100)),
   read_timeout_ms: (f, v, w) => (f.readTimeoutMs = int(v, w, 100)),
   op_timeout_ms: (f, v, w) => (f.opTimeoutMs = int(v, w, 100)),
@@ -137,15 +204,41 @@ const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) =>
   allow_other: (f, v, w) => (f.allowOther = bool(v, w)),
   suid: (f, v, w) => (f.suid = bool(v, w)),
   max_layers: (f, v, w) => (f.maxLayers = int(v, w, 1)),
+  resolve_uids: (f, v, w) => (f.resolveUids = idList(v, w)),
+  resolve_gids: (f, v, w) => (f.resolveGids = idList(v, w)),
   debug: (f, v, w) => (f.debug = bool(v, w)),
 };
 
+/** [limits] keys: sizes accept units ("16MiB"), counts are integers ≥ 1. */
+const LIMITS: Record<string, (l: Mutable<Limits>, v: unknown, what: string) => void> = {
+  max_entries: (l, v, w) => (l.maxEntries = int(v, w, 1)),
+  max_toc_bytes: (l, v, w) => (l.maxTocBytes = positiveSize(v, w)),
+  max_chunk_bytes: (l, v, w) => (l.maxChunkBytes = positiveSize(v, w)),
+  max_compressed_span_bytes: (l, v, w) => (l.maxCompressedSpanBytes = positiveSize(v, w)),
+  max_path_bytes: (l, v, w) => (l.maxPathBytes = int(v, w, 1)),
+  max_xattr_bytes: (l, v, w) => (l.maxXattrBytes = positiveSize(v, w)),
+  max_layer_xattr_bytes: (l, v, w) => (l.maxLayerXattrBytes = positiveSize(v, w)),
+  max_tar_header_ext_bytes: (l, v, w) => (l.maxTarHeaderExtBytes = positiveSize(v, w)),
+};
+
+function positiveSize(v: unknown, what: string): number {
+  const n = parseSize(v, what);
+  if (n < 1) throw new ConfigError(`${what}: must be at least 1 byte`);
+  return n;
+}
+
 function clone(c: DaemonConfig): Mutable<DaemonConfig> {
-  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse } };
+  return { ...c, dfsRoots: [...c.dfsRoots], fuse: { ...c.fuse }, limits: { ...c.limits } };
 }
 
 /** Apply one `key = value` (file) or `--flag value` (CLI); `fuse.` prefix for the [fuse] table. */
 export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unknown, what: string): void {
+  if (key.startsWith('limits.')) {
+    const set = LIMITS[key.slice(7)];
+    if (!set) throw new ConfigError(`${what}: unknown setting`);
+    set(c.limits, value, what);
+    return;
+  }
   if (key.startsWith('fuse.')) {
     const set = FUSE[key.slice(5)];
     if (!set) throw new ConfigError(`${what}: unknown setting`);
@@ -160,9 +253,9 @@ export function applySetting(c: Mutable<DaemonConfig>, key: string, value: unkno
 export function applyRaw(base: DaemonConfig, raw: Raw, source: string): DaemonConfig {
   const c = clone(base);
   for (const [k, v] of Object.entries(raw)) {
-    if (k === 'fuse') {
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [fuse] must be a table`);
-      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `fuse.${fk}`, fv, `${source}: fuse.${fk}`);
+    if (k === 'fuse' || k === 'limits') {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(`${source}: [${k}] must be a table`);
+      for (const [fk, fv] of Object.entries(v as Raw)) applySetting(c, `${k}.${fk}`, fv, `${source}: ${k}.${fk}`);
     } else {
       applySetting(c, k, v, `${source}: ${k}`);
     }

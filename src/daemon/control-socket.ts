@@ -1,7 +1,8 @@
 /**
  * The daemon's control channel: HTTP/1.1 over a unix socket (root-only, mode 0600).
  *   GET  /status       → JSON: mount, filesystem and catalog state
- *   POST /gc           → JSON: what the catalog's garbage collection did
+ *   POST /gc           → JSON: what the catalog's garbage collection did; body {"all": true} empties
+ *                        the cache of everything not in use (`lazy-als gc --all` / `purge`)
  *   POST /credentials  → the auth helper's JSON payload (als-contract §9), forwarded to the
  *                        credential sink; 204 on success
  * Errors answer {"error": {code, message}} with 4xx/5xx. `controlRequest` is the client side used
@@ -16,8 +17,13 @@ import { DaemonError } from './errors.js';
 
 export interface ControlHandlers {
   status(): unknown;
-  gc(): unknown;
+  gc(options: GcOptions): unknown;
   credentials?(payload: unknown): unknown;
+}
+
+export interface GcOptions {
+  /** Evict every cached object not needed by a layer in use (default: trim to the configured size). */
+  readonly all?: boolean;
 }
 
 export interface ControlServer {
@@ -64,8 +70,17 @@ export async function startControlSocket(path: string, handlers: ControlHandlers
         switch (route) {
           case 'GET /status':
             return send(res, 200, await handlers.status());
-          case 'POST /gc':
-            return send(res, 200, await handlers.gc());
+          case 'POST /gc': {
+            const text = (await readBody(req)).toString('utf8').trim();
+            let body: unknown = {};
+            try {
+              body = text === '' ? {} : JSON.parse(text);
+            } catch {
+              return send(res, 400, { error: { code: 'INVALID_ARGUMENT', message: 'body is not JSON' } });
+            }
+            const all = (body as { all?: unknown } | null)?.all === true;
+            return send(res, 200, await handlers.gc({ all }));
+          }
           case 'POST /credentials': {
             if (!handlers.credentials) return send(res, 501, { error: { code: 'NOT_SUPPORTED', message: 'no credential sink configured' } });
             let payload: unknown;

@@ -4,7 +4,8 @@ export type DaemonErrorCode =
   | 'CONFIG_INVALID' // bad config file or flag: the CLI prints the message and exits 2
   | 'MOUNT_BUSY' // another live lazy-als serves the mountpoint
   | 'STALE_MOUNT' // a dead mount could not be cleared
-  | 'CONTROL_SOCKET'; // the control socket could not be reached or answered an error
+  | 'CONTROL_SOCKET' // the control socket could not be reached or answered an error
+  | 'METRICS_LISTEN'; // the metrics address could not be bound
 
 export class DaemonError extends LazyAlsError {
   declare readonly code: DaemonErrorCode;

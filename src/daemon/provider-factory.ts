@@ -15,52 +15,91 @@ import { ObjectStore } from '../cache/object-store.js';
 import { PrefetchScheduler, Prefetcher } from '../cache/prefetch.js';
 import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../catalog/catalog.js';
+import { ChunkDecoderPool } from '../formats/chunk-decoder.js';
 import { CredentialStore } from '../sources/credential-store.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
 import { SourceChain } from '../sources/source-chain.js';
 import type { BlobSource } from '../sources/source.js';
 import type { DaemonConfig } from './config.js';
+import type { GcOptions } from './control-socket.js';
+import { LayerActivity, MeteredPrefetcher, meteredFormats, meteredProvider, meteredSource, teeTelemetry } from './instrument.js';
+import type { MetricsSnapshot, Telemetry } from './metrics.js';
 
 export interface BuiltProvider {
   readonly provider: LayerProvider;
   /** For GET /status. */
   status?(): unknown;
-  /** For POST /gc. */
-  gc?(): unknown;
+  /** For POST /gc: trim to the configured size, or (`all`) evict everything no layer in use needs. */
+  gc?(options?: GcOptions): unknown;
+  /** For the metrics endpoint: cheap counters only (no disk I/O). */
+  metricsSnapshot?(): MetricsSnapshot;
   /** For POST /credentials (the additional-layer-store-auth-helper payload). */
   credentials?(payload: unknown): unknown;
   close?(): Promise<void>;
 }
 
-export type ProviderFactory = (config: DaemonConfig, logger: Logger) => Promise<BuiltProvider>;
+/** `telemetry`: when given (metrics on), the source, formats, provider and prefetcher report to it. */
+export type ProviderFactory = (config: DaemonConfig, logger: Logger, telemetry?: Telemetry) => Promise<BuiltProvider>;
 
-export const buildProvider: ProviderFactory = async (config, logger) => {
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), logger });
+export const buildProvider: ProviderFactory = async (config, logger, metrics) => {
+  // Always on: last access per layer and recent refusals, for `status`; plus the metrics if enabled.
+  const activity = new LayerActivity();
+  const telemetry = metrics ? teeTelemetry(activity, metrics) : activity;
+  // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
+  // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
+  // (a refetch, never a wrong byte).
+  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
-  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, logger });
+  // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
+  const pinned = new Set<string>();
+  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
+  eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
   if (config.registry) {
-    sources.push(
-      await createRegistrySource({
-        ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
-        ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
-        credentials: [credentials],
-        logger,
-      }),
-    );
+    const registry = await createRegistrySource({
+      ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
+      ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
+      credentials: [credentials],
+      logger,
+    });
+    sources.push(meteredSource(registry, telemetry));
   }
   const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
   const scheduler = new PrefetchScheduler({ concurrency: 2 });
-  const prefetcher = new Prefetcher({ scheduler, background: config.backgroundFetch, logger });
+  // decode + sha256 of fetched chunks run in worker threads, beside the fetch (issue 11)
+  const chunkDecoder = new ChunkDecoderPool();
+  const prefetchOpts = { scheduler, background: config.backgroundFetch, logger };
+  const prefetcher = metrics ? new MeteredPrefetcher(prefetchOpts, chunkCache, telemetry) : new Prefetcher(prefetchOpts);
   const catalog = new LayerCatalog({
     ...(source ? { source } : {}),
-    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, logger,
+    formats: meteredFormats(telemetry),
+    metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
   });
   return {
-    provider: catalog,
+    provider: meteredProvider(catalog, telemetry),
+    metricsSnapshot() {
+      const c = chunkCache.stats;
+      const ev = eviction.evicted;
+      return {
+        layers: catalog.served().map((l) => ({
+          key: l.key,
+          keyKind: l.keyKind,
+          blobDigest: l.blobDigest,
+          blobSize: l.blobSize,
+          fetchedBytes: l.stats.fetchedBytes,
+          readBytes: l.stats.readBytes,
+          uses: catalog.useCount(l.refElem, l.key),
+        })),
+        cache: {
+          hotHits: c.hotHits, diskHits: c.diskHits, misses: c.misses, joined: c.joined, bytesFetched: c.bytesFetched,
+          storeFailures: c.storeFailures, hotBytes: c.hotBytes, usageBytes: eviction.usageBytes, limitBytes: config.cacheSizeBytes,
+          evictedObjects: ev.objects, evictedBytes: ev.bytes, gcRuns: ev.runs,
+        },
+      };
+    },
     async status() {
       const layers = await Promise.all(
         catalog.served().map(async (l) => ({
@@ -70,6 +109,7 @@ export const buildProvider: ProviderFactory = async (config, logger) => {
           format: l.index.format,
           blobSize: l.blobSize,
           uses: catalog.useCount(l.refElem, l.key),
+          lastAccessMs: activity.lastAccess(l.key) ?? null,
           ...l.stats,
           ...(await l.cacheStatus().catch(() => ({}))),
         })),
@@ -81,15 +121,34 @@ export const buildProvider: ProviderFactory = async (config, logger) => {
         cache: {
           usageBytes: eviction.usageBytes,
           limitBytes: config.cacheSizeBytes,
+          evictionRunning: eviction.running,
           hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
           ...c,
         },
         prefetch: prefetcher.stats,
+        refused: activity.refusedLayers,
         credentials: credentials.size,
         catalog: catalog.status(),
       };
     },
-    gc: () => eviction.gc(),
+    async gc(options: GcOptions = {}) {
+      if (!options.all) return eviction.gc();
+      // Layers with a use count (c/storage `use` not yet released) keep every chunk and their blob.
+      const inUse = catalog.served().filter((l) => catalog.useCount(l.refElem, l.key) > 0);
+      pinned.clear();
+      for (const l of inUse) {
+        pinned.add(l.blobDigest);
+        for (const node of l.index.nodes) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
+      }
+      try {
+        await chunkCache.drain(); // fetches in flight land first, so they are evicted too
+        const r = await eviction.gc({ targetBytes: 0 });
+        chunkCache.dropHot((d) => pinned.has(d));
+        return { ...r, all: true, layersInUse: inUse.length, keptObjects: r.objectsBefore - r.deleted };
+      } finally {
+        pinned.clear();
+      }
+    },
     credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
     async close() {
       await prefetcher.close();
@@ -97,6 +156,7 @@ export const buildProvider: ProviderFactory = async (config, logger) => {
       await catalog.close();
       await eviction.stop();
       await source?.close?.();
+      await chunkDecoder.close();
     },
   };
 };

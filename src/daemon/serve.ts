@@ -4,11 +4,14 @@
  * (in `finally`, so an error anywhere after the mount still unmounts). Returns the exit code:
  * 0 after a signal, 1 when start-up fails (the error is logged and rethrown for the CLI line).
  */
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
+import { relative } from 'node:path';
 import type { Logger } from '../core/log.js';
+import { AccessPolicy } from '../fuse/access-policy.js';
 import { mountAls, type AlsMount } from '../fuse/mount-als.js';
 import type { DaemonConfig } from './config.js';
 import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
+import { DaemonMetrics, startMetricsServer, type MetricsServer, type MetricsSnapshot } from './metrics.js';
 import { buildProvider as defaultFactory, type BuiltProvider, type ProviderFactory } from './provider-factory.js';
 import { sdNotify } from './sd-notify.js';
 import { onStopSignals } from './signals.js';
@@ -20,7 +23,24 @@ export interface ServeDeps {
   /** Resolves to stop the daemon (tests); SIGTERM/SIGINT always do. */
   readonly stop?: Promise<unknown>;
   readonly now?: () => number;
+  /** Called once the store is mounted and answering (the CLI prints the ready line). */
+  readonly onReady?: (info: ReadyInfo) => void;
 }
+
+export interface ReadyInfo {
+  readonly mountpoint: string;
+  readonly stateDir: string;
+  readonly socket: string;
+  /** The FUSE backend serving the mount. */
+  readonly backend: string;
+  /** `host:port` of the metrics endpoint, when enabled. */
+  readonly metrics: string | undefined;
+}
+
+const EMPTY_SNAPSHOT: MetricsSnapshot = {
+  layers: [],
+  cache: { hotHits: 0, diskHits: 0, misses: 0, joined: 0, bytesFetched: 0, storeFailures: 0, hotBytes: 0, usageBytes: 0, limitBytes: 0, evictedObjects: 0, evictedBytes: 0, gcRuns: 0 },
+};
 
 export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<number> {
   const { logger } = deps;
@@ -30,24 +50,36 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
   let built: BuiltProvider | undefined;
   let mount: AlsMount | undefined;
   let control: ControlServer | undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+    // Private whatever it was before (the stores inside are 0700 too). Search-only (0711) when the
+    // mountpoint lives inside it (the default layout), so allowed users can still reach the mount.
+    const rel = relative(config.stateDir, config.mountpoint);
+    await chmod(config.stateDir, rel !== '' && !rel.startsWith('..') ? 0o711 : 0o700);
     // Before anything touches the mountpoint: on a dead mount even mkdir fails with ENOTCONN.
     await clearStaleMount(config.mountpoint, logger, () => isControlAlive(config.socketPath));
     await mkdir(config.mountpoint, { recursive: true, mode: 0o755 });
-    built = await (deps.buildProvider ?? defaultFactory)(config, logger);
+    // Metrics first (a bad address fails start-up before anything is mounted); the snapshot reads
+    // the provider once it exists.
+    const metrics = config.metricsAddress ? new DaemonMetrics(() => built?.metricsSnapshot?.() ?? EMPTY_SNAPSHOT, config.mountpoint) : undefined;
+    if (metrics && config.metricsAddress) metricsServer = await startMetricsServer(metrics, config.metricsAddress.host, config.metricsAddress.port, logger);
+    built = await (deps.buildProvider ?? defaultFactory)(config, logger, metrics);
     const f = config.fuse;
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
+      backend: f.backend,
       logger,
       timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
       entryTimeoutSec: f.entryTimeoutSec,
       attrTimeoutSec: f.attrTimeoutSec,
       allowOther: f.allowOther,
       suid: f.suid && process.getuid?.() === 0,
+      policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
       maxLayers: f.maxLayers,
       debug: f.debug,
+      ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),
     });
     const m = mount;
     const b = built;
@@ -61,25 +93,34 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
           configFile: config.configFile ?? null,
           uptimeSec: Math.round((now() - started) / 1000),
           rssBytes: process.memoryUsage().rss,
-          fuse: m.tree.stats(),
+          fuse: { backend: m.backend, ...m.tree.stats(), ...m.backendStats() },
           catalog: b.status ? await b.status() : null,
         }),
-        gc: async () => {
+        gc: async (o) => {
           if (!b.gc) return { gc: 'not supported by this provider' };
-          return b.gc();
+          return b.gc(o);
         },
         ...(b.credentials ? { credentials: (p: unknown) => b.credentials!(p) } : {}),
       },
       logger,
     );
     await sdNotify('READY=1', logger);
-    logger.info('daemon.ready', { mountpoint: config.mountpoint, socket: config.socketPath, pid: process.pid });
+    const ready: ReadyInfo = {
+      mountpoint: config.mountpoint,
+      stateDir: config.stateDir,
+      socket: config.socketPath,
+      backend: 'fuse-native',
+      metrics: metricsServer?.address,
+    };
+    logger.info('daemon.ready', { ...ready, pid: process.pid });
+    deps.onReady?.(ready);
     const why = await Promise.race([signals.stopped, ...(deps.stop ? [deps.stop.then(() => 'stop' as const)] : [])]);
     logger.info('daemon.stopping', { reason: why });
     await sdNotify('STOPPING=1', logger);
     return 0;
   } finally {
     await control?.close().catch((e: unknown) => logger.error('daemon.control_close_failed', { error: e }));
+    await metricsServer?.close().catch((e: unknown) => logger.error('daemon.metrics_close_failed', { error: e }));
     await mount?.unmount().catch((e: unknown) => logger.error('daemon.unmount_failed', { error: e }));
     await built?.close?.().catch((e: unknown) => logger.error('daemon.provider_close_failed', { error: e }));
     signals.dispose();

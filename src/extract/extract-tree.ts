@@ -31,7 +31,7 @@ import { spawn } from 'node:child_process';
 import { lutimes, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { ChunkRef, LayerIndex, LayerNode } from '../formats/index.js';
+import { byteStringFromText, toBuffer, type ByteString, type ChunkRef, type LayerIndex, type LayerNode } from '../formats/index.js';
 import { FsBatcher, type FsOp } from './fs-batch.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { OpenLayerOptions } from '../formats/layer-reader.js';
@@ -39,6 +39,11 @@ import { mapLimit } from './map-limit.js';
 import { contentFiles, forEachVerifiedChunk } from './verify-content.js';
 
 export class ExtractError extends Error {}
+
+/** `dir/rel` as bytes: layer names are ByteStrings; the work dir's own (text) path is converted once. */
+function under(dir: ByteString, rel: string): ByteString {
+  return (rel === '' ? dir : `${dir}/${rel}`) as ByteString;
+}
 
 /** Worker threads doing the filesystem calls (fs-batch.ts); the main thread verifies meanwhile. */
 const FS_WORKERS = Math.min(4, Math.max(2, availableParallelism()));
@@ -48,19 +53,19 @@ const FS_WORKERS = Math.min(4, Math.max(2, availableParallelism()));
  * to the same fs worker, in order; the batcher's byte limit is the backpressure on the pass.
  */
 class StagingWriter {
-  readonly #dir: string;
+  readonly #dir: ByteString;
   readonly #fs: FsBatcher;
   #seq = 0;
-  #cur: { path: string; worker: number } | undefined;
-  constructor(dir: string, fs: FsBatcher) {
+  #cur: { path: ByteString; worker: number } | undefined;
+  constructor(dir: ByteString, fs: FsBatcher) {
     this.#dir = dir;
     this.#fs = fs;
   }
-  write(chunk: ChunkRef, data: Buffer, staged: Map<ChunkRef, string>): Promise<void> {
+  write(chunk: ChunkRef, data: Buffer, staged: Map<ChunkRef, ByteString>): Promise<void> {
     const first = chunk.fileOffset === 0;
     if (first) {
       const n = this.#seq++;
-      this.#cur = { path: join(this.#dir, String(n)), worker: n };
+      this.#cur = { path: under(this.#dir, String(n)), worker: n };
       staged.set(chunk, this.#cur.path);
     }
     const c = this.#cur!;
@@ -93,19 +98,20 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
   try {
     await mkdir(tree, { mode: 0o700 });
     await mkdir(content, { mode: 0o700 });
-    const staged = new Map<ChunkRef, string>();
-    const writer = new StagingWriter(content, fs);
+    const staged = new Map<ChunkRef, ByteString>();
+    const writer = new StagingWriter(byteStringFromText(content), fs);
+    const treeB = byteStringFromText(tree);
     const layer = await open({
       onPlainChunk: (chunk, data) => writer.write(chunk, data, staged),
     }).finally(() => fs.flush());
     try {
-      const summary = await buildTree(layer.index, tree, staged, fs, async (write) => {
+      const summary = await buildTree(layer.index, treeB, byteStringFromText(work), staged, fs, async (write) => {
         if (isPlain(layer.index)) return;
         // Verified chunks only (forEachVerifiedChunk checks each against its digest first); the
         // first chunk of a file creates it (O_EXCL), all chunks of a file go to the same worker.
         await forEachVerifiedChunk(layer.blob, layer.index, contentFiles(layer.index), async (f, chunk, data) => {
           write(data.length);
-          await fs.add(f.node.ino, (start) => ['write', join(tree, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
+          await fs.add(f.node.ino, (start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
         });
       });
       await rename(tree, dest);
@@ -146,17 +152,18 @@ async function checkDestination(dest: string): Promise<void> {
  */
 async function buildTree(
   index: LayerIndex,
-  tree: string,
-  staged: ReadonlyMap<ChunkRef, string>,
+  tree: ByteString,
+  work: ByteString,
+  staged: ReadonlyMap<ChunkRef, ByteString>,
   fs: FsBatcher,
   fetchContent: (written: (n: number) => void) => Promise<void>,
 ): Promise<ExtractSummary> {
-  const firstPath = new Map<number, string>();
-  const dirs: [string, LayerNode][] = [];
-  const inodes: [string, LayerNode][] = [];
-  const devices: [string, LayerNode][] = [];
-  const fifos: string[] = [];
-  const others: [string, LayerNode][] = [];
+  const firstPath = new Map<number, ByteString>();
+  const dirs: [ByteString, LayerNode][] = [];
+  const inodes: [ByteString, LayerNode][] = [];
+  const devices: [ByteString, LayerNode][] = [];
+  const fifos: ByteString[] = [];
+  const others: [ByteString, LayerNode][] = [];
   const plain = isPlain(index);
   let entries = 0;
   let bytes = 0;
@@ -164,7 +171,7 @@ async function buildTree(
     entries++;
     if (node.type === 'dir') {
       // Walk order puts parents first; one worker runs them in that order.
-      if (path !== '') void fs.add(0, ['mkdir', join(tree, path), 0o700]).catch(() => undefined);
+      if (path !== '') void fs.add(0, ['mkdir', under(tree, path), 0o700]).catch(() => undefined);
       dirs.push([path, node]);
     } else if (firstPath.has(node.ino)) {
       others.push([path, node]);
@@ -181,7 +188,7 @@ async function buildTree(
   await fs.flush();
   const create: FsOp[] = [];
   for (const [path, node] of inodes) {
-    const abs = join(tree, path);
+    const abs = under(tree, path);
     switch (node.type) {
       case 'reg': {
         const stagedPath = node.chunks[0] !== undefined ? staged.get(node.chunks[0]) : undefined;
@@ -196,7 +203,7 @@ async function buildTree(
         break;
       }
       case 'symlink':
-        create.push(['symlink', node.linkTarget ?? '', abs]);
+        create.push(['symlink', node.linkTarget ?? ('' as ByteString), abs]);
         break;
       case 'fifo':
         fifos.push(path);
@@ -208,33 +215,45 @@ async function buildTree(
     }
   }
   await fs.runAll(create);
-  await fs.runAll(others.map(([path, node]): FsOp => ['link', join(tree, firstPath.get(node.ino)!), join(tree, path)]));
-  for (let i = 0; i < fifos.length; i += 500) await tool('mkfifo', ['-m', '0600', '--', ...fifos.slice(i, i + 500).map(rel)], tree);
-  await mapLimit(devices, 8, ([p, n]) =>
-    tool('mknod', ['-m', '0600', '--', rel(p), n.type === 'char' ? 'c' : 'b', String(n.rdevMajor), String(n.rdevMinor)], tree),
+  await fs.runAll(others.map(([path, node]): FsOp => ['link', under(tree, firstPath.get(node.ino)!), under(tree, path)]));
+  // fifos and devices are made by tools that take names as argv text, so they are made under
+  // ASCII names in the work dir (same filesystem) and renamed into place with their exact bytes.
+  const special = under(work, 'special');
+  const workText = toBuffer(work).toString('utf8');
+  if (fifos.length + devices.length > 0) await fs.runAll([['mkdir', special, 0o700]]);
+  const moves: FsOp[] = [];
+  for (let i = 0; i < fifos.length; i += 500) {
+    const batch = fifos.slice(i, i + 500);
+    await tool('mkfifo', ['-m', '0600', '--', ...batch.map((_, k) => `special/f${i + k}`)], workText);
+    batch.forEach((p, k) => moves.push(['rename', under(special, `f${i + k}`), under(tree, p)]));
+  }
+  await mapLimit(devices.map((d, k) => [d, k] as const), 8, ([[, n], k]) =>
+    tool('mknod', ['-m', '0600', '--', `special/d${k}`, n.type === 'char' ? 'c' : 'b', String(n.rdevMajor), String(n.rdevMinor)], workText),
   );
+  devices.forEach(([p], k) => moves.push(['rename', under(special, `d${k}`), under(tree, p)]));
+  await fs.runAll(moves);
   // Ownership, modes and (non-directory) mtimes, once per inode (hardlinks share them); the root
   // dir included. xattrs come after lchown (which clears capabilities); setting xattrs does not
   // touch mtimes, so the files' mtimes may be set before them.
   await fs.runAll(
     [...inodes, ...dirs].map(([p, n]): FsOp => [
       'attrs',
-      p === '' ? tree : join(tree, p),
+      under(tree, p),
       n.uid,
       n.gid,
       n.type === 'symlink' ? -1 : n.mode & 0o7777,
       n.type === 'dir' ? NaN : mtime(n),
     ]),
   );
-  const xattrFile = join(dirname(tree), 'xattrs.restore');
+  const xattrFile = join(toBuffer(work).toString('utf8'), 'xattrs.restore');
   const restore = xattrRestore([...inodes, ...dirs]);
   if (restore.length > 0) {
     await writeFile(xattrFile, restore, { mode: 0o600 });
-    await tool('setfattr', ['-h', `--restore=${xattrFile}`], tree);
+    await tool('setfattr', ['-h', `--restore=${xattrFile}`], toBuffer(tree).toString('utf8'));
   }
   // Directories last: all creation inside them is over (setting a child's times never touches its
   // parent's), so their order does not matter.
-  await fs.runAll(dirs.map(([p, n]): FsOp => ['utimes', p === '' ? tree : join(tree, p), mtime(n)]));
+  await fs.runAll(dirs.map(([p, n]): FsOp => ['utimes', under(tree, p), mtime(n)]));
   return { entries, files: inodes.filter(([, n]) => n.type === 'reg').length, bytes };
 }
 
@@ -242,27 +261,23 @@ function mtime(n: LayerNode): number {
   return n.mtimeSec + n.mtimeNsec / 1e9;
 }
 
-/** A path relative to the tree, as an argument that can never look like an option. */
-function rel(p: string): string {
-  return './' + p;
-}
-
 /** setfattr --restore input: "# file: <path>" with \ooo escapes, then name=0s<base64> lines. */
-export function xattrRestore(nodes: readonly [string, LayerNode][]): Buffer {
+export function xattrRestore(nodes: readonly [ByteString, LayerNode][]): Buffer {
   const parts: string[] = [];
   for (const [p, n] of nodes) {
     if (n.xattrs.size === 0) continue;
-    parts.push(`# file: ${escapeForSetfattr(p === '' ? '.' : rel(p))}\n`);
-    for (const [k, v] of n.xattrs) parts.push(`${escapeForSetfattr(k)}=0s${v.toString('base64')}\n`);
+    // "./" + path: a relative name that can never look like an option; exact bytes, escaped.
+    parts.push(`# file: ${escapeForSetfattr(p === '' ? Buffer.from('.') : Buffer.concat([Buffer.from('./'), toBuffer(p)]))}\n`);
+    for (const [k, v] of n.xattrs) parts.push(`${escapeForSetfattr(Buffer.from(k, 'utf8'))}=0s${v.toString('base64')}\n`);
     parts.push('\n');
   }
   return Buffer.from(parts.join(''), 'latin1');
 }
 
 /** Escape every byte outside printable ASCII (and "\", "=", space) as \ooo, which setfattr unquotes. */
-function escapeForSetfattr(s: string): string {
+function escapeForSetfattr(bytes: Buffer): string {
   let out = '';
-  for (const b of Buffer.from(s, 'utf8')) {
+  for (const b of bytes) {
     out += b > 0x20 && b < 0x7f && b !== 0x5c && b !== 0x3d ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0');
   }
   return out;

@@ -12,23 +12,31 @@
  * order sent; callers route dependent operations (all writes of one file) to the same worker.
  * Safety is the caller's: paths are inside the work dir and built from index names (no "/" games),
  * files are created O_EXCL|O_NOFOLLOW and attributes set with the l* calls, as before.
+ * Paths and symlink targets are ByteStrings (names are bytes): every call gets them as Buffers, so
+ * a name that is not UTF-8 lands with exactly its bytes.
  */
 import { closeSync, constants, chmodSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, writeSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import type { ByteString } from '../formats/model.js';
+
+const P = (p: string): Buffer => Buffer.from(p, 'latin1');
 
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_NOFOLLOW;
 
+/** A path or link target as bytes (formats/byte-string.ts); plain strings cross the worker boundary. */
+type B = ByteString;
+
 /** One operation; `write` carries [start, length] into its batch's data buffer. */
 export type FsOp =
-  | readonly ['mkdir', string, number]
-  | readonly ['write', string, boolean, number, number, number] // path, create, file offset, data start, length
-  | readonly ['touch', string]
-  | readonly ['rename', string, string]
-  | readonly ['symlink', string, string] // target, path
-  | readonly ['link', string, string] // existing, new
-  | readonly ['attrs', string, number, number, number, number] // path, uid, gid, mode (-1: no chmod), mtime (NaN: none)
-  | readonly ['utimes', string, number];
+  | readonly ['mkdir', B, number]
+  | readonly ['write', B, boolean, number, number, number] // path, create, file offset, data start, length
+  | readonly ['touch', B]
+  | readonly ['rename', B, B]
+  | readonly ['symlink', B, B] // target, path
+  | readonly ['link', B, B] // existing, new
+  | readonly ['attrs', B, number, number, number, number] // path, uid, gid, mode (-1: no chmod), mtime (NaN: none)
+  | readonly ['utimes', B, number];
 
 interface Batch {
   readonly id: number;
@@ -48,7 +56,7 @@ function runBatch(b: Batch): void {
     if (open && open.path === path && !create) return open.fd;
     if (open) closeSync(open.fd);
     open = undefined;
-    const fd = openSync(path, create ? CREATE_FLAGS : WRITE_FLAGS, 0o600);
+    const fd = openSync(P(path), create ? CREATE_FLAGS : WRITE_FLAGS, 0o600);
     open = { path, fd };
     return fd;
   };
@@ -56,7 +64,7 @@ function runBatch(b: Batch): void {
     for (const op of b.ops) {
       switch (op[0]) {
         case 'mkdir':
-          mkdirSync(op[1], op[2]);
+          mkdirSync(P(op[1]), op[2]);
           break;
         case 'write': {
           const fd = fdFor(op[1], op[2]);
@@ -65,27 +73,27 @@ function runBatch(b: Batch): void {
           break;
         }
         case 'touch':
-          closeSync(openSync(op[1], CREATE_FLAGS, 0o600));
+          closeSync(openSync(P(op[1]), CREATE_FLAGS, 0o600));
           break;
         case 'rename':
-          renameSync(op[1], op[2]);
+          renameSync(P(op[1]), P(op[2]));
           break;
         case 'symlink':
-          symlinkSync(op[1], op[2]);
+          symlinkSync(P(op[1]), P(op[2]));
           break;
         case 'link':
-          linkSync(op[1], op[2]);
+          linkSync(P(op[1]), P(op[2]));
           break;
         case 'attrs': {
           // lchown first: it clears setuid/setgid bits and file capabilities, chmod restores the bits.
           const [, path, uid, gid, mode, mtime] = op;
-          lchownSync(path, uid, gid);
-          if (mode >= 0) chmodSync(path, mode);
-          if (!Number.isNaN(mtime)) lutimesSync(path, mtime, mtime);
+          lchownSync(P(path), uid, gid);
+          if (mode >= 0) chmodSync(P(path), mode);
+          if (!Number.isNaN(mtime)) lutimesSync(P(path), mtime, mtime);
           break;
         }
         case 'utimes':
-          lutimesSync(op[1], op[2], op[2]);
+          lutimesSync(P(op[1]), op[2], op[2]);
           break;
       }
     }

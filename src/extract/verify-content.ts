@@ -11,7 +11,7 @@
  * file, in chunk order), so a consumer may create a file on its first chunk.
  */
 import type { RandomAccessBlob } from '../core/blob.js';
-import { readVerifiedChunks, type ChunkRef, type ChunkRequest, type LayerIndex, type LayerNode } from '../formats/index.js';
+import { readVerifiedChunks, type ByteString, type ChunkRef, type ChunkRequest, type LayerIndex, type LayerNode } from '../formats/index.js';
 import { mapLimit } from './map-limit.js';
 
 export const CONCURRENCY = 4;
@@ -20,7 +20,7 @@ const BATCH_BYTES = 8 * 1024 * 1024;
 const EXTENT_SLACK = 1024 * 1024;
 
 export interface VerifiedFile {
-  readonly path: string;
+  readonly path: ByteString;
   readonly node: LayerNode;
 }
 

@@ -4,10 +4,10 @@
  * no unverified path. Chunks that share a span start (eStargz innerOffset) are decoded once.
  */
 import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.js';
-import { DigestHasher } from '../core/digest.js';
+import { digestAlgorithm, DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
 import { FormatError } from './errors.js';
-import { decodePrefix } from './decompress.js';
+import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
 import type { ChunkRef, Compression } from './model.js';
 
 export interface ChunkRequest {
@@ -20,6 +20,8 @@ export interface ChunkSourceInfo {
   readonly compression: Compression;
   /** Blob name/digest for error messages. */
   readonly blobName: string;
+  /** Where spans are decoded and hashed (default: in process; a ChunkDecoderPool moves it off the event loop). */
+  readonly decoder?: ChunkDecoder;
 }
 
 /** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
@@ -31,8 +33,35 @@ export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): B
   return data;
 }
 
-function zeros(n: number): Buffer {
-  return Buffer.alloc(n);
+/**
+ * A hole chunk (zstd:chunked `zeros`) is `size` zero bytes whose digest the TOC records. sha256 of n
+ * zero bytes depends on n alone, so each size is hashed once (a memo of a pure function, bounded to
+ * a few sizes) and later reads of a hole only compare digests: a 16 MiB hole read 128 KiB at a time
+ * costs no hashing per read.
+ */
+class ZeroDigests {
+  readonly #bySize = new Map<number, Digest>();
+  static readonly MAX = 256;
+
+  of(size: number, like: Digest): Digest {
+    let d = this.#bySize.get(size);
+    if (d === undefined || digestAlgorithm(d) !== digestAlgorithm(like)) {
+      d = DigestHasher.for(like).update(Buffer.alloc(size)).digest();
+      if (this.#bySize.size >= ZeroDigests.MAX) this.#bySize.delete(this.#bySize.keys().next().value!);
+      this.#bySize.set(size, d);
+    }
+    return d;
+  }
+}
+const zeroDigests = new ZeroDigests();
+
+/** The verified bytes of a hole chunk: fresh zeros (cheap: calloc'd pages), checked by digest only. */
+function holeChunk(c: ChunkRef, ctx: ErrorContext): Buffer {
+  const actual = zeroDigests.of(c.size, c.digest);
+  if (actual !== c.digest) {
+    throw new FormatError('CHUNK_DIGEST_MISMATCH', `hole of ${c.size} zero bytes hashes to ${actual}`, { ...ctx, chunk: c.digest });
+  }
+  return Buffer.alloc(c.size);
 }
 
 /**
@@ -51,7 +80,7 @@ export async function readVerifiedChunks(
   requests.forEach((r, i) => {
     const c = r.chunk;
     if (c.zeros) {
-      out[i] = verifyChunk(zeros(c.size), c, ctxOf(info, r));
+      out[i] = holeChunk(c, ctxOf(info, r));
       return;
     }
     const g = groups.get(c.span.offset);
@@ -67,20 +96,26 @@ export async function readVerifiedChunks(
   const starts = [...groups.keys()];
   const ranges: ByteRange[] = starts.map((s) => ({ offset: s, length: groups.get(s)!.end - s }));
   const datas = ranges.length ? await readRanges(blob, ranges, signal) : [];
+  const decoder = info.decoder ?? inProcessDecoder;
   await Promise.all(
     starts.map(async (start, gi) => {
       const g = groups.get(start)!;
       const first = requests[g.members[0]!]!;
-      const plain = await decodePrefix(info.compression, datas[gi]!, g.need, {
-        ...ctxOf(info, first),
-        range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}),
+      const members = g.members.map((i) => {
+        const c = requests[i]!.chunk;
+        return { innerOffset: c.span.innerOffset, size: c.size, digest: c.digest };
       });
-      for (const i of g.members) {
-        const r = requests[i]!;
-        const c = r.chunk;
-        const bytes = plain.subarray(c.span.innerOffset, c.span.innerOffset + c.size);
-        out[i] = verifyChunk(Buffer.from(bytes), c, ctxOf(info, r));
-      }
+      const results = await decoder.decode(
+        { compression: info.compression, data: datas[gi]!, need: g.need, members },
+        { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) },
+      );
+      g.members.forEach((i, k) => {
+        const r = results[k]!;
+        if ('actual' in r) {
+          throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
+        }
+        out[i] = r.ok;
+      });
     }),
   );
   return out;

@@ -96,6 +96,133 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
   return gunzipPrefix(data, need, context);
 }
 
+/** A range of the uncompressed stream decoded from a span start: [start, start + length). */
+export interface PlainSlice {
+  readonly start: number;
+  readonly length: number;
+}
+
+/**
+ * Decode `data` (a span starting at a member/frame boundary) and return a buffer of its own for each
+ * requested range of the uncompressed stream. Bytes between and before the ranges are decoded and
+ * dropped as they pass, so memory is the sum of the ranges (what the TOC declares for the chunks
+ * asked for), not the decoded prefix; decoding stops at the end of the last range. Throws
+ * DECOMPRESS_FAILED if the data is corrupt or ends early.
+ */
+export async function decodeSlices(compression: Compression, data: Buffer, slices: readonly PlainSlice[], context: ErrorContext = {}): Promise<Buffer[]> {
+  let need = 0;
+  for (const s of slices) need = Math.max(need, s.start + s.length);
+  if (compression === 'none') {
+    if (data.length < need) throw new FormatError('DECOMPRESS_FAILED', `span has ${data.length} bytes, need ${need}`, context);
+    return slices.map((s) => data.subarray(s.start, s.start + s.length));
+  }
+  // Distinct ranges in stream order; a partial overlap (no format produces one) takes the slow path.
+  const order = [...new Map(slices.map((s) => [`${s.start}:${s.length}`, s])).values()].sort((a, b) => a.start - b.start);
+  const overlapping = order.some((s, i) => i > 0 && s.start < order[i - 1]!.start + order[i - 1]!.length);
+  if (overlapping) {
+    const lo = order[0]!.start;
+    const all = await decodeSlices(compression, data, [{ start: lo, length: need - lo }], context);
+    return slices.map((s) => Buffer.from(all[0]!.subarray(s.start - lo, s.start - lo + s.length)));
+  }
+  const bufs = new Map<string, Buffer>(order.map((s) => [`${s.start}:${s.length}`, Buffer.allocUnsafe(s.length)]));
+  const targets = order.map((s) => ({ start: s.start, end: s.start + s.length, buf: bufs.get(`${s.start}:${s.length}`)! }));
+  if (compression === 'zstd') decodeZstdInto(data, targets, need, context);
+  else await gunzipInto(data, targets, need, context);
+  return slices.map((s) => bufs.get(`${s.start}:${s.length}`)!);
+}
+
+interface Target {
+  readonly start: number;
+  readonly end: number;
+  readonly buf: Buffer;
+}
+
+/** zstd straight into the targets; the gaps go through a scratch window and are dropped. */
+function decodeZstdInto(src: Uint8Array, targets: readonly Target[], need: number, context: ErrorContext): void {
+  const dctx = freshDctx();
+  let scratch: Buffer | undefined;
+  let pos = 0;
+  let inPos = 0;
+  let t = 0;
+  while (pos < need) {
+    while (targets[t]!.end <= pos) t++;
+    const cur = targets[t]!;
+    let dst: Buffer;
+    if (pos >= cur.start) {
+      dst = cur.buf.subarray(pos - cur.start, Math.min(cur.end, pos + ZSTD_WINDOW) - cur.start);
+    } else {
+      scratch ??= Buffer.allocUnsafe(ZSTD_WINDOW);
+      dst = scratch.subarray(0, Math.min(ZSTD_WINDOW, cur.start - pos));
+    }
+    if (inPos >= src.length) throw new FormatError('DECOMPRESS_FAILED', `zstd data ends after ${pos} of ${need} bytes`, context);
+    let produced: number;
+    let consumed: number;
+    try {
+      [, produced, consumed] = dctx.decompressStream(dst, src.subarray(inPos));
+    } catch (e) {
+      throw new FormatError('DECOMPRESS_FAILED', `corrupt zstd data: ${(e as Error).message}`, context, { cause: e });
+    }
+    if (produced === 0 && consumed === 0) {
+      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends inside a frame after ${pos} of ${need} bytes`, context);
+    }
+    pos += produced;
+    inPos += consumed;
+  }
+}
+
+/** gzip through node:zlib, copying the parts of each output piece that fall in a target. */
+function gunzipInto(data: Buffer, targets: readonly Target[], need: number, context: ErrorContext): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let pos = 0;
+    let t = 0;
+    let settled = false;
+    const d = createGunzip({ chunkSize: 64 * 1024 });
+    const done = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      d.removeAllListeners('data');
+      d.destroy();
+      if (pos >= need) resolve();
+      else if (err !== undefined) {
+        reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
+      } else reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${pos} of ${need} bytes`, context));
+    };
+    d.on('data', (b: Buffer) => {
+      if (settled) return;
+      const bEnd = pos + b.length;
+      while (t < targets.length && targets[t]!.start < bEnd) {
+        const tg = targets[t]!;
+        const from = Math.max(tg.start, pos);
+        const to = Math.min(tg.end, bEnd);
+        if (to > from) b.copy(tg.buf, from - tg.start, from - pos, to - pos);
+        if (tg.end <= bEnd) t++;
+        else break;
+      }
+      pos = bEnd;
+      if (pos >= need) done();
+    });
+    d.on('error', (e) => done(e));
+    d.on('end', () => done());
+    if (need === 0) {
+      done();
+      return;
+    }
+    let inPos = 0;
+    const feed = (): void => {
+      while (!settled && inPos < data.length) {
+        const slice = data.subarray(inPos, inPos + GZIP_SLICE);
+        inPos += slice.length;
+        if (!d.write(slice)) {
+          d.once('drain', feed);
+          return;
+        }
+      }
+      if (!settled && inPos >= data.length) d.end();
+    };
+    feed();
+  });
+}
+
 /**
  * One decompression context for the synchronous decoders below (they cannot interleave): a fresh
  * DCtx per chunk costs an allocation of its window buffers each time, and the native memory is only

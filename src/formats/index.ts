@@ -1,5 +1,6 @@
 /** Public API of the formats folder: the layer model, opening layers, verified content, errors. */
 export type {
+  ByteString,
   ChunkRef,
   CompressedSpan,
   Compression,
@@ -11,6 +12,7 @@ export type {
   RawEntryType,
 } from './model.js';
 export { STORAGE_COMPRESSION } from './model.js';
+export { asByteString, byteStringFromText, byteStringOf, displayName, goJsonMangle, isUtf8, toBuffer, toText } from './byte-string.js';
 export type {
   LayerDescriptor,
   LayerReader,

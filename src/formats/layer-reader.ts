@@ -55,6 +55,11 @@ export interface LayerRecord {
   readonly params: Readonly<Record<string, number>>;
   /** base64 of the verified TOC bytes exactly as hashed (TOC formats), or of the plain-layer entry JSON. */
   readonly payload: string;
+  /**
+   * zstd:chunked: base64 of the compressed tar-split exactly as hashed (its digest is in the TOC), so
+   * a rebuilt index is bound to the tar's headers by the same check as at resolve time.
+   */
+  readonly tarSplit?: string;
 }
 
 export interface OpenedLayer {

@@ -12,6 +12,15 @@
  */
 import type { Digest } from '../core/digest.js';
 
+declare const byteStringBrand: unique symbol;
+/**
+ * A file name, path or link target as bytes: a JS string whose every char code is one byte (Node's
+ * 'latin1' mapping), so any Linux name, non-UTF-8 included, round-trips losslessly. Build and
+ * convert them only with the helpers in byte-string.ts (the edges: tar bytes, TOC JSON text, the
+ * kernel, UTF-8-only consumers). Byte order is plain string order.
+ */
+export type ByteString = string & { readonly [byteStringBrand]: true };
+
 export type LayerFormat =
   | 'estargz' // gzip eStargz, 51-byte footer
   | 'stargz-legacy' // google/crfs stargz, 47-byte footer, no chunk digests
@@ -55,8 +64,8 @@ export interface ChunkRef {
 
 /** One archive entry as a reader found it (TOC entry or tar header), before normalisation. */
 export interface RawEntry {
-  /** Name as in the archive (may start with "./", dirs may end in "/"). */
-  readonly name: string;
+  /** Name as in the archive, as bytes (may start with "./", dirs may end in "/"). */
+  readonly name: ByteString;
   readonly type: RawEntryType;
   /** Tar mode; may include S_IFMT bits: only `mode & 0o7777` is used. */
   readonly mode: number;
@@ -64,11 +73,11 @@ export interface RawEntry {
   readonly gid: number;
   /** Regular file size; 0 for others. */
   readonly size: number;
-  /** Modification time, seconds since the epoch (may be fractional-free) and nanoseconds. */
+  /** Modification time as the archive says: seconds since the epoch (may be negative) and nanoseconds. */
   readonly mtimeSec: number;
   readonly mtimeNsec: number;
-  /** Symlink target, or hardlink target path (archive name of the earlier entry). */
-  readonly linkName?: string;
+  /** Symlink target, or hardlink target path (archive name of the earlier entry), as bytes. */
+  readonly linkName?: ByteString;
   readonly devMajor: number;
   readonly devMinor: number;
   /** Raw xattr values (TOC base64 already decoded, PAX SCHILY.xattr.* values). */
@@ -92,8 +101,8 @@ export interface LayerNode {
   readonly size: number;
   readonly mtimeSec: number;
   readonly mtimeNsec: number;
-  /** Symlink target. */
-  readonly linkTarget?: string;
+  /** Symlink target, as bytes. */
+  readonly linkTarget?: ByteString;
   readonly rdevMajor: number;
   readonly rdevMinor: number;
   /** xattrs as served (opaque dirs carry trusted.overlay.opaque and user.overlay.opaque = "y"). */
@@ -103,7 +112,7 @@ export interface LayerNode {
   readonly digest?: Digest;
   readonly chunks: readonly ChunkRef[];
   /** Directories: child name → node, iterate sorted via LayerIndex.readdir(). */
-  readonly children?: ReadonlyMap<string, LayerNode>;
+  readonly children?: ReadonlyMap<ByteString, LayerNode>;
 }
 
 export interface LayerIndex {
@@ -126,10 +135,10 @@ export interface LayerIndex {
   /** Distinct uids / gids in the layer, sorted (for the ALS `info` uidset/gidset). */
   readonly uids: readonly number[];
   readonly gids: readonly number[];
-  /** Look up a normalised path ("" = root, "a/b", no leading slash). */
-  lookup(path: string): LayerNode | undefined;
+  /** Look up a normalised path as bytes ("" = root, "a/b", no leading slash). */
+  lookup(path: ByteString): LayerNode | undefined;
   /** Children of a directory node, sorted by name (byte order). */
-  readdir(dir: LayerNode): readonly [string, LayerNode][];
+  readdir(dir: LayerNode): readonly [ByteString, LayerNode][];
   /** Every (path, node) pair in depth-first, name-sorted order, root first. */
-  walk(): Iterable<[string, LayerNode]>;
+  walk(): Iterable<[ByteString, LayerNode]>;
 }

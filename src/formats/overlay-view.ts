@@ -18,8 +18,9 @@
  */
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { Digest } from '../core/digest.js';
+import { asByteString, displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
-import type { Compression, LayerFormat, LayerIndex, LayerNode, RawEntry } from './model.js';
+import type { ByteString, Compression, LayerFormat, LayerIndex, LayerNode, RawEntry } from './model.js';
 
 export interface LayerMeta {
   readonly format: LayerFormat;
@@ -42,41 +43,61 @@ export interface BuildOptions {
 }
 
 const OPAQUE = Buffer.from('y');
-const ESTARGZ_ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
-const NAME_MAX = 255;
+const ESTARGZ_ARTEFACTS = new Set<string>(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
+/** Longest name the kernel takes for one path component (NAME_MAX), in bytes. */
+export const NAME_MAX = 255;
+const WHITEOUT_PREFIX = '.wh.';
+const ROOT = asByteString('');
 
 /** A LayerNode while it is being built: writable, with writable xattrs/children and the sorted listing. */
 type NodeAttrs = Omit<LayerNode, 'xattrs' | 'children'>;
 type MutableNode = { -readonly [K in keyof NodeAttrs]: NodeAttrs[K] } & {
   xattrs: Map<string, Buffer>;
-  children?: Map<string, MutableNode>;
-  sorted?: [string, MutableNode][];
+  children?: Map<ByteString, MutableNode>;
+  sorted?: [ByteString, MutableNode][];
 };
 
-/** Normalise an archive name to "a/b" ("" = root). Throws ENTRY_PATH_UNSAFE for hostile names. */
-export function normalizeEntryPath(name: string, limits: Limits = DEFAULT_LIMITS, blob?: string): string {
-  const ctx = { entry: name.slice(0, 300), ...(blob !== undefined ? { blob } : {}) };
+/**
+ * Normalise an archive name (bytes) to "a/b" ("" = root). Throws ENTRY_PATH_UNSAFE for hostile
+ * names. Length limits apply to the name that lands on disk: a whiteout `.wh.<x>` is checked as
+ * `<x>` (its `.wh.` form may be 4 bytes over NAME_MAX, as Go's archive/tar writes it).
+ */
+export function normalizeEntryPath(name: ByteString, limits: Limits = DEFAULT_LIMITS, blob?: string): ByteString {
+  const ctx = { entry: displayName(name), ...(blob !== undefined ? { blob } : {}) };
   if (name.includes('\0')) throw new FormatError('ENTRY_PATH_UNSAFE', 'path contains NUL', ctx);
   if (name.startsWith('/')) throw new FormatError('ENTRY_PATH_UNSAFE', 'absolute path', ctx);
-  if (Buffer.byteLength(name) > limits.maxPathBytes) throw new FormatError('ENTRY_PATH_UNSAFE', 'path too long', ctx);
   const parts: string[] = [];
+  let onDisk = 0;
   for (const p of name.split('/')) {
     if (p === '' || p === '.') continue;
     if (p === '..') throw new FormatError('ENTRY_PATH_UNSAFE', 'path contains ".."', ctx);
-    if (Buffer.byteLength(p) > NAME_MAX) throw new FormatError('ENTRY_PATH_UNSAFE', 'path component longer than 255 bytes', ctx);
+    // A ByteString's length is its byte length.
+    const landed = p.startsWith(WHITEOUT_PREFIX) ? p.length - WHITEOUT_PREFIX.length : p.length;
+    if (landed > NAME_MAX) throw new FormatError('ENTRY_PATH_UNSAFE', 'path component longer than 255 bytes', ctx);
+    onDisk += (parts.length > 0 ? 1 : 0) + landed;
     parts.push(p);
   }
-  return parts.join('/');
+  if (onDisk > limits.maxPathBytes) throw new FormatError('ENTRY_PATH_UNSAFE', 'path too long', ctx);
+  return parts.join('/') as ByteString;
 }
 
-function splitPath(p: string): [string, string] {
+function splitPath(p: ByteString): [ByteString, ByteString] {
   const i = p.lastIndexOf('/');
-  return i < 0 ? ['', p] : [p.slice(0, i), p.slice(i + 1)];
+  return i < 0 ? [ROOT, p] : [p.slice(0, i) as ByteString, p.slice(i + 1) as ByteString];
 }
 
-function compareNames(a: string, b: string): number {
-  // Byte order of the UTF-8 encoding, as readdir order should not depend on JS string internals.
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+/** Byte order: ByteStrings hold one byte per char code, so code-unit order is byte order. */
+function compareNames(a: ByteString, b: ByteString): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Times as containers/storage unpacks them: an mtime before the epoch lands as 0 (its unpacker
+ * clamps it); later times are kept exactly, nanoseconds included. Served values are never negative,
+ * so no unsigned consumer (the FUSE binding) can wrap them.
+ */
+export function landedTime(sec: number, nsec: number): { mtimeSec: number; mtimeNsec: number } {
+  return sec < 0 ? { mtimeSec: 0, mtimeNsec: 0 } : { mtimeSec: sec, mtimeNsec: nsec };
 }
 
 export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts: BuildOptions): LayerIndex {
@@ -97,18 +118,18 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     rdevMajor: 0, rdevMinor: 0, xattrs: new Map(), chunks: [], children: new Map(),
   });
   /** path → node for every named path in the view (whiteouts added at the end). */
-  const byPath = new Map<string, MutableNode>([['', root]]);
+  const byPath = new Map<ByteString, MutableNode>([[ROOT, root]]);
   /** Directories created only because a descendant named them; an explicit entry may still come. */
   const implied = new Set<MutableNode>();
-  const whiteouts: { dir: string; name: string; entry: RawEntry; path: string }[] = [];
-  const opaqueDirs: string[] = [];
+  const whiteouts: { dir: ByteString; name: ByteString; entry: RawEntry; path: ByteString }[] = [];
+  const opaqueDirs: ByteString[] = [];
   let prefetchEnd: number | undefined;
 
-  const ensureDir = (path: string, entryName: string): MutableNode => {
+  const ensureDir = (path: ByteString, entryName: ByteString): MutableNode => {
     const existing = byPath.get(path);
     if (existing) {
       if (existing.type !== 'dir') {
-        throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(path)} is not a directory`, { ...bctx, entry: entryName });
+        throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(displayName(path))} is not a directory`, { ...bctx, entry: displayName(entryName) });
       }
       return existing;
     }
@@ -125,7 +146,7 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
   };
 
   for (const e of raw) {
-    const ectx = { ...bctx, entry: e.name.slice(0, 300) };
+    const ectx = { ...bctx, entry: displayName(e.name) };
     const path = normalizeEntryPath(e.name, limits, blob);
     const [dirPath, base] = splitPath(path);
     if (opts.hideEstargzArtefacts && dirPath === '' && ESTARGZ_ARTEFACTS.has(base)) {
@@ -135,7 +156,7 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     if (base.startsWith('.wh.')) {
       if (base === '.wh.') throw new FormatError('ENTRY_INVALID', 'bare ".wh." whiteout', ectx);
       if (base === '.wh..wh..opq') opaqueDirs.push(dirPath);
-      else if (!base.startsWith('.wh..wh.')) whiteouts.push({ dir: dirPath, name: base.slice(4), entry: e, path });
+      else if (!base.startsWith('.wh..wh.')) whiteouts.push({ dir: dirPath, name: base.slice(4) as ByteString, entry: e, path });
       ensureDir(dirPath, e.name);
       continue;
     }
@@ -164,24 +185,24 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     }
     let node: MutableNode;
     if (e.type === 'hardlink') {
-      const target = normalizeEntryPath(e.linkName ?? '', limits, blob);
+      const target = normalizeEntryPath(e.linkName ?? ROOT, limits, blob);
       const t = byPath.get(target);
       if (!t || t.type === 'dir' || target === path) {
-        throw new FormatError('ENTRY_LINK_INVALID', `hardlink target ${JSON.stringify(target)} is missing or a directory`, ectx);
+        throw new FormatError('ENTRY_LINK_INVALID', `hardlink target ${JSON.stringify(displayName(target))} is missing or a directory`, ectx);
       }
       node = t;
     } else {
       node = newNode({
         ...attrsOf(e),
         type: e.type,
-        size: e.type === 'reg' ? e.size : e.type === 'symlink' ? Buffer.byteLength(e.linkName ?? '') : 0,
-        ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? '' } : {}),
+        size: e.type === 'reg' ? e.size : e.type === 'symlink' ? (e.linkName ?? '').length : 0,
+        ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? ROOT } : {}),
         rdevMajor: e.type === 'char' || e.type === 'block' ? e.devMajor : 0,
         rdevMinor: e.type === 'char' || e.type === 'block' ? e.devMinor : 0,
         xattrs,
         ...(e.type === 'reg' && e.digest !== undefined ? { digest: e.digest } : {}),
         chunks: e.type === 'reg' ? e.chunks : [],
-        ...(e.type === 'dir' ? { children: new Map<string, MutableNode>() } : {}),
+        ...(e.type === 'dir' ? { children: new Map<ByteString, MutableNode>() } : {}),
       });
     }
     parent.children!.set(base, node);
@@ -195,13 +216,13 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     dir.xattrs.set('user.overlay.opaque', OPAQUE);
   }
   for (const w of whiteouts) {
-    const full = w.dir === '' ? w.name : `${w.dir}/${w.name}`;
+    const full = (w.dir === '' ? w.name : `${w.dir}/${w.name}`) as ByteString;
     if (byPath.has(full)) continue; // a real entry of the same layer wins over its whiteout
     const dir = byPath.get(w.dir);
     if (dir?.type !== 'dir') continue;
     const node = newNode({
       type: 'char', mode: 0, uid: w.entry.uid, gid: w.entry.gid, size: 0,
-      mtimeSec: w.entry.mtimeSec, mtimeNsec: w.entry.mtimeNsec, rdevMajor: 0, rdevMinor: 0,
+      ...landedTime(w.entry.mtimeSec, w.entry.mtimeNsec), rdevMajor: 0, rdevMinor: 0,
       xattrs: new Map(), chunks: [],
     });
     dir.children!.set(w.name, node);
@@ -212,10 +233,10 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
 }
 
 function attrsOf(e: RawEntry): Pick<MutableNode, 'mode' | 'uid' | 'gid' | 'mtimeSec' | 'mtimeNsec'> {
-  return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec };
+  return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) };
 }
 
-function removePath(byPath: Map<string, MutableNode>, parent: MutableNode, path: string, base: string): void {
+function removePath(byPath: Map<ByteString, MutableNode>, parent: MutableNode, path: ByteString, base: ByteString): void {
   parent.children!.delete(base);
   const prefix = path + '/';
   for (const k of [...byPath.keys()]) if (k === path || k.startsWith(prefix)) byPath.delete(k);
@@ -273,7 +294,7 @@ function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: 
 function finish(
   nodes: MutableNode[],
   root: MutableNode,
-  byPath: Map<string, MutableNode>,
+  byPath: Map<ByteString, MutableNode>,
   meta: LayerMeta,
   prefetchEnd: number | undefined,
 ): LayerIndex {
@@ -296,17 +317,17 @@ function finish(
     n.nlink = 2 + sub;
     n.sorted = sorted;
   }
-  const lookup = (p: string): LayerNode | undefined => byPath.get(p);
-  const readdir = (d: LayerNode): readonly [string, LayerNode][] => (d as MutableNode).sorted ?? [];
-  function* walk(): Iterable<[string, LayerNode]> {
-    const stack: [string, MutableNode][] = [['', root]];
+  const lookup = (p: ByteString): LayerNode | undefined => byPath.get(p);
+  const readdir = (d: LayerNode): readonly [ByteString, LayerNode][] => (d as MutableNode).sorted ?? [];
+  function* walk(): Iterable<[ByteString, LayerNode]> {
+    const stack: [ByteString, MutableNode][] = [[ROOT, root]];
     while (stack.length) {
       const [p, n] = stack.pop()!;
       yield [p, n];
       if (n.sorted) {
         for (let i = n.sorted.length - 1; i >= 0; i--) {
           const [name, c] = n.sorted[i]!;
-          stack.push([p === '' ? name : `${p}/${name}`, c]);
+          stack.push([(p === '' ? name : `${p}/${name}`) as ByteString, c]);
         }
       }
     }

@@ -1,6 +1,10 @@
 /**
  * The only file that knows about fuse-native. Everything above it speaks `FuseOps`: path-based,
- * promise-returning handlers that throw LazyAlsErrors. A future native binding (libfuse3 low-level,
+ * promise-returning handlers that throw LazyAlsErrors. Paths, directory entry names and link targets
+ * in FuseOps are ByteStrings (names are bytes, formats/byte-string.ts); fuse-native hands over and
+ * takes UTF-8-decoded JS strings, so this file converts both ways. A name that is not valid UTF-8
+ * cannot pass through fuse-native unchanged (it arrives and leaves with U+FFFD): a limit of this
+ * backend, not of the layer model. A future native binding (libfuse3 low-level,
  * see docs in shared/reference/fuse-perf.md) replaces this file and keeps FuseOps.
  *
  * fuse-native facts this file works around (measured in fuse-perf.md, re-checked by test/fuse):
@@ -19,9 +23,13 @@
  *    layer content alike; `ttl` hints in FsStat are for a binding that can do better.
  *  - stat fields cross as uint32 (ino, rdev, nlink, mode) and times as milliseconds.
  */
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import type { Logger } from '../core/log.js';
+import { byteStringFromText, toText, type ByteString } from '../formats/byte-string.js';
+import { mountOptionList, type AccessPolicy } from './access-policy.js';
 import { errnoOf, isExpectedFsAnswer } from './errno.js';
 import { FuseError } from './errors.js';
 
@@ -57,9 +65,18 @@ export interface FsStatfs {
   namemax: number;
 }
 
+/** Who made the request, when the backend knows (the native backend does; fuse-native does not). */
+export interface FuseCaller {
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+}
+
 export interface OpContext {
   /** Aborted when the op's deadline passes (the kernel has been answered ETIMEDOUT). */
   readonly signal: AbortSignal;
+  /** The calling process's ids, for backends that know them (fuse-native does not); AccessPolicy checks them. */
+  readonly caller?: FuseCaller;
 }
 
 type R<T> = T | Promise<T>;
@@ -108,6 +125,8 @@ export interface MountOptions {
   readonly allowOther: boolean;
   /** Honour setuid bits of layer files (root mounts only). */
   readonly suid: boolean;
+  /** Who may resolve layers: fuse-native enforces it through control-dir modes only. */
+  readonly policy: AccessPolicy;
   readonly debug?: boolean;
 }
 
@@ -164,6 +183,10 @@ function loadFuse(): FuseCtor {
 
 class LazyContext implements OpContext {
   #ac: AbortController | undefined;
+  readonly caller: FuseCaller | undefined;
+  constructor(caller?: FuseCaller) {
+    this.caller = caller;
+  }
   get signal(): AbortSignal {
     this.#ac ??= new AbortController();
     return this.#ac.signal;
@@ -184,10 +207,11 @@ export function guard<T>(
   timeoutMs: number,
   run: (ctx: OpContext) => R<T>,
   reply: (ret: number, value?: T) => void,
+  caller?: FuseCaller,
 ): void {
   let done = false;
   let timer: NodeJS.Timeout | undefined;
-  const ctx = new LazyContext();
+  const ctx = new LazyContext(caller);
   const answer = (ret: number, value?: T): void => {
     if (done) return;
     done = true;
@@ -224,46 +248,85 @@ export function guard<T>(
 
 // --- mount ---------------------------------------------------------------------------------------
 
-/** `-o` options fuse-native has no switch for, appended to fsname (see essay). */
+/**
+ * `-o` options fuse-native has no switch for, appended to fsname (see essay). `suid` is listed but
+ * does not survive libfuse 2's fusermount path (auto_unmount always takes it, and fusermount mounts
+ * nosuid unless told otherwise, which libfuse 2 never does): see remountSuid.
+ */
 export function smuggledOptions(opts: Pick<MountOptions, 'suid'>): string {
-  const extra = ['use_ino'];
+  const extra = ['use_ino', 'nodev'];
   if (opts.suid) extra.push('suid');
   return ['lazy-als', ...extra].join(',');
 }
 
+/** The mount's per-mount flags as /proc/self/mountinfo shows them (undefined: not mounted). */
+export async function mountFlags(mountpoint: string): Promise<string[] | undefined> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  let found: string[] | undefined;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (mp === mountpoint) found = (f[5] ?? '').split(',');
+  }
+  return found;
+}
+
+/**
+ * Clear `nosuid` after mounting (root only): `mount -i -o remount,suid` (-i: no mount.fuse helper,
+ * which would try to run the fsname as a program). Per-mount flags only; the FUSE connection is
+ * untouched.
+ */
+async function remountSuid(mountpoint: string, logger: Logger): Promise<void> {
+  const code = await new Promise<number>((resolve) => {
+    const p = spawn('mount', ['-i', '-o', 'remount,suid', mountpoint], { stdio: 'ignore' });
+    p.once('error', () => resolve(-1));
+    p.once('exit', (c) => resolve(c ?? -1));
+  });
+  const flags = await mountFlags(mountpoint);
+  if (code !== 0 || flags?.includes('nosuid')) {
+    throw new FuseError('FUSE_MOUNT', `could not clear nosuid on ${mountpoint} (mount -o remount,suid exited ${code}); set fuse.suid = false to run without setuid`, {});
+  }
+  logger.debug('fuse.remounted_suid', { mountpoint });
+}
+
 export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountHandle> {
+  opts.policy.assertKernelEnforceable('fuse-native');
+  const wanted = mountOptionList(opts);
   const Fuse = loadFuse();
   const { logger, timeouts: t } = opts;
   const g = <T>(op: string, path: string, ms: number, run: (ctx: OpContext) => R<T>, reply: (ret: number, value?: T) => void): void =>
     guard(logger, op, path, ms, run, reply);
   const d = t.defaultMs;
+  /** fuse-native's UTF-8-decoded path → the ByteString FuseOps take. */
+  const b = byteStringFromText;
 
   const ops: Record<string, unknown> = {
-    getattr: (p: string, cb: Cb) => g('getattr', p, t.lookupMs, (c) => fs.getattr(p, c), (r, v) => cb(r, v)),
-    readdir: (p: string, cb: Cb) => g('readdir', p, t.lookupMs, (c) => fs.readdir(p, c), (r, v) => (r === 0 && v ? cb(0, v.names, v.stats) : cb(r))),
-    readlink: (p: string, cb: Cb) => g('readlink', p, d, (c) => fs.readlink(p, c), (r, v) => cb(r, v)),
+    getattr: (p: string, cb: Cb) => g('getattr', p, t.lookupMs, (c) => fs.getattr(b(p), c), (r, v) => cb(r, v)),
+    readdir: (p: string, cb: Cb) =>
+      g('readdir', p, t.lookupMs, (c) => fs.readdir(b(p), c), (r, v) => (r === 0 && v ? cb(0, v.names.map((n) => toText(n as ByteString)), v.stats) : cb(r))),
+    readlink: (p: string, cb: Cb) => g('readlink', p, d, (c) => fs.readlink(b(p), c), (r, v) => cb(r, v === undefined ? v : toText(v as ByteString))),
     // Only presence matters for fuse-native's "implemented" table; the _op_ overrides call the *Sized variants.
     getxattr: true,
     listxattr: true,
     getxattrSized: (p: string, name: string, _size: number, cb: (ret: number, value?: Buffer) => void) =>
-      g('getxattr', p, d, (c) => fs.getxattr(p, name, c), (r, v) => cb(r, v ?? undefined)),
+      g('getxattr', p, d, (c) => fs.getxattr(b(p), name, c), (r, v) => cb(r, v ?? undefined)),
     listxattrSized: (p: string, cb: (ret: number, names?: string[]) => void) =>
-      g('listxattr', p, d, (c) => fs.listxattr(p, c), (r, v) => cb(r, v)),
-    open: (p: string, flags: number, cb: Cb) => g('open', p, t.lookupMs, (c) => fs.open(p, flags, c), (r, v) => cb(r, v)),
-    release: (p: string, fh: number, cb: Cb) => g('release', p, d, () => fs.release(p, fh), (r) => cb(r)),
+      g('listxattr', p, d, (c) => fs.listxattr(b(p), c), (r, v) => cb(r, v)),
+    open: (p: string, flags: number, cb: Cb) => g('open', p, t.lookupMs, (c) => fs.open(b(p), flags, c), (r, v) => cb(r, v)),
+    release: (p: string, fh: number, cb: Cb) => g('release', p, d, () => fs.release(b(p), fh), (r) => cb(r)),
     read: (p: string, fh: number, buf: Buffer, len: number, pos: number, cb: (ret: number) => void) =>
-      g('read', p, t.readMs, (c) => fs.read(p, fh, pos, len, c), (r, v) => {
+      g('read', p, t.readMs, (c) => fs.read(b(p), fh, pos, len, c), (r, v) => {
         // Copy only while the request is still ours: after a timeout reply the buffer belongs to libfuse again.
         if (r !== 0 || !v) return cb(r);
         const n = Math.min(v.length, len);
         v.copy(buf, 0, 0, n);
         cb(n);
       }),
-    create: (p: string, mode: number, cb: Cb) => g('create', p, t.lookupMs, (c) => fs.create(p, mode, c), (r, v) => cb(r, v)),
-    mknod: (p: string, mode: number, dev: number, cb: Cb) => g('mknod', p, t.lookupMs, (c) => fs.mknod(p, mode, dev, c), (r) => cb(r)),
-    rmdir: (p: string, cb: Cb) => g('rmdir', p, d, (c) => fs.rmdir(p, c), (r) => cb(r)),
-    statfs: (p: string, cb: Cb) => g('statfs', p, d, (c) => fs.statfs(p, c), (r, v) => cb(r, v)),
-    access: (p: string, mode: number, cb: Cb) => g('access', p, d, (c) => fs.access(p, mode, c), (r) => cb(r)),
+    create: (p: string, mode: number, cb: Cb) => g('create', p, t.lookupMs, (c) => fs.create(b(p), mode, c), (r, v) => cb(r, v)),
+    mknod: (p: string, mode: number, dev: number, cb: Cb) => g('mknod', p, t.lookupMs, (c) => fs.mknod(b(p), mode, dev, c), (r) => cb(r)),
+    rmdir: (p: string, cb: Cb) => g('rmdir', p, d, (c) => fs.rmdir(b(p), c), (r) => cb(r)),
+    statfs: (p: string, cb: Cb) => g('statfs', p, d, (c) => fs.statfs(b(p), c), (r, v) => cb(r, v)),
+    access: (p: string, mode: number, cb: Cb) => g('access', p, d, (c) => fs.access(b(p), mode, c), (r) => cb(r)),
   };
   const writeOps: WriteOp[] = [
     'write', 'truncate', 'ftruncate', 'utimens', 'chown', 'chmod', 'setxattr', 'removexattr',
@@ -274,17 +337,17 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
       const cb = args[args.length - 1] as (ret: number) => void;
       // symlink(target, linkpath) / link(src, dst): the path being created is the second one.
       const p = String(op === 'symlink' || op === 'link' ? args[1] : args[0]);
-      g(op, p, d, () => fs.mutate(op, p), (r) => cb(r));
+      g(op, p, d, () => fs.mutate(op, b(p)), (r) => cb(r));
     };
   }
 
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
   const fuse = new Fuse(opts.mountpoint, ops, {
     fsname: smuggledOptions(opts),
-    allowOther: opts.allowOther,
+    allowOther: wanted.includes('allow_other'),
     autoUnmount: true,
     kernelCache: true,
-    defaultPermissions: false,
+    defaultPermissions: wanted.includes('default_permissions'),
     entryTimeout: opts.entryTimeoutSec,
     attrTimeout: opts.attrTimeoutSec,
     debug: opts.debug ?? false,
@@ -296,9 +359,8 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
   await new Promise<void>((resolve, reject) =>
     fuse.mount((err) => (err ? reject(new FuseError('FUSE_MOUNT', `mount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err })) : resolve())),
   );
-  logger.info('fuse.mounted', { mountpoint: opts.mountpoint });
   let unmounting: Promise<void> | undefined;
-  return {
+  const handle: MountHandle = {
     mountpoint: opts.mountpoint,
     unmount: () =>
       (unmounting ??= new Promise<void>((resolve, reject) =>
@@ -309,4 +371,14 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
         }),
       )),
   };
+  if (wanted.includes('suid')) {
+    try {
+      await remountSuid(opts.mountpoint, logger);
+    } catch (e) {
+      await handle.unmount().catch(() => undefined);
+      throw e;
+    }
+  }
+  logger.info('fuse.mounted', { mountpoint: opts.mountpoint, options: wanted });
+  return handle;
 }

@@ -19,7 +19,9 @@
 import { constants } from 'node:fs';
 import { isDigest, type Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
+import type { ByteString } from '../formats/model.js';
 import { refFromBase64 } from '../sources/reference.js';
+import { AccessPolicy } from './access-policy.js';
 import type { FsStat, FsStatfs, FuseOps, OpContext, WriteOp } from './adapter.js';
 import { DiffTree } from './diff-tree.js';
 import { FuseError, enoent, erofs } from './errors.js';
@@ -28,7 +30,7 @@ import type { LayerProvider } from './layer-provider.js';
 
 type FileWhere =
   | { kind: 'info' | 'blob'; ref: string | undefined; key: Digest }
-  | { kind: 'diff'; ref: string | undefined; key: Digest; rel: string };
+  | { kind: 'diff'; ref: string | undefined; key: Digest; rel: ByteString };
 type Where =
   | { kind: 'root' }
   | { kind: 'ref'; ref: string }
@@ -53,6 +55,8 @@ export interface AlsTreeOptions {
   readonly maxLayers?: number;
   readonly inodes?: InodeAllocator;
   readonly now?: () => number;
+  /** Who may make the store resolve layers (default: root and the daemon's uid). */
+  readonly policy?: AccessPolicy;
 }
 
 const O_ACCMODE = 3;
@@ -64,6 +68,7 @@ export class AlsTree implements FuseOps {
   readonly #maxLayers: number;
   readonly #inodes: InodeAllocator;
   readonly #mtime: number;
+  readonly #policy: AccessPolicy;
   readonly #served = new Map<string, Served>();
   readonly #inflight = new Map<string, Promise<Served | undefined>>();
   readonly #validRefs = new Map<string, boolean>();
@@ -76,6 +81,7 @@ export class AlsTree implements FuseOps {
     this.#maxLayers = opts.maxLayers ?? 512;
     this.#inodes = opts.inodes ?? new InodeAllocator();
     this.#mtime = (opts.now ?? Date.now)();
+    this.#policy = opts.policy ?? AccessPolicy.rootOnly();
   }
 
   // --- path parsing --------------------------------------------------------------------------
@@ -113,7 +119,8 @@ export class AlsTree implements FuseOps {
     const rest = parts.slice(i + 1);
     if (rest.length === 0) return { kind: 'key', ref, key };
     const head = rest[0]!;
-    if (head === 'diff') return { kind: 'diff', ref, key, rel: rest.slice(1).join('/') };
+    // FuseOps paths are ByteStrings (adapter.ts), so the part below diff/ is one as well.
+    if (head === 'diff') return { kind: 'diff', ref, key, rel: rest.slice(1).join('/') as ByteString };
     if (rest.length === 1 && (head === 'info' || head === 'blob')) return { kind: head, ref, key };
     if (rest.length === 1 && head === 'use') return { kind: 'use', ref, key };
     throw enoent(path); // diff1, info/x, anything else
@@ -150,8 +157,18 @@ export class AlsTree implements FuseOps {
     return p;
   }
 
+  /**
+   * The served layer of (ref, key), resolving it when needed; undefined when the store does not
+   * serve it. For the native backend, which publishes the layer's table once it is resolved.
+   */
+  served(ref: string | undefined, key: Digest): Promise<{ readonly tree: DiffTree } | undefined> {
+    return Promise.resolve(this.#layer(ref, key));
+  }
+
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
-  #withLayer<T>(w: { ref: string | undefined; key: Digest }, path: string, f: (s: Served) => T): T | Promise<T> {
+  #withLayer<T>(w: { ref: string | undefined; key: Digest }, path: string, f: (s: Served) => T, ctx?: OpContext): T | Promise<T> {
+    // Backends that know the caller check it here too (fuse-native relies on the dir modes).
+    this.#policy.check(ctx?.caller, path);
     const l = this.#layer(w.ref, w.key);
     if (!(l instanceof Promise)) return f(l);
     return l.then((s) => {
@@ -162,12 +179,17 @@ export class AlsTree implements FuseOps {
 
   // --- attributes ----------------------------------------------------------------------------
 
+  /**
+   * Control nodes. `<refB64>` and `<key>` dirs carry the access policy's owner/group/mode: with
+   * default_permissions the kernel refuses lookups below them to users who may not resolve.
+   */
   #ctlStat(path: string, type: 'dir' | 'reg', size = 0): FsStat {
     const dir = type === 'dir';
+    const d = this.#policy.controlDir;
     return {
-      mode: dir ? 0o040555 : 0o100444,
-      uid: 0,
-      gid: 0,
+      mode: dir ? 0o040000 | d.mode : 0o100444,
+      uid: dir ? d.uid : 0,
+      gid: dir ? d.gid : 0,
       size,
       nlink: dir ? 2 : 1,
       ino: path === '/' ? ROOT_INO : this.#inodes.control(path),
@@ -184,28 +206,32 @@ export class AlsTree implements FuseOps {
     return (w.ref !== undefined ? `/${w.ref}/` : '/') + w.key;
   }
 
-  getattr(path: string): FsStat | Promise<FsStat> {
+  #rootStat(): FsStat {
+    return { ...this.#ctlStat('/', 'dir'), mode: 0o040755 };
+  }
+
+  getattr(path: string, ctx?: OpContext): FsStat | Promise<FsStat> {
     const w = this.where(path);
     switch (w.kind) {
       case 'root':
-        return { ...this.#ctlStat('/', 'dir'), mode: 0o040755 };
+        return this.#rootStat();
       case 'ref':
       case 'key':
         return this.#ctlStat(path, 'dir');
       case 'use':
         throw enoent(path);
       case 'info':
-        return this.#withLayer(w, path, (s) => this.#ctlStat(path, 'reg', s.tree.layer.info.length));
+        return this.#withLayer(w, path, (s) => this.#ctlStat(path, 'reg', s.tree.layer.info.length), ctx);
       case 'blob':
-        return this.#withLayer(w, path, (s) => this.#ctlStat(path, 'reg', s.tree.layer.blobSize));
+        return this.#withLayer(w, path, (s) => this.#ctlStat(path, 'reg', s.tree.layer.blobSize), ctx);
       case 'diff':
-        return this.#withLayer(w, path, (s) => s.tree.stat(s.tree.node(w.rel)));
+        return this.#withLayer(w, path, (s) => s.tree.stat(s.tree.node(w.rel)), ctx);
     }
   }
 
-  readdir(path: string): { names: string[]; stats: FsStat[] } | Promise<{ names: string[]; stats: FsStat[] }> {
+  readdir(path: string, ctx?: OpContext): { names: string[]; stats: FsStat[] } | Promise<{ names: string[]; stats: FsStat[] }> {
     const w = this.where(path);
-    const self = w.kind === 'root' ? { ...this.#ctlStat('/', 'dir'), mode: 0o040755 } : this.#ctlStat(path, 'dir');
+    const self = w.kind === 'root' ? this.#rootStat() : this.#ctlStat(path, 'dir');
     const names = ['.', '..'];
     const stats = [self, self];
     switch (w.kind) {
@@ -223,6 +249,7 @@ export class AlsTree implements FuseOps {
         return { names, stats };
       }
       case 'key': {
+        this.#policy.check(ctx?.caller, path);
         const l = this.#layer(w.ref, w.key);
         const list = (s: Served | undefined): { names: string[]; stats: FsStat[] } => {
           if (!s) return { names, stats };
@@ -236,36 +263,36 @@ export class AlsTree implements FuseOps {
         return this.#withLayer(w, path, (s) => {
           const n = s.tree.node(w.rel);
           const st = s.tree.stat(n);
-          const parentRel = w.rel.includes('/') ? w.rel.slice(0, w.rel.lastIndexOf('/')) : '';
+          const parentRel = (w.rel.includes('/') ? w.rel.slice(0, w.rel.lastIndexOf('/')) : '') as ByteString;
           const parent = w.rel === '' ? this.#ctlStat(this.#diffPath(w), 'dir') : s.tree.stat(s.tree.node(parentRel));
           return s.tree.readdir(n, st, parent);
-        });
+        }, ctx);
       default:
         throw new FuseError('ENOTDIR', 'not a directory', { entry: path });
     }
   }
 
-  readlink(path: string): string | Promise<string> {
+  readlink(path: string, ctx?: OpContext): string | Promise<string> {
     const w = this.where(path);
     if (w.kind !== 'diff') throw new FuseError('EINVAL', 'not a symlink', { entry: path });
-    return this.#withLayer(w, path, (s) => s.tree.readlink(s.tree.node(w.rel)));
+    return this.#withLayer(w, path, (s) => s.tree.readlink(s.tree.node(w.rel)), ctx);
   }
 
-  getxattr(path: string, name: string): Buffer | undefined | Promise<Buffer | undefined> {
+  getxattr(path: string, name: string, ctx?: OpContext): Buffer | undefined | Promise<Buffer | undefined> {
     const w = this.where(path);
     if (w.kind !== 'diff') return undefined;
-    return this.#withLayer(w, path, (s) => s.tree.getxattr(s.tree.node(w.rel), name));
+    return this.#withLayer(w, path, (s) => s.tree.getxattr(s.tree.node(w.rel), name), ctx);
   }
 
-  listxattr(path: string): string[] | Promise<string[]> {
+  listxattr(path: string, ctx?: OpContext): string[] | Promise<string[]> {
     const w = this.where(path);
     if (w.kind !== 'diff') return [];
-    return this.#withLayer(w, path, (s) => s.tree.listxattr(s.tree.node(w.rel)));
+    return this.#withLayer(w, path, (s) => s.tree.listxattr(s.tree.node(w.rel)), ctx);
   }
 
   // --- files ---------------------------------------------------------------------------------
 
-  open(path: string, flags: number): number | Promise<number> {
+  open(path: string, flags: number, ctx?: OpContext): number | Promise<number> {
     const w = this.where(path);
     if (w.kind === 'use') throw enoent(path);
     if (w.kind !== 'diff' && w.kind !== 'info' && w.kind !== 'blob') throw new FuseError('EISDIR', 'is a directory', { entry: path });
@@ -277,7 +304,7 @@ export class AlsTree implements FuseOps {
       this.#nextFh = fh >= 0xffff_fff0 ? 1 : fh + 1;
       this.#open.set(fh, { where: w, served });
       return fh;
-    });
+    }, ctx);
   }
 
   release(_path: string, fh: number): void {
@@ -308,21 +335,22 @@ export class AlsTree implements FuseOps {
 
   // --- the use / release protocol and everything else that writes ------------------------------
 
-  #use(path: string): never {
+  #use(path: string, ctx?: OpContext): never {
     const w = this.where(path);
     if (w.kind === 'use') {
+      this.#policy.check(ctx?.caller, path);
       this.#provider.use(w.ref, w.key);
       throw enoent(path); // contract §5.3: counted, and the file never exists
     }
     throw erofs(path);
   }
 
-  create(path: string): number {
-    return this.#use(path);
+  create(path: string, _mode?: number, ctx?: OpContext): number {
+    return this.#use(path, ctx);
   }
 
-  mknod(path: string): void {
-    this.#use(path);
+  mknod(path: string, _mode?: number, _dev?: number, ctx?: OpContext): void {
+    this.#use(path, ctx);
   }
 
   rmdir(path: string): void {
@@ -343,7 +371,8 @@ export class AlsTree implements FuseOps {
   }
 
   access(): void {
-    // No EACCES ever (contract §8.4): permission checks are the kernel's and overlay's business.
+    // Never asked with default_permissions (the kernel checks modes itself); kept for backends
+    // mounted without it. No EACCES from here (contract §8.4).
   }
 
   /** For `status`: how many layers and open files this mount holds. */

@@ -6,7 +6,8 @@
  * EIO for the caller.
  */
 import type { Logger } from '../core/log.js';
-import type { LayerNode, NodeType } from '../formats/model.js';
+import { displayName } from '../formats/byte-string.js';
+import type { ByteString, LayerNode, NodeType } from '../formats/model.js';
 import type { FsStat } from './adapter.js';
 import { FuseError, enoent } from './errors.js';
 import type { ServedLayerView } from './layer-provider.js';
@@ -30,6 +31,11 @@ export class DiffTree {
   readonly #base: number;
   readonly #logger: Logger;
 
+  /** st_ino of the layer root (node.ino 1); node.ino n has base + n - 1. */
+  get base(): number {
+    return this.#base;
+  }
+
   /** `base`: inode number of node.ino 1 (see inodes.ts). */
   constructor(layer: ServedLayerView, base: number, logger: Logger) {
     this.layer = layer;
@@ -38,9 +44,9 @@ export class DiffTree {
   }
 
   /** Node at a layer-relative path ("" = the diff root, "a/b"). */
-  node(rel: string): LayerNode {
+  node(rel: ByteString): LayerNode {
     const n = this.layer.index.lookup(rel);
-    if (!n) throw enoent(rel, { layer: this.layer.key });
+    if (!n) throw enoent(displayName(rel), { layer: this.layer.key });
     return n;
   }
 
@@ -74,7 +80,7 @@ export class DiffTree {
     return { names, stats };
   }
 
-  readlink(n: LayerNode): string {
+  readlink(n: LayerNode): ByteString {
     if (n.type !== 'symlink' || n.linkTarget === undefined) throw new FuseError('EINVAL', 'not a symlink', { layer: this.layer.key });
     return n.linkTarget;
   }

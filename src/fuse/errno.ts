@@ -22,6 +22,7 @@ export const ERRNO_BY_CODE: Readonly<Record<string, number>> = Object.freeze({
   EINVAL: E.EINVAL,
   EBADF: E.EBADF,
   ENOSYS: E.ENOSYS,
+  EACCES: E.EACCES,
   FUSE_TIMEOUT: E.ETIMEDOUT,
   FUSE_MOUNT: E.EIO,
   // core
@@ -53,7 +54,7 @@ export function errnoOf(e: unknown): number {
   return E.EIO;
 }
 
-const QUIET = new Set(['ENOENT', 'EROFS', 'ENODATA', 'ERANGE', 'ENOTDIR', 'EISDIR', 'EINVAL', 'ENOSYS', 'EIO', 'INVALID_ARGUMENT', 'REFERENCE_INVALID']);
+const QUIET = new Set(['EACCES', 'ENOENT', 'EROFS', 'ENODATA', 'ERANGE', 'ENOTDIR', 'EISDIR', 'EINVAL', 'ENOSYS', 'EIO', 'INVALID_ARGUMENT', 'REFERENCE_INVALID']);
 
 /**
  * True when the error needs no log line from the guard: an ordinary answer (ENOENT, EROFS,

@@ -15,6 +15,7 @@ export type FuseErrorCode =
   | 'EINVAL'
   | 'EBADF'
   | 'ENOSYS'
+  | 'EACCES' // a caller the access policy does not allow to resolve layers
   | 'FUSE_TIMEOUT' // a handler did not answer within its configured time
   | 'FUSE_MOUNT'; // mount/unmount failed
 

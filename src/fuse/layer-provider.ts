@@ -29,4 +29,11 @@ export interface LayerProvider {
   use(refElem: string | undefined, key: Digest): void;
   /** `rmdir(<layer>)`: one user fewer. Also called for layers never seen. A hint only. */
   release(refElem: string | undefined, key: Digest): void;
+  /**
+   * Directory of the content-addressed chunk objects (`<dir>/sha256/<hex[0:2]>/<hex[2:]>`), each
+   * holding exactly the verified bytes of the chunk named by its digest. The native backend reads
+   * them directly (hashing each once per process before trusting it); absent ⇒ every read goes
+   * through readFile.
+   */
+  readonly cachedObjectsDir?: string;
 }

@@ -1,50 +1,133 @@
 /**
  * Mount an ALS tree over a LayerProvider: the one entry point the daemon and the tests use.
+ *
+ * Two backends behind one seam (the AlsTree over the provider):
+ *  - 'fuse-native': adapter.ts, path callbacks through fuse-native (libfuse 2, every op in JS);
+ *  - 'native': native-backend.ts, a libfuse3 low-level server in C answering layer content from
+ *    per-layer tables and cached chunk objects, calling JS only on misses.
+ * `LAZY_ALS_BACKEND` (native | fuse-native) picks the default when the caller does not: it is how
+ * the conformance suite runs the same tests against each backend.
  */
 import type { Logger } from '../core/log.js';
-import { mountFuse, type MountHandle, type OpTimeouts } from './adapter.js';
+import { AccessPolicy, mountOptionList } from './access-policy.js';
+import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
 import { AlsTree } from './als-tree.js';
+import { errnoOf } from './errno.js';
 import type { InodeAllocator } from './inodes.js';
 import type { LayerProvider } from './layer-provider.js';
+import { mountNative } from './native-backend.js';
+
+export const BACKENDS = ['native', 'fuse-native'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export function isBackendName(s: unknown): s is BackendName {
+  return typeof s === 'string' && (BACKENDS as readonly string[]).includes(s);
+}
+
+/** The backend used when none is given: $LAZY_ALS_BACKEND, else fuse-native. */
+export function defaultBackend(): BackendName {
+  const env = process.env['LAZY_ALS_BACKEND'];
+  return isBackendName(env) ? env : 'fuse-native';
+}
 
 export interface AlsMountOptions {
   readonly mountpoint: string;
   readonly provider: LayerProvider;
   readonly logger: Logger;
+  readonly backend?: BackendName;
   readonly timeouts?: Partial<OpTimeouts>;
   readonly entryTimeoutSec?: number;
   readonly attrTimeoutSec?: number;
   readonly allowOther?: boolean;
   readonly suid?: boolean;
+  /** Who may make the store resolve layers (default: root and the daemon's uid). */
+  readonly policy?: AccessPolicy;
   readonly maxLayers?: number;
   readonly inodes?: InodeAllocator;
+  /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
+  readonly objectsDir?: string;
   readonly debug?: boolean;
+  /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
+  readonly onOp?: OpObserver;
 }
+
+export type OpObserver = (op: string, seconds: number, errno: number) => void;
 
 export const DEFAULT_TIMEOUTS: OpTimeouts = Object.freeze({ lookupMs: 60_000, readMs: 120_000, defaultMs: 30_000 });
 
 export interface AlsMount extends MountHandle {
   readonly tree: AlsTree;
+  readonly backend: BackendName;
+  /** Backend counters for `status` (native: C-side ops, misses, cached reads…). */
+  backendStats(): Record<string, unknown>;
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
+  const policy = o.policy ?? AccessPolicy.rootOnly();
   const tree = new AlsTree({
     provider: o.provider,
     logger: o.logger,
+    policy,
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
-  const handle = await mountFuse(tree, {
+  const backend = o.backend ?? defaultBackend();
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+  const allowOther = o.allowOther ?? true;
+  const suid = o.suid ?? process.getuid?.() === 0;
+  if (backend === 'native') {
+    const objectsDir = o.objectsDir ?? o.provider.cachedObjectsDir;
+    const handle = await mountNative(tree, {
+      mountpoint: o.mountpoint,
+      logger: o.logger,
+      timeouts,
+      mountOptions: mountOptionList({ allowOther, suid }),
+      controlTimeoutSec: o.entryTimeoutSec ?? 60,
+      ...(objectsDir !== undefined ? { objectsDir } : {}),
+      debug: o.debug ?? false,
+    });
+    return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };
+  }
+  const handle = await mountFuse(o.onOp ? observed(tree, o.onOp) : tree, {
     mountpoint: o.mountpoint,
     logger: o.logger,
-    timeouts: { ...DEFAULT_TIMEOUTS, ...o.timeouts },
+    timeouts,
     // One value for the whole mount (libfuse 2 high-level API): layer content is immutable and
     // control nodes never change meaning once they resolve, so a long value is safe (see adapter.ts).
     entryTimeoutSec: o.entryTimeoutSec ?? 60,
     attrTimeoutSec: o.attrTimeoutSec ?? 60,
-    allowOther: o.allowOther ?? true,
-    suid: o.suid ?? process.getuid?.() === 0,
+    allowOther,
+    suid,
+    policy,
     debug: o.debug ?? false,
   });
-  return { tree, mountpoint: handle.mountpoint, unmount: () => handle.unmount() };
+  return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({}) };
+}
+
+/** FuseOps that report each call's duration and errno (the tree itself stays unaware). */
+function observed(ops: FuseOps, onOp: OpObserver): FuseOps {
+  return new Proxy(ops, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== 'function' || typeof prop !== 'string') return v;
+      const fn = v as (...a: unknown[]) => unknown;
+      return (...args: unknown[]): unknown => {
+        const t0 = process.hrtime.bigint();
+        const done = (errno: number): void => onOp(prop === 'mutate' ? String(args[0]) : prop, Number(process.hrtime.bigint() - t0) / 1e9, errno);
+        let r: unknown;
+        try {
+          r = fn.apply(target, args);
+        } catch (e) {
+          done(errnoOf(e));
+          throw e;
+        }
+        if (r instanceof Promise) {
+          r.then(() => done(0), (e: unknown) => done(errnoOf(e)));
+          return r;
+        }
+        done(0);
+        return r;
+      };
+    },
+  });
 }

@@ -69,10 +69,10 @@ describe('lazy-als serve', () => {
     const st = await controlRequest(sock, 'GET', '/status');
     expect(st.status).toBe(200);
     expect(st.body).toMatchObject({ pid: d.child.pid, mountpoint: mnt, catalog: { standIn: true, layers: 2 }, fuse: { layers: 1 } });
-    const cli = await runFixture(['status', '--socket', sock]);
+    const cli = await runFixture(['status', '--json', '--socket', sock]);
     expect(cli.code).toBe(0);
     expect(JSON.parse(cli.stdout)).toMatchObject({ mountpoint: mnt });
-    const gc = await runFixture(['gc', '--socket', sock]);
+    const gc = await runFixture(['gc', '--json', '--socket', sock]);
     expect(gc.code).toBe(0);
     expect(JSON.parse(gc.stdout)).toEqual({ standInGc: 1 });
 

@@ -9,6 +9,7 @@ import { FormatError } from '../../src/formats/errors.js';
 import { openPlainLayer } from '../../src/formats/tar/index.js';
 import { TarScanner } from '../../src/formats/tar/tar-scanner.js';
 import { buildTar, type TarEntry } from '../helpers/writers/tar.js';
+import { toText, type ByteString } from '../../src/formats/byte-string.js';
 
 // Small limits so hostile extensions hit them quickly; runs are seeded by fast-check and bounded.
 const LIMITS = { ...DEFAULT_LIMITS, maxTarHeaderExtBytes: 4096, maxEntries: 200, maxPathBytes: 1024 };
@@ -75,13 +76,13 @@ describe('tar scanner fuzz', () => {
       fc.property(fc.array(entryArb, { maxLength: 8 }), fc.nat(), fc.boolean(), (entries, seed, eof) => {
         const tar = buildTar(entries, { eof });
         const got = scanSummary(tar, seed) as { name: string; type: string; data: Buffer; rest: { uid: number; mode: number; linkName?: string; devMajor: number; xattrs: Map<string, Buffer> } }[];
-        expect(got.map((g) => [g.name, g.type])).toEqual(entries.map((e) => [e.name, e.type]));
+        expect(got.map((g) => [toText(g.name as ByteString), g.type])).toEqual(entries.map((e) => [e.name, e.type]));
         entries.forEach((e, i) => {
           const g = got[i]!;
           expect(g.data.equals(e.type === 'reg' ? e.data ?? Buffer.alloc(0) : Buffer.alloc(0))).toBe(true);
           if (e.uid !== undefined) expect(g.rest.uid).toBe(e.uid);
           if (e.mode !== undefined) expect(g.rest.mode).toBe(e.mode);
-          if (e.linkName !== undefined) expect(g.rest.linkName).toBe(e.linkName);
+          if (e.linkName !== undefined) expect(toText(g.rest.linkName as ByteString)).toBe(e.linkName);
           if (e.devMajor !== undefined) expect(g.rest.devMajor).toBe(e.devMajor);
           for (const [k, v] of Object.entries(e.xattrs ?? {})) expect(g.rest.xattrs.get(k)).toEqual(Buffer.from(v));
         });

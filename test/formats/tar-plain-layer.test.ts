@@ -1,3 +1,4 @@
+import { byteStringFromText as B, toText, type ByteString } from '../../src/formats/byte-string.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, lstatSync, rmSync, writeFileSync, existsSync, renameSync, openSync, writeSync, closeSync, readlinkSync } from 'node:fs';
@@ -69,7 +70,8 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
         const { index, record } = await openPlainLayer(blob, {
           descriptor: { digest: sha256Of(blobBytes), size: blobBytes.length },
           diffId: sha256Of(kind === 'gnu' ? blobBytes : tarBytes),
-          onPlainChunk: (chunk, data, p) => {
+          onPlainChunk: (chunk, data, pb) => {
+            const p = toText(pb as ByteString);
             expect(sha256Of(data)).toBe(chunk.digest);
             expect(data.length).toBeLessThanOrEqual(1024 * 1024);
             const l = received.get(p) ?? [];
@@ -85,7 +87,7 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
 
         const want = sourceFiles(src);
         for (const [rel, content] of want) {
-          const node = index.lookup(rel);
+          const node = index.lookup(B(rel));
           expect(node?.type, rel).toBe('reg');
           expect(node!.size).toBe(content.length);
           const bufs = await readVerifiedChunks(blob, { compression: index.compression, blobName: blob.name }, node!.chunks.map((chunk) => ({ chunk, entry: rel })));
@@ -95,38 +97,38 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
           else if (content.length > 0) expect(['dir/hard', 'hard2', 'dir/file.txt']).toContain(rel);
           expect(node!.digest).toBe(content.length > 0 ? sha256Of(content) : undefined);
         }
-        expect(index.lookup('dir/big.bin')!.chunks.length).toBe(4);
+        expect(index.lookup(B('dir/big.bin'))!.chunks.length).toBe(4);
 
-        const file = index.lookup('dir/file.txt')!;
+        const file = index.lookup(B('dir/file.txt'))!;
         expect(file.mode).toBe(0o640);
-        expect(index.lookup('dir/hard')).toBe(file);
-        expect(index.lookup('hard2')).toBe(file);
-        expect(index.lookup('dir/sym')).toMatchObject({ type: 'symlink', linkTarget: 'file.txt', uid: 1000, gid: 1000, size: 8 });
-        expect(index.lookup('dir/abs-sym')?.linkTarget).toBe('/etc/passwd');
-        expect(index.lookup('dir/long-target-sym')?.linkTarget).toBe('../' + 'x'.repeat(150));
-        expect(index.lookup(`${LONG_DIR}/${'f'.repeat(200)}`)?.type).toBe('reg');
-        expect(index.lookup(UNICODE_NAME)?.type).toBe('reg');
-        expect(index.lookup('setuid')?.mode).toBe(0o4755);
-        expect(index.lookup('sticky')).toMatchObject({ type: 'dir', mode: 0o1777 });
-        expect(index.lookup('owned')).toMatchObject({ uid: 1000, gid: 2000 });
-        expect(index.lookup('bigid')).toMatchObject({ uid: 3_000_000, gid: 3_000_001 });
-        expect(index.lookup('fifo')).toMatchObject({ type: 'fifo', mode: 0o620 });
-        expect(index.lookup('chardev')).toMatchObject({ type: 'char', rdevMajor: 1, rdevMinor: 3, mode: 0o640 });
-        expect(index.lookup('blockdev')).toMatchObject({ type: 'block', rdevMajor: 7, rdevMinor: 200 });
+        expect(index.lookup(B('dir/hard'))).toBe(file);
+        expect(index.lookup(B('hard2'))).toBe(file);
+        expect(index.lookup(B('dir/sym'))).toMatchObject({ type: 'symlink', linkTarget: 'file.txt', uid: 1000, gid: 1000, size: 8 });
+        expect(index.lookup(B('dir/abs-sym'))?.linkTarget).toBe('/etc/passwd');
+        expect(index.lookup(B('dir/long-target-sym'))?.linkTarget).toBe('../' + 'x'.repeat(150));
+        expect(index.lookup(B(`${LONG_DIR}/${'f'.repeat(200)}`))?.type).toBe('reg');
+        expect(index.lookup(B(UNICODE_NAME))?.type).toBe('reg');
+        expect(index.lookup(B('setuid'))?.mode).toBe(0o4755);
+        expect(index.lookup(B('sticky'))).toMatchObject({ type: 'dir', mode: 0o1777 });
+        expect(index.lookup(B('owned'))).toMatchObject({ uid: 1000, gid: 2000 });
+        expect(index.lookup(B('bigid'))).toMatchObject({ uid: 3_000_000, gid: 3_000_001 });
+        expect(index.lookup(B('fifo'))).toMatchObject({ type: 'fifo', mode: 0o620 });
+        expect(index.lookup(B('chardev'))).toMatchObject({ type: 'char', rdevMajor: 1, rdevMinor: 3, mode: 0o640 });
+        expect(index.lookup(B('blockdev'))).toMatchObject({ type: 'block', rdevMajor: 7, rdevMinor: 200 });
         // Whiteouts in overlay form; the real entry wins over its whiteout.
-        expect(index.lookup('dir/gone')).toMatchObject({ type: 'char', rdevMajor: 0, rdevMinor: 0, mode: 0 });
-        expect(index.lookup('dir/.wh.gone')).toBeUndefined();
-        expect(index.lookup('opq')!.xattrs.get('trusted.overlay.opaque')?.toString()).toBe('y');
-        expect(index.lookup('opq/.wh..wh..opq')).toBeUndefined();
+        expect(index.lookup(B('dir/gone'))).toMatchObject({ type: 'char', rdevMajor: 0, rdevMinor: 0, mode: 0 });
+        expect(index.lookup(B('dir/.wh.gone'))).toBeUndefined();
+        expect(index.lookup(B('opq'))!.xattrs.get('trusted.overlay.opaque')?.toString()).toBe('y');
+        expect(index.lookup(B('opq/.wh..wh..opq'))).toBeUndefined();
         expect(index.root.mtimeSec).toBe(1_720_000_000);
-        expect(index.lookup('dir')).toMatchObject({ mode: 0o750, mtimeSec: 1_710_000_000 });
+        expect(index.lookup(B('dir'))).toMatchObject({ mode: 0o750, mtimeSec: 1_710_000_000 });
         if (kind !== 'gnu') {
           // PAX: fractional mtimes and xattrs (GNU format carries neither).
           expect(file.mtimeNsec).toBe(250_000_000);
-          expect(index.lookup('dir')!.mtimeNsec).toBe(750_000_000);
+          expect(index.lookup(B('dir'))!.mtimeNsec).toBe(750_000_000);
           expect(file.xattrs.get('user.test')?.toString()).toBe('value-1');
           expect(file.xattrs.get('user.bin')).toEqual(Buffer.from([0, 1, 2, 3, 255]));
-          const cap = index.lookup('cap');
+          const cap = index.lookup(B('cap'));
           if (cap) expect(cap.xattrs.get('security.capability')?.length).toBeGreaterThan(0);
         } else {
           expect(file.mtimeNsec).toBe(0);
@@ -223,11 +225,11 @@ describe('plain layers from the test tar writer', () => {
     const { index } = await openPlainLayer(new BufferBlob(tar), { diffId: sha256Of(tar) as Digest });
     expect(index.format).toBe('tar');
     expect(index.root).toMatchObject({ mode: 0o711, mtimeSec: 5 });
-    const n = index.lookup('a/b')!;
+    const n = index.lookup(B('a/b'))!;
     expect(n.size).toBe(8); // tar semantics: the later entry replaces the earlier one
     expect(n.chunks[0]!.span.innerOffset).toBe(0);
     expect(tar.subarray(n.chunks[0]!.span.offset, n.chunks[0]!.span.end).toString()).toBe('replaced');
-    expect(index.lookup('a')).toMatchObject({ type: 'dir', mode: 0o755 }); // implied parent
+    expect(index.lookup(B('a'))).toMatchObject({ type: 'dir', mode: 0o755 }); // implied parent
   });
 
   it('empty blob is an empty layer; hostile names are refused', async () => {

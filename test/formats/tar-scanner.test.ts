@@ -4,6 +4,7 @@ import { FormatError } from '../../src/formats/errors.js';
 import { TarScanner, type ScannedEntry } from '../../src/formats/tar/tar-scanner.js';
 import { parseTarHeader } from '../../src/formats/tar/tar-header.js';
 import { buildTar, padTo512, tarHeaderBlock, TAR_EOF } from '../helpers/writers/tar.js';
+import { byteStringFromText as B } from '../../src/formats/byte-string.js';
 
 interface Scanned {
   entry: ScannedEntry;
@@ -94,7 +95,7 @@ describe('TarScanner', () => {
     expect(c!.entry).toMatchObject({ type: 'char', devMajor: 4, devMinor: 64 });
     expect(b!.entry).toMatchObject({ type: 'block', devMajor: 8, devMinor: 1 });
     expect(p!.entry.type).toBe('fifo');
-    expect(deep!.entry).toMatchObject({ name: 'deep/' + 'n'.repeat(150) + '/ü', uid: 5_000_000, gid: 6_000_000 });
+    expect(deep!.entry).toMatchObject({ name: B('deep/' + 'n'.repeat(150) + '/ü'), uid: 5_000_000, gid: 6_000_000 });
   });
 
   it('GNU base-256 numbers, octal with spaces, typeflag 7 and \\0, ustar prefix', () => {
@@ -196,7 +197,6 @@ describe('TarScanner', () => {
     }
     expect(code(() => scan(Buffer.concat([ext('x', pax({ uid: '-1' })), hdr('s'), TAR_EOF])))).toMatch(/bad PAX uid/);
     expect(code(() => scan(Buffer.concat([ext('x', pax({ mtime: '1e9' })), hdr('s'), TAR_EOF])))).toMatch(/bad PAX mtime/);
-    expect(code(() => scan(Buffer.concat([ext('x', pax({ path: Buffer.from([0xff, 0xfe]) })), hdr('s'), TAR_EOF])))).toMatch(/not valid UTF-8/);
     expect(code(() => scan(Buffer.concat([hdr('sym', '2'), TAR_EOF])))).toMatch(/symlink without a target/);
     expect(code(() => scan(Buffer.concat([hdr('a'), hdr('b'), TAR_EOF]), 512, { ...DEFAULT_LIMITS, maxEntries: 1 }))).toMatch(/^TOC_TOO_LARGE/);
   });

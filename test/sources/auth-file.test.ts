@@ -1,9 +1,11 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuthFileCredentials, authFilePaths } from '../../src/sources/registry/auth-file.js';
 import { SourceError } from '../../src/sources/errors.js';
+import { createLogger } from '../../src/core/log.js';
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
@@ -75,5 +77,43 @@ esac
     await expect(p.lookup({ registry: 'x.example', repository: 'a' })).rejects.toBeInstanceOf(SourceError);
     writeFileSync(f, 'not json');
     await expect(p.lookup({ registry: 'x.example', repository: 'a' })).rejects.toMatchObject({ code: 'REGISTRY_CONFIG' });
+  });
+
+  it('permissions: readable by others → used with one warning; writable by others, owned by someone else or not a file → skipped with a warning', async () => {
+    const lines: string[] = [];
+    const logger = createLogger('warn', { write: (l: string) => lines.push(l) });
+    const f = join(dir, 'perm.json');
+    const doc = JSON.stringify({ auths: { 'p.example': { auth: b64('u:p') } } });
+    const p = new AuthFileCredentials({ authFile: f, env: { XDG_RUNTIME_DIR: join(dir, 'none') }, home: join(dir, 'nohome'), uid: 0, trustedUid: 0, logger });
+    const q = { registry: 'p.example', repository: 'a' };
+    const events = (): { event: string; file: string; mode: string; reason: string }[] => lines.map((l) => JSON.parse(l) as { event: string; file: string; mode: string; reason: string });
+
+    writeFileSync(f, doc, { mode: 0o600 });
+    chmodSync(f, 0o600);
+    expect(await p.lookup(q)).toEqual({ username: 'u', password: 'p' });
+    expect(lines).toEqual([]);
+
+    chmodSync(f, 0o644);
+    expect(await p.lookup(q)).toEqual({ username: 'u', password: 'p' });
+    expect(await p.lookup(q)).toEqual({ username: 'u', password: 'p' });
+    expect(events()).toEqual([expect.objectContaining({ event: 'registry.auth_file_readable', file: f, mode: '0644' })]); // once, not per lookup
+
+    lines.length = 0;
+    chmodSync(f, 0o666);
+    expect(await p.lookup(q)).toBeUndefined();
+    expect(events()).toEqual([expect.objectContaining({ event: 'registry.auth_file_refused', file: f, reason: 'writable by group or others' })]);
+
+    lines.length = 0;
+    chmodSync(f, 0o600);
+    chownSync(f, 12345, 12345);
+    expect(await p.lookup(q)).toBeUndefined();
+    expect(events()).toEqual([expect.objectContaining({ event: 'registry.auth_file_refused', file: f, reason: expect.stringContaining('owned by uid 12345') })]);
+
+    // a FIFO in place of the file: skipped at once, never a hung lookup
+    lines.length = 0;
+    rmSync(f);
+    execFileSync('mkfifo', ['-m', '600', f]);
+    expect(await p.lookup(q)).toBeUndefined();
+    expect(events()).toEqual([expect.objectContaining({ event: 'registry.auth_file_refused', reason: 'not a regular file' })]);
   });
 });

@@ -148,6 +148,40 @@ describe('registry faults (fakes in front of a real registry)', () => {
     }
   });
 
+  it('a large range is fetched as parallel sub-ranges into one buffer; a piece that always fails fails the read, typed', async () => {
+    let failPiece: string | undefined;
+    const f = await startHttpProxy(reg.url, async (req, res, ctx) => {
+      if (isBlobGet(req.url, req.method) && failPiece !== undefined && req.headers.range === failPiece) {
+        const up = await ctx.fetchUpstream();
+        res.writeHead(up.status, { ...up.headers, 'content-length': String(up.body.length) });
+        res.write(up.body.subarray(0, 100));
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      ctx.send(await ctx.fetchUpstream());
+    });
+    fakes.push(f);
+    const src = testSource({ credentials: [creds(f.host)], ranges: { splitBytes: 128 * 1024, maxParallel: 4 } });
+    try {
+      const blob = (await src.openBlob(parseReference(`${f.host}/f/app:v1`), digest(), layer.length)) as RegistryBlob;
+      const from = f.requests.length;
+      const got = await blob.read(1001, 1024 * 1024 - 2000);
+      expect(got.equals(layer.subarray(1001, 1001 + 1024 * 1024 - 2000))).toBe(true);
+      const ranges = f.requests.slice(from).filter((r) => isBlobGet(r.url, r.method)).map((r) => String(r.headers.range));
+      expect(ranges).toHaveLength(4); // 4 sub-ranges, in parallel, covering the range exactly
+      const spans = ranges.map((r) => r.slice(6).split('-').map(Number) as [number, number]).sort((a, b) => a[0] - b[0]);
+      expect(spans[0]![0]).toBe(1001);
+      for (let i = 1; i < spans.length; i++) expect(spans[i]![0]).toBe(spans[i - 1]![1] + 1);
+      expect(spans.at(-1)![1]).toBe(1001 + 1024 * 1024 - 2000 - 1);
+      failPiece = ranges.sort()[2];
+      const e = await blob.read(1001, 1024 * 1024 - 2000).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(SourceError);
+      expect(['BODY_TRUNCATED', 'REGISTRY_TRANSPORT']).toContain((e as SourceError).code);
+    } finally {
+      await src.close();
+    }
+  });
+
   it('handles a server that ignores Range (200 full body) and one that refuses multi-range (400)', async () => {
     const ignore = await startHttpProxy(reg.url, async (req, _res, ctx) => {
       const h = { ...req.headers };

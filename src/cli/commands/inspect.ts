@@ -17,7 +17,7 @@
  */
 import type { CommandIo } from '../main.js';
 import { UsageError } from '../main.js';
-import type { LayerIndex, LayerNode } from '../../formats/index.js';
+import { displayName, isUtf8, toBuffer, toText, type ByteString, type LayerIndex, type LayerNode } from '../../formats/index.js';
 import { openLocalLayer, parseLayerArgs } from '../layer-args.js';
 import { contentFiles, forEachVerifiedChunk } from '../../extract/verify-content.js';
 
@@ -82,9 +82,14 @@ export function modeString(mode: number): string {
   return '0' + (mode & 0o7777).toString(8).padStart(3, '0');
 }
 
-function entryJson(path: string, n: LayerNode): Record<string, unknown> {
+/** A name as JSON: its UTF-8 text, plus the exact bytes in base64 when they are not UTF-8. */
+function nameJson(key: string, b: ByteString): Record<string, string> {
+  return isUtf8(b) ? { [key]: toText(b) } : { [key]: toText(b), [`${key}Base64`]: toBuffer(b).toString('base64') };
+}
+
+function entryJson(path: ByteString, n: LayerNode): Record<string, unknown> {
   return {
-    path,
+    ...nameJson('path', path),
     type: n.type,
     mode: modeString(n.mode),
     uid: n.uid,
@@ -94,7 +99,7 @@ function entryJson(path: string, n: LayerNode): Record<string, unknown> {
     mtimeNsec: n.mtimeNsec,
     nlink: n.nlink,
     ino: n.ino,
-    ...(n.linkTarget !== undefined ? { linkTarget: n.linkTarget } : {}),
+    ...(n.linkTarget !== undefined ? nameJson('linkTarget', n.linkTarget) : {}),
     ...(n.type === 'char' || n.type === 'block' ? { rdev: { major: n.rdevMajor, minor: n.rdevMinor } } : {}),
     ...(n.digest !== undefined ? { digest: n.digest } : {}),
     ...(n.xattrs.size ? { xattrs: Object.fromEntries([...n.xattrs].map(([k, v]) => [k, v.toString('base64')])) } : {}),
@@ -109,14 +114,18 @@ function permString(mode: number): string {
   return rwx(mode >> 6, (mode & 0o4000) !== 0, 's') + rwx(mode >> 3, (mode & 0o2000) !== 0, 's') + rwx(mode, (mode & 0o1000) !== 0, 't');
 }
 
+function printable(b: ByteString): string {
+  return isUtf8(b) ? toText(b) : displayName(b, Infinity);
+}
+
 function table(index: LayerIndex): string[] {
   const rows: string[] = [];
   for (const [path, n] of index.walk()) {
     const size = n.type === 'char' || n.type === 'block' ? `${n.rdevMajor},${n.rdevMinor}` : String(n.size);
     const when = Math.abs(n.mtimeSec) < 8.64e12 ? new Date(n.mtimeSec * 1000).toISOString().replace('.000Z', 'Z') : String(n.mtimeSec);
     const xa = n.xattrs.size ? ` [${[...n.xattrs.keys()].join(',')}]` : '';
-    const link = n.linkTarget !== undefined ? ` -> ${n.linkTarget}` : '';
-    rows.push(`${TYPE_CHAR[n.type]}${permString(n.mode)} ${String(n.nlink).padStart(2)} ${`${n.uid}/${n.gid}`.padEnd(11)} ${size.padStart(10)} ${when} ${path === '' ? '.' : path}${link}${xa}`);
+    const link = n.linkTarget !== undefined ? ` -> ${printable(n.linkTarget)}` : '';
+    rows.push(`${TYPE_CHAR[n.type]}${permString(n.mode)} ${String(n.nlink).padStart(2)} ${`${n.uid}/${n.gid}`.padEnd(11)} ${size.padStart(10)} ${when} ${path === '' ? '.' : printable(path)}${link}${xa}`);
   }
   return rows;
 }

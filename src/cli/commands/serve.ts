@@ -8,11 +8,11 @@
  */
 import { access } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../../core/log.js';
-import { applySetting, DEFAULT_CONFIG_FILE, DEFAULTS, loadConfigFile, type DaemonConfig } from '../../daemon/config.js';
+import { createLogger, type LogLineFormat } from '../../core/log.js';
+import { applySetting, DEFAULT_CONFIG_FILE, DEFAULTS, loadConfigFile, type DaemonConfig, type LogFormat } from '../../daemon/config.js';
 import { ConfigError } from '../../daemon/errors.js';
 import type { ProviderFactory } from '../../daemon/provider-factory.js';
-import { serve } from '../../daemon/serve.js';
+import { serve, type ReadyInfo } from '../../daemon/serve.js';
 import type { CommandIo } from '../main.js';
 
 const HELP = `usage: lazy-als serve [options] [MOUNTPOINT]
@@ -27,6 +27,7 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
   --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default true)
   --background-fetch BOOL  fetch whole layers in the background after the prefetch (default false)
+  --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default ${DEFAULTS.fuse.backend})
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default 60000)
   --read-timeout-ms N      deadline for reads (default 120000)
   --op-timeout-ms N        deadline for other operations (default 30000)
@@ -35,7 +36,15 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --allow-other BOOL       let other users traverse the mount (default true)
   --suid BOOL              honour setuid bits in layers when root (default true)
   --max-layers N           layers the filesystem keeps resolved (default 512)
+  --resolve-uids IDS       non-root uids that may make the store resolve layers, e.g. 1000,1001 (default none)
+  --resolve-gids IDS       gids whose members may make the store resolve layers (default none)
   --fuse-debug BOOL        libfuse debug output
+  --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
+  --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
+  --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
+  --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
+  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE
+                           the other per-layer bounds (same [limits] keys)
 MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
 `;
 
@@ -49,6 +58,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'auth-file': 'auth_file',
   registry: 'registry',
   'background-fetch': 'background_fetch',
+  backend: 'fuse.backend',
   'lookup-timeout-ms': 'fuse.lookup_timeout_ms',
   'read-timeout-ms': 'fuse.read_timeout_ms',
   'op-timeout-ms': 'fuse.op_timeout_ms',
@@ -57,7 +67,19 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'allow-other': 'fuse.allow_other',
   suid: 'fuse.suid',
   'max-layers': 'fuse.max_layers',
+  'resolve-uids': 'fuse.resolve_uids',
+  'resolve-gids': 'fuse.resolve_gids',
   'fuse-debug': 'fuse.debug',
+  'metrics-address': 'metrics_address',
+  'log-format': 'log_format',
+  'max-entries': 'limits.max_entries',
+  'max-toc-bytes': 'limits.max_toc_bytes',
+  'max-chunk-bytes': 'limits.max_chunk_bytes',
+  'max-compressed-span-bytes': 'limits.max_compressed_span_bytes',
+  'max-path-bytes': 'limits.max_path_bytes',
+  'max-xattr-bytes': 'limits.max_xattr_bytes',
+  'max-layer-xattr-bytes': 'limits.max_layer_xattr_bytes',
+  'max-tar-header-ext-bytes': 'limits.max_tar_header_ext_bytes',
 };
 
 /** Parse serve's argv into a config; throws ConfigError for anything wrong. */
@@ -108,8 +130,24 @@ export async function runServe(argv: string[], io: CommandIo, deps: { buildProvi
     io.stdout.write(HELP);
     return 0;
   }
-  const logger = createLogger(config.logLevel, process.stderr, { pid: process.pid });
-  return serve(config, { logger, ...(deps.buildProvider ? { buildProvider: deps.buildProvider } : {}) });
+  const logger = createLogger(config.logLevel, process.stderr, { pid: process.pid }, lineFormat(config.logFormat));
+  return serve(config, {
+    logger,
+    onReady: (r) => io.stdout.write(readyLine(r) + '\n'),
+    ...(deps.buildProvider ? { buildProvider: deps.buildProvider } : {}),
+  });
+}
+
+/** auto: text for a person at a terminal; JSON under journald (JOURNAL_STREAM) or any pipe/file. */
+export function lineFormat(f: LogFormat, stderr: { isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): LogLineFormat {
+  if (f !== 'auto') return f;
+  return stderr.isTTY === true && env['JOURNAL_STREAM'] === undefined ? 'text' : 'json';
+}
+
+/** The one line `serve` prints on stdout once the store answers. */
+export function readyLine(r: ReadyInfo): string {
+  const extra = r.metrics !== undefined ? `, metrics http://${r.metrics}/metrics` : '';
+  return `lazy-als: ready, serving ${r.mountpoint} (state ${r.stateDir}, backend ${r.backend}, control ${r.socket}${extra})`;
 }
 
 export async function run(argv: string[], io: CommandIo): Promise<number> {

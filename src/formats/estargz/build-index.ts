@@ -46,7 +46,7 @@ export function layoutProblem(l: EStargzLayout): string | undefined {
 export function indexFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
   const ctx = { blob: meta.blobName };
   const toc = parseToc(json, ctx, limits.maxEntries);
-  const raw = tocToRawEntries(toc, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName });
+  const raw = tocToRawEntries(toc, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes });
   return buildLayerIndex(
     raw,
     {

@@ -24,6 +24,8 @@ export interface SpanContext {
   readonly legacy: boolean;
   /** Exclusive end of the payload area (gzip: tocOffset; zstd: tocOffset − 8). */
   readonly payloadEnd: number;
+  /** Largest innerOffset accepted: bounds the bytes one read decodes before its chunk (Limits.maxChunkBytes). */
+  readonly maxInnerOffset?: number;
   readonly blobName: string;
 }
 
@@ -79,6 +81,7 @@ export function tocToRawEntries(toc: readonly TocEntry[], sc: SpanContext): RawE
     }
   }
   checkSharedMembers(allParts, bctx);
+  checkInnerOffsets(toc, allParts, sc.maxInnerOffset ?? Number.MAX_SAFE_INTEGER, bctx);
   const offsets = [...new Set(allParts.map((p) => p.e.offset))].sort((a, b) => a - b);
   const endOf = (offset: number): number => {
     // smallest offset > `offset`: binary search in the sorted distinct offsets.
@@ -165,6 +168,51 @@ function checkSharedMembers(parts: readonly Part[], bctx: ErrorContext): void {
         { ...bctx, entry: b.path, range: [b.e.offset, b.e.offset] },
       );
     }
+  }
+}
+
+/** Most bytes of tar header (512-byte blocks, PAX records for long names and xattrs, padding) an entry can take. */
+function headerAllowance(e: TocEntry): number {
+  // ustar block + PAX block + padding of the previous payload (≤ 511) + PAX records (times, ids,
+  // names at ≤ 3 UTF-8 bytes per UTF-16 unit, possibly written twice) + xattr records.
+  let n = 2048 + 4 * (e.name.length + (e.linkName?.length ?? 0));
+  for (const [k, v] of e.xattrs) n += 64 + 2 * (k.length + v.length);
+  return n;
+}
+
+/**
+ * Decompression-bomb bound (a read decodes from the member start to the end of its chunk): inside
+ * a member, the bytes before a chunk that no TOC entry declares — tar headers of the entries since
+ * the previous chunk of that member — may be at most those entries' header allowance, and no
+ * innerOffset may exceed `maxInnerOffset`. So one read decodes at most what the TOC declares for the
+ * chunks before it in its member plus their headers, never an undeclared run of a bomb.
+ */
+function checkInnerOffsets(toc: readonly TocEntry[], parts: readonly Part[], maxInnerOffset: number, bctx: ErrorContext): void {
+  if (parts.every((p) => p.e.innerOffset === 0)) return;
+  const allowPrefix = new Float64Array(toc.length + 1);
+  const position = new Map<TocEntry, number>();
+  toc.forEach((e, i) => {
+    allowPrefix[i + 1] = allowPrefix[i]! + headerAllowance(e);
+    position.set(e, i);
+  });
+  const members = new Map<number, { end: number; lastPos: number }>();
+  let lastDataPos = -1;
+  const ordered = [...parts].sort((a, b) => position.get(a.e)! - position.get(b.e)!);
+  for (const p of ordered) {
+    const i = position.get(p.e)!;
+    const m = members.get(p.e.offset);
+    const from = m ? m.lastPos : lastDataPos;
+    const undeclared = p.e.innerOffset - (m ? m.end : 0);
+    const allowed = allowPrefix[i + 1]! - allowPrefix[from + 1]!;
+    if (p.e.innerOffset > maxInnerOffset || undeclared > allowed) {
+      throw new FormatError(
+        'CHUNK_INVALID',
+        `innerOffset ${p.e.innerOffset} would decode ${Math.max(0, undeclared)} bytes no entry declares (allowed ${Math.floor(allowed)}, at most ${maxInnerOffset} in all)`,
+        { ...bctx, entry: p.path, range: [p.e.offset, p.e.offset] },
+      );
+    }
+    members.set(p.e.offset, { end: Math.max(m?.end ?? 0, p.e.innerOffset + p.size), lastPos: i });
+    lastDataPos = i;
   }
 }
 

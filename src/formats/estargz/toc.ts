@@ -11,18 +11,21 @@
 import type { Digest } from '../../core/digest.js';
 import { isDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
+import { byteStringFromText } from '../byte-string.js';
 import { FormatError } from '../errors.js';
+import type { ByteString } from '../model.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
 const TYPES = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
 
 export interface TocEntry {
-  readonly name: string;
+  /** The JSON string's UTF-8 bytes (a Go writer has replaced any invalid byte with U+FFFD). */
+  readonly name: ByteString;
   readonly type: TocEntryType;
   readonly size: number;
   readonly mtimeSec: number;
   readonly mtimeNsec: number;
-  readonly linkName?: string;
+  readonly linkName?: ByteString;
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
@@ -143,12 +146,12 @@ function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
   const cdg = digest('chunkDigest');
   int('NumLink');
   return {
-    name: name ?? '',
+    name: byteStringFromText(name ?? ''),
     type: type as TocEntryType,
     size: int('size'),
     mtimeSec,
     mtimeNsec,
-    ...(linkName !== undefined ? { linkName } : {}),
+    ...(linkName !== undefined ? { linkName: byteStringFromText(linkName) } : {}),
     mode: int('mode'),
     uid: int('uid'),
     gid: int('gid'),

@@ -31,7 +31,7 @@ import { FormatError } from '../errors.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
-import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES } from './plain-record.js';
+import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES } from './plain-record.js';
 import { TarScanner, type ScannedEntry } from './tar-scanner.js';
 
 const READ_BYTES = 4 * 1024 * 1024;
@@ -249,7 +249,7 @@ export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayer
     blobDigest,
     diffId,
     uncompressedSize: out,
-    params: { chunkSize: PLAIN_CHUNK_BYTES },
+    params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
     payload: encodePlainPayload(raw, dataOffsets),
   };
   return { index, record };

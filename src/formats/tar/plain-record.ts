@@ -10,11 +10,18 @@ import { parseDigest, type Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
 import type { LayerRecord } from '../layer-reader.js';
-import type { ChunkRef, Compression, LayerFormat, LayerIndex, RawEntry, RawEntryType } from '../model.js';
+import { byteStringFromText } from '../byte-string.js';
+import type { ByteString, ChunkRef, Compression, LayerFormat, LayerIndex, RawEntry, RawEntryType } from '../model.js';
 import { buildLayerIndex } from '../overlay-view.js';
 
 /** Largest piece a plain layer's file content is cut into. */
 export const PLAIN_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * params.names of records whose names are ByteStrings (one char per byte). Records without it were
+ * written when names were strict UTF-8 text: their names are converted on load.
+ */
+export const PLAIN_NAMES_AS_BYTES = 1;
 
 interface CompactEntry {
   n: string; t: RawEntryType; m: number; u: number; g: number; s: number; ts: number; tn: number;
@@ -82,6 +89,13 @@ export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LI
   const int = (v: unknown, what: string, signed = false): number =>
     typeof v === 'number' && Number.isSafeInteger(v) && (signed || v >= 0) ? v : bad(`bad ${what}`);
   const str = (v: unknown, what: string): string => (typeof v === 'string' ? v : bad(`bad ${what}`));
+  const namesAsBytes = record.params['names'] === PLAIN_NAMES_AS_BYTES;
+  const name = (v: unknown, what: string): ByteString => {
+    const s = str(v, what);
+    if (!namesAsBytes) return byteStringFromText(s);
+    // eslint-disable-next-line no-control-regex
+    return /^[\x00-\xff]*$/.test(s) ? (s as ByteString) : bad(`bad ${what}`);
+  };
   const dig = (v: unknown, what: string): Digest => {
     try {
       return parseDigest('sha256:' + str(v, what), what);
@@ -115,7 +129,7 @@ export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LI
       if (c['d'] !== undefined) digest = dig(c['d'], 'file digest');
     }
     return {
-      name: str(c['n'], 'name'),
+      name: name(c['n'], 'name'),
       type: type as RawEntryType,
       mode: int(c['m'], 'mode'),
       uid: int(c['u'], 'uid'),
@@ -123,7 +137,7 @@ export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LI
       size,
       mtimeSec: int(c['ts'], 'mtime', true),
       mtimeNsec: int(c['tn'], 'mtime nsec'),
-      ...(c['l'] !== undefined ? { linkName: str(c['l'], 'link name') } : {}),
+      ...(c['l'] !== undefined ? { linkName: name(c['l'], 'link name') } : {}),
       devMajor: c['dj'] === undefined ? 0 : int(c['dj'], 'devmajor'),
       devMinor: c['dn'] === undefined ? 0 : int(c['dn'], 'devminor'),
       xattrs,

@@ -2,16 +2,19 @@
  * One 512-byte tar header block → its fields (formats.md §1.2). Strict: the checksum must match
  * (unsigned sum, or the signed sum some historical writers used), the magic must be POSIX ustar
  * ("ustar\0" + "00") or GNU ("ustar " + " \0"), numeric fields must be octal (NUL/space terminated,
- * leading spaces tolerated) or GNU base-256, and names must be valid UTF-8. Anything else is
- * TAR_INVALID, because a header we half-understand is a header two readers may disagree about.
+ * leading spaces tolerated) or GNU base-256. Anything else is TAR_INVALID, because a header we
+ * half-understand is a header two readers may disagree about. Names are bytes (any encoding), as
+ * Go's archive/tar and the kernel take them.
  */
+import { byteStringOf } from '../byte-string.js';
 import { FormatError } from '../errors.js';
+import type { ByteString } from '../model.js';
 
 export const BLOCK = 512;
 
 export interface TarHeader {
   /** Name as in the header (ustar prefix joined; GNU headers have no prefix field). */
-  readonly name: string;
+  readonly name: ByteString;
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
@@ -19,13 +22,11 @@ export interface TarHeader {
   readonly mtime: number;
   /** The raw typeflag character ('\0' kept as is). */
   readonly typeflag: string;
-  readonly linkName: string;
+  readonly linkName: ByteString;
   readonly devMajor: number;
   readonly devMinor: number;
   readonly gnu: boolean;
 }
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function isZeroBlock(b: Uint8Array): boolean {
   for (let i = 0; i < BLOCK; i++) if (b[i] !== 0) return false;
@@ -39,13 +40,9 @@ export function fieldBytes(b: Uint8Array, off: number, len: number): Uint8Array 
   return nul < 0 ? f : f.subarray(0, nul);
 }
 
-/** Decode name bytes as strict UTF-8 (a lossy decode would extract to a different name). */
-export function decodeName(bytes: Uint8Array, what: string, entry: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw new FormatError('TAR_INVALID', `${what} is not valid UTF-8`, { entry });
-  }
+/** Name bytes as they are: a ByteString (never decoded as text, which could change them). */
+export function decodeName(bytes: Uint8Array): ByteString {
+  return byteStringOf(bytes);
 }
 
 /**
@@ -109,10 +106,10 @@ export function parseTarHeader(b: Uint8Array, offset: number): TarHeader {
   if (magic === 'ustar\x0000') gnu = false;
   else if (magic === 'ustar  \x00') gnu = true;
   else throw new FormatError('TAR_INVALID', 'not a ustar/GNU header (bad magic)', { entry: where });
-  let name = decodeName(fieldBytes(b, 0, 100), 'name', where);
+  let name = decodeName(fieldBytes(b, 0, 100));
   if (!gnu) {
     const prefix = fieldBytes(b, 345, 155);
-    if (prefix.length) name = decodeName(prefix, 'name prefix', where) + '/' + name;
+    if (prefix.length) name = (decodeName(prefix) + '/' + name) as ByteString;
   }
   return {
     name,
@@ -122,7 +119,7 @@ export function parseTarHeader(b: Uint8Array, offset: number): TarHeader {
     size: parseNumeric(b, 124, 12, 'size', where),
     mtime: parseNumeric(b, 136, 12, 'mtime', where, true),
     typeflag: String.fromCharCode(b[156]!),
-    linkName: decodeName(fieldBytes(b, 157, 100), 'link name', where),
+    linkName: decodeName(fieldBytes(b, 157, 100)),
     devMajor: parseNumeric(b, 329, 8, 'devmajor', where),
     devMinor: parseNumeric(b, 337, 8, 'devminor', where),
     gnu,

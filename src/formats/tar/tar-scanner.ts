@@ -18,7 +18,8 @@
  */
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
-import type { RawEntry, RawEntryType } from '../model.js';
+import { displayName } from '../byte-string.js';
+import type { ByteString, RawEntry, RawEntryType } from '../model.js';
 import { paxInt, parsePaxRecords, paxTime } from './pax.js';
 import { BLOCK, decodeName, fieldBytes, isZeroBlock, parseTarHeader, type TarHeader } from './tar-header.js';
 
@@ -45,9 +46,13 @@ type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof';
 interface Pending {
   pax: Map<string, Buffer>;
   xattrs: Map<string, Buffer>;
-  longName?: string;
-  longLink?: string;
+  longName?: ByteString;
+  longLink?: ByteString;
   firstOffset: number;
+  /** Extension payload bytes seen for this entry so far (all 'x'/'L'/'K' headers before it). */
+  extBytes: number;
+  /** Bytes of the xattrs currently held for this entry (names + values). */
+  xattrBytes: number;
 }
 
 export class TarScanner {
@@ -60,10 +65,12 @@ export class TarScanner {
   /** Bytes left in the current data / padding / extension section. */
   #left = 0;
   #padAfter = 0;
-  #ext: { type: string; buf: Buffer; fill: number; entry: string } | undefined;
+  #ext: { type: string; buf: Buffer; fill: number; entry: ByteString } | undefined;
   #pending: Pending | undefined;
   #entries = 0;
-  #lastName = '';
+  #lastName = '' as ByteString;
+  /** xattr bytes (names + values) of the entries emitted so far. */
+  #layerXattrBytes = 0;
 
   constructor(limits: Limits = DEFAULT_LIMITS, blobName?: string) {
     this.#limits = limits;
@@ -79,8 +86,8 @@ export class TarScanner {
     return this.#state === 'eof';
   }
 
-  #err(message: string, entry = this.#lastName): FormatError {
-    return new FormatError('TAR_INVALID', message, { ...(this.#blob !== undefined ? { blob: this.#blob } : {}), entry: entry.slice(0, 300) });
+  #err(message: string, entry: ByteString = this.#lastName): FormatError {
+    return new FormatError('TAR_INVALID', message, { ...(this.#blob !== undefined ? { blob: this.#blob } : {}), entry: displayName(entry) });
   }
 
   push(buf: Buffer): TarEvent[] {
@@ -181,7 +188,16 @@ export class TarScanner {
       if (hdr.size > this.#limits.maxTarHeaderExtBytes) {
         throw this.#err(`${what} of ${hdr.size} bytes exceeds the limit of ${this.#limits.maxTarHeaderExtBytes}`, hdr.name);
       }
-      this.#pending ??= { pax: new Map(), xattrs: new Map(), firstOffset: at };
+      this.#pending ??= { pax: new Map(), xattrs: new Map(), firstOffset: at, extBytes: 0, xattrBytes: 0 };
+      // Bounded as read: extension headers may repeat before one entry (each within the limit);
+      // their sum per entry is held to the same limit before any of it is buffered. Global
+      // headers are parsed by nobody and not kept, so only their own size is bounded.
+      if (t !== 'g') {
+        this.#pending.extBytes += hdr.size;
+        if (this.#pending.extBytes > this.#limits.maxTarHeaderExtBytes) {
+          throw this.#err(`extension headers of one entry exceed ${this.#limits.maxTarHeaderExtBytes} bytes (at ${at})`, hdr.name);
+        }
+      }
       if (hdr.size === 0) return;
       this.#ext = { type: t, buf: Buffer.alloc(hdr.size), fill: 0, entry: hdr.name };
       this.#state = 'ext';
@@ -190,20 +206,23 @@ export class TarScanner {
     this.#emitEntry(hdr, at, events);
   }
 
-  #applyExt(type: string, buf: Buffer, entry: string): void {
+  #applyExt(type: string, buf: Buffer, entry: ByteString): void {
     const p = this.#pending!;
     if (type === 'g') return; // global headers: parsed by nobody we serve; bounded above, then ignored
     if (type === 'L' || type === 'K') {
-      const s = decodeName(fieldBytes(buf, 0, buf.length), 'GNU long name', entry);
+      const s = decodeName(fieldBytes(buf, 0, buf.length));
       if (type === 'L') p.longName = s;
       else p.longLink = s;
       return;
     }
-    for (const r of parsePaxRecords(buf, entry)) {
+    for (const r of parsePaxRecords(buf, displayName(entry))) {
       if (r.key.startsWith('GNU.sparse.')) throw this.#err('sparse files (PAX GNU.sparse.*) are not supported', entry);
       if (r.key.startsWith('SCHILY.xattr.')) {
         const name = r.key.slice('SCHILY.xattr.'.length);
         if (name.length === 0) throw this.#err('empty xattr name', entry);
+        const old = p.xattrs.get(name);
+        p.xattrBytes += name.length + r.value.length - (old === undefined ? 0 : name.length + old.length);
+        if (p.xattrBytes > this.#limits.maxXattrBytes) throw this.#err(`xattrs of one entry exceed ${this.#limits.maxXattrBytes} bytes`, entry);
         p.xattrs.set(name, r.value);
       } else if (r.value.length === 0) {
         p.pax.delete(r.key); // an empty value reverts the key to the header's value
@@ -220,7 +239,8 @@ export class TarScanner {
     let name = hdr.name;
     if (p?.longName !== undefined) name = p.longName;
     const paxPath = pax?.get('path');
-    if (paxPath) name = decodeName(paxPath, 'PAX path', hdr.name);
+    // PAX path/linkpath are raw bytes: Go's archive/tar writes a non-UTF-8 name there as is.
+    if (paxPath) name = decodeName(paxPath);
     this.#lastName = name;
     let type = TYPES[hdr.typeflag];
     if (type === undefined) {
@@ -231,22 +251,27 @@ export class TarScanner {
     if (++this.#entries > this.#limits.maxEntries) {
       throw new FormatError('TOC_TOO_LARGE', `more than ${this.#limits.maxEntries} tar entries`, {
         ...(this.#blob !== undefined ? { blob: this.#blob } : {}),
-        entry: name.slice(0, 300),
+        entry: displayName(name),
       });
     }
-    if (Buffer.byteLength(name) > this.#limits.maxPathBytes) throw this.#err(`name longer than ${this.#limits.maxPathBytes} bytes`, name);
+    // The name's length is judged where it lands (normalizeEntryPath): "./" prefixes and a
+    // whiteout's ".wh." do not count; its memory is bounded by maxTarHeaderExtBytes already.
+    this.#layerXattrBytes += p?.xattrBytes ?? 0;
+    if (this.#layerXattrBytes > this.#limits.maxLayerXattrBytes) {
+      throw this.#err(`xattrs of the layer exceed ${this.#limits.maxLayerXattrBytes} bytes`, name);
+    }
     let linkName = hdr.linkName;
     if (p?.longLink !== undefined) linkName = p.longLink;
     const paxLink = pax?.get('linkpath');
-    if (paxLink) linkName = decodeName(paxLink, 'PAX linkpath', name);
+    if (paxLink) linkName = decodeName(paxLink);
     const num = (key: string, fallback: number): number => {
       const v = pax?.get(key);
-      return v ? paxInt(v, key, name) : fallback;
+      return v ? paxInt(v, key, displayName(name)) : fallback;
     };
     let size = num('size', hdr.size);
     let [mtimeSec, mtimeNsec] = [hdr.mtime, 0];
     const mt = pax?.get('mtime');
-    if (mt) [mtimeSec, mtimeNsec] = paxTime(mt, 'mtime', name);
+    if (mt) [mtimeSec, mtimeNsec] = paxTime(mt, 'mtime', displayName(name));
     // Header-only types carry no payload whatever the size field says (Go archive/tar semantics).
     const dataLen = type === 'reg' ? size : 0;
     if (type !== 'reg') size = 0;

@@ -11,7 +11,9 @@ import type { Digest } from '../../core/digest.js';
 import { parseDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import type { Limits } from '../../core/limits.js';
+import { byteStringFromText } from '../byte-string.js';
 import { FormatError } from '../errors.js';
+import type { ByteString } from '../model.js';
 import { JsonNumber, JsonObject, JsonSyntaxError, parseStrictJson, type JsonValue } from './strict-json.js';
 import { parseRfc3339 } from './rfc3339.js';
 
@@ -20,8 +22,9 @@ const ENTRY_TYPES = new Set<string>(['reg', 'hardlink', 'char', 'block', 'dir', 
 
 export interface TocEntry {
   readonly type: TocEntryType;
-  readonly name: string;
-  readonly linkName?: string;
+  /** The JSON string's UTF-8 bytes (Go's encoder has replaced any invalid byte with U+FFFD). */
+  readonly name: ByteString;
+  readonly linkName?: ByteString;
   readonly mode: number;
   readonly size: number;
   readonly uid: number;
@@ -66,8 +69,12 @@ function fields(obj: JsonObject, what: string, ctx: ErrorContext): Map<string, J
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export function decodeBase64Strict(s: string): Buffer | undefined {
+  // Fast path (tar-split carries a base64 tar header per entry): text that is exactly the canonical
+  // encoding of its decoding matches BASE64_RE; only other text needs the (slow) regex.
+  const b = Buffer.from(s, 'base64');
+  if (s.length % 4 === 0 && b.toString('base64') === s) return b;
   if (!BASE64_RE.test(s)) return undefined;
-  return Buffer.from(s, 'base64');
+  return b;
 }
 
 class EntryReader {
@@ -100,6 +107,10 @@ class EntryReader {
       throw new FormatError('TOC_MALFORMED', `field ${key} is not a valid digest`, this.ctx, { cause: e });
     }
   }
+}
+
+function lift(s: string | undefined): ByteString | undefined {
+  return s === undefined ? undefined : byteStringFromText(s);
 }
 
 function parseEntry(v: JsonValue, index: number, blobCtx: ErrorContext): TocEntry {
@@ -145,8 +156,8 @@ function parseEntry(v: JsonValue, index: number, blobCtx: ErrorContext): TocEntr
     (value === undefined ? {} : { [key]: value }) as { [P in K]?: T };
   return {
     type: type as TocEntryType,
-    name,
-    ...opt('linkName', r.str('linkname')),
+    name: byteStringFromText(name),
+    ...opt('linkName', lift(r.str('linkname'))),
     mode: r.int('mode') ?? 0,
     size: r.int('size') ?? 0,
     uid: r.int('uid') ?? 0,

@@ -7,11 +7,14 @@
  * uncompressed tar size, which we report.
  */
 import type { ErrorContext } from '../../core/errors.js';
+import { byteStringFromText, byteStringOf, displayName, goJsonMangle } from '../byte-string.js';
 import { FormatError } from '../errors.js';
+import type { ByteString } from '../model.js';
 import { decodeBase64Strict, type TocEntry } from './manifest.js';
 
 export interface TarSplitFile {
-  readonly name: string;
+  /** The entry's name as bytes (name_raw when present: the tar header's exact bytes). */
+  readonly name: ByteString;
   readonly size: number;
 }
 
@@ -60,14 +63,13 @@ export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary 
     } else if (o['type'] === TYPE_FILE) {
       const size = o['size'] ?? 0;
       if (!Number.isSafeInteger(size) || (size as number) < 0) throw bad('bad file size');
-      let name: string;
+      let name: ByteString;
       if (typeof o['name_raw'] === 'string' && o['name_raw'] !== '') {
         const raw = decodeBase64Strict(o['name_raw']);
         if (!raw) throw bad('name_raw is not base64');
-        // Same lossy decoding the TOC's JSON strings went through.
-        name = raw.toString('utf8');
+        name = byteStringOf(raw);
       } else if (typeof o['name'] === 'string') {
-        name = o['name'];
+        name = byteStringFromText(o['name']);
       } else {
         throw bad('file entry without a name');
       }
@@ -86,27 +88,43 @@ export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary 
   return { files, tarSize };
 }
 
-/** Throw FORMAT_CONFLICT unless the tar-split and the TOC's non-chunk entries describe the same entries. */
-export function checkTarSplitMatchesToc(ts: TarSplitSummary, toc: readonly TocEntry[], ctx: ErrorContext): void {
-  const byName = new Map<string, TocEntry>();
+/**
+ * Throw FORMAT_CONFLICT unless the tar-split and the TOC's non-chunk entries describe the same
+ * entries. Returns the TOC names whose tar-split name differs only because the TOC writer (Go's
+ * JSON encoder) replaced invalid UTF-8 bytes with U+FFFD: TOC name → the tar's real bytes.
+ */
+export function checkTarSplitMatchesToc(ts: TarSplitSummary, toc: readonly TocEntry[], ctx: ErrorContext): Map<ByteString, ByteString> {
+  const byName = new Map<ByteString, TocEntry>();
   for (const e of toc) {
     if (e.type === 'chunk') continue;
-    if (byName.has(e.name)) throw new FormatError('ENTRY_DUPLICATE', 'duplicate path in TOC', { ...ctx, entry: e.name.slice(0, 300) });
+    if (byName.has(e.name)) throw new FormatError('ENTRY_DUPLICATE', 'duplicate path in TOC', { ...ctx, entry: displayName(e.name) });
     byName.set(e.name, e);
   }
-  const seen = new Set<string>();
+  const seen = new Set<ByteString>();
+  const renames = new Map<ByteString, ByteString>();
   for (const f of ts.files) {
-    const ectx = { ...ctx, entry: f.name.slice(0, 300) };
-    const e = byName.get(f.name);
+    const ectx = { ...ctx, entry: displayName(f.name) };
+    let tocName = f.name;
+    let e = byName.get(tocName);
+    if (!e) {
+      const mangled = goJsonMangle(f.name);
+      e = mangled !== f.name ? byName.get(mangled) : undefined;
+      if (e) {
+        if (renames.has(mangled)) throw new FormatError('FORMAT_CONFLICT', 'two tar names map onto one mangled TOC name', ectx);
+        renames.set(mangled, f.name);
+        tocName = mangled;
+      }
+    }
     if (!e) throw new FormatError('FORMAT_CONFLICT', 'tar-split has an entry the TOC does not list', ectx);
-    if (seen.has(f.name)) throw new FormatError('FORMAT_CONFLICT', 'tar-split lists the entry twice', ectx);
-    seen.add(f.name);
+    if (seen.has(tocName)) throw new FormatError('FORMAT_CONFLICT', 'tar-split lists the entry twice', ectx);
+    seen.add(tocName);
     const tocSize = e.type === 'reg' ? e.size : 0;
     if (f.size !== tocSize && !(e.type === 'hardlink')) {
       throw new FormatError('FORMAT_CONFLICT', `tar-split size ${f.size} differs from TOC size ${tocSize}`, ectx);
     }
   }
   for (const name of byName.keys()) {
-    if (!seen.has(name)) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', { ...ctx, entry: name.slice(0, 300) });
+    if (!seen.has(name)) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', { ...ctx, entry: displayName(name) });
   }
+  return renames;
 }

@@ -4,10 +4,13 @@
  * `org.opencontainers.image.ref.name` annotations of index.json entries; any manifest blob is also
  * reachable by digest. Documents are verified exactly like registry ones (image-resolver.ts);
  * layer blobs are opened as FileBlobs (positional reads, no whole-file reads).
+ *
+ * The tree may be writable by others (a shared filesystem): every file is opened without blocking
+ * and without following a final symlink, and checked on its fd, so a FIFO, a device or a symlink
+ * (loop) where a blob or index.json should be is a LAYOUT_INVALID error, never a hung worker.
  */
-import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FileBlob, type RandomAccessBlob } from '../../core/blob.js';
+import { FileBlob, openRegularFile, type RandomAccessBlob } from '../../core/blob.js';
 import { digestAlgorithm, digestHex, isDigest, type Digest } from '../../core/digest.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
@@ -34,10 +37,15 @@ function isMissing(e: unknown): boolean {
 
 async function readSmall(path: string, what: string, source: string): Promise<Buffer | undefined> {
   try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new SourceError('LAYOUT_INVALID', `${what}: not a regular file`, { source });
-    if (st.size > MAX_DOCUMENT_BYTES) throw new SourceError('BODY_TOO_LARGE', `${what}: ${st.size} bytes is over the ${MAX_DOCUMENT_BYTES}-byte cap`, { source });
-    return await readFile(path);
+    const { fh, size } = await openRegularFile(path);
+    try {
+      if (size > MAX_DOCUMENT_BYTES) throw new SourceError('BODY_TOO_LARGE', `${what}: ${size} bytes is over the ${MAX_DOCUMENT_BYTES}-byte cap`, { source });
+      const buf = Buffer.alloc(size);
+      const { bytesRead } = await fh.read(buf, 0, size, 0);
+      return buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
   } catch (e) {
     if (isMissing(e)) return undefined;
     throw e instanceof SourceError ? e : new SourceError('LAYOUT_INVALID', `${what}: ${(e as Error).message}`, { source }, { cause: e });
@@ -120,7 +128,7 @@ export class OciLayoutSource implements BlobSource {
       blob = await FileBlob.open(path);
     } catch (e) {
       if (isMissing(e)) throw new SourceError('BLOB_NOT_FOUND', 'blob not in layout', { blob: digest, source: this.name });
-      throw e;
+      throw new SourceError('LAYOUT_INVALID', `blob file: ${(e as Error).message}`, { blob: digest, source: path }, { cause: e });
     }
     if (size !== undefined && blob.size !== size) {
       await blob.close();

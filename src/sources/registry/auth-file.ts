@@ -6,10 +6,18 @@
  * Within a file: credHelpers[host], then `auths` most specific key first (host/ns/repo … host),
  * then legacy keys normalised (scheme and path stripped; Docker Hub's spellings are one registry),
  * then credsStore.
+ *
+ * Each file is opened without blocking (a FIFO never hangs a lookup) and checked on its open fd:
+ * it must be a regular file owned by root or by the daemon's uid, and not writable by group or
+ * others — a file someone else controls could point credHelpers at a program the daemon would run —
+ * else it is skipped with a warning. A file group/others can READ is used, with a warning (podman
+ * warns about it too): its secrets are already exposed.
  */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
 import { isDockerHub } from '../reference.js';
 import type { CredentialProvider, CredentialQuery, Credentials } from '../credentials.js';
@@ -22,6 +30,9 @@ export interface AuthFileOptions {
   readonly uid?: number;
   readonly home?: string;
   readonly helper?: CredHelperOptions;
+  /** Owner besides root whose auth files are trusted (default: the daemon's uid). */
+  readonly trustedUid?: number;
+  readonly logger?: Logger;
 }
 
 export function authFilePaths(opts: AuthFileOptions = {}): string[] {
@@ -75,13 +86,25 @@ export function decodeAuthEntry(e: unknown, where: string): Credentials | undefi
 
 export class AuthFileCredentials implements CredentialProvider {
   readonly #opts: AuthFileOptions;
+  readonly #log: Logger;
+  /** Warnings already given (path + reason + mode): once each, not once per lookup. */
+  readonly #warned = new Set<string>();
   constructor(opts: AuthFileOptions = {}) {
     this.#opts = opts;
+    this.#log = opts.logger ?? silentLogger;
+  }
+
+  #warnOnce(event: string, fields: { file: string; mode: string; owner: number; reason: string }): void {
+    const k = `${event}\0${fields.file}\0${fields.reason}\0${fields.mode}\0${fields.owner}`;
+    if (this.#warned.has(k)) return;
+    if (this.#warned.size > 64) this.#warned.clear();
+    this.#warned.add(k);
+    this.#log.warn(event, fields);
   }
 
   async lookup(q: CredentialQuery): Promise<Credentials | undefined> {
     for (const path of authFilePaths(this.#opts)) {
-      const doc = await readJson(path);
+      const doc = await this.#readChecked(path);
       if (doc === undefined) continue;
       const c = await this.#fromFile(doc, path, q);
       if (c !== undefined) return c;
@@ -117,16 +140,46 @@ export class AuthFileCredentials implements CredentialProvider {
     if (typeof store === 'string' && store !== '') return runCredentialHelper(store, q.registry, this.#opts.helper);
     return undefined;
   }
+
+  /** The file's JSON, or undefined when it is absent or refused (see the essay at the top). */
+  async #readChecked(path: string): Promise<Record<string, unknown> | undefined> {
+    let fh;
+    try {
+      fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw new SourceError('REGISTRY_CONFIG', `cannot read auth file ${path}: ${(e as Error).message}`, { source: path }, { cause: e });
+    }
+    let text: string;
+    try {
+      const st = await fh.stat();
+      const trusted = new Set([0, this.#opts.trustedUid ?? process.getuid?.() ?? 0]);
+      const info = { file: path, mode: (st.mode & 0o7777).toString(8).padStart(4, '0'), owner: st.uid };
+      if (!st.isFile()) {
+        this.#warnOnce('registry.auth_file_refused', { ...info, reason: 'not a regular file' });
+        return undefined;
+      }
+      if (!trusted.has(st.uid)) {
+        this.#warnOnce('registry.auth_file_refused', { ...info, reason: `owned by uid ${st.uid}, not by root or the daemon's uid` });
+        return undefined;
+      }
+      if ((st.mode & 0o022) !== 0) {
+        this.#warnOnce('registry.auth_file_refused', { ...info, reason: 'writable by group or others' });
+        return undefined;
+      }
+      if ((st.mode & 0o044) !== 0) this.#warnOnce('registry.auth_file_readable', { ...info, reason: 'readable by group or others: chmod 600 it' });
+      text = await fh.readFile('utf8');
+    } catch (e) {
+      throw new SourceError('REGISTRY_CONFIG', `cannot read auth file ${path}: ${(e as Error).message}`, { source: path }, { cause: e });
+    } finally {
+      await fh.close();
+    }
+    return parseAuthJson(text, path);
+  }
 }
 
-async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-    throw new SourceError('REGISTRY_CONFIG', `cannot read auth file ${path}: ${(e as Error).message}`, { source: path }, { cause: e });
-  }
+function parseAuthJson(text: string, path: string): Record<string, unknown> {
   try {
     const j = JSON.parse(text) as unknown;
     if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error('not an object');

@@ -32,9 +32,12 @@ export async function readCapped(body: BodyStream, cap: number, what: string, ct
   return Buffer.concat(chunks, n);
 }
 
-/** Read exactly `length` bytes (a Range response); short → retryable BODY_TRUNCATED, long → error. */
-export async function readExact(body: BodyStream, length: number, what: string, ctx: SourceErrorContext): Promise<Buffer> {
-  const out = Buffer.allocUnsafe(length);
+/**
+ * Read exactly `length` bytes (a Range response) into `into` (of that length) or a new buffer;
+ * short → retryable BODY_TRUNCATED, long → error.
+ */
+export async function readExact(body: BodyStream, length: number, what: string, ctx: SourceErrorContext, into?: Buffer): Promise<Buffer> {
+  const out = into ?? Buffer.allocUnsafe(length);
   let n = 0;
   try {
     for await (const c of body) {

@@ -25,7 +25,7 @@ export async function createRegistrySource(o: HostRegistryOptions = {}): Promise
   return new RegistrySource({
     ...o.extra,
     registries,
-    credentials: [...(o.credentials ?? []), new AuthFileCredentials({ ...(o.authFile ? { authFile: o.authFile } : {}), env })],
+    credentials: [...(o.credentials ?? []), new AuthFileCredentials({ ...(o.authFile ? { authFile: o.authFile } : {}), env, logger })],
     logger,
   });
 }

@@ -29,9 +29,17 @@ export interface RangeOptions {
   readonly gapBytes: number;
   /** Ranges per multi-range request (1 = never multi-range). */
   readonly maxRangesPerRequest: number;
+  /**
+   * A merged range of at least 2 × this many bytes is fetched as several sub-ranges in parallel
+   * (each on its own pooled connection, written straight into one result buffer): one TCP stream
+   * is limited by its window and the server's per-request pace, several fill the link.
+   */
+  readonly splitBytes: number;
+  /** Sub-ranges of one large range fetched at once, at most. */
+  readonly maxParallel: number;
 }
 
-export const DEFAULT_RANGE_OPTIONS: RangeOptions = Object.freeze({ gapBytes: 4096, maxRangesPerRequest: 64 });
+export const DEFAULT_RANGE_OPTIONS: RangeOptions = Object.freeze({ gapBytes: 4096, maxRangesPerRequest: 64, splitBytes: 4 * 1024 * 1024, maxParallel: 4 });
 
 class MultiRangeRefused extends Error {}
 
@@ -75,14 +83,21 @@ export class RegistryBlob implements RandomAccessBlob {
     const merged = plan.merged;
     const data: Buffer[] = new Array<Buffer>(merged.length);
     const per = this.multiRange ? this.#opts.maxRangesPerRequest : 1;
+    const split = this.#opts.splitBytes;
+    // Large ranges go alone, split over parallel connections; the small ones are batched.
+    const large = merged.flatMap((m, i) => (split > 0 && m.length >= 2 * split ? [i] : []));
+    const small = merged.flatMap((m, i) => (split > 0 && m.length >= 2 * split ? [] : [i]));
     const batches: number[][] = [];
-    for (let i = 0; i < merged.length; i += per) batches.push(Array.from({ length: Math.min(per, merged.length - i) }, (_, k) => i + k));
-    await Promise.all(
-      batches.map(async (idx) => {
+    for (let i = 0; i < small.length; i += per) batches.push(small.slice(i, i + per));
+    await Promise.all([
+      ...batches.map(async (idx) => {
         const got = await this.#fetchBatch(idx.map((i) => merged[i]!), signal);
         idx.forEach((i, k) => (data[i] = got[k]!));
       }),
-    );
+      ...large.map(async (i) => {
+        data[i] = await this.#fetchSplit(merged[i]!, signal);
+      }),
+    ]);
     return plan.slices.map((s) => (s.merged < 0 ? Buffer.alloc(0) : data[s.merged]!.subarray(s.start, s.start + s.length)));
   }
 
@@ -100,18 +115,47 @@ export class RegistryBlob implements RandomAccessBlob {
     return Promise.all(targets.map(async (t) => (await this.#fetchOnce([t], signal))[0]!));
   }
 
+  /** One large range as parallel sub-range requests, each written into its place in one buffer. */
+  async #fetchSplit(t: MergedRange, signal?: AbortSignal): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(t.length);
+    const n = Math.max(1, Math.min(Math.max(1, this.#opts.maxParallel), Math.floor(t.length / this.#opts.splitBytes)));
+    const piece = Math.ceil(t.length / n);
+    const subs: MergedRange[] = [];
+    for (let off = 0; off < t.length; off += piece) subs.push({ offset: t.offset + off, length: Math.min(piece, t.length - off) });
+    // one failed piece aborts its siblings (no point finishing a read that will be rejected)
+    const ac = new AbortController();
+    const onAbort = (): void => ac.abort(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.all(
+        subs.map((sub) =>
+          this.#fetchOnce([sub], ac.signal, out.subarray(sub.offset - t.offset, sub.offset - t.offset + sub.length)).catch((e: unknown) => {
+            ac.abort(e);
+            throw e;
+          }),
+        ),
+      );
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    return out;
+  }
+
   #ctx(targets: readonly MergedRange[], status?: number): SourceErrorContext {
     const first = targets[0]!;
     const last = targets[targets.length - 1]!;
     return { blob: this.digest, range: [first.offset, last.offset + last.length], repository: this.#ep.repository, source: this.#ep.registry, ...(status !== undefined ? { status } : {}) };
   }
 
-  #fetchOnce(targets: readonly MergedRange[], signal?: AbortSignal): Promise<Buffer[]> {
+  /** `into` (single target only): the buffer the bytes are written to, instead of a new one. */
+  #fetchOnce(targets: readonly MergedRange[], signal?: AbortSignal, into?: Buffer): Promise<Buffer[]> {
     return withRetry(
       this.#retry,
       async () => {
         const res = await this.#get(rangeHeader(targets), signal);
-        return this.#consume(res, targets);
+        const got = await this.#consume(res, targets, into);
+        if (into && got[0] !== into) got[0]!.copy(into);
+        return into ? [into] : got;
       },
       (e, attempt, delayMs) => this.#logger.warn('registry.retry', { blob: this.name, attempt, delayMs, error: e }),
       signal,
@@ -133,7 +177,7 @@ export class RegistryBlob implements RandomAccessBlob {
     return res;
   }
 
-  async #consume(res: HttpResponse, targets: readonly MergedRange[]): Promise<Buffer[]> {
+  async #consume(res: HttpResponse, targets: readonly MergedRange[], into?: Buffer): Promise<Buffer[]> {
     const status = res.status;
     const ctx = this.#ctx(targets, status);
     const what = `GET ${this.name} ${rangeHeader(targets)}`;
@@ -153,8 +197,9 @@ export class RegistryBlob implements RandomAccessBlob {
           await discard(res.body);
           throw new SourceError('RANGE_RESPONSE_INVALID', `${what}: 206 without a valid Content-Range`, ctx);
         }
-        const bytes = await readExact(res.body, cr.last - cr.first + 1, what, ctx);
         const only = targets.length === 1 ? targets[0]! : undefined;
+        const exact = only !== undefined && cr.first === only.offset && cr.last - cr.first + 1 === only.length;
+        const bytes = await readExact(res.body, cr.last - cr.first + 1, what, ctx, exact ? into : undefined);
         if (only && cr.first === only.offset && bytes.length === only.length) return [bytes]; // common case: no copy
         fill.put(cr.first, bytes);
       }

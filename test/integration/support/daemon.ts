@@ -75,6 +75,8 @@ export class RealDaemon {
   stderr = '';
   /** stderr of every process started so far. */
   allStderr = '';
+  /** stdout of the current process (the ready line). */
+  stdout = '';
 
   constructor(opts: DaemonOptions) {
     this.#opts = opts;
@@ -112,9 +114,11 @@ export class RealDaemon {
       ...(this.#opts.extraArgs ?? []),
       this.mnt,
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, REGISTRY_AUTH_FILE: join(this.dir, 'no-auth.json') } });
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGISTRY_AUTH_FILE: join(this.dir, 'no-auth.json') } });
     this.#child = child;
     this.stderr = '';
+    this.stdout = '';
+    child.stdout!.on('data', (b: Buffer) => (this.stdout += b.toString()));
     child.stderr!.on('data', (b: Buffer) => {
       const s = b.toString();
       this.stderr += s;

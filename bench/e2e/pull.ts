@@ -1,0 +1,102 @@
+/**
+ * `podman pull` through the store, which only resolves layers (manifest, config, footer, TOC), vs
+ * the baselines of issue 11, all measured in the same run, medians of BENCH_REPEAT (default 3):
+ *   - podman 4: pull of the zstd:chunked image through the store vs a plain pull of the gzip image;
+ *   - podman 5: pull through the store (TOC keys) vs podman 5's own partial pull of the same
+ *     zstd:chunked image (no store).
+ * Image: a Debian minbase rootfs layer + a layer of the e2e feature files, gzip and zstd:chunked
+ * (by podman 5). Also prints the store's resolve time per layer (from its log).
+ *
+ *   npx vite-node bench/e2e/pull.ts          (root, /dev/fuse, the podman 5 chroot)
+ *   BENCH_CPU_PROF=DIR …                     (the daemons run with node --cpu-prof into DIR)
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { createPodman, makeTestDir, spawnCollect, type PodmanHandle, type PodmanVersion } from '../../test/helpers/podman.js';
+import { tarDir } from '../../test/helpers/fixtures-podman.js';
+import { pushImage } from '../../test/helpers/registry-push.js';
+import { startRegistry } from '../../test/helpers/registry.js';
+import { debianRootfs } from '../../test/helpers/rootfs.js';
+import { layerTar, MT_TAR_GZIP, pushZstdChunked, sha256 } from '../../test/e2e/images.js';
+import { startStore } from '../../test/e2e/store.js';
+import { log, report } from './report.js';
+
+const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
+const PROF = process.env['BENCH_CPU_PROF'];
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function timedPull(pm: PodmanHandle, ref: string): Promise<number> {
+  const t0 = performance.now();
+  await pm.run(['pull', '-q', ref], { check: true, timeoutMs: 600_000 });
+  return performance.now() - t0;
+}
+
+/** Per-layer resolve times the daemon logged (catalog.resolved lines), ms. */
+function resolveTimes(logText: string): number[] {
+  return logText
+    .split('\n')
+    .filter((l) => l.includes('"catalog.resolved"'))
+    .map((l) => Number((JSON.parse(l) as { ms?: number }).ms))
+    .filter((n) => Number.isFinite(n));
+}
+
+async function main(): Promise<void> {
+  const work = await makeTestDir('bench-pull');
+  const reg = await startRegistry();
+  try {
+    const rootfs = await debianRootfs();
+    const tarPath = join(work, 'rootfs.tar');
+    await tarDir(rootfs, tarPath);
+    const tars = [await readFile(tarPath), layerTar('features')];
+    await pushImage(reg, 'bench/pull', 'gzip', {
+      layers: tars.map((t) => ({ bytes: gzipSync(t), mediaType: MT_TAR_GZIP, diffId: sha256(t) })),
+      config: { created: '2024-01-01T00:00:00Z', config: { Cmd: ['/bin/sh'] } },
+    });
+    const gzipRef = `${reg.host}/bench/pull:gzip`;
+    const zc = await pushZstdChunked(reg, gzipRef, 'bench/pull', 'zstdchunked');
+    const registries = [{ host: reg.host, insecure: true as const }];
+    const res: Record<string, number[]> = { s4: [], p4: [], s5: [], p5: [] };
+    const perLayer: number[] = [];
+    for (let i = 0; i < REPEAT; i++) {
+      for (const v of [4, 5] as PodmanVersion[]) {
+        const dir = await makeTestDir(`bp${v}`);
+        const wrap = PROF ? ['sh', '-c', `exec "$0" --cpu-prof --cpu-prof-dir=${PROF} "$@"`] : undefined;
+        const store = await startStore({ dir, logLevel: 'debug', ...(wrap ? { wrap } : {}) });
+        let pm: PodmanHandle | undefined;
+        let plain: PodmanHandle | undefined;
+        try {
+          pm = await createPodman(v, { workDir: join(dir, 'p'), als: { dir: store.mountpoint }, registries });
+          res[`s${v}`]!.push(await timedPull(pm, zc.ref));
+          perLayer.push(...resolveTimes(store.log()));
+          plain = await createPodman(v, { workDir: join(dir, 'q'), registries });
+          // podman 4: the plain gzip pull; podman 5: its own partial pull of the zstd:chunked image
+          res[`p${v}`]!.push(await timedPull(plain, v === 4 ? gzipRef : zc.ref));
+          log(`run ${i} podman ${v}: store ${res[`s${v}`]!.at(-1)!.toFixed(0)} ms, baseline ${res[`p${v}`]!.at(-1)!.toFixed(0)} ms`);
+        } finally {
+          await pm?.cleanup();
+          await plain?.cleanup();
+          await store.stop();
+          await spawnCollect(['rm', '-rf', '--one-file-system', '--', dir]);
+        }
+      }
+    }
+    const g = `podman pull, Debian rootfs + features image (median of ${REPEAT})`;
+    report({ group: g, name: 'podman 4: pull through the store vs plain pull of the gzip image (goal ≤ 0.05)', value: median(res['s4']!), baseline: median(res['p4']!), unit: 'ms' });
+    report({ group: g, name: "podman 5: pull through the store vs podman 5's own partial pull of the zstd:chunked image (goal ≤ 0.05)", value: median(res['s5']!), baseline: median(res['p5']!), unit: 'ms' });
+    if (perLayer.length > 0) {
+      report({ group: g, name: 'store: resolve time per layer (median; manifest+config+footer+TOC+index)', value: median(perLayer), unit: 'ms', note: `max ${Math.max(...perLayer).toFixed(0)} ms over ${perLayer.length}` });
+    }
+  } finally {
+    await reg.stop();
+    await spawnCollect(['rm', '-rf', '--one-file-system', '--', work]);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

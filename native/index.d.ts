@@ -1,0 +1,81 @@
+/**
+ * Types of the native addon (build/Release/lazy_als_native.node, built by node-gyp from src/*.c).
+ * Imported by exactly one module: src/fuse/native-backend.ts.
+ */
+export interface NativeHandle {
+  readonly __brand: 'lazy-als-native-mount';
+}
+
+export interface NativeMountOptions {
+  readonly mountpoint: string;
+  /** The `-o` list, e.g. "allow_other,default_permissions,suid,auto_unmount" (max_read=1MiB is added). */
+  readonly options: string;
+  /** Content-addressed verified chunk objects (`<dir>/sha256/<2>/<62>`) that C may pread. */
+  readonly objectsDir?: string;
+  /** Entry/attr timeout for layer content (immutable). */
+  readonly layerTimeoutSec: number;
+  /** Default entry/attr timeout for control nodes. */
+  readonly controlTimeoutSec: number;
+  /** A request handed to JS is answered ETIMEDOUT after this long (backstop for JS's own deadline). */
+  readonly missTimeoutMs: number;
+  readonly debug?: boolean;
+}
+
+/** Request kinds handed to JS (native/src/als.h enum als_op): 1 lookup, 2 getattr, 3 readdir,
+ *  4 open, 5 read (control file), 6 release (notification), 7 create/mknod, 8 rmdir, 9 read miss. */
+export type NativeOp = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
+
+/**
+ * Called on the JS thread for every miss. `id` 0 = a notification (no reply). `name` is the child
+ * name (lookup/create/rmdir) or the file's layer-relative path (ReadMiss), as raw bytes.
+ */
+export type NativeDispatch = (
+  id: number, op: NativeOp, nodeid: number, a: number, b: number, c: number, d: number,
+  uid: number, gid: number, pid: number, plus: number, name: Buffer | undefined,
+) => void;
+
+/** Attributes of a control node (times in ms since the epoch). */
+export interface NativeAttr {
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly nlink: number;
+  readonly ino: number;
+  readonly rdev: number;
+  readonly mtime: number;
+}
+
+export interface NativeStats {
+  readonly ops: number;
+  readonly misses: number;
+  readonly cached_reads: number;
+  readonly cached_bytes: number;
+  readonly verified_objects: number;
+  readonly verify_failures: number;
+  readonly timeouts: number;
+  readonly passthrough_opens: number;
+  readonly pending: number;
+  readonly passthrough: boolean;
+}
+
+export interface NativeBinding {
+  mount(options: NativeMountOptions, dispatch: NativeDispatch): NativeHandle;
+  /** Copy and check a layer table (src/fuse/layer-table.ts); returns its slot. Throws EBADTABLE. */
+  publish(h: NativeHandle, table: Buffer, inoBase: number): number;
+  /** Another slot over an already published table (same layer under another ref). */
+  alias(h: NativeHandle, slot: number, inoBase: number): number;
+  /** Each returns false when the request was already answered (deadline passed, or unmounted). */
+  replyErr(h: NativeHandle, id: number, errno: number): boolean;
+  /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table. */
+  replyEntry(h: NativeHandle, id: number, nodeid: number, attr: NativeAttr | null, timeoutSec: number): boolean;
+  replyAttr(h: NativeHandle, id: number, attr: NativeAttr, timeoutSec: number): boolean;
+  replyOpen(h: NativeHandle, id: number, fh: number, keepCache: boolean): boolean;
+  replyData(h: NativeHandle, id: number, data: Buffer): boolean;
+  replyDir(h: NativeHandle, id: number, entries: readonly (readonly [Buffer, number, number])[]): boolean;
+  /** Detach the mount, stop the FUSE threads, answer what is pending with EIO. Idempotent. */
+  unmount(h: NativeHandle, connId: number): Promise<void>;
+  stats(h: NativeHandle): NativeStats;
+  /** null when the table is well-formed, else why not (for tests). */
+  checkTable(table: Buffer): string | null;
+}

@@ -1,0 +1,99 @@
+/*
+ * The native ALS server: a libfuse3 low-level session served by C threads. Everything inside a
+ * layer's `diff/` tree (lookup, getattr, readdir(plus), readlink, xattrs, open, statfs, reads of
+ * cached chunks) is answered here from the layer's immutable table; the rest ("misses": the
+ * control namespace, reads of content not yet cached, info/blob, use/rmdir) becomes a `pending`
+ * request handed to JS through a threadsafe function. Every pending request is answered exactly
+ * once: by JS, by its deadline (ETIMEDOUT), or at unmount (EIO).
+ */
+#ifndef LAZY_ALS_ALS_H
+#define LAZY_ALS_ALS_H
+
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "table.h"
+
+#define ALS_MAX_SLOTS 65536u
+#define ALS_SLOT_SHIFT 32
+
+enum als_op {
+  ALS_OP_LOOKUP = 1,   /* nodeid = control parent, name */
+  ALS_OP_GETATTR = 2,  /* nodeid = control node */
+  ALS_OP_READDIR = 3,  /* nodeid = control dir */
+  ALS_OP_OPEN = 4,     /* nodeid = control file, a = flags */
+  ALS_OP_READ = 5,     /* control file: a = fh, b = offset, c = size */
+  ALS_OP_RELEASE = 6,  /* control file: a = fh (notification: no reply expected) */
+  ALS_OP_CREATE = 7,   /* nodeid = control parent, name (create and mknod) */
+  ALS_OP_RMDIR = 8,    /* nodeid = control parent, name */
+  ALS_OP_READ_MISS = 9 /* layer file: a = slot, b = offset, c = size, d = node index, name = path */
+};
+
+struct als_slot {
+  struct lt_table *t;
+  uint64_t ino_base; /* st_ino of node 0; node i has st_ino ino_base + i */
+};
+
+struct als_pending {
+  uint64_t id;
+  fuse_req_t req; /* NULL for notifications */
+  enum als_op op;
+  int plus;       /* READDIR: readdirplus */
+  uint64_t nodeid, a, b, c, d;
+  uid_t uid;
+  gid_t gid;
+  pid_t pid;
+  uint8_t *name;
+  size_t name_len;
+  uint64_t deadline_ms;
+  atomic_int refs;
+  struct als_pending *prev, *next;
+};
+
+struct als_stats {
+  atomic_ullong ops, misses, cached_reads, cached_bytes, verified_objects, verify_failures, timeouts, passthrough_opens;
+};
+
+struct als_fs {
+  struct fuse_session *se;
+  pthread_t loop_thread;
+  int loop_started;
+  char *mountpoint;
+  char *objdir;
+  double layer_timeout; /* entry/attr timeout for layer content (immutable) */
+  double ctl_timeout;   /* default for control nodes when JS gives none */
+  uint64_t miss_timeout_ms;
+  int passthrough_wanted;
+  atomic_int passthrough; /* negotiated with the kernel */
+  _Atomic(struct als_slot *) slots[ALS_MAX_SLOTS];
+  pthread_mutex_t slot_mu;
+  uint32_t next_slot;
+  napi_threadsafe_function tsfn;
+  pthread_mutex_t pmu;
+  pthread_cond_t pcv;
+  struct als_pending *phead;
+  uint64_t next_id;
+  int stopping;
+  pthread_t timer_thread;
+  int timer_started;
+  struct als_stats stats;
+};
+
+extern const struct fuse_lowlevel_ops als_ll_ops;
+
+/* Pending requests (server.c). */
+void als_pending_unref(struct als_pending *p);
+/* Removes request `id` from the pending list; NULL when it was already answered. */
+struct als_pending *als_pending_take(struct als_fs *fs, uint64_t id);
+void als_fail_all_pending(struct als_fs *fs, int err);
+void *als_timer_main(void *arg);
+
+/* Attributes of a layer node (server.c). */
+void als_fill_attr(const struct als_slot *s, uint32_t idx, struct stat *st);
+uint64_t als_now_ms(void);
+
+#endif

@@ -1,0 +1,687 @@
+/* The FUSE low-level handlers (see als.h). Every handler replies on every path, or hands the
+ * request to JS as a pending request that the timer thread answers if JS does not. */
+#include "als.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ALS_MAX_PATH 4096
+
+static struct als_fs *fs_of(fuse_req_t req) { return (struct als_fs *)fuse_req_userdata(req); }
+
+uint64_t als_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* --- node ids ------------------------------------------------------------------------------- */
+/* Control nodes (root, ref and key dirs, info, blob) have ids below 2^32 chosen by JS; a layer
+ * node is (slot << 32) | (index + 1). */
+
+static const struct als_slot *slot_of(struct als_fs *fs, fuse_ino_t nodeid, uint32_t *idx) {
+  uint64_t slot = (uint64_t)nodeid >> ALS_SLOT_SHIFT;
+  if (slot == 0 || slot >= ALS_MAX_SLOTS) return NULL;
+  const struct als_slot *s = atomic_load_explicit(&fs->slots[slot], memory_order_acquire);
+  if (!s) return NULL;
+  uint64_t low = (uint64_t)nodeid & 0xffffffffu;
+  if (low == 0 || low > s->t->n_nodes) return NULL;
+  *idx = (uint32_t)(low - 1);
+  return s;
+}
+
+static int is_control(fuse_ino_t nodeid) { return ((uint64_t)nodeid >> ALS_SLOT_SHIFT) == 0; }
+
+void als_fill_attr(const struct als_slot *s, uint32_t idx, struct stat *st) {
+  const struct lt_node *n = &s->t->nodes[idx];
+  memset(st, 0, sizeof *st);
+  st->st_ino = s->ino_base + idx;
+  st->st_mode = n->mode;
+  st->st_nlink = n->nlink;
+  st->st_uid = n->uid;
+  st->st_gid = n->gid;
+  unsigned type = n->mode & S_IFMT;
+  if (type == S_IFCHR || type == S_IFBLK) st->st_rdev = makedev(n->rdev_major, n->rdev_minor);
+  st->st_size = (off_t)n->size;
+  st->st_blksize = 4096;
+  st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+  st->st_mtim.tv_sec = n->mtime_sec;
+  st->st_mtim.tv_nsec = n->mtime_nsec;
+  st->st_atim = st->st_mtim;
+  st->st_ctim = st->st_mtim;
+}
+
+static void reply_layer_entry(struct als_fs *fs, fuse_req_t req, uint64_t slot, const struct als_slot *s, uint32_t idx) {
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = (slot << ALS_SLOT_SHIFT) | (uint64_t)(idx + 1);
+  e.generation = 1;
+  als_fill_attr(s, idx, &e.attr);
+  e.attr_timeout = fs->layer_timeout;
+  e.entry_timeout = fs->layer_timeout;
+  fuse_reply_entry(req, &e);
+}
+
+/* --- pending requests ------------------------------------------------------------------------ */
+
+void als_pending_unref(struct als_pending *p) {
+  if (atomic_fetch_sub(&p->refs, 1) == 1) {
+    free(p->name);
+    free(p);
+  }
+}
+
+static void list_remove(struct als_fs *fs, struct als_pending *p) {
+  if (p->prev) p->prev->next = p->next; else fs->phead = p->next;
+  if (p->next) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+struct als_pending *als_pending_take(struct als_fs *fs, uint64_t id) {
+  pthread_mutex_lock(&fs->pmu);
+  struct als_pending *p = fs->phead;
+  while (p && p->id != id) p = p->next;
+  if (p) list_remove(fs, p);
+  pthread_mutex_unlock(&fs->pmu);
+  return p;
+}
+
+void als_fail_all_pending(struct als_fs *fs, int err) {
+  for (;;) {
+    pthread_mutex_lock(&fs->pmu);
+    struct als_pending *p = fs->phead;
+    if (p) list_remove(fs, p);
+    pthread_mutex_unlock(&fs->pmu);
+    if (!p) return;
+    fuse_reply_err(p->req, err);
+    als_pending_unref(p);
+  }
+}
+
+void *als_timer_main(void *arg) {
+  struct als_fs *fs = arg;
+  pthread_mutex_lock(&fs->pmu);
+  while (!fs->stopping) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 200 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&fs->pcv, &fs->pmu, &ts);
+    uint64_t now = als_now_ms();
+    struct als_pending *p = fs->phead;
+    while (p) {
+      struct als_pending *next = p->next;
+      if (p->deadline_ms <= now) {
+        list_remove(fs, p);
+        pthread_mutex_unlock(&fs->pmu);
+        atomic_fetch_add(&fs->stats.timeouts, 1);
+        fuse_reply_err(p->req, ETIMEDOUT);
+        als_pending_unref(p);
+        pthread_mutex_lock(&fs->pmu);
+        next = fs->phead; /* the list may have changed while unlocked: rescan */
+      }
+      p = next;
+    }
+  }
+  pthread_mutex_unlock(&fs->pmu);
+  return NULL;
+}
+
+static struct als_pending *pending_new(fuse_req_t req, enum als_op op, fuse_ino_t nodeid) {
+  struct als_pending *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->req = req;
+  p->op = op;
+  p->nodeid = nodeid;
+  if (req) {
+    const struct fuse_ctx *c = fuse_req_ctx(req);
+    p->uid = c->uid;
+    p->gid = c->gid;
+    p->pid = c->pid;
+  }
+  return p;
+}
+
+static int pending_set_name(struct als_pending *p, const void *name, size_t len) {
+  p->name = malloc(len ? len : 1);
+  if (!p->name) return -1;
+  memcpy(p->name, name, len);
+  p->name_len = len;
+  return 0;
+}
+
+/* Hand `p` to JS. On failure the request is answered EIO here. Takes ownership of p. */
+static void to_js(struct als_fs *fs, struct als_pending *p) {
+  atomic_fetch_add(&fs->stats.misses, 1);
+  int notify = p->req == NULL;
+  atomic_store(&p->refs, notify ? 1 : 2); /* the list's reference + the JS call's */
+  if (!notify) {
+    pthread_mutex_lock(&fs->pmu);
+    if (fs->stopping) {
+      pthread_mutex_unlock(&fs->pmu);
+      fuse_reply_err(p->req, EIO);
+      free(p->name);
+      free(p);
+      return;
+    }
+    p->id = ++fs->next_id;
+    p->deadline_ms = als_now_ms() + fs->miss_timeout_ms;
+    p->next = fs->phead;
+    if (fs->phead) fs->phead->prev = p;
+    fs->phead = p;
+    pthread_mutex_unlock(&fs->pmu);
+  }
+  if (napi_call_threadsafe_function(fs->tsfn, p, napi_tsfn_nonblocking) != napi_ok) {
+    if (!notify) {
+      struct als_pending *q = als_pending_take(fs, p->id);
+      if (q) {
+        fuse_reply_err(q->req, EIO);
+        als_pending_unref(q);
+      }
+    }
+    als_pending_unref(p);
+  }
+}
+
+static void miss_simple(fuse_req_t req, enum als_op op, fuse_ino_t nodeid, const char *name) {
+  struct als_fs *fs = fs_of(req);
+  struct als_pending *p = pending_new(req, op, nodeid);
+  if (!p || (name && pending_set_name(p, name, strlen(name)) != 0)) {
+    free(p);
+    fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  to_js(fs, p);
+}
+
+/* --- init ------------------------------------------------------------------------------------ */
+
+static void als_init(void *userdata, struct fuse_conn_info *conn) {
+  (void)userdata;
+  unsigned want = FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_READDIRPLUS | FUSE_CAP_CACHE_SYMLINKS;
+  conn->want |= conn->capable & want;
+  /* Always readdirplus: the listing carries the attributes `find`/`ls -l` want next. */
+  conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
+  conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+  conn->max_readahead = 1u << 20;
+  conn->max_read = 1u << 20; /* must equal the max_read mount option */
+  conn->time_gran = 1;
+  if (getenv("LAZY_ALS_NATIVE_DEBUG")) fprintf(stderr, "lazy-als native: capable=%#x want=%#x\n", conn->capable, conn->want);
+}
+
+/* --- metadata -------------------------------------------------------------------------------- */
+
+static void als_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  if (is_control(parent)) return miss_simple(req, ALS_OP_LOOKUP, parent, name);
+  uint32_t idx;
+  const struct als_slot *s = slot_of(fs, parent, &idx);
+  if (!s) return (void)fuse_reply_err(req, ESTALE);
+  if ((s->t->nodes[idx].mode & S_IFMT) != S_IFDIR) return (void)fuse_reply_err(req, ENOTDIR);
+  int64_t child = lt_lookup(s->t, idx, (const uint8_t *)name, strlen(name));
+  if (child < 0) {
+    /* A negative entry the kernel may keep as long as the layer's positives: layers never change. */
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.entry_timeout = fs->layer_timeout;
+    return (void)fuse_reply_entry(req, &e);
+  }
+  reply_layer_entry(fs, req, (uint64_t)parent >> ALS_SLOT_SHIFT, s, (uint32_t)child);
+}
+
+static void als_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  (void)ino; (void)nlookup;
+  fuse_reply_none(req); /* node ids are static: nothing to free */
+}
+
+static void als_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  (void)count; (void)forgets;
+  fuse_reply_none(req);
+}
+
+static void als_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)fi;
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  if (is_control(ino)) return miss_simple(req, ALS_OP_GETATTR, ino, NULL);
+  uint32_t idx;
+  const struct als_slot *s = slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, ESTALE);
+  struct stat st;
+  als_fill_attr(s, idx, &st);
+  fuse_reply_attr(req, &st, fs->layer_timeout);
+}
+
+static void als_readlink(fuse_req_t req, fuse_ino_t ino) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  uint32_t idx;
+  const struct als_slot *s = is_control(ino) ? NULL : slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, is_control(ino) ? EINVAL : ESTALE);
+  const struct lt_node *n = &s->t->nodes[idx];
+  if ((n->mode & S_IFMT) != S_IFLNK) return (void)fuse_reply_err(req, EINVAL);
+  char *target = malloc((size_t)n->link_len + 1);
+  if (!target) return (void)fuse_reply_err(req, ENOMEM);
+  memcpy(target, s->t->strings + n->link_off, n->link_len);
+  target[n->link_len] = 0;
+  fuse_reply_readlink(req, target);
+  free(target);
+}
+
+static void als_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  uint32_t idx;
+  const struct als_slot *s = is_control(ino) ? NULL : slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, is_control(ino) ? ENODATA : ESTALE);
+  const struct lt_node *n = &s->t->nodes[idx];
+  size_t nl = strlen(name);
+  for (uint32_t i = 0; i < n->xattr_count; i++) {
+    const struct lt_xattr *x = &s->t->xattrs[n->xattr_first + i];
+    if (x->name_len != nl || memcmp(s->t->strings + x->name_off, name, nl) != 0) continue;
+    if (size == 0) return (void)fuse_reply_xattr(req, x->val_len);
+    if (size < x->val_len) return (void)fuse_reply_err(req, ERANGE);
+    return (void)fuse_reply_buf(req, (const char *)s->t->strings + x->val_off, x->val_len);
+  }
+  fuse_reply_err(req, ENODATA);
+}
+
+static void als_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  uint32_t idx;
+  const struct als_slot *s = is_control(ino) ? NULL : slot_of(fs, ino, &idx);
+  if (!s) {
+    if (!is_control(ino)) return (void)fuse_reply_err(req, ESTALE);
+    return (void)(size == 0 ? fuse_reply_xattr(req, 0) : fuse_reply_buf(req, NULL, 0));
+  }
+  const struct lt_node *n = &s->t->nodes[idx];
+  size_t total = 0;
+  for (uint32_t i = 0; i < n->xattr_count; i++) total += (size_t)s->t->xattrs[n->xattr_first + i].name_len + 1;
+  if (size == 0) return (void)fuse_reply_xattr(req, total);
+  if (size < total) return (void)fuse_reply_err(req, ERANGE);
+  char *buf = malloc(total ? total : 1);
+  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  size_t pos = 0;
+  for (uint32_t i = 0; i < n->xattr_count; i++) {
+    const struct lt_xattr *x = &s->t->xattrs[n->xattr_first + i];
+    memcpy(buf + pos, s->t->strings + x->name_off, x->name_len);
+    pos += x->name_len;
+    buf[pos++] = 0;
+  }
+  fuse_reply_buf(req, buf, total);
+  free(buf);
+}
+
+static void als_statfs(fuse_req_t req, fuse_ino_t ino) {
+  (void)ino;
+  struct statvfs sv;
+  memset(&sv, 0, sizeof sv);
+  sv.f_bsize = 4096;
+  sv.f_frsize = 4096;
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+/* --- directories ----------------------------------------------------------------------------- */
+
+static void als_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct als_fs *fs = fs_of(req);
+  fi->fh = 0;
+  if (!is_control(ino)) {
+    uint32_t idx;
+    const struct als_slot *s = slot_of(fs, ino, &idx);
+    if (!s) return (void)fuse_reply_err(req, ESTALE);
+    if ((s->t->nodes[idx].mode & S_IFMT) != S_IFDIR) return (void)fuse_reply_err(req, ENOTDIR);
+    fi->cache_readdir = 1; /* a layer directory never changes: let the kernel keep the listing */
+    fi->keep_cache = 1;
+  }
+  fuse_reply_open(req, fi);
+}
+
+static void als_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino; (void)fi;
+  fuse_reply_err(req, 0);
+}
+
+static void layer_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus) {
+  struct als_fs *fs = fs_of(req);
+  uint32_t idx;
+  const struct als_slot *s = slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, ESTALE);
+  const struct lt_table *t = s->t;
+  const struct lt_node *dir = &t->nodes[idx];
+  if ((dir->mode & S_IFMT) != S_IFDIR) return (void)fuse_reply_err(req, ENOTDIR);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  if (size > (1u << 20)) size = 1u << 20;
+  char *buf = malloc(size ? size : 1);
+  if (!buf) return (void)fuse_reply_err(req, ENOMEM);
+  uint64_t slot = (uint64_t)ino >> ALS_SLOT_SHIFT;
+  size_t pos = 0;
+  uint64_t total = 2 + (uint64_t)dir->child_count;
+  char name[256];
+  for (uint64_t i = (uint64_t)off; i < total; i++) {
+    uint32_t child;
+    size_t nl;
+    if (i < 2) {
+      child = i == 0 ? idx : dir->parent;
+      nl = i + 1;
+      memcpy(name, "..", nl);
+    } else {
+      const struct lt_dirent *d = &t->dirents[dir->child_first + (i - 2)];
+      child = d->node;
+      nl = d->name_len; /* ≤ 255, checked at publish */
+      memcpy(name, t->strings + d->name_off, nl);
+    }
+    name[nl] = 0;
+    size_t used;
+    if (plus) {
+      struct fuse_entry_param e;
+      memset(&e, 0, sizeof e);
+      als_fill_attr(s, child, &e.attr);
+      if (i >= 2) { /* "." and ".." carry no entry: the kernel does not link them */
+        e.ino = (slot << ALS_SLOT_SHIFT) | (uint64_t)(child + 1);
+        e.generation = 1;
+        e.attr_timeout = fs->layer_timeout;
+        e.entry_timeout = fs->layer_timeout;
+      }
+      used = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, (off_t)(i + 1));
+    } else {
+      struct stat st;
+      als_fill_attr(s, child, &st);
+      used = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(i + 1));
+    }
+    if (used > size - pos) break;
+    pos += used;
+  }
+  fuse_reply_buf(req, buf, pos);
+  free(buf);
+}
+
+static void any_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  if (!is_control(ino)) return layer_readdir(req, ino, size, off, plus);
+  struct als_pending *p = pending_new(req, ALS_OP_READDIR, ino);
+  if (!p) return (void)fuse_reply_err(req, ENOMEM);
+  p->plus = plus;
+  p->b = (uint64_t)(off < 0 ? 0 : off);
+  p->c = size;
+  to_js(fs, p);
+}
+
+static void als_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  any_readdir(req, ino, size, off, 0);
+}
+
+static void als_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)fi;
+  any_readdir(req, ino, size, off, 1);
+}
+
+/* --- files ----------------------------------------------------------------------------------- */
+
+static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0) return (void)fuse_reply_err(req, EROFS);
+  if (is_control(ino)) {
+    struct als_pending *p = pending_new(req, ALS_OP_OPEN, ino);
+    if (!p) return (void)fuse_reply_err(req, ENOMEM);
+    p->a = (uint64_t)(unsigned)fi->flags;
+    return to_js(fs, p);
+  }
+  uint32_t idx;
+  const struct als_slot *s = slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, ESTALE);
+  unsigned type = s->t->nodes[idx].mode & S_IFMT;
+  if (type == S_IFDIR) return (void)fuse_reply_err(req, EISDIR);
+  if (type != S_IFREG) return (void)fuse_reply_err(req, EINVAL);
+  fi->fh = 0;
+  fi->keep_cache = 1; /* immutable content: what the kernel cached stays right */
+  fi->noflush = 1;
+  fuse_reply_open(req, fi);
+}
+
+static void als_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  struct als_fs *fs = fs_of(req);
+  uint64_t fh = fi->fh;
+  fuse_reply_err(req, 0);
+  if (is_control(ino) && fh != 0) {
+    struct als_pending *p = pending_new(NULL, ALS_OP_RELEASE, ino);
+    if (!p) return;
+    p->a = fh;
+    to_js(fs, p);
+  }
+}
+
+/* sha256 of a whole object file equals `want` (one pass, node's OpenSSL). */
+static int object_hashes_to(int fd, uint64_t size, const uint8_t want[32]) {
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (!ctx) return 0;
+  int ok = 0;
+  size_t piece = 256 * 1024;
+  uint8_t *buf = malloc(piece);
+  if (buf && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+    uint64_t pos = 0;
+    for (;;) {
+      ssize_t r = pread(fd, buf, piece, (off_t)pos);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) break;
+      if (r == 0) {
+        uint8_t md[32];
+        unsigned mdlen = 0;
+        ok = pos == size && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen == 32 && memcmp(md, want, 32) == 0;
+        break;
+      }
+      if (EVP_DigestUpdate(ctx, buf, (size_t)r) != 1) break;
+      pos += (uint64_t)r;
+      if (pos > size) break;
+    }
+  }
+  free(buf);
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+static void object_path(const struct als_fs *fs, const uint8_t digest[32], char *out, size_t cap) {
+  static const char hex[] = "0123456789abcdef";
+  char h[65];
+  for (int i = 0; i < 32; i++) {
+    h[2 * i] = hex[digest[i] >> 4];
+    h[2 * i + 1] = hex[digest[i] & 15];
+  }
+  h[64] = 0;
+  snprintf(out, cap, "%s/sha256/%.2s/%s", fs->objdir, h, h + 2);
+}
+
+/*
+ * Open the cached object of chunk `ci`, trusted once: the first use in this process hashes the
+ * whole object and remembers its identity (dev, ino, size, ctime); later uses only compare the
+ * identity, so a replaced or rewritten object is hashed again. -1 when absent or bad (a miss).
+ */
+static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci) {
+  const struct lt_chunk *c = &t->chunks[ci];
+  if (c->flags & LT_CHUNK_ZEROS) return -1;
+  char path[ALS_MAX_PATH];
+  object_path(fs, c->digest, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != c->size) {
+    close(fd);
+    return -1;
+  }
+  struct lt_verified now = {(uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size, st.st_ctim.tv_sec, st.st_ctim.tv_nsec, 1};
+  pthread_mutex_lock(&t->vmu);
+  struct lt_verified v = t->verified[ci];
+  pthread_mutex_unlock(&t->vmu);
+  if (v.ok && v.dev == now.dev && v.ino == now.ino && v.size == now.size && v.ctime_sec == now.ctime_sec && v.ctime_nsec == now.ctime_nsec) return fd;
+  if (!object_hashes_to(fd, c->size, c->digest)) {
+    atomic_fetch_add(&fs->stats.verify_failures, 1);
+    close(fd);
+    return -1; /* JS reads it through the object store, which drops the corrupt object and refetches */
+  }
+  atomic_fetch_add(&fs->stats.verified_objects, 1);
+  pthread_mutex_lock(&t->vmu);
+  t->verified[ci] = now;
+  pthread_mutex_unlock(&t->vmu);
+  return fd;
+}
+
+/* Serve [off, off+size) of a layer file from verified cache objects; 0 when it replied. */
+static int read_cached(struct als_fs *fs, fuse_req_t req, const struct als_slot *s, uint32_t idx, uint64_t off, size_t size) {
+  struct lt_table *t = s->t;
+  const struct lt_node *n = &t->nodes[idx];
+  if (off >= n->size || size == 0) {
+    fuse_reply_buf(req, NULL, 0);
+    return 0;
+  }
+  uint64_t end = n->size - off < size ? n->size : off + size;
+  size_t len = (size_t)(end - off);
+  char *buf = malloc(len);
+  if (!buf) return -1;
+  size_t pos = 0;
+  for (uint32_t k = lt_first_chunk_after(t, n, off); k < n->chunk_count && pos < len; k++) {
+    uint32_t ci = n->chunk_first + k;
+    const struct lt_chunk *c = &t->chunks[ci];
+    uint64_t from = off + pos - c->file_offset; /* within the chunk */
+    uint64_t want = c->size - from < len - pos ? c->size - from : len - pos;
+    int fd = open_verified(fs, t, ci);
+    if (fd < 0) { free(buf); return -1; }
+    size_t got = 0;
+    while (got < want) {
+      ssize_t r = pread(fd, buf + pos + got, (size_t)(want - got), (off_t)(from + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    close(fd);
+    if (got != want) { free(buf); return -1; }
+    pos += got;
+  }
+  if (pos != len) { free(buf); return -1; }
+  atomic_fetch_add(&fs->stats.cached_reads, 1);
+  atomic_fetch_add(&fs->stats.cached_bytes, len);
+  fuse_reply_buf(req, buf, len);
+  free(buf);
+  return 0;
+}
+
+static void als_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  struct als_fs *fs = fs_of(req);
+  atomic_fetch_add(&fs->stats.ops, 1);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  if (is_control(ino)) {
+    struct als_pending *p = pending_new(req, ALS_OP_READ, ino);
+    if (!p) return (void)fuse_reply_err(req, ENOMEM);
+    p->a = fi->fh;
+    p->b = (uint64_t)off;
+    p->c = size;
+    return to_js(fs, p);
+  }
+  uint32_t idx;
+  const struct als_slot *s = slot_of(fs, ino, &idx);
+  if (!s) return (void)fuse_reply_err(req, ESTALE);
+  if ((s->t->nodes[idx].mode & S_IFMT) != S_IFREG) return (void)fuse_reply_err(req, EISDIR);
+  if (fs->objdir && read_cached(fs, req, s, idx, (uint64_t)off, size) == 0) return;
+  struct als_pending *p = pending_new(req, ALS_OP_READ_MISS, ino);
+  uint8_t *path = malloc(ALS_MAX_PATH);
+  if (!p || !path) {
+    free(p);
+    free(path);
+    return (void)fuse_reply_err(req, ENOMEM);
+  }
+  p->a = (uint64_t)ino >> ALS_SLOT_SHIFT;
+  p->b = (uint64_t)off;
+  p->c = size;
+  p->d = idx;
+  p->name_len = lt_path(s->t, idx, path, ALS_MAX_PATH);
+  p->name = path;
+  to_js(fs, p);
+}
+
+/* --- the use/release protocol and everything else that writes -------------------------------- */
+
+static void create_or_use(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (!is_control(parent)) return (void)fuse_reply_err(req, EROFS);
+  miss_simple(req, ALS_OP_CREATE, parent, name);
+}
+
+static void als_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  (void)mode; (void)fi;
+  create_or_use(req, parent, name);
+}
+
+static void als_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  (void)mode; (void)rdev;
+  create_or_use(req, parent, name);
+}
+
+static void als_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  if (!is_control(parent)) return (void)fuse_reply_err(req, EROFS);
+  miss_simple(req, ALS_OP_RMDIR, parent, name);
+}
+
+static void erofs_name(fuse_req_t req, fuse_ino_t p, const char *n) { (void)p; (void)n; fuse_reply_err(req, EROFS); }
+static void als_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { (void)m; erofs_name(req, p, n); }
+static void als_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n) { (void)l; erofs_name(req, p, n); }
+static void als_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n) { (void)i; erofs_name(req, p, n); }
+static void als_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f) {
+  (void)np; (void)nn; (void)f;
+  erofs_name(req, p, n);
+}
+static void als_setattr(fuse_req_t req, fuse_ino_t i, struct stat *a, int s, struct fuse_file_info *fi) {
+  (void)i; (void)a; (void)s; (void)fi;
+  fuse_reply_err(req, EROFS);
+}
+static void als_write(fuse_req_t req, fuse_ino_t i, const char *b, size_t s, off_t o, struct fuse_file_info *fi) {
+  (void)i; (void)b; (void)s; (void)o; (void)fi;
+  fuse_reply_err(req, EROFS);
+}
+static void als_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f) {
+  (void)i; (void)n; (void)v; (void)s; (void)f;
+  fuse_reply_err(req, EROFS);
+}
+static void als_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { (void)i; (void)n; fuse_reply_err(req, EROFS); }
+
+const struct fuse_lowlevel_ops als_ll_ops = {
+  .init = als_init,
+  .lookup = als_lookup,
+  .forget = als_forget,
+  .forget_multi = als_forget_multi,
+  .getattr = als_getattr,
+  .readlink = als_readlink,
+  .getxattr = als_getxattr,
+  .listxattr = als_listxattr,
+  .statfs = als_statfs,
+  .opendir = als_opendir,
+  .readdir = als_readdir,
+  .readdirplus = als_readdirplus,
+  .releasedir = als_releasedir,
+  .open = als_open,
+  .read = als_read,
+  .release = als_release,
+  .create = als_create,
+  .mknod = als_mknod,
+  .rmdir = als_rmdir,
+  .mkdir = als_mkdir,
+  .symlink = als_symlink,
+  .link = als_link,
+  .rename = als_rename,
+  .unlink = erofs_name,
+  .setattr = als_setattr,
+  .write = als_write,
+  .setxattr = als_setxattr,
+  .removexattr = als_removexattr,
+};

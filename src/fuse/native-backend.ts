@@ -1,0 +1,274 @@
+/**
+ * The native backend: the only module that loads native/ (a libfuse3 low-level server in C).
+ *
+ * C threads answer everything inside a layer's `diff/` tree from the layer's table
+ * (layer-table.ts): lookup, getattr, readdir(plus), readlink, xattrs, open, statfs, and reads whose
+ * chunks are already in the object store (each object hashed once per process, then trusted while
+ * its identity is unchanged). This module is called only for misses and answers them from the same
+ * AlsTree the fuse-native backend uses, so both backends share one meaning of the namespace:
+ *  - the control namespace (root, `<ref>`, `<key>`, `info`, `blob`): node ids below 2^32 are the
+ *    AlsTree's control inode numbers, mapped back to paths here;
+ *  - `<key>/diff`: resolves the layer (provider.lookup), publishes its table once, and answers with
+ *    the table's root (node id slot·2^32 + 1);
+ *  - reads of content not in the local cache: DiffTree.read (fetch, verify, cache);
+ *  - `use` (create/mknod) and `rmdir`.
+ * Every request handed over is answered through `guard` (one reply, errno on throw, our deadline);
+ * C answers ETIMEDOUT itself if even that does not happen (missTimeoutMs), so the mount never wedges.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stat, writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
+import type { Digest } from '../core/digest.js';
+import type { Logger } from '../core/log.js';
+import type { NativeAttr, NativeBinding, NativeHandle, NativeStats } from '../../native/index.js';
+import { guard, type FsStat, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
+import type { AlsTree } from './als-tree.js';
+import type { DiffTree } from './diff-tree.js';
+import { FuseError } from './errors.js';
+import { encodeLayerTable } from './layer-table.js';
+
+const E = constants.errno;
+const SLOT = 2 ** 32;
+const OP = { lookup: 1, getattr: 2, readdir: 3, open: 4, read: 5, release: 6, create: 7, rmdir: 8, readMiss: 9 } as const;
+
+let binding: NativeBinding | undefined;
+
+/** The addon, or a FuseError saying why it cannot be loaded (not built: run scripts/setup.sh). */
+export function loadNative(): NativeBinding {
+  if (binding) return binding;
+  try {
+    binding = createRequire(import.meta.url)(addonPath()) as NativeBinding;
+  } catch (e) {
+    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${(e as Error).message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
+  }
+  return binding;
+}
+
+const ADDON = join('native', 'build', 'Release', 'lazy_als_native.node');
+
+/** The built addon in the nearest ancestor directory that has one (src/, dist/ and test bundles alike). */
+function addonPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    // Once, at the first mount, before our own mount exists: a synchronous check is harmless here.
+    if (existsSync(join(dir, ADDON))) return join(dir, ADDON);
+    const up = dirname(dir);
+    if (up === dir) return ADDON;
+    dir = up;
+  }
+}
+
+export function nativeAvailable(): boolean {
+  try {
+    loadNative();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface NativeBackendOptions {
+  readonly mountpoint: string;
+  readonly logger: Logger;
+  readonly timeouts: OpTimeouts;
+  /** `-o` options (allow_other, default_permissions, suid, …); auto_unmount and sizes are added here. */
+  readonly mountOptions: readonly string[];
+  /** Timeout for control nodes (root, ref and key dirs, info, blob). */
+  readonly controlTimeoutSec: number;
+  /** Timeout for layer content: immutable, so long. */
+  readonly layerTimeoutSec?: number;
+  readonly objectsDir?: string;
+  readonly debug?: boolean;
+}
+
+export interface NativeMountHandle extends MountHandle {
+  stats(): NativeStats & { layers: number };
+}
+
+interface SlotLayer {
+  readonly tree: DiffTree;
+}
+
+function attrOf(st: FsStat): NativeAttr {
+  return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink, ino: st.ino, rdev: st.rdev, mtime: st.mtime };
+}
+
+/** Kernel device number of the mount (= its /sys/fs/fuse/connections id), from Node's st_dev. */
+function connIdOf(dev: number): number {
+  return (dev & 0xff) | ((dev >>> 12) & 0xfff00);
+}
+
+export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promise<NativeMountHandle> {
+  const n = loadNative();
+  const ops: FuseOps = tree;
+  const { logger, timeouts: t } = o;
+  const ctlTimeout = o.controlTimeoutSec;
+  const controlPaths = new Map<number, string>([[1, '/']]);
+  const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot
+  const slotByKey = new Map<Digest, number>(); // key → the slot that owns its table
+  const layers = new Map<number, SlotLayer>();
+  const publishing = new Map<string, Promise<number>>();
+  let h: NativeHandle | undefined;
+
+  const pathOf = (nodeid: number): string => {
+    const p = controlPaths.get(nodeid);
+    if (p === undefined) throw new FuseError('ENOENT', 'unknown control node', { entry: String(nodeid) });
+    return p;
+  };
+  const child = (parent: string, name: Buffer): string => (parent === '/' ? '/' : parent + '/') + name.toString('latin1');
+
+  /** Slot of (ref, key): resolves the layer and publishes its table the first time. */
+  const slotOf = (ref: string | undefined, key: Digest, path: string): Promise<number> => {
+    const lk = (ref ?? '') + '/' + key;
+    const known = slotByLayer.get(lk);
+    if (known !== undefined) return Promise.resolve(known);
+    let p = publishing.get(lk);
+    if (!p) {
+      p = (async () => {
+        const served = await tree.served(ref, key);
+        if (!served) throw new FuseError('ENOENT', 'layer not served', { entry: path, layer: key });
+        const again = slotByLayer.get(lk);
+        if (again !== undefined) return again;
+        const owner = slotByKey.get(key);
+        let slot: number;
+        if (owner !== undefined) {
+          slot = n.alias(h!, owner, served.tree.base);
+        } else {
+          const table = encodeLayerTable(served.tree.layer.index);
+          slot = n.publish(h!, table, served.tree.base);
+          slotByKey.set(key, slot);
+          logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
+        }
+        slotByLayer.set(lk, slot);
+        layers.set(slot, served);
+        return slot;
+      })().finally(() => publishing.delete(lk));
+      publishing.set(lk, p);
+    }
+    return p;
+  };
+
+  const replyErr = (id: number, ret: number): void => {
+    n.replyErr(h!, id, ret < 0 ? -ret : E.EIO);
+  };
+
+  const dispatch = (
+    id: number, op: number, nodeid: number, a: number, b: number, c: number, d: number,
+    uid: number, gid: number, pid: number, _plus: number, name: Buffer | undefined,
+  ): void => {
+    const caller = { uid, gid, pid };
+    try {
+      switch (op) {
+        case OP.lookup: {
+          const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
+          guard(logger, 'lookup', path, t.lookupMs, async (ctx) => {
+            const w = tree.where(path);
+            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path)) * SLOT + 1, attr: null };
+            const st = await ops.getattr(path, ctx);
+            controlPaths.set(st.ino, path);
+            return { nodeid: st.ino, attr: attrOf(st) };
+          }, (ret, v) => (ret === 0 && v ? n.replyEntry(h!, id, v.nodeid, v.attr, ctlTimeout) : replyErr(id, ret)), caller);
+          return;
+        }
+        case OP.getattr: {
+          const path = pathOf(nodeid);
+          // The root's attributes are never cached: a stat of the mountpoint must reach the daemon,
+          // so a dead daemon shows as ENOTCONN (stale-mount detection relies on it).
+          const ttl = nodeid === 1 ? 0 : ctlTimeout;
+          guard(logger, 'getattr', path, t.lookupMs, (ctx) => ops.getattr(path, ctx),
+            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ttl) : replyErr(id, ret)), caller);
+          return;
+        }
+        case OP.readdir: {
+          const path = pathOf(nodeid);
+          guard(logger, 'readdir', path, t.lookupMs, (ctx) => ops.readdir(path, ctx), (ret, v) => {
+            if (ret !== 0 || !v) return replyErr(id, ret);
+            n.replyDir(h!, id, v.names.map((nm, i) => [Buffer.from(nm, 'latin1'), v.stats[i]!.ino, v.stats[i]!.mode] as const));
+          }, caller);
+          return;
+        }
+        case OP.open: {
+          const path = pathOf(nodeid);
+          guard(logger, 'open', path, t.lookupMs, (ctx) => ops.open(path, a, ctx), (ret, fh) => {
+            if (ret !== 0 || fh === undefined) return replyErr(id, ret);
+            if (!n.replyOpen(h!, id, fh, true)) tree.release(path, fh);
+          }, caller);
+          return;
+        }
+        case OP.read: {
+          const path = pathOf(nodeid);
+          guard(logger, 'read', path, t.readMs, (ctx) => ops.read(path, a, b, c, ctx),
+            (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
+          return;
+        }
+        case OP.release: {
+          const path = controlPaths.get(nodeid);
+          if (path !== undefined) tree.release(path, a);
+          return;
+        }
+        case OP.create: {
+          const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
+          guard(logger, 'create', path, t.defaultMs, (ctx) => ops.create(path, 0o644, ctx), (ret) => replyErr(id, ret === 0 ? -E.EIO : ret), caller);
+          return;
+        }
+        case OP.rmdir: {
+          const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
+          guard(logger, 'rmdir', path, t.defaultMs, (ctx) => ops.rmdir(path, ctx), (ret) => replyErr(id, ret === 0 ? -E.EIO : ret), caller);
+          return;
+        }
+        case OP.readMiss: {
+          const layer = layers.get(a);
+          const rel = (name ?? Buffer.alloc(0)).toString('latin1');
+          if (!layer) return replyErr(id, -E.EIO);
+          const node = layer.tree.layer.index.nodes[d];
+          if (!node) return replyErr(id, -E.EIO);
+          guard(logger, 'read', rel, t.readMs, (ctx) => layer.tree.read(node, rel, b, c, ctx.signal),
+            (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
+          return;
+        }
+        default:
+          if (id !== 0) replyErr(id, -E.ENOSYS);
+      }
+    } catch (e) {
+      // pathOf on a forgotten node, or a bug: never leave the request unanswered.
+      if (id !== 0) replyErr(id, e instanceof FuseError && e.code === 'ENOENT' ? -E.ENOENT : -E.EIO);
+    }
+  };
+
+  const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
+  const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als'].join(',');
+  try {
+    h = n.mount(
+      {
+        mountpoint: o.mountpoint,
+        options,
+        ...(o.objectsDir !== undefined ? { objectsDir: o.objectsDir } : {}),
+        layerTimeoutSec: o.layerTimeoutSec ?? 86_400,
+        controlTimeoutSec: ctlTimeout,
+        missTimeoutMs: maxMs + 5000,
+        debug: o.debug ?? false,
+      },
+      dispatch,
+    );
+  } catch (e) {
+    throw new FuseError('FUSE_MOUNT', `mount of ${o.mountpoint} failed: ${(e as Error).message}`, {}, { cause: e });
+  }
+  const handle = h;
+  // Never a synchronous syscall on our own mount from this thread: it would wait for itself.
+  const connId = await stat(o.mountpoint).then((s) => connIdOf(s.dev), () => 0);
+  // 1 MiB READs need a 1 MiB read-ahead window on the mount's bdi (root only; best effort).
+  if (connId > 0) await writeFile(`/sys/class/bdi/0:${connId}/read_ahead_kb`, '1024').catch(() => undefined);
+  logger.info('fuse.mounted', { mountpoint: o.mountpoint, backend: 'native' });
+  let unmounting: Promise<void> | undefined;
+  return {
+    mountpoint: o.mountpoint,
+    stats: () => ({ ...n.stats(handle), layers: slotByLayer.size }),
+    unmount: () =>
+      (unmounting ??= n.unmount(handle, connId).then(() => {
+        logger.info('fuse.unmounted', { mountpoint: o.mountpoint, backend: 'native' });
+      })),
+  };
+}

@@ -19,6 +19,8 @@ export interface NativeMountOptions {
   /** A request handed to JS is answered ETIMEDOUT after this long (backstop for JS's own deadline). */
   readonly missTimeoutMs: number;
   readonly debug?: boolean;
+  /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; default false. */
+  readonly passthrough?: boolean;
 }
 
 /** Request kinds handed to JS (native/src/als.h enum als_op): 1 lookup, 2 getattr, 3 readdir,

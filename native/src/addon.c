@@ -135,6 +135,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->ctl_timeout = ct;
   fs->miss_timeout_ms = mt > 0 ? (uint64_t)mt : 60000;
   int debug = get_prop_bool(env, argv[0], "debug");
+  /* Passthrough needs CAP_SYS_ADMIN in the initial namespace; rootless it would only be refused. */
+  fs->passthrough_wanted = get_prop_bool(env, argv[0], "passthrough") && geteuid() == 0;
   pthread_mutex_init(&fs->slot_mu, NULL);
   pthread_mutex_init(&fs->pmu, NULL);
   pthread_cond_init(&fs->pcv, NULL);
@@ -172,6 +174,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "FUSE_MOUNT", "fuse_session_mount failed");
     return NULL;
   }
+  if (fs->passthrough_wanted && fuse_session_custom_io(fs->se, &als_passthrough_io, fuse_session_fd(fs->se)) != 0)
+    fs->passthrough_wanted = 0; /* the default session I/O stays: pread for every read */
   if (pthread_create(&fs->timer_thread, NULL, als_timer_main, fs) == 0) fs->timer_started = 1;
   if (pthread_create(&fs->loop_thread, NULL, loop_main, h) != 0) {
     fuse_session_unmount(fs->se);

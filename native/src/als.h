@@ -68,7 +68,9 @@ struct als_fs {
   double ctl_timeout;   /* default for control nodes when JS gives none */
   uint64_t miss_timeout_ms;
   int passthrough_wanted;
-  atomic_int passthrough; /* negotiated with the kernel */
+  atomic_int passthrough;        /* negotiated with the kernel (INIT reply patched, see server.c) */
+  atomic_int passthrough_denied; /* FUSE_DEV_IOC_BACKING_OPEN refused (EPERM when not privileged) */
+  atomic_ullong init_unique;     /* unique of the kernel's INIT request, when it offers passthrough */
   _Atomic(struct als_slot *) slots[ALS_MAX_SLOTS];
   pthread_mutex_t slot_mu;
   uint32_t next_slot;
@@ -84,6 +86,8 @@ struct als_fs {
 };
 
 extern const struct fuse_lowlevel_ops als_ll_ops;
+/* Session I/O that adds FUSE_PASSTHROUGH to libfuse 3.14's INIT reply (it predates the flag). */
+extern const struct fuse_custom_io als_passthrough_io;
 
 /* Pending requests (server.c). */
 void als_pending_unref(struct als_pending *p);

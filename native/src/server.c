@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -200,6 +202,144 @@ static void miss_simple(fuse_req_t req, enum als_op op, fuse_ino_t nodeid, const
     return;
   }
   to_js(fs, p);
+}
+
+static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci);
+
+/* --- passthrough ------------------------------------------------------------------------------
+ * Debian 12's libfuse 3.14 predates FUSE passthrough (kernel ≥ 6.9), but the protocol is small:
+ *  - INIT: the kernel offers FUSE_PASSTHROUGH (flags2 bit 5, i.e. bit 37); we accept it by setting
+ *    it in the reply's flags2 with max_stack_depth 1 (backing files live on a plain filesystem).
+ *    libfuse builds that reply, so the session's writev (a libfuse custom io) patches it in flight.
+ *  - OPEN: FUSE_DEV_IOC_BACKING_OPEN on /dev/fuse turns a verified cache object into a backing id;
+ *    the open reply carries it with FOPEN_PASSTHROUGH (sent with fuse_reply_iov, as 3.14's
+ *    fuse_reply_open has no field for it). The id is shared per node and closed with the last open
+ *    file. Not privileged (EPERM): every later open uses the pread path.
+ * The kernel ABI is stable; the structures below are its (include/uapi/linux/fuse.h). */
+#define ALS_FUSE_INIT 26u
+#define ALS_INIT_EXT (1u << 30)
+#define ALS_PASSTHROUGH_FLAGS2 (1u << 5) /* FUSE_PASSTHROUGH = 1 << 37 */
+#define ALS_FOPEN_NOFLUSH (1u << 5)
+#define ALS_FOPEN_PASSTHROUGH (1u << 7)
+#define ALS_PT_FH (1ull << 63)
+struct als_backing_map {
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+struct als_open_out {
+  uint64_t fh;
+  uint32_t open_flags;
+  int32_t backing_id;
+};
+#define ALS_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct als_backing_map)
+#define ALS_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata) {
+  struct als_fs *fs = userdata;
+  ssize_t r = read(fd, buf, len);
+  if (r >= 60) {
+    const uint8_t *b = buf;
+    uint32_t opcode, flags, flags2;
+    uint64_t unique;
+    memcpy(&opcode, b + 4, 4);
+    if (opcode == ALS_FUSE_INIT) {
+      memcpy(&unique, b + 8, 8);
+      memcpy(&flags, b + 40 + 12, 4);
+      memcpy(&flags2, b + 40 + 16, 4);
+      if ((flags & ALS_INIT_EXT) && (flags2 & ALS_PASSTHROUGH_FLAGS2)) atomic_store(&fs->init_unique, unique);
+    }
+  }
+  return r;
+}
+
+static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  struct als_fs *fs = userdata;
+  uint64_t init = atomic_load(&fs->init_unique);
+  if (init != 0 && count >= 1 && iov[0].iov_len >= 16) {
+    uint64_t unique;
+    int32_t error;
+    memcpy(&error, (uint8_t *)iov[0].iov_base + 4, 4);
+    memcpy(&unique, (uint8_t *)iov[0].iov_base + 8, 8);
+    if (unique == init && error == 0) {
+      size_t total = 0;
+      for (int i = 0; i < count; i++) total += iov[i].iov_len;
+      if (total >= 16 + 40 && total <= 4096) {
+        uint8_t msg[4096];
+        size_t pos = 0;
+        for (int i = 0; i < count; i++) {
+          memcpy(msg + pos, iov[i].iov_base, iov[i].iov_len);
+          pos += iov[i].iov_len;
+        }
+        uint32_t flags, flags2, depth = 1;
+        memcpy(&flags, msg + 16 + 12, 4);
+        memcpy(&flags2, msg + 16 + 32, 4);
+        flags |= ALS_INIT_EXT;
+        flags2 |= ALS_PASSTHROUGH_FLAGS2;
+        memcpy(msg + 16 + 12, &flags, 4);
+        memcpy(msg + 16 + 32, &flags2, 4);
+        memcpy(msg + 16 + 36, &depth, 4);
+        atomic_store(&fs->init_unique, 0);
+        ssize_t r = write(fd, msg, total);
+        if (r == (ssize_t)total) atomic_store(&fs->passthrough, 1);
+        return r;
+      }
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+const struct fuse_custom_io als_passthrough_io = {.writev = pt_writev, .read = pt_read};
+
+/* Backing id for node `idx` (whose one chunk object is the whole file), shared by its open files;
+ * -1 when passthrough is not possible here (then the open takes the pread path). */
+static int32_t backing_get(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
+  const struct lt_node *n = &t->nodes[idx];
+  if (n->chunk_count != 1) return -1; /* passthrough needs the whole file as one object */
+  pthread_mutex_lock(&t->vmu);
+  if (t->backing[idx].refs > 0) {
+    t->backing[idx].refs++;
+    int32_t id = t->backing[idx].id;
+    pthread_mutex_unlock(&t->vmu);
+    return id;
+  }
+  pthread_mutex_unlock(&t->vmu);
+  int fd = open_verified(fs, t, n->chunk_first);
+  if (fd < 0) return -1;
+  struct als_backing_map map = {.fd = fd, .flags = 0, .padding = 0};
+  int id = ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_OPEN, &map);
+  int err = errno;
+  close(fd); /* the kernel holds its own reference */
+  if (id <= 0) {
+    if (err == EPERM || err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) atomic_store(&fs->passthrough_denied, 1);
+    return -1;
+  }
+  pthread_mutex_lock(&t->vmu);
+  if (t->backing[idx].refs > 0) { /* another thread won the race: use its id */
+    t->backing[idx].refs++;
+    int32_t mine = id;
+    id = t->backing[idx].id;
+    pthread_mutex_unlock(&t->vmu);
+    uint32_t m = (uint32_t)mine;
+    ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_CLOSE, &m);
+    return id;
+  }
+  t->backing[idx].id = id;
+  t->backing[idx].refs = 1;
+  pthread_mutex_unlock(&t->vmu);
+  atomic_fetch_add(&fs->stats.passthrough_opens, 1);
+  return id;
+}
+
+static void backing_put(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
+  int32_t close_id = -1;
+  pthread_mutex_lock(&t->vmu);
+  if (t->backing[idx].refs > 0 && --t->backing[idx].refs == 0) close_id = t->backing[idx].id;
+  pthread_mutex_unlock(&t->vmu);
+  if (close_id > 0) {
+    uint32_t m = (uint32_t)close_id;
+    ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_CLOSE, &m);
+  }
 }
 
 /* --- init ------------------------------------------------------------------------------------ */
@@ -447,6 +587,15 @@ static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   unsigned type = s->t->nodes[idx].mode & S_IFMT;
   if (type == S_IFDIR) return (void)fuse_reply_err(req, EISDIR);
   if (type != S_IFREG) return (void)fuse_reply_err(req, EINVAL);
+  if (atomic_load(&fs->passthrough) && !atomic_load(&fs->passthrough_denied)) {
+    int32_t id = backing_get(fs, s->t, idx);
+    if (id > 0) {
+      struct als_open_out out = {.fh = ALS_PT_FH | idx, .open_flags = ALS_FOPEN_PASSTHROUGH | ALS_FOPEN_NOFLUSH, .backing_id = id};
+      struct iovec iov = {.iov_base = &out, .iov_len = sizeof out};
+      if (fuse_reply_iov(req, &iov, 1) != 0) backing_put(fs, s->t, idx); /* the opener is gone: no release will come */
+      return;
+    }
+  }
   fi->fh = 0;
   fi->keep_cache = 1; /* immutable content: what the kernel cached stays right */
   fi->noflush = 1;
@@ -457,6 +606,12 @@ static void als_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   struct als_fs *fs = fs_of(req);
   uint64_t fh = fi->fh;
   fuse_reply_err(req, 0);
+  if (!is_control(ino) && (fh & ALS_PT_FH)) {
+    uint32_t idx;
+    const struct als_slot *s = slot_of(fs, ino, &idx);
+    if (s && idx == (uint32_t)(fh & 0xffffffffu)) backing_put(fs, s->t, idx);
+    return;
+  }
   if (is_control(ino) && fh != 0) {
     struct als_pending *p = pending_new(NULL, ALS_OP_RELEASE, ino);
     if (!p) return;

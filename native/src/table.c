@@ -69,7 +69,12 @@ struct lt_table *lt_table_new(const uint8_t *data, size_t len, const char **err)
   if (!t) { *err = "out of memory"; return NULL; }
   t->buf = malloc(len);
   t->verified = calloc(h[5] ? h[5] : 1, sizeof *t->verified);
-  if (!t->buf || !t->verified) { free(t->buf); free(t->verified); free(t); *err = "out of memory"; return NULL; }
+  t->backing = calloc(h[2] ? h[2] : 1, sizeof *t->backing);
+  if (!t->buf || !t->verified || !t->backing) {
+    free(t->buf); free(t->verified); free(t->backing); free(t);
+    *err = "out of memory";
+    return NULL;
+  }
   memcpy(t->buf, data, len);
   t->len = len;
   t->n_nodes = h[2]; t->n_dirents = h[3]; t->n_xattrs = h[4]; t->n_chunks = h[5]; t->n_strings = h[6];
@@ -89,6 +94,7 @@ void lt_table_free(struct lt_table *t) {
   if (!t) return;
   pthread_mutex_destroy(&t->vmu);
   free(t->verified);
+  free(t->backing);
   free(t->buf);
   free(t);
 }

@@ -61,6 +61,12 @@ struct lt_verified {
   int ok;
 };
 
+/* A kernel backing-file id shared by the open files of one node; closed with the last of them. */
+struct lt_backing {
+  int32_t id;
+  uint32_t refs;
+};
+
 struct lt_table {
   uint8_t *buf; /* owns everything below */
   size_t len;
@@ -70,8 +76,9 @@ struct lt_table {
   const struct lt_dirent *dirents;
   const struct lt_xattr *xattrs;
   const uint8_t *strings;
-  pthread_mutex_t vmu; /* guards verified[] */
+  pthread_mutex_t vmu; /* guards verified[] and backing[] */
   struct lt_verified *verified; /* [n_chunks] */
+  struct lt_backing *backing;   /* [n_nodes]: passthrough backing file ids of open files */
 };
 
 /* Copies `data` and checks it. NULL with *err set (static string) when it is malformed. */

@@ -37,6 +37,7 @@ import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
 import { parseReference, refFromBase64, type ImageReference } from '../sources/reference.js';
 import { findLayer, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
+import { RefusalLog, type Refusal } from './refusals.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
@@ -83,6 +84,8 @@ export interface CatalogStatus {
   readonly served: { refElem: string | undefined; key: Digest; keyKind: 'blob' | 'toc'; fetchedBytes: number; uses: number }[];
   readonly useCounts: readonly UseCount[];
   readonly negativeEntries: number;
+  /** Layers refused or quarantined, newest first (bounded, see refusals.ts). */
+  readonly refused: readonly Refusal[];
   readonly lookups: { positive: number; negative: number; resolutions: number; opens: number };
 }
 
@@ -107,6 +110,7 @@ export class LayerCatalog {
   readonly #blobs = new Map<Digest, Promise<RandomAccessBlob>>();
   readonly #uses = new Map<string, number>();
   readonly #counters = { positive: 0, negative: 0, resolutions: 0, opens: 0 };
+  readonly #refusals: RefusalLog;
 
   constructor(o: LayerCatalogOptions) {
     this.#o = o;
@@ -114,6 +118,7 @@ export class LayerCatalog {
     this.#log = o.logger ?? silentLogger;
     this.#now = o.now ?? Date.now;
     this.#negTtl = o.negativeTtlMs ?? 5000;
+    this.#refusals = new RefusalLog(this.#now);
   }
 
   /** Where the chunk objects live: the native FUSE backend reads verified objects from there directly. */
@@ -174,6 +179,9 @@ export class LayerCatalog {
         },
         (e: unknown) => {
           this.#negative.set(id, this.#now() + this.#negTtl);
+          // Never silent: podman will download this layer itself; the admin must be able to see why.
+          const r = this.#refusals.record('refused', key, ref?.string, e);
+          this.#log.warn('catalog.layer_refused', { layer: key, ...(ref ? { ref: ref.string } : {}), code: r.code, error: e });
           throw e;
         },
       );
@@ -405,6 +413,7 @@ export class LayerCatalog {
         return { refElem: r === '' ? undefined : r, key: id.slice(i + 1), count };
       }),
       negativeEntries: [...this.#negative.values()].filter((t) => t > now).length,
+      refused: this.#refusals.list(),
       lookups: { ...this.#counters },
     };
   }

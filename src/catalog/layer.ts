@@ -221,8 +221,25 @@ export class ServedLayer implements PrefetchTarget {
     }
     const piece = this.#o.blobReadPiece ?? 4 * 1024 * 1024;
     const size = this.blobSize;
+    // Up to BLOB_PIECES_AHEAD pieces in flight (parallel connections), handed on in order: the
+    // copy runs at the link's rate instead of one round trip per piece.
     async function* pieces(): AsyncIterable<Buffer> {
-      for (let off = 0; off < size; off += piece) yield await blob.read(off, Math.min(piece, size - off));
+      const ahead: Promise<Buffer>[] = [];
+      let next = 0;
+      const fill = (): void => {
+        while (ahead.length < BLOB_PIECES_AHEAD && next < size) {
+          const p = blob.read(next, Math.min(piece, size - next));
+          p.catch(() => undefined); // observed when awaited; a consumer that stops early leaves it
+          ahead.push(p);
+          next += piece;
+        }
+      };
+      fill();
+      while (ahead.length > 0) {
+        const b = await ahead.shift()!;
+        fill();
+        yield b;
+      }
     }
     try {
       await this.#o.blobStore.putStream(this.blobDigest, pieces(), size);
@@ -266,6 +283,9 @@ export class ServedLayer implements PrefetchTarget {
     return { contentBytes: content, cachedBytes: cached, percent: content === 0 ? 100 : (cached / content) * 100, blobCached };
   }
 }
+
+/** Pieces of the compressed blob requested ahead while copying it whole (bounds its memory to 4 pieces). */
+const BLOB_PIECES_AHEAD = 4;
 
 /** The blob handed to readVerifiedChunks for hole-only requests: it never reads from it. */
 const NO_SOURCE: RandomAccessBlob = {

@@ -151,12 +151,21 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     },
     credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
     async close() {
-      await prefetcher.close();
-      await chunkCache.drain();
-      await catalog.close();
+      // Each step is bounded: a registry that hangs (a fetch that never ends, a connection that
+      // never closes) must not keep a stopping daemon alive until the supervisor kills it.
+      const bounded = (what: string, ms: number, p: Promise<unknown>): Promise<unknown> => {
+        let t: NodeJS.Timeout | undefined;
+        return Promise.race([
+          p.catch((e: unknown) => logger.warn('daemon.close_step_failed', { step: what, error: e })),
+          new Promise((r) => (t = setTimeout(() => r(logger.warn('daemon.close_step_timeout', { step: what, ms })), ms))),
+        ]).finally(() => clearTimeout(t));
+      };
+      await bounded('prefetch', 5000, prefetcher.close());
+      await bounded('drain', 5000, chunkCache.drain());
+      await bounded('catalog', 2000, catalog.close());
       await eviction.stop();
-      await source?.close?.();
-      await chunkDecoder.close();
+      await bounded('source', 2000, source?.close?.() ?? Promise.resolve());
+      await bounded('decoder', 2000, chunkDecoder.close());
     },
   };
 };

@@ -39,9 +39,12 @@ export interface SpanJob {
 /** Per member: the verified bytes, or the digest the bytes actually hashed to. */
 export type MemberResult = { readonly ok: Buffer } | { readonly actual: string };
 
-/** Decodes a span and hashes its members. Rejects with FormatError (DECOMPRESS_*) on bad data. */
+/** Per job: its members' results, or the FormatError (DECOMPRESS_*) its span failed with. */
+export type JobResult = MemberResult[] | FormatError;
+
+/** Decodes spans and hashes their members; `contexts[i]` names job i in its error. */
 export interface ChunkDecoder {
-  decode(job: SpanJob, context: ErrorContext): Promise<MemberResult[]>;
+  decodeAll(jobs: readonly SpanJob[], contexts: readonly ErrorContext[]): Promise<JobResult[]>;
   close?(): Promise<void>;
 }
 
@@ -62,40 +65,56 @@ async function decodeAndHash(job: SpanJob, context: ErrorContext): Promise<{ res
 
 /** Decode on the calling thread (zstd synchronously, gzip in the libuv pool). */
 export const inProcessDecoder: ChunkDecoder = {
-  async decode(job, context) {
-    const { results } = await decodeAndHash(job, context);
-    // Decoded members are buffers of their own; uncompressed ones are views of the span, copied so
-    // a cached chunk does not keep its whole span alive.
-    const copy = job.compression === 'none';
-    return results.map((r, i) => (r.actual === job.members[i]!.digest ? { ok: copy ? Buffer.from(r.bytes) : r.bytes } : { actual: r.actual }));
+  decodeAll(jobs, contexts) {
+    return Promise.all(
+      jobs.map(async (job, i): Promise<JobResult> => {
+        let results: Array<{ bytes: Buffer; actual: string }>;
+        try {
+          ({ results } = await decodeAndHash(job, contexts[i]!));
+        } catch (e) {
+          if (e instanceof FormatError) return e;
+          throw e;
+        }
+        // Decoded members are buffers of their own; uncompressed ones are views of the span, copied
+        // so a cached chunk does not keep its whole span alive.
+        const copy = job.compression === 'none';
+        return results.map((r, k) => (r.actual === job.members[k]!.digest ? { ok: copy ? Buffer.from(r.bytes) : r.bytes } : { actual: r.actual }));
+      }),
+    );
   },
 };
 
-interface WireJob {
+/** One message: several spans packed into one transferred buffer. */
+interface WireBatch {
   readonly id: number;
-  readonly compression: Compression;
   readonly data: ArrayBuffer;
-  readonly need: number;
-  readonly members: readonly SpanMember[];
+  readonly jobs: ReadonlyArray<{ readonly compression: Compression; readonly at: number; readonly length: number; readonly need: number; readonly members: readonly SpanMember[] }>;
 }
 
-type WireReply =
-  | { readonly id: number; readonly results: ReadonlyArray<{ ok: ArrayBuffer } | { actual: string }> }
-  | { readonly id: number; readonly error: { code: string; message: string } };
+type WireResult = { readonly results: ReadonlyArray<{ ok: ArrayBuffer } | { actual: string }> } | { readonly error: { code: string; message: string } };
+
+type WireReply = { readonly id: number; readonly results: readonly WireResult[] } | { readonly id: number; readonly crash: string };
 
 const WORKER_FLAG = 'lazyAlsChunkDecoder';
 
-/** Worker threads running decodeAndHash; jobs go to the worker with the fewest outstanding. */
+/**
+ * Worker threads running decodeAndHash. A call's spans are packed into at most one message per
+ * worker (per-span messages cost more than decoding a 64 KiB zstd chunk), balanced by bytes.
+ */
 export class ChunkDecoderPool implements ChunkDecoder {
   readonly #workers: Array<{ w: Worker; load: number }> = [];
-  readonly #waiting = new Map<number, { resolve: (r: MemberResult[]) => void; reject: (e: unknown) => void; slot: { load: number }; context: ErrorContext }>();
+  readonly #waiting = new Map<number, { resolve: (r: readonly WireResult[]) => void; reject: (e: unknown) => void; slot: { load: number } }>();
   #nextId = 0;
   #closed = false;
   readonly #size: number;
 
-  /** `size` workers (default: one per CPU, at most 4). */
+  /**
+   * `size` workers (default: one per CPU, at most 4), started now: a worker takes a while to load
+   * its modules, which must not land on the first cold read.
+   */
   constructor(size = Math.min(4, Math.max(1, availableParallelism()))) {
     this.#size = Math.max(1, size);
+    if (ChunkDecoderPool.available) for (let i = 0; i < this.#size; i++) this.#spawn();
   }
 
   /** Whether jobs run in worker threads (false when running from TypeScript sources). */
@@ -113,7 +132,7 @@ export class ChunkDecoderPool implements ChunkDecoder {
       for (const [id, p] of this.#waiting) {
         if (p.slot !== slot) continue;
         this.#waiting.delete(id);
-        p.reject(new FormatError('DECOMPRESS_FAILED', `decode worker failed: ${e instanceof Error ? e.message : String(e)}`, p.context, { cause: e }));
+        p.reject(e);
       }
     };
     slot.w.on('error', fail);
@@ -127,30 +146,65 @@ export class ChunkDecoderPool implements ChunkDecoder {
     if (!p) return;
     this.#waiting.delete(r.id);
     p.slot.load--;
-    if ('error' in r) {
-      p.reject(new FormatError(r.error.code as FormatErrorCode, r.error.message, p.context));
-      return;
-    }
-    p.resolve(r.results.map((x) => ('ok' in x ? { ok: Buffer.from(x.ok) } : { actual: x.actual })));
+    if ('crash' in r) p.reject(new Error(r.crash));
+    else p.resolve(r.results);
   }
 
-  decode(job: SpanJob, context: ErrorContext): Promise<MemberResult[]> {
-    if (this.#closed || !ChunkDecoderPool.available) return inProcessDecoder.decode(job, context);
-    let slot = this.#workers.length < this.#size ? this.#spawn() : this.#workers[0]!;
-    for (const s of this.#workers) if (s.load < slot.load) slot = s;
+  #post(slot: { w: Worker; load: number }, jobs: readonly SpanJob[]): Promise<readonly WireResult[]> {
     const id = this.#nextId++;
-    // a copy the worker owns (the source's buffer may be a slice of a larger one that others use)
-    const data = new ArrayBuffer(job.data.length);
-    new Uint8Array(data).set(job.data);
-    const wire: WireJob = { id, compression: job.compression, data, need: job.need, members: job.members };
-    return new Promise<MemberResult[]>((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject, slot, context });
+    // one buffer the worker owns, holding copies of the spans (the source's buffers may be slices
+    // of larger ones that others use); allocUnsafeSlow: its own ArrayBuffer, not zero-filled first
+    const total = jobs.reduce((n, j) => n + j.data.length, 0);
+    const copy = Buffer.allocUnsafeSlow(total);
+    let at = 0;
+    const wireJobs = jobs.map((j) => {
+      copy.set(j.data, at);
+      const w = { compression: j.compression, at, length: j.data.length, need: j.need, members: j.members };
+      at += j.data.length;
+      return w;
+    });
+    const data = copy.buffer as ArrayBuffer;
+    return new Promise<readonly WireResult[]>((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject, slot });
       slot.load++;
       if (slot.load === 1) slot.w.ref();
-      slot.w.postMessage(wire, [data]);
+      slot.w.postMessage({ id, data, jobs: wireJobs } satisfies WireBatch, [data]);
     }).finally(() => {
       if (slot.load === 0) slot.w.unref();
     });
+  }
+
+  async decodeAll(jobs: readonly SpanJob[], contexts: readonly ErrorContext[]): Promise<JobResult[]> {
+    if (this.#closed || !ChunkDecoderPool.available) return inProcessDecoder.decodeAll(jobs, contexts);
+    while (this.#workers.length < this.#size) this.#spawn();
+    // least-loaded workers first; jobs (largest first) to the lightest batch
+    const slots = [...this.#workers].sort((x, y) => x.load - y.load).slice(0, Math.max(1, Math.min(this.#workers.length, jobs.length)));
+    const batches = slots.map(() => ({ idx: [] as number[], bytes: 0 }));
+    const order = jobs.map((_, i) => i).sort((x, y) => jobs[y]!.data.length - jobs[x]!.data.length);
+    for (const i of order) {
+      let b = batches[0]!;
+      for (const c of batches) if (c.bytes < b.bytes) b = c;
+      b.idx.push(i);
+      b.bytes += jobs[i]!.data.length;
+    }
+    const out = new Array<JobResult>(jobs.length);
+    await Promise.all(
+      batches.map(async (b, k) => {
+        if (b.idx.length === 0) return;
+        let replies: readonly WireResult[];
+        try {
+          replies = await this.#post(slots[k]!, b.idx.map((i) => jobs[i]!));
+        } catch (e) {
+          for (const i of b.idx) out[i] = new FormatError('DECOMPRESS_FAILED', `decode worker failed: ${e instanceof Error ? e.message : String(e)}`, contexts[i]!, { cause: e });
+          return;
+        }
+        b.idx.forEach((i, n) => {
+          const r = replies[n]!;
+          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('ok' in x ? { ok: Buffer.from(x.ok) } : { actual: x.actual }));
+        });
+      }),
+    );
+    return out;
   }
 
   async close(): Promise<void> {
@@ -170,23 +224,36 @@ function ownArrayBuffer(b: Buffer): ArrayBuffer {
 
 if (!isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] === true) {
   const port = parentPort!;
-  port.on('message', (j: WireJob) => {
-    const job: SpanJob = { compression: j.compression, data: Buffer.from(j.data), need: j.need, members: j.members };
-    decodeAndHash(job, {}).then(
-      ({ results }) => {
-        const transfer: ArrayBuffer[] = [];
-        const out = results.map((r, i): { ok: ArrayBuffer } | { actual: string } => {
-          if (r.actual !== j.members[i]!.digest) return { actual: r.actual };
-          const ab = ownArrayBuffer(r.bytes);
-          if (!transfer.includes(ab)) transfer.push(ab);
-          return { ok: ab };
-        });
-        port.postMessage({ id: j.id, results: out } satisfies WireReply, transfer);
-      },
-      (e: unknown) => {
+  port.on('message', (batch: WireBatch) => {
+    const whole = Buffer.from(batch.data);
+    const transfer: ArrayBuffer[] = [];
+    const one = async (j: WireBatch['jobs'][number]): Promise<WireResult> => {
+      // compression 'none' gives views of the span: ownArrayBuffer copies those out of the batch buffer
+      const job: SpanJob = { compression: j.compression, data: whole.subarray(j.at, j.at + j.length), need: j.need, members: j.members };
+      try {
+        const { results } = await decodeAndHash(job, {});
+        return {
+          results: results.map((r, i): { ok: ArrayBuffer } | { actual: string } => {
+            if (r.actual !== j.members[i]!.digest) return { actual: r.actual };
+            const ab = ownArrayBuffer(r.bytes);
+            if (ab === batch.data) return { ok: ownArrayBuffer(Buffer.from(r.bytes)) };
+            if (!transfer.includes(ab)) transfer.push(ab);
+            return { ok: ab };
+          }),
+        };
+      } catch (e) {
         const code = e instanceof FormatError ? e.code : 'DECOMPRESS_FAILED';
-        port.postMessage({ id: j.id, error: { code, message: e instanceof Error ? e.message : String(e) } } satisfies WireReply);
-      },
+        return { error: { code, message: e instanceof Error ? e.message : String(e) } };
+      }
+    };
+    // spans one after the other: this thread has one core's worth of work to give anyway
+    (async () => {
+      const results: WireResult[] = [];
+      for (const j of batch.jobs) results.push(await one(j));
+      return results;
+    })().then(
+      (results) => port.postMessage({ id: batch.id, results } satisfies WireReply, transfer),
+      (e: unknown) => port.postMessage({ id: batch.id, crash: e instanceof Error ? e.message : String(e) } satisfies WireReply),
     );
   });
 }

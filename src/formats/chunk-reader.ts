@@ -97,27 +97,31 @@ export async function readVerifiedChunks(
   const ranges: ByteRange[] = starts.map((s) => ({ offset: s, length: groups.get(s)!.end - s }));
   const datas = ranges.length ? await readRanges(blob, ranges, signal) : [];
   const decoder = info.decoder ?? inProcessDecoder;
-  await Promise.all(
-    starts.map(async (start, gi) => {
-      const g = groups.get(start)!;
-      const first = requests[g.members[0]!]!;
-      const members = g.members.map((i) => {
-        const c = requests[i]!.chunk;
-        return { innerOffset: c.span.innerOffset, size: c.size, digest: c.digest };
-      });
-      const results = await decoder.decode(
-        { compression: info.compression, data: datas[gi]!, need: g.need, members },
-        { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) },
-      );
-      g.members.forEach((i, k) => {
-        const r = results[k]!;
-        if ('actual' in r) {
-          throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
-        }
-        out[i] = r.ok;
-      });
-    }),
-  );
+  const jobs = starts.map((start, gi) => {
+    const g = groups.get(start)!;
+    const members = g.members.map((i) => {
+      const c = requests[i]!.chunk;
+      return { innerOffset: c.span.innerOffset, size: c.size, digest: c.digest };
+    });
+    return { compression: info.compression, data: datas[gi]!, need: g.need, members };
+  });
+  const contexts = starts.map((start): ErrorContext => {
+    const g = groups.get(start)!;
+    const first = requests[g.members[0]!]!;
+    return { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) };
+  });
+  const results = jobs.length > 0 ? await decoder.decodeAll(jobs, contexts) : [];
+  starts.forEach((start, gi) => {
+    const res = results[gi]!;
+    if (res instanceof Error) throw res;
+    groups.get(start)!.members.forEach((i, k) => {
+      const r = res[k]!;
+      if ('actual' in r) {
+        throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
+      }
+      out[i] = r.ok;
+    });
+  });
   return out;
 }
 

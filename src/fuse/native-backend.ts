@@ -81,6 +81,8 @@ export interface NativeBackendOptions {
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
   readonly objectsDir?: string;
+  /** FUSE passthrough for fully cached files when privileged (default true; pread otherwise). */
+  readonly passthrough?: boolean;
   readonly debug?: boolean;
 }
 
@@ -250,6 +252,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
+        passthrough: o.passthrough ?? true,
       },
       dispatch,
     );

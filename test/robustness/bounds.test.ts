@@ -133,3 +133,23 @@ describe('hostile corpus (small): every input refused or served within the memor
     rmSync(file);
   });
 });
+
+describe('row 5: entries per layer', () => {
+  it('a TOC with more entries than limits.maxEntries is refused from its bytes, before it is parsed', async () => {
+    const h = corpus.find((x) => x.name === 'estargz-1M-entry-toc')!;
+    const blob = new BufferBlob(h.build(), 'many');
+    const limits = { ...DEFAULT_LIMITS, maxEntries: 5000 };
+    await expect(openLayer(blob, { expectedTocDigest: h.tocDigest!() as Digest, limits })).rejects.toMatchObject({ code: 'TOC_TOO_LARGE', message: expect.stringMatching(/before parsing/) });
+  });
+
+  it('a tar with more entries is refused while it streams', async () => {
+    const h = corpus.find((x) => x.name === 'tar-1M-entries')!;
+    const limits = { ...DEFAULT_LIMITS, maxEntries: 5000 };
+    await expect(openLayer(new BufferBlob(h.build(), 'many'), { limits })).rejects.toMatchObject({ code: 'TOC_TOO_LARGE' });
+  });
+
+  it('the default bound keeps an index of the largest accepted layer inside the memory budget', () => {
+    // ~0.55 KiB per entry once built, a few KiB while building: 100k entries stay well under 200 MiB.
+    expect(DEFAULT_LIMITS.maxEntries).toBeLessThanOrEqual(100_000);
+  });
+});

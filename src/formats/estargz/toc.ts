@@ -13,6 +13,7 @@ import { isDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { byteStringFromText } from '../byte-string.js';
 import { FormatError } from '../errors.js';
+import { checkTocObjectCount } from '../json-count.js';
 import type { ByteString } from '../model.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
@@ -72,6 +73,7 @@ export function parseRfc3339(s: string, ctx: ErrorContext): { sec: number; nsec:
 }
 
 export function parseToc(json: Buffer, ctx: ErrorContext, maxEntries: number): TocEntry[] {
+  checkTocObjectCount(json, maxEntries, ctx);
   let doc: unknown;
   try {
     // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.

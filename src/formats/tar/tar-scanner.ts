@@ -41,6 +41,9 @@ const TYPES: Readonly<Record<string, RawEntryType>> = {
   '0': 'reg', '\0': 'reg', '7': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
 };
 
+/** Shared by every entry without xattrs (consumers copy before they change a map). */
+const NO_XATTRS = new Map<string, Buffer>();
+
 type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof';
 
 interface Pending {
@@ -151,6 +154,20 @@ export class TarScanner {
       }
     }
     return events;
+  }
+
+  /**
+   * Skip the current entry's content without having its bytes (tar-split, which stores headers
+   * only). Returns the bytes skipped: the whole content when inside one (`n` must be exactly what
+   * is left), 0 when the entry has no content (header-only types, empty files).
+   */
+  skipData(n: number): number {
+    if (this.#state !== 'data') return 0;
+    if (n !== this.#left) throw this.#err(`content of ${n} bytes where ${this.#left} are left`);
+    this.#offset += n;
+    this.#left = 0;
+    this.#startPad(this.#padAfter);
+    return n;
   }
 
   /** End of input. Throws TAR_INVALID if the stream stops inside an entry. */
@@ -289,7 +306,7 @@ export class TarScanner {
       ...(link ? { linkName } : {}),
       devMajor: type === 'char' || type === 'block' ? hdr.devMajor : 0,
       devMinor: type === 'char' || type === 'block' ? hdr.devMinor : 0,
-      xattrs: p?.xattrs ?? new Map(),
+      xattrs: p !== undefined && p.xattrs.size > 0 ? p.xattrs : NO_XATTRS,
       headerOffset: p?.firstOffset ?? at,
       dataOffset: at + BLOCK,
     };

@@ -16,5 +16,5 @@ export {
   type Position,
 } from './footer.js';
 export { parseTocManifest, type TocEntry, type TocManifest } from './manifest.js';
-export { parseTarSplit, checkTarSplitMatchesToc, type TarSplitSummary } from './tar-split.js';
+export { parseTarSplit, bindTocToTar, type TarSplitSummary } from './tar-split.js';
 export { decodeZstdExact } from '../decompress.js';

@@ -11,6 +11,7 @@ import type { Digest } from '../../core/digest.js';
 import { parseDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import type { Limits } from '../../core/limits.js';
+import { checkTocObjectCount } from '../json-count.js';
 import { byteStringFromText } from '../byte-string.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
@@ -179,6 +180,7 @@ function parseEntry(v: JsonValue, index: number, blobCtx: ErrorContext): TocEntr
 
 /** Parse the decompressed TOC JSON. Throws TOC_MALFORMED / TOC_TOO_LARGE / ENTRY_INVALID. */
 export function parseTocManifest(json: Buffer, limits: Limits, blobCtx: ErrorContext): TocManifest {
+  checkTocObjectCount(json, limits.maxEntries, blobCtx);
   let doc: JsonValue;
   try {
     doc = parseStrictJson(json.toString('utf8'));

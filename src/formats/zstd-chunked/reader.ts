@@ -15,7 +15,7 @@ import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
 import type { LayerReader, LayerRecord, LayerRecordLoader, OpenLayerOptions } from '../layer-reader.js';
-import type { ByteString, LayerIndex } from '../model.js';
+import type { LayerIndex } from '../model.js';
 import { buildLayerIndex, type LayerMeta } from '../overlay-view.js';
 import { decodeZstdExact } from '../decompress.js';
 import {
@@ -35,9 +35,9 @@ import {
   SKIPPABLE_MAGIC,
   type Position,
 } from './footer.js';
-import { decodeBase64Strict, parseTocManifest, type TocEntry, type TocManifest } from './manifest.js';
+import { decodeBase64Strict, parseTocManifest, type TocManifest } from './manifest.js';
 import { tocToRawEntries } from './raw-entries.js';
-import { checkTarSplitMatchesToc, parseTarSplit } from './tar-split.js';
+import { bindTocToTar, parseTarSplit } from './tar-split.js';
 
 /** Skippable-frame header in front of the manifest and the tar-split. */
 const FRAME_HEADER = 8;
@@ -136,29 +136,17 @@ function indexOf(toc: TocManifest, manifestOffset: number, meta: LayerMeta, limi
  * The TOC with the tar's real name bytes where the TOC writer mangled them (see
  * checkTarSplitMatchesToc); hardlink targets naming a renamed entry follow it.
  */
-/** Authenticate the tar-split against the TOC's digest of it, then bind the TOC to the tar it describes. */
-function bindTarSplit(
-  toc: TocManifest,
-  compressed: Buffer,
-  uncompressedLength: number,
-  ctx: ErrorContext,
-): { renames: ReadonlyMap<ByteString, ByteString>; tarSize: number } {
+/**
+ * Authenticate the tar-split against the TOC's digest of it, then bind the TOC to the tar it
+ * describes (tar-split.ts): the TOC to serve (with the tar's name bytes) and the tar's length.
+ */
+function bindTarSplit(toc: TocManifest, compressed: Buffer, uncompressedLength: number, limits: Limits, ctx: ErrorContext): { toc: TocManifest; tarSize: number } {
   const actual = DigestHasher.for(toc.tarSplitDigest!).update(compressed).digest();
   if (actual !== toc.tarSplitDigest) {
     throw new FormatError('TOC_DIGEST_MISMATCH', `tar-split hashes to ${actual}, the TOC says ${toc.tarSplitDigest}`, ctx);
   }
-  const ts = parseTarSplit(decodeZstdExact(compressed, uncompressedLength, 'tar-split', ctx), ctx);
-  return { renames: checkTarSplitMatchesToc(ts, toc.entries, ctx), tarSize: ts.tarSize };
-}
-
-function withTarNames(toc: TocManifest, renames: ReadonlyMap<ByteString, ByteString>): TocManifest {
-  if (renames.size === 0) return toc;
-  const entries = toc.entries.map((e): TocEntry => {
-    const name = renames.get(e.name);
-    const link = e.type === 'hardlink' && e.linkName !== undefined ? renames.get(e.linkName) : undefined;
-    return name === undefined && link === undefined ? e : { ...e, ...(name !== undefined ? { name } : {}), ...(link !== undefined ? { linkName: link } : {}) };
-  });
-  return { ...toc, entries };
+  const ts = parseTarSplit(decodeZstdExact(compressed, uncompressedLength, 'tar-split', ctx), ctx, limits);
+  return { toc: { ...toc, entries: bindTocToTar(ts, toc.entries, ctx) }, tarSize: ts.tarSize };
 }
 
 export const openZstdChunked: LayerReader = async (blob: RandomAccessBlob, options: OpenLayerOptions) => {
@@ -196,16 +184,16 @@ export const openZstdChunked: LayerReader = async (blob: RandomAccessBlob, optio
   const toc = parseTocManifest(json, limits, ctx);
 
   let uncompressedSize: number | undefined;
-  let renames: ReadonlyMap<ByteString, ByteString> = new Map();
+  let bound = toc;
   let tarSplit: { compressed: Buffer; uncompressedLength: number } | undefined;
   if (toc.tarSplitDigest !== undefined) {
     if (!loc.tarSplit || !tsBuf) throw new FormatError('FORMAT_CONFLICT', 'TOC names a tar-split digest but the layer has no tar-split position', ctx);
     const tsCompressed = framed(tsBuf, loc.tarSplit, 'tar-split', ctx);
-    ({ renames, tarSize: uncompressedSize } = bindTarSplit(toc, tsCompressed, loc.tarSplit.uncompressedLength, ctx));
+    ({ toc: bound, tarSize: uncompressedSize } = bindTarSplit(toc, tsCompressed, loc.tarSplit.uncompressedLength, limits, ctx));
     tarSplit = { compressed: tsCompressed, uncompressedLength: loc.tarSplit.uncompressedLength };
   }
 
-  const index = indexOf(withTarNames(toc, renames), loc.manifest.offset, metaOf(blob.size, tocDigest, blob.name, blobDigest, uncompressedSize), limits, ctx);
+  const index = indexOf(bound, loc.manifest.offset, metaOf(blob.size, tocDigest, blob.name, blobDigest, uncompressedSize), limits, ctx);
   const record: LayerRecord = {
     version: 1,
     format: 'zstd-chunked',
@@ -251,14 +239,14 @@ export const loadZstdChunkedRecord: LayerRecordLoader = (record: LayerRecord, li
   const us = record.uncompressedSize;
   if (us !== undefined && !(Number.isSafeInteger(us) && us >= 0)) throw new FormatError('TOC_MALFORMED', 'record uncompressedSize is not a byte count', ctx);
   const toc = parseTocManifest(decodeZstdExact(compressed, manifest.uncompressedLength, 'zstd:chunked manifest', ctx), limits, ctx);
-  let renames: ReadonlyMap<ByteString, ByteString> = new Map();
+  let bound = toc;
   if (toc.tarSplitDigest !== undefined && record.tarSplit !== undefined) {
     const ts = typeof record.tarSplit === 'string' ? decodeBase64Strict(record.tarSplit) : undefined;
     const tsLen = p['tarSplitUncompressedLength'];
     if (!ts || tsLen === undefined || !Number.isSafeInteger(tsLen) || tsLen < 0 || tsLen > limits.maxTocBytes) {
       throw new FormatError('TOC_MALFORMED', 'record tar-split is not base64 of a tar-split of a recorded length', ctx);
     }
-    ({ renames } = bindTarSplit(toc, ts, tsLen, ctx));
+    ({ toc: bound } = bindTarSplit(toc, ts, tsLen, limits, ctx));
   }
-  return indexOf(withTarNames(toc, renames), manifest.offset, metaOf(record.blobSize, tocDigest, name, blobDigest, us), limits, ctx);
+  return indexOf(bound, manifest.offset, metaOf(record.blobSize, tocDigest, name, blobDigest, us), limits, ctx);
 };

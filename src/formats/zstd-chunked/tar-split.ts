@@ -1,40 +1,56 @@
 /**
  * tar-split (formats.md §4.6): the newline-separated JSON that lets containers/storage rebuild the
- * original tar byte-for-byte from the files. We don't rebuild anything (that needs all content), but
- * an authenticated tar-split (its digest is in the TOC) must describe the same archive as the TOC:
- * same set of names, same regular-file sizes. A TOC that shows files the tar doesn't have (or hides
- * ones it has) is the "layer view ambiguity" the reference refuses. The reassembled length is the
- * uncompressed tar size, which we report.
+ * original tar byte-for-byte from the files: "segment" lines carry the raw tar bytes between file
+ * contents (every header block, PAX record and padding), "file" lines stand for one entry's content.
+ * Its digest is in the authenticated TOC, so its headers are the tar the TOC claims to index.
+ *
+ * We scan those headers with the same strict scanner as plain layers (content is skipped, never
+ * needed) and bind the TOC to them: entry by entry, in order, every field that reaches the served
+ * tree must agree (type, name, link target, mode bits, uid, gid, size, mtime, device numbers,
+ * xattrs). A TOC that disagrees with its tar is the "layer view ambiguity" a full pull would expose:
+ * FORMAT_CONFLICT, the layer is refused. One difference is expected and repaired: Go's JSON encoder
+ * writes a name with invalid UTF-8 as U+FFFD, so where the TOC name is exactly that mangling of the
+ * tar name, the tar's bytes are served. The reassembled length is the uncompressed tar size.
  */
 import type { ErrorContext } from '../../core/errors.js';
+import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { byteStringFromText, byteStringOf, displayName, goJsonMangle } from '../byte-string.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
+import { normalizeEntryPath } from '../overlay-view.js';
+import { TarScanner, type ScannedEntry } from '../tar/tar-scanner.js';
 import { decodeBase64Strict, type TocEntry } from './manifest.js';
 
-export interface TarSplitFile {
-  /** The entry's name as bytes (name_raw when present: the tar header's exact bytes). */
-  readonly name: ByteString;
-  readonly size: number;
-}
-
 export interface TarSplitSummary {
-  readonly files: readonly TarSplitFile[];
-  /** Bytes of the reassembled tar: every segment payload plus every file's content. */
+  /** Every tar entry, headers resolved (PAX, GNU long names), in archive order. */
+  readonly entries: readonly ScannedEntry[];
+  /** Bytes of the reassembled tar: every segment plus every file's content. */
   readonly tarSize: number;
 }
 
 const TYPE_FILE = 1;
 const TYPE_SEGMENT = 2;
 
-export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary {
+export function parseTarSplit(data: Buffer, ctx: ErrorContext, limits: Limits = DEFAULT_LIMITS): TarSplitSummary {
   const text = data.toString('utf8');
-  const files: TarSplitFile[] = [];
-  let segmentBytes = 0;
-  let fileBytes = 0;
+  const scanner = new TarScanner(limits, typeof ctx.blob === 'string' ? ctx.blob : undefined);
+  const entries: ScannedEntry[] = [];
+  /** Entries whose "file" line has not come yet (exactly one per entry, right after its header). */
+  let unpaired = 0;
+  let tarSize = 0;
   let lastPosition = -1;
   let lineNo = 0;
   let start = 0;
+  const push = (b: Buffer, bad: (m: string) => FormatError): void => {
+    for (const ev of scanner.push(b)) {
+      if (ev.kind === 'entry') {
+        entries.push(ev.entry);
+        unpaired++;
+      } else if (ev.kind === 'data') {
+        throw bad('a segment carries file content');
+      }
+    }
+  };
   while (start < text.length) {
     let nl = text.indexOf('\n', start);
     if (nl < 0) nl = text.length;
@@ -43,6 +59,7 @@ export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary 
     lineNo++;
     if (line.trim() === '') continue;
     const bad = (msg: string): FormatError => new FormatError('TOC_MALFORMED', `tar-split line ${lineNo}: ${msg}`, ctx);
+    const conflict = (msg: string): FormatError => new FormatError('FORMAT_CONFLICT', `tar-split line ${lineNo}: ${msg}`, ctx);
     let v: unknown;
     try {
       v = JSON.parse(line);
@@ -59,7 +76,13 @@ export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary 
     if (o['type'] === TYPE_SEGMENT) {
       const b = typeof payload === 'string' ? decodeBase64Strict(payload) : Buffer.alloc(0);
       if (!b) throw bad('segment payload is not base64');
-      segmentBytes += b.length;
+      tarSize += b.length;
+      try {
+        push(b, conflict);
+      } catch (e) {
+        if (e instanceof FormatError && e.code === 'TAR_INVALID') throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${e.message}`, ctx, { cause: e });
+        throw e;
+      }
     } else if (o['type'] === TYPE_FILE) {
       const size = o['size'] ?? 0;
       if (!Number.isSafeInteger(size) || (size as number) < 0) throw bad('bad file size');
@@ -73,58 +96,102 @@ export function parseTarSplit(data: Buffer, ctx: ErrorContext): TarSplitSummary 
       } else {
         throw bad('file entry without a name');
       }
-      files.push({ name, size: size as number });
-      fileBytes += size as number;
+      if (unpaired !== 1) throw conflict(unpaired === 0 ? 'a file entry without a tar header' : 'a tar header without its file entry');
+      unpaired = 0;
+      const e = entries[entries.length - 1]!;
+      if (name !== e.name) throw conflict(`file entry ${JSON.stringify(displayName(name))} ≠ its header's name ${JSON.stringify(displayName(e.name))}`);
+      // Header-only types have no content however large their size field (Go's reader skips none).
+      let skipped: number;
+      try {
+        skipped = scanner.skipData(size as number);
+      } catch (err) {
+        throw conflict((err as Error).message);
+      }
+      if (e.type === 'reg' && (skipped !== e.size || size !== e.size)) throw conflict(`file entry size ${String(size)} ≠ header size ${e.size}`);
+      tarSize += skipped;
     } else {
       throw bad(`unknown entry type ${JSON.stringify(o['type'])}`);
     }
   }
-  const tarSize = segmentBytes + fileBytes;
-  if (!Number.isSafeInteger(tarSize)) throw new FormatError('TOC_MALFORMED', 'tar-split describes an impossibly large tar', ctx);
-  // Every entry has at least one 512-byte header block in the raw segments.
-  if (segmentBytes < files.length * 512) {
-    throw new FormatError('FORMAT_CONFLICT', `tar-split segments (${segmentBytes} bytes) cannot hold ${files.length} tar headers`, ctx);
+  if (unpaired !== 0) throw new FormatError('FORMAT_CONFLICT', 'tar-split ends with a tar header without its file entry', ctx);
+  try {
+    scanner.finish();
+  } catch (e) {
+    throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${(e as Error).message}`, ctx, { cause: e });
   }
-  return { files, tarSize };
+  if (!Number.isSafeInteger(tarSize)) throw new FormatError('TOC_MALFORMED', 'tar-split describes an impossibly large tar', ctx);
+  return { entries, tarSize };
 }
 
 /**
- * Throw FORMAT_CONFLICT unless the tar-split and the TOC's non-chunk entries describe the same
- * entries. Returns the TOC names whose tar-split name differs only because the TOC writer (Go's
- * JSON encoder) replaced invalid UTF-8 bytes with U+FFFD: TOC name → the tar's real bytes.
+ * Throw FORMAT_CONFLICT unless the TOC's entries (chunk entries aside) are the tar-split's entries,
+ * in order, field by field. Returns the TOC with the tar's name bytes where the TOC writer mangled
+ * them (chunk entries follow their file).
  */
-export function checkTarSplitMatchesToc(ts: TarSplitSummary, toc: readonly TocEntry[], ctx: ErrorContext): Map<ByteString, ByteString> {
-  const byName = new Map<ByteString, TocEntry>();
+export function bindTocToTar(ts: TarSplitSummary, toc: readonly TocEntry[], ctx: ErrorContext): TocEntry[] {
+  const out: TocEntry[] = [];
+  let i = 0;
+  let fileName: ByteString | undefined;
   for (const e of toc) {
-    if (e.type === 'chunk') continue;
-    if (byName.has(e.name)) throw new FormatError('ENTRY_DUPLICATE', 'duplicate path in TOC', { ...ctx, entry: displayName(e.name) });
-    byName.set(e.name, e);
-  }
-  const seen = new Set<ByteString>();
-  const renames = new Map<ByteString, ByteString>();
-  for (const f of ts.files) {
-    const ectx = { ...ctx, entry: displayName(f.name) };
-    let tocName = f.name;
-    let e = byName.get(tocName);
-    if (!e) {
-      const mangled = goJsonMangle(f.name);
-      e = mangled !== f.name ? byName.get(mangled) : undefined;
-      if (e) {
-        if (renames.has(mangled)) throw new FormatError('FORMAT_CONFLICT', 'two tar names map onto one mangled TOC name', ectx);
-        renames.set(mangled, f.name);
-        tocName = mangled;
-      }
+    if (e.type === 'chunk') {
+      out.push(fileName !== undefined && e.name !== fileName ? { ...e, name: fileName } : e);
+      continue;
     }
-    if (!e) throw new FormatError('FORMAT_CONFLICT', 'tar-split has an entry the TOC does not list', ectx);
-    if (seen.has(tocName)) throw new FormatError('FORMAT_CONFLICT', 'tar-split lists the entry twice', ectx);
-    seen.add(tocName);
-    const tocSize = e.type === 'reg' ? e.size : 0;
-    if (f.size !== tocSize && !(e.type === 'hardlink')) {
-      throw new FormatError('FORMAT_CONFLICT', `tar-split size ${f.size} differs from TOC size ${tocSize}`, ectx);
+    const h = ts.entries[i++];
+    const ectx = { ...ctx, entry: displayName(e.name) };
+    const bad = (what: string, toc: unknown, tar: unknown): never => {
+      throw new FormatError('FORMAT_CONFLICT', `TOC and tar header disagree on ${what}: ${String(toc)} (TOC) ≠ ${String(tar)} (tar)`, ectx);
+    };
+    if (!h) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', ectx);
+    const name = sameName(e.name, h.name, true);
+    if (name === undefined) bad('the name', JSON.stringify(displayName(e.name)), JSON.stringify(displayName(h.name)));
+    if (e.type !== h.type) bad('the type', e.type, h.type);
+    if ((e.mode & 0o7777) !== (h.mode & 0o7777)) bad('the mode', (e.mode & 0o7777).toString(8), (h.mode & 0o7777).toString(8));
+    if (e.uid !== h.uid) bad('the uid', e.uid, h.uid);
+    if (e.gid !== h.gid) bad('the gid', e.gid, h.gid);
+    if (e.type === 'reg' && e.size !== h.size) bad('the size', e.size, h.size);
+    if (e.mtimeSec !== h.mtimeSec || e.mtimeNsec !== h.mtimeNsec) bad('the mtime', `${e.mtimeSec}.${e.mtimeNsec}`, `${h.mtimeSec}.${h.mtimeNsec}`);
+    let linkName: ByteString | undefined;
+    if (e.type === 'symlink' || e.type === 'hardlink') {
+      linkName = sameName(e.linkName ?? ('' as ByteString), h.linkName ?? ('' as ByteString), e.type === 'hardlink');
+      if (linkName === undefined) bad('the link target', JSON.stringify(displayName(e.linkName ?? '' as ByteString)), JSON.stringify(displayName(h.linkName ?? '' as ByteString)));
     }
+    if ((e.type === 'char' || e.type === 'block') && (e.devMajor !== h.devMajor || e.devMinor !== h.devMinor)) {
+      bad('the device numbers', `${e.devMajor},${e.devMinor}`, `${h.devMajor},${h.devMinor}`);
+    }
+    if (e.xattrs.size !== h.xattrs.size) bad('the xattrs', [...e.xattrs.keys()].join(','), [...h.xattrs.keys()].join(','));
+    for (const [k, v] of e.xattrs) {
+      const t = h.xattrs.get(k);
+      if (!t || !t.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
+    }
+    fileName = e.type === 'reg' ? name! : undefined;
+    const fixed = name !== e.name || (linkName !== undefined && linkName !== e.linkName);
+    out.push(fixed ? { ...e, name: name!, ...(linkName !== undefined ? { linkName } : {}) } : e);
   }
-  for (const name of byName.keys()) {
-    if (!seen.has(name)) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', { ...ctx, entry: displayName(name) });
+  if (i !== ts.entries.length) {
+    throw new FormatError('FORMAT_CONFLICT', 'tar-split has an entry the TOC does not list', { ...ctx, entry: displayName(ts.entries[i]!.name) });
   }
-  return renames;
+  return out;
+}
+
+/**
+ * The name to serve when the TOC says `toc` and the tar header says `tar`: the tar's bytes when they
+ * are the same name (as paths when `asPath`: "./a/" = "a") or the TOC holds Go's U+FFFD mangling
+ * of them; undefined when they differ.
+ */
+function sameName(toc: ByteString, tar: ByteString, asPath: boolean): ByteString | undefined {
+  if (toc === tar) return tar;
+  const norm = (n: ByteString): ByteString | undefined => {
+    if (!asPath) return n;
+    try {
+      return normalizeEntryPath(n);
+    } catch {
+      return undefined; // judged (and refused) by the index builder
+    }
+  };
+  const t = norm(toc);
+  const h = norm(tar);
+  if (t === undefined || h === undefined) return undefined;
+  if (t === h || t === goJsonMangle(h)) return tar;
+  return undefined;
 }

@@ -21,6 +21,12 @@ export interface TarEntry {
   xattrs?: Record<string, Buffer | string>;
   /** reg content */
   data?: Buffer;
+  /** Exact name bytes (may be non-UTF-8), written in a PAX `path` record as Go's archive/tar does; `name` is then only a label. */
+  rawName?: Buffer;
+  /** Exact link target bytes, written in a PAX `linkpath` record. */
+  rawLinkName?: Buffer;
+  /** A PAX `mtime` record as written ("-86400", "1700000000.123456789"); the ustar field gets max(0, ⌊mtime⌋). */
+  paxMtime?: string;
 }
 
 const TYPEFLAG: Record<TarEntryType, string> = {
@@ -76,8 +82,10 @@ export function tarHeaders(e: TarEntry): Buffer {
   const pax: Buffer[] = [];
   const nameBytes = Buffer.byteLength(e.name);
   const needsPaxName = nameBytes > 100 || /[^\x20-\x7e]/.test(e.name);
-  if (needsPaxName) pax.push(paxRecord('path', Buffer.from(e.name)));
-  if (e.linkName !== undefined && (Buffer.byteLength(e.linkName) > 100 || /[^\x20-\x7e]/.test(e.linkName))) {
+  if (e.rawName) pax.push(paxRecord('path', e.rawName));
+  else if (needsPaxName) pax.push(paxRecord('path', Buffer.from(e.name)));
+  if (e.rawLinkName) pax.push(paxRecord('linkpath', e.rawLinkName));
+  else if (e.linkName !== undefined && (Buffer.byteLength(e.linkName) > 100 || /[^\x20-\x7e]/.test(e.linkName))) {
     pax.push(paxRecord('linkpath', Buffer.from(e.linkName)));
   }
   const uid = e.uid ?? 0;
@@ -85,6 +93,7 @@ export function tarHeaders(e: TarEntry): Buffer {
   if (uid > 0o7777777) pax.push(paxRecord('uid', Buffer.from(String(uid))));
   if (gid > 0o7777777) pax.push(paxRecord('gid', Buffer.from(String(gid))));
   if (size > 0o77777777777) pax.push(paxRecord('size', Buffer.from(String(size))));
+  if (e.paxMtime !== undefined) pax.push(paxRecord('mtime', Buffer.from(e.paxMtime)));
   for (const [k, v] of Object.entries(e.xattrs ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
     pax.push(paxRecord(`SCHILY.xattr.${k}`, typeof v === 'string' ? Buffer.from(v) : v));
   }
@@ -97,14 +106,14 @@ export function tarHeaders(e: TarEntry): Buffer {
   }
   out.push(
     tarHeaderBlock({
-      name: needsPaxName ? asciiPrefix(e.name) : e.name,
+      name: needsPaxName || e.rawName ? asciiPrefix(e.name) : e.name,
       typeflag: TYPEFLAG[e.type],
       mode: e.mode ?? (e.type === 'dir' ? 0o755 : 0o644),
       uid: Math.min(uid, 0o7777777),
       gid: Math.min(gid, 0o7777777),
       size: Math.min(size, 0o77777777777),
       mtime,
-      ...(e.linkName !== undefined ? { linkName: asciiPrefix(e.linkName) } : {}),
+      ...(e.linkName !== undefined || e.rawLinkName ? { linkName: asciiPrefix(e.linkName ?? 'x') } : {}),
       ...(e.uname !== undefined ? { uname: e.uname } : {}),
       ...(e.gname !== undefined ? { gname: e.gname } : {}),
       ...(e.devMajor !== undefined ? { devMajor: e.devMajor } : {}),

@@ -148,6 +148,10 @@ const TOC_TYPE: Record<TarEntry['type'], string> = {
   reg: 'reg', dir: 'dir', symlink: 'symlink', hardlink: 'hardlink', char: 'char', block: 'block', fifo: 'fifo',
 };
 
+function isUtf8(b: Buffer): boolean {
+  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
+}
+
 function skippable(payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
   h.writeUInt32LE(0x184d2a50, 0);
@@ -188,9 +192,14 @@ export function buildZstdChunked(entries: readonly ZstdChunkedEntry[], opts: Zst
     const data = e.type === 'reg' ? (e.data ?? Buffer.alloc(0)) : Buffer.alloc(0);
     tsLines.push(JSON.stringify({ type: 2, payload: Buffer.concat(segment).toString('base64'), position: tsLines.length }));
     segment = [];
-    tsLines.push(JSON.stringify({ type: 1, name: e.name, ...(data.length ? { size: data.length } : {}), payload: 'AAAAAAAAAAA=', position: tsLines.length }));
-    const base: TocEntryJson = { type: TOC_TYPE[e.type], name: e.name };
-    if (e.linkName !== undefined) base['linkName'] = e.linkName;
+    // Like tar-split: a name that is not valid UTF-8 goes into name_raw; like Go's JSON encoder, the
+    // TOC gets it with U+FFFD for the invalid bytes (Node's decoder agrees for lone invalid bytes).
+    const tsName = e.rawName && !isUtf8(e.rawName) ? { name_raw: e.rawName.toString('base64') } : { name: e.rawName ? e.rawName.toString('utf8') : e.name };
+    tsLines.push(JSON.stringify({ type: 1, ...tsName, ...(data.length ? { size: data.length } : {}), payload: 'AAAAAAAAAAA=', position: tsLines.length }));
+    const tocName = e.rawName ? e.rawName.toString('utf8') : e.name;
+    const base: TocEntryJson = { type: TOC_TYPE[e.type], name: tocName };
+    if (e.rawLinkName) base['linkName'] = e.rawLinkName.toString('utf8');
+    else if (e.linkName !== undefined) base['linkName'] = e.linkName;
     base['mode'] = e.mode ?? (e.type === 'dir' ? 0o755 : 0o644);
     if (data.length) base['size'] = data.length;
     if (e.uid) base['uid'] = e.uid;
@@ -239,7 +248,7 @@ export function buildZstdChunked(entries: readonly ZstdChunkedEntry[], opts: Zst
         const pc = pieces[k]!;
         tocEntries.push({
           type: 'chunk',
-          name: e.name,
+          name: tocName,
           offset: frameList[k]!.offset,
           chunkSize: pc.end - pc.start,
           chunkOffset: pc.start,

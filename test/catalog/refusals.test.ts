@@ -1,0 +1,70 @@
+/**
+ * A refused layer is never silent: a warn line naming key, ref and reason (warn is the daemon's
+ * default log level), and the catalog's status lists it (bounded). Real stores, real blobs; the
+ * layer is refused because its config diff_id does not match the tar (a real full-pass check).
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sha256Of } from '../../src/core/digest.js';
+import { createLogger } from '../../src/core/log.js';
+import { ChunkCache } from '../../src/cache/chunk-cache.js';
+import { MetadataStore } from '../../src/cache/metadata-store.js';
+import { ObjectStore } from '../../src/cache/object-store.js';
+import { LayerCatalog } from '../../src/catalog/catalog.js';
+import { RefusalLog } from '../../src/catalog/refusals.js';
+import { refToBase64 } from '../../src/sources/reference.js';
+import { buildTar } from '../helpers/writers/tar.js';
+import { tempDir } from '../cache/support/tmp.js';
+import { LayoutSource } from './support/layout-source.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+describe('refused layers', () => {
+  it('log a warn line with key, ref and reason, and are listed in status', async () => {
+    const dir = await tempDir('lazy-als-refusals-');
+    const src = await LayoutSource.create(join(dir, 'layout'));
+    const tar = buildTar([{ name: 'f', type: 'reg', data: Buffer.from('x') }]);
+    const blob = gzipSync(tar);
+    const ref = 'localhost:5000/refused:1';
+    await src.addImage(ref, [{ blob, diffId: sha256Of(Buffer.from('not this tar')) }]);
+    const lines: string[] = [];
+    const blobStore = await ObjectStore.open({ dir: join(dir, 'objects'), tmpDir: join(dir, 'tmp') });
+    const metadata = await MetadataStore.open({ stateDir: join(dir, 'state') });
+    const chunkCache = new ChunkCache({ store: blobStore });
+    const catalog = new LayerCatalog({
+      source: src, metadata, chunkCache, blobStore,
+      logger: createLogger('warn', { write: (s: string) => (lines.push(s), true) } as never),
+    });
+    cleanups.push(async () => {
+      await chunkCache.drain();
+      await catalog.close();
+      await src.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const key = sha256Of(blob);
+    expect(await catalog.lookup(refToBase64(ref), key)).toBeUndefined();
+    const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'catalog.layer_refused' || l['event'] === 'catalog.layer_refused');
+    expect(warn, lines.join('\n')).toBeDefined();
+    expect(warn).toMatchObject({ level: 'warn', layer: key, ref, code: 'DIFFID_MISMATCH' });
+    const st = catalog.status();
+    expect(st.refused).toHaveLength(1);
+    expect(st.refused[0]).toMatchObject({ kind: 'refused', key, ref, code: 'DIFFID_MISMATCH', count: 1 });
+    expect(st.refused[0]!.message).toMatch(/diffID/);
+  });
+
+  it('the list is bounded: the newest 100, one entry per (ref, key) with a count', () => {
+    let t = 0;
+    const log = new RefusalLog(() => ++t);
+    for (let i = 0; i < 150; i++) log.record('refused', `k${i}`, undefined, new Error(`e${i}`));
+    log.record('refused', 'k149', undefined, new Error('again'));
+    const l = log.list();
+    expect(l).toHaveLength(RefusalLog.MAX);
+    expect(l[0]).toMatchObject({ key: 'k149', count: 2, message: 'again', code: 'INTERNAL' });
+    expect(l.at(-1)!.key).toBe('k50');
+  });
+});

@@ -204,7 +204,8 @@ export async function pushCorpusImages(reg: RegistryHandle, workDir: string): Pr
 /** One entry of `corpus.py list`: names, targets and xattrs as hex bytes. */
 export interface ListedEntry {
   readonly path: string;
-  readonly type: 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+  /** `error:<errno>` for a name readdir listed that lstat cannot find (e.g. mangled on the way) */
+  readonly type: 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket' | `error:${string}`;
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
@@ -223,6 +224,8 @@ export async function listTree(root: string): Promise<Map<string, ListedEntry>> 
   const text = await run([PYTHON, CORPUS_PY, 'list', root], 1_800_000);
   // mtime_ns exceeds 2^53: keep it as the decimal string Python printed
   const arr = JSON.parse(text.replace(/"mtime_ns":(-?\d+)/g, '"mtime_ns":"$1"')) as ListedEntry[];
+  const top = arr[0];
+  if (top?.type.startsWith('error:')) throw new Error(`${root}: ${top.type}`);
   return new Map(arr.map((e) => [e.path, e]));
 }
 

@@ -14,6 +14,7 @@ Independent of lazy-als: only the Python standard library. Three jobs:
 
 Names, link targets and xattr names/values are bytes everywhere (hex in JSON).
 """
+import errno
 import hashlib
 import io
 import json
@@ -384,11 +385,20 @@ def list_tree(root):
     stack = [b'']
     while stack:
         rel = stack.pop()
-        o, t = entry(rel)
+        try:
+            o, t = entry(rel)
+        except OSError as ex:  # listed by readdir but not there (e.g. a name mangled on the way)
+            out.append(dict(path=rel.hex(), type='error:%s' % (errno.errorcode.get(ex.errno, ex.errno)), xattrs={}))
+            continue
         out.append(o)
         if t == 'dir':
             p = os.path.join(root, rel) if rel else root
-            for n in sorted(os.listdir(p), reverse=True):
+            try:
+                names = os.listdir(p)
+            except OSError as ex:
+                out[-1]['type'] = 'error:readdir:%s' % (errno.errorcode.get(ex.errno, ex.errno))
+                continue
+            for n in sorted(names, reverse=True):
                 stack.append(os.path.join(rel, n) if rel else n)
     json.dump(out, sys.stdout, separators=(',', ':'))
 

@@ -19,6 +19,8 @@ export interface NativeMountOptions {
   /** A request handed to JS is answered ETIMEDOUT after this long (backstop for JS's own deadline). */
   readonly missTimeoutMs: number;
   readonly debug?: boolean;
+  /** Attributes of the mount root, answered in C and never cached by the kernel. */
+  readonly rootAttr?: NativeAttr;
   /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; default false. */
   readonly passthrough?: boolean;
 }

@@ -23,6 +23,7 @@ import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
 import { mountAls } from '../../src/fuse/mount-als.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const SEQ_MIB = Number(process.env['BENCH_SEQ_MIB'] ?? 256);
 const CHUNK = 1024 * 1024;
@@ -46,7 +47,7 @@ function sh(cmd: string, args: string[]): Promise<{ ms: number; out: string }> {
 }
 
 function entry(name: string, type: RawEntry['type'], size = 0, chunks: ChunkRef[] = []): RawEntry {
-  return { name, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtimeSec: 1_704_067_200, mtimeNsec: 0, devMajor: 0, devMinor: 0, xattrs: new Map(), chunks };
+  return { name: asByteString(name), type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtimeSec: 1_704_067_200, mtimeNsec: 0, devMajor: 0, devMinor: 0, xattrs: new Map(), chunks };
 }
 
 /** A layer whose chunks are verified once and then kept (what the chunk cache does for the real catalog). */

@@ -10,7 +10,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { hostileCorpus, inspectMeasured as runInspect } from '../../test/helpers/hostile.js';
+import { hostileCorpus, inspectMeasured as runInspect, materialize } from '../../test/helpers/hostile.js';
 import { buildEStargz, sampleEntries } from '../../test/helpers/writers/estargz.js';
 import { log, report } from '../e2e/report.js';
 
@@ -38,12 +38,11 @@ try {
   const rows: Row[] = [];
   for (const h of hostileCorpus(scale)) {
     const file = join(dir, h.name);
-    const blob = h.build();
-    writeFileSync(file, blob);
+    const blobBytes = materialize(h, file);
     const r = runInspect(file, h);
     const outcome = r.code === 0 ? 'served' : 'refused';
     const row: Row = {
-      name: h.name, what: h.what, blobBytes: blob.length, rssKiB: r.rssKiB, seconds: r.seconds,
+      name: h.name, what: h.what, blobBytes, rssKiB: r.rssKiB, seconds: r.seconds,
       outcome: r.code === 0 ? 'served' : r.line.slice(0, 160), ok: outcome === h.expect,
     };
     rows.push(row);

@@ -56,7 +56,8 @@ try {
       const victim = kept[rand(kept.length)]!;
       const b = await readFile(victim);
       if (b.length > 0) {
-        b[rand(b.length)] ^= 0xff;
+        const at = rand(b.length);
+        b[at] = (b[at] ?? 0) ^ 0xff;
         await writeFile(victim, b);
       }
     }

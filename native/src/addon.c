@@ -66,6 +66,8 @@ static int get_prop_bool(napi_env env, napi_value obj, const char *key) {
   return b;
 }
 
+static void attr_from_js(napi_env env, napi_value o, struct stat *st);
+
 /* --- JS calls --------------------------------------------------------------------------------- */
 
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
@@ -135,6 +137,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->ctl_timeout = ct;
   fs->miss_timeout_ms = mt > 0 ? (uint64_t)mt : 60000;
   int debug = get_prop_bool(env, argv[0], "debug");
+  napi_value root;
+  napi_valuetype rt;
+  if (napi_get_named_property(env, argv[0], "rootAttr", &root) == napi_ok && napi_typeof(env, root, &rt) == napi_ok && rt == napi_object) {
+    attr_from_js(env, root, &fs->root_attr);
+  } else {
+    fs->root_attr.st_mode = S_IFDIR | 0755;
+    fs->root_attr.st_nlink = 2;
+  }
+  fs->root_attr.st_ino = FUSE_ROOT_ID;
   /* Passthrough needs CAP_SYS_ADMIN in the initial namespace; rootless it would only be refused. */
   fs->passthrough_wanted = get_prop_bool(env, argv[0], "passthrough") && geteuid() == 0;
   pthread_mutex_init(&fs->slot_mu, NULL);

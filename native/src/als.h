@@ -64,6 +64,7 @@ struct als_fs {
   int loop_started;
   char *mountpoint;
   char *objdir;
+  struct stat root_attr; /* answered here, never cached by the kernel (a dead daemon must show ENOTCONN) */
   double layer_timeout; /* entry/attr timeout for layer content (immutable) */
   double ctl_timeout;   /* default for control nodes when JS gives none */
   uint64_t miss_timeout_ms;

@@ -222,6 +222,7 @@ static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci);
 #define ALS_FOPEN_NOFLUSH (1u << 5)
 #define ALS_FOPEN_PASSTHROUGH (1u << 7)
 #define ALS_PT_FH (1ull << 63)
+#define ALS_PASSTHROUGH_MIN (1u << 20)
 struct als_backing_map {
   int32_t fd;
   uint32_t flags;
@@ -296,6 +297,8 @@ const struct fuse_custom_io als_passthrough_io = {.writev = pt_writev, .read = p
 static int32_t backing_get(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
   const struct lt_node *n = &t->nodes[idx];
   if (n->chunk_count != 1) return -1; /* passthrough needs the whole file as one object */
+  /* Small files gain nothing (their pages stay cached with keep_cache) and pay two ioctls per open. */
+  if (n->size < ALS_PASSTHROUGH_MIN) return -1;
   pthread_mutex_lock(&t->vmu);
   if (t->backing[idx].refs > 0) {
     t->backing[idx].refs++;
@@ -392,6 +395,9 @@ static void als_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   (void)fi;
   struct als_fs *fs = fs_of(req);
   atomic_fetch_add(&fs->stats.ops, 1);
+  /* The root in C with timeout 0: every stat of the mountpoint reaches the daemon (ENOTCONN when it
+   * is dead, which stale-mount detection relies on) without costing a trip to JS. */
+  if (ino == FUSE_ROOT_ID) return (void)fuse_reply_attr(req, &fs->root_attr, 0);
   if (is_control(ino)) return miss_simple(req, ALS_OP_GETATTR, ino, NULL);
   uint32_t idx;
   const struct als_slot *s = slot_of(fs, ino, &idx);

@@ -112,7 +112,7 @@ export class ObjectStore {
    * Store a large object from a stream, hashing while writing. The temp file is renamed into place
    * only if the bytes hash to `d` (and have `size` bytes, when given).
    */
-  async putStream(d: Digest, source: AsyncIterable<Uint8Array>, size?: number): Promise<void> {
+  async putStream(d: Digest, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, size?: number): Promise<void> {
     const hasher = DigestHasher.for(d);
     async function* hashing(): AsyncIterable<Uint8Array> {
       for await (const c of source) {

@@ -35,7 +35,7 @@ import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/laye
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
 import { parseReference, refFromBase64, type ImageReference } from '../sources/reference.js';
-import { findLayer, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
+import { findLayer, manifestHasKey, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
 import { RefusalLog, type Refusal } from './refusals.js';
 import type { Eviction } from '../cache/eviction.js';
@@ -245,7 +245,9 @@ export class LayerCatalog {
     if (!match) {
       const source = this.#o.source;
       if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, { layer: key });
-      image = await source.resolve(ref);
+      // An index is scanned only up to the manifest that has the key (sources bound the scan);
+      // manifests found by earlier scans of the same index stay known (offline after a restart).
+      image = withKnownManifests(await source.resolve(ref, undefined, (m) => manifestHasKey(m, key)), image);
       await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#log.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
       match = findLayer(image, key);
     }
@@ -442,4 +444,12 @@ function checkIndex(index: LayerIndex, facts: LayerFacts): void {
   if (index.blobSize !== facts.blobSize) {
     throw new IndexError('LAYER_NOT_SERVABLE', `layer index is for a blob of ${index.blobSize} bytes, not ${facts.blobSize}`, ctx);
   }
+}
+
+/** `fresh`, plus the manifests `known` (same index, an earlier partial scan) had and `fresh` lacks. */
+function withKnownManifests(fresh: ResolvedImage, known: ResolvedImage | undefined): ResolvedImage {
+  if (!known || known.digest !== fresh.digest) return fresh;
+  const have = new Set(fresh.manifests.map((m) => m.digest));
+  const extra = known.manifests.filter((m) => !have.has(m.digest));
+  return extra.length === 0 ? fresh : { ...fresh, manifests: [...fresh.manifests, ...extra] };
 }

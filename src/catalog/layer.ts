@@ -19,6 +19,7 @@ import { DigestHasher, type Digest } from '../core/digest.js';
 import { DigestMismatchError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { readVerifiedChunks, type ChunkRequest } from '../formats/chunk-reader.js';
+import { openLayer } from '../formats/open-layer.js';
 import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { ChunkRef, LayerIndex, LayerNode } from '../formats/model.js';
 import { raceAbort, type ChunkCache, type ChunkFetcher } from '../cache/chunk-cache.js';
@@ -93,6 +94,7 @@ export class ServedLayer implements PrefetchTarget {
   readonly #fetcher: ChunkFetcher;
   readonly #ahead: ReadAhead;
   #blobFetch: Promise<void> | undefined;
+  #refill: Promise<void> | undefined;
   #memBlob: Buffer | undefined;
 
   constructor(o: ServedLayerOptions) {
@@ -116,7 +118,9 @@ export class ServedLayer implements PrefetchTarget {
       ...(o.annotations !== undefined ? { annotations: o.annotations } : {}),
     });
     const info = { compression: o.index.compression, blobName: o.blobDigest, ...(o.chunkDecoder ? { decoder: o.chunkDecoder } : {}) };
+    const plainCompressed = o.index.format === 'tar+gzip' || o.index.format === 'tar+zstd';
     this.#fetcher = async (reqs, signal) => {
+      if (plainCompressed && reqs.some((r) => !r.chunk.zeros)) return this.#refillPlain(reqs, signal);
       // Hole (`zeros`) chunks are built here, never fetched: a request made only of holes must not
       // open the source, or a hole would fail to read offline after a restart (ELF padding does).
       const blob = reqs.some((r) => !r.chunk.zeros) ? await o.openBlob(signal) : NO_SOURCE;
@@ -126,6 +130,63 @@ export class ServedLayer implements PrefetchTarget {
       });
       return bufs;
     };
+  }
+
+  /**
+   * A plain gzip/zstd layer has no restart points: a chunk missing from the cache (evicted, or a
+   * corrupted file) can only be decoded from the blob's start. Instead of that prefix decode per
+   * miss, ONE pass over the whole blob puts every piece of the layer back into the object store and
+   * returns the requested ones, so later misses find them on disk. Memory stays at one piece at a
+   * time. Pieces are stored under the sha256 of their own bytes (content addressed: nothing can be
+   * served under a digest it does not have), and the requested ones are returned only after the
+   * pass verified the blob digest and diffID. One pass at a time per layer; callers that arrive
+   * during a pass wait for it and then read the store.
+   */
+  async #refillPlain(reqs: readonly ChunkRequest[], signal: AbortSignal): Promise<Buffer[]> {
+    const o = this.#o;
+    const fromStore = async (): Promise<(Buffer | undefined)[]> =>
+      Promise.all(reqs.map((r) => (r.chunk.zeros ? Buffer.alloc(r.chunk.size) : o.blobStore.get(r.chunk.digest).catch(() => undefined))));
+    if (this.#refill) {
+      await this.#refill.catch(() => undefined);
+      const got = await fromStore();
+      if (got.every((b) => b !== undefined)) return got as Buffer[];
+    }
+    const wanted = new Map<Digest, Buffer | undefined>();
+    for (const r of reqs) if (!r.chunk.zeros) wanted.set(r.chunk.digest, undefined);
+    const pass = (async () => {
+      const blob = await o.openBlob(signal);
+      await openLayer(blob, {
+        format: o.index.format,
+        descriptor: { digest: o.blobDigest, size: o.blobSize },
+        ...(o.diffId !== undefined ? { diffId: o.diffId } : {}),
+        signal,
+        onPlainChunk: async (chunk, data) => {
+          if (wanted.has(chunk.digest)) {
+            if (wanted.get(chunk.digest) === undefined) wanted.set(chunk.digest, Buffer.from(data));
+            return;
+          }
+          if (await o.blobStore.has(chunk.digest)) return;
+          try {
+            if (await o.blobStore.put(chunk.digest, data)) o.eviction?.noteStored(chunk.digest, data.length);
+          } catch (e) {
+            this.#log.warn('cache.store_failed', { chunk: chunk.digest, error: e });
+          }
+        },
+      });
+    })();
+    this.#refill = pass;
+    try {
+      await pass;
+    } finally {
+      if (this.#refill === pass) this.#refill = undefined;
+    }
+    return reqs.map((r) => {
+      if (r.chunk.zeros) return Buffer.alloc(r.chunk.size);
+      const b = wanted.get(r.chunk.digest);
+      if (b === undefined) throw new IndexError('LAYER_NOT_SERVABLE', `chunk ${r.chunk.digest} is not in the plain layer any more`, { layer: this.name, chunk: r.chunk.digest });
+      this.#stats.fetchedBytes += b.length;
+      return b;
+    });
   }
 
   get stats(): ServedLayerStats {

@@ -33,7 +33,7 @@ interface StatusBody {
   stateDir?: string;
   uptimeSec?: number;
   rssBytes?: number;
-  backend?: string;
+  fuse?: { backend?: string };
   catalog?: {
     layers?: LayerRow[];
     cache?: { usageBytes?: number; limitBytes?: number; hitRate?: number | null; hotHits?: number; diskHits?: number; misses?: number };
@@ -84,7 +84,7 @@ function table(header: string[], rows: string[][]): string[] {
 export function renderStatus(body: unknown, now: number = Date.now()): string {
   const s = (body ?? {}) as StatusBody;
   const out: string[] = [];
-  out.push(`lazy-als pid ${s.pid ?? '-'}, up ${duration(s.uptimeSec)}, RSS ${humanBytes(s.rssBytes)}${s.backend ? `, backend ${s.backend}` : ''}`);
+  out.push(`lazy-als pid ${s.pid ?? '-'}, up ${duration(s.uptimeSec)}, RSS ${humanBytes(s.rssBytes)}${s.fuse?.backend ? `, backend ${s.fuse.backend}` : ''}`);
   out.push(`mount ${s.mountpoint ?? '-'}, state ${s.stateDir ?? '-'}`);
   const cat = s.catalog;
   if (!cat) {

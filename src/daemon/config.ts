@@ -9,6 +9,7 @@ import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
 import { BACKENDS, defaultBackend, isBackendName, type BackendName } from '../fuse/mount-als.js';
+import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
 
 export interface FuseConfig {
@@ -49,6 +50,8 @@ export interface DaemonConfig {
   readonly registry: boolean;
   /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
   readonly backgroundFetch: boolean;
+  /** Platform manifests fetched per image index at most (the host's platform first). */
+  readonly maxIndexEntries: number;
   readonly fuse: FuseConfig;
   // --- operations (ops) ---
   /** Prometheus endpoint `host:port` (undefined = off). A bare port binds loopback only. */
@@ -82,6 +85,7 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   dfsRoots: [],
   registry: true,
   backgroundFetch: false,
+  maxIndexEntries: DEFAULT_MAX_INDEX_ENTRIES,
   fuse: Object.freeze({
     // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
     backend: defaultBackend(),
@@ -187,6 +191,7 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   },
   registry: (c, v, w) => (c.registry = bool(v, w)),
   background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
+  max_index_entries: (c, v, w) => (c.maxIndexEntries = int(v, w, 1)),
   // operations (ops)
   metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),
   log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),

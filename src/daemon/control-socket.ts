@@ -133,7 +133,7 @@ export function controlRequest(path: string, method: 'GET' | 'POST', url: string
         res.on('data', (d: Buffer) => parts.push(d));
         res.on('end', () => {
           const text = Buffer.concat(parts).toString('utf8');
-          let parsed: unknown = undefined;
+          let parsed: unknown;
           if (text.trim()) {
             try {
               parsed = JSON.parse(text);

@@ -31,7 +31,7 @@ async function timed<T>(run: () => Promise<T>, report: (seconds: number, result:
 export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
   return {
     name: source.name,
-    resolve: (ref, signal) => source.resolve(ref, signal),
+    resolve: (ref, signal, want) => source.resolve(ref, signal, want),
     async openBlob(ref, digest, size, signal) {
       const blob = await source.openBlob(ref, digest, size, signal);
       const report = (bufs: readonly Buffer[] | undefined, seconds: number, error: unknown): void =>

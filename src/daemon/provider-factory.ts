@@ -57,12 +57,13 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
-  const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger));
+  const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger, { maxIndexEntries: config.maxIndexEntries }));
   if (config.registry) {
     const registry = await createRegistrySource({
       ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
       ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
       credentials: [credentials],
+      extra: { maxIndexEntries: config.maxIndexEntries },
       logger,
     });
     sources.push(meteredSource(registry, telemetry));

@@ -109,7 +109,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
       mountpoint: config.mountpoint,
       stateDir: config.stateDir,
       socket: config.socketPath,
-      backend: 'fuse-native',
+      backend: m.backend,
       metrics: metricsServer?.address,
     };
     logger.info('daemon.ready', { ...ready, pid: process.pid });

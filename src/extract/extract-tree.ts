@@ -31,7 +31,8 @@ import { spawn } from 'node:child_process';
 import { lutimes, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { byteStringFromText, toBuffer, type ByteString, type ChunkRef, type LayerIndex, type LayerNode } from '../formats/index.js';
+import { byteStringFromText, toBuffer, verifyFullPass, type ByteString, type ChunkRef, type LayerIndex, type LayerNode } from '../formats/index.js';
+import type { Digest } from '../core/digest.js';
 import { FsBatcher, type FsOp } from './fs-batch.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { OpenLayerOptions } from '../formats/layer-reader.js';
@@ -83,6 +84,8 @@ export interface ExtractSummary {
 export interface ExtractSource {
   readonly index: LayerIndex;
   readonly blob: RandomAccessBlob;
+  /** The config's diff_id: a TOC layer's tar must hash to it (plain layers were checked by their reader). */
+  readonly diffId?: Digest;
 }
 
 /** Opens the layer; plain layers hand their verified pieces to onPlainChunk during that pass. */
@@ -114,6 +117,9 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
           await fs.add(f.node.ino, (start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
         });
       });
+      // A TOC layer is only what its TOC claims; before the tree becomes DIR, the whole blob is read
+      // once more and its tar must be that tree (headers, content, diff_id): formats/full-pass.ts.
+      if (!isPlain(layer.index)) await verifyFullPass(layer.blob, layer.index, layer.diffId !== undefined ? { diffId: layer.diffId } : {});
       await rename(tree, dest);
       // Moving a directory to a new parent rewrites its ".." entry; re-apply the root mtime to be sure.
       const root = layer.index.root;

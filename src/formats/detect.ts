@@ -71,17 +71,17 @@ const GZIP_FEXTRA_HEAD = Buffer.from([0x1f, 0x8b, 0x08, 0x04]);
 
 function gzipFooter(tail: Buffer): 'estargz' | 'stargz-legacy' | 'external' | undefined {
   const f51 = tail.length >= 51 ? tail.subarray(tail.length - 51) : undefined;
-  if (f51 && f51.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f51.readUInt16LE(10) === 26 && f51[12] === 0x53 && f51[13] === 0x47 &&
+  if (f51?.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f51.readUInt16LE(10) === 26 && f51[12] === 0x53 && f51[13] === 0x47 &&
     f51.readUInt16LE(14) === 22 && f51.toString('latin1', 32, 38) === 'STARGZ' && /^[0-9a-f]{16}$/.test(f51.toString('latin1', 16, 32))) {
     return 'estargz';
   }
   const f47 = tail.length >= 47 ? tail.subarray(tail.length - 47) : undefined;
-  if (f47 && f47.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f47.readUInt16LE(10) === 22 && f47.toString('latin1', 28, 34) === 'STARGZ' &&
+  if (f47?.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f47.readUInt16LE(10) === 22 && f47.toString('latin1', 28, 34) === 'STARGZ' &&
     /^[0-9a-f]{16}$/.test(f47.toString('latin1', 12, 28))) {
     return 'stargz-legacy';
   }
   const f46 = tail.length >= 46 ? tail.subarray(tail.length - 46) : undefined;
-  if (f46 && f46.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f46.readUInt16LE(10) === 21 && f46.toString('latin1', 16, 33) === 'STARGZEXTERNALTOC') {
+  if (f46?.subarray(0, 4).equals(GZIP_FEXTRA_HEAD) && f46.readUInt16LE(10) === 21 && f46.toString('latin1', 16, 33) === 'STARGZEXTERNALTOC') {
     return 'external';
   }
   return undefined;

@@ -26,3 +26,4 @@ export { detectFormat, compressionOfFormat, isTocFormat, type DetectedFormat } f
 export { readVerifiedChunks, readVerifiedChunk, type ChunkRequest, type ChunkSourceInfo } from './chunk-reader.js';
 export { FormatError, type FormatErrorCode } from './errors.js';
 export { normalizeEntryPath } from './overlay-view.js';
+export { verifyFullPass, type FullPassOptions, type FullPassResult } from './full-pass.js';

@@ -161,7 +161,9 @@ export class AlsTree implements FuseOps {
    * The served layer of (ref, key), resolving it when needed; undefined when the store does not
    * serve it. For the native backend, which publishes the layer's table once it is resolved.
    */
-  served(ref: string | undefined, key: Digest): Promise<{ readonly tree: DiffTree } | undefined> {
+  served(ref: string | undefined, key: Digest, path: string, ctx?: OpContext): Promise<{ readonly tree: DiffTree } | undefined> {
+    // Resolution is what the access policy guards: the same check as every other path here.
+    this.#policy.check(ctx?.caller, path);
     return Promise.resolve(this.#layer(ref, key));
   }
 

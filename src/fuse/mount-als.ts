@@ -46,6 +46,8 @@ export interface AlsMountOptions {
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
+  /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
+  readonly passthrough?: boolean;
   readonly debug?: boolean;
   /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
   readonly onOp?: OpObserver;
@@ -84,6 +86,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       mountOptions: mountOptionList({ allowOther, suid }),
       controlTimeoutSec: o.entryTimeoutSec ?? 60,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
+      ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
       debug: o.debug ?? false,
     });
     return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };

@@ -24,7 +24,7 @@ import { constants } from 'node:os';
 import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import type { NativeAttr, NativeBinding, NativeHandle, NativeStats } from '../../native/index.js';
-import { guard, type FsStat, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
+import { guard, type FsStat, type FuseOps, type MountHandle, type OpContext, type OpTimeouts } from './adapter.js';
 import type { AlsTree } from './als-tree.js';
 import type { DiffTree } from './diff-tree.js';
 import { FuseError } from './errors.js';
@@ -81,7 +81,7 @@ export interface NativeBackendOptions {
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
   readonly objectsDir?: string;
-  /** FUSE passthrough for fully cached files when privileged (default true; pread otherwise). */
+  /** FUSE passthrough for fully cached files when privileged (default: $LAZY_ALS_NATIVE_PASSTHROUGH=1). */
   readonly passthrough?: boolean;
   readonly debug?: boolean;
 }
@@ -112,7 +112,6 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot
   const slotByKey = new Map<Digest, number>(); // key → the slot that owns its table
   const layers = new Map<number, SlotLayer>();
-  const publishing = new Map<string, Promise<number>>();
   let h: NativeHandle | undefined;
 
   const pathOf = (nodeid: number): string => {
@@ -122,35 +121,26 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   };
   const child = (parent: string, name: Buffer): string => (parent === '/' ? '/' : parent + '/') + name.toString('latin1');
 
-  /** Slot of (ref, key): resolves the layer and publishes its table the first time. */
-  const slotOf = (ref: string | undefined, key: Digest, path: string): Promise<number> => {
+  /** Slot of (ref, key): resolves the layer (the tree checks the caller every time) and publishes its table once. */
+  const slotOf = async (ref: string | undefined, key: Digest, path: string, ctx: OpContext): Promise<number> => {
+    const served = await tree.served(ref, key, path, ctx);
+    if (!served) throw new FuseError('ENOENT', 'layer not served', { entry: path, layer: key });
     const lk = (ref ?? '') + '/' + key;
     const known = slotByLayer.get(lk);
-    if (known !== undefined) return Promise.resolve(known);
-    let p = publishing.get(lk);
-    if (!p) {
-      p = (async () => {
-        const served = await tree.served(ref, key);
-        if (!served) throw new FuseError('ENOENT', 'layer not served', { entry: path, layer: key });
-        const again = slotByLayer.get(lk);
-        if (again !== undefined) return again;
-        const owner = slotByKey.get(key);
-        let slot: number;
-        if (owner !== undefined) {
-          slot = n.alias(h!, owner, served.tree.base);
-        } else {
-          const table = encodeLayerTable(served.tree.layer.index);
-          slot = n.publish(h!, table, served.tree.base);
-          slotByKey.set(key, slot);
-          logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
-        }
-        slotByLayer.set(lk, slot);
-        layers.set(slot, served);
-        return slot;
-      })().finally(() => publishing.delete(lk));
-      publishing.set(lk, p);
+    if (known !== undefined) return known;
+    const owner = slotByKey.get(key);
+    let slot: number;
+    if (owner !== undefined) {
+      slot = n.alias(h!, owner, served.tree.base);
+    } else {
+      const table = encodeLayerTable(served.tree.layer.index);
+      slot = n.publish(h!, table, served.tree.base);
+      slotByKey.set(key, slot);
+      logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
     }
-    return p;
+    slotByLayer.set(lk, slot);
+    layers.set(slot, served);
+    return slot;
   };
 
   const replyErr = (id: number, ret: number): void => {
@@ -168,7 +158,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
           guard(logger, 'lookup', path, t.lookupMs, async (ctx) => {
             const w = tree.where(path);
-            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path)) * SLOT + 1, attr: null };
+            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path, ctx)) * SLOT + 1, attr: null };
             const st = await ops.getattr(path, ctx);
             controlPaths.set(st.ino, path);
             return { nodeid: st.ino, attr: attrOf(st) };
@@ -177,11 +167,8 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         }
         case OP.getattr: {
           const path = pathOf(nodeid);
-          // The root's attributes are never cached: a stat of the mountpoint must reach the daemon,
-          // so a dead daemon shows as ENOTCONN (stale-mount detection relies on it).
-          const ttl = nodeid === 1 ? 0 : ctlTimeout;
           guard(logger, 'getattr', path, t.lookupMs, (ctx) => ops.getattr(path, ctx),
-            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ttl) : replyErr(id, ret)), caller);
+            (ret, st) => (ret === 0 && st ? n.replyAttr(h!, id, attrOf(st), ctlTimeout) : replyErr(id, ret)), caller);
           return;
         }
         case OP.readdir: {
@@ -241,6 +228,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   };
 
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
+  // The root is answered in C, never cached by the kernel (a dead daemon must show ENOTCONN).
+  const root = ops.getattr('/', { signal: new AbortController().signal });
+  if (root instanceof Promise) throw new FuseError('FUSE_MOUNT', 'the root attributes must be known synchronously', {});
   const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als'].join(',');
   try {
     h = n.mount(
@@ -252,7 +242,11 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
-        passthrough: o.passthrough ?? true,
+        rootAttr: attrOf(root),
+        // Opt-in (LAZY_ALS_NATIVE_PASSTHROUGH=1): with it, busybox-sized single-object files in
+        // eStargz images failed to exec inside podman containers (EIO) although direct and
+        // overlayfs reads and execs work; off until that is understood (docs/native.md).
+        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] === '1',
       },
       dispatch,
     );

@@ -1,8 +1,13 @@
 /**
  * The resolve() algorithm shared by every source: fetch the document the reference names, verify it
  * (by the digest it was fetched by, or hash it and check any digest the server claimed), and for an
- * index resolve EVERY platform manifest (store keys may name a layer of any platform), each fetched
+ * index resolve its platform manifests (store keys may name a layer of any platform), each fetched
  * by digest and verified, with its config blob (verified) for diff_ids.
+ *
+ * An index is scanned lazily and boundedly: entries in order of preference (the host's platform
+ * first, then index order; attestations never), one at a time, stopping at the first manifest the
+ * caller wants and after `maxIndexEntries` fetched manifests in any case — a 62 KB index of
+ * hundreds of entries costs a few requests, not hundreds, and only the scanned documents are kept.
  */
 import { sha256Of, verifyBytes, type Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
@@ -10,7 +15,7 @@ import { DigestMismatchError } from '../core/errors.js';
 import { SourceError } from './errors.js';
 import { buildResolvedManifest, parseDocument, type Descriptor } from './image-document.js';
 import type { ImageReference } from './reference.js';
-import type { ResolvedImage, ResolvedManifest } from './source.js';
+import type { ManifestWanted, Platform, ResolvedImage, ResolvedManifest } from './source.js';
 
 export interface FetchedDocument {
   readonly bytes: Buffer;
@@ -28,7 +33,30 @@ export interface DocumentFetcher {
 
 const ATTESTATION = 'vnd.docker.reference.type';
 
-export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sourceName: string, logger: Logger, signal?: AbortSignal): Promise<ResolvedImage | undefined> {
+/**
+ * Platform manifests fetched per index at most, by default (config `max_index_entries`). Real
+ * multi-platform indexes list a handful to a dozen platforms; 16 covers them (the host's first) and
+ * bounds what a hostile index of hundreds of entries costs: ≤ 1 + 2 × 16 requests, 16 manifests kept.
+ */
+export const DEFAULT_MAX_INDEX_ENTRIES = 16;
+
+export interface ResolveImageOptions {
+  /** Stop at the first platform manifest this accepts. */
+  readonly want?: ManifestWanted;
+  /** Platform manifests fetched per index at most (default DEFAULT_MAX_INDEX_ENTRIES). */
+  readonly maxIndexEntries?: number;
+  /** Preferred platform (default: this host's). */
+  readonly platform?: Platform;
+}
+
+const NODE_TO_OCI_ARCH: Readonly<Record<string, string>> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+
+/** This host's platform in OCI terms. */
+export function hostPlatform(): Platform {
+  return { os: process.platform, architecture: NODE_TO_OCI_ARCH[process.arch] ?? process.arch };
+}
+
+export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sourceName: string, logger: Logger, signal?: AbortSignal, opts: ResolveImageOptions = {}): Promise<ResolvedImage | undefined> {
   const wanted = ref.digest ?? ref.tag ?? 'latest';
   const top = await f.manifest(wanted, signal);
   if (!top) return undefined;
@@ -50,14 +78,31 @@ export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sour
     const m = buildResolvedManifest({ digest, parsed: doc, manifestBytes: top.bytes, configBytes }, ctx.source, logger);
     return { reference: ref, digest, mediaType: doc.mediaType, manifests: [m], sourceName };
   }
+  const max = Math.max(1, opts.maxIndexEntries ?? DEFAULT_MAX_INDEX_ENTRIES);
+  const host = opts.platform ?? hostPlatform();
+  const isHost = (d: Descriptor): boolean => d.platform?.os === host.os && d.platform.architecture === host.architecture;
+  const entries = doc.manifests.filter((d) => d.annotations[ATTESTATION] !== 'attestation-manifest');
+  const ordered = [...entries.filter(isHost), ...entries.filter((d) => !isHost(d))];
   const manifests: ResolvedManifest[] = [];
-  for (const d of doc.manifests) {
-    if (d.annotations[ATTESTATION] === 'attestation-manifest') continue;
+  let fetched = 0;
+  let found = false;
+  for (const d of ordered) {
+    if (fetched >= max) {
+      logger.warn('source.index_truncated', { source: ctx.source, index: digest, entries: entries.length, fetched, limit: max });
+      break;
+    }
+    fetched++;
     const m = await resolvePlatform(d, f, ctx.source, logger, signal);
-    if (m) manifests.push(m);
+    if (!m) continue;
+    manifests.push(m);
+    if (opts.want?.(m)) {
+      found = true;
+      break;
+    }
   }
-  if (manifests.length === 0) throw new SourceError('MANIFEST_INVALID', `index ${digest} has no fetchable image manifest`, ctx);
-  return { reference: ref, digest, mediaType: doc.mediaType, manifests, indexBytes: top.bytes, sourceName };
+  if (manifests.length === 0) throw new SourceError('MANIFEST_INVALID', `index ${digest} has no fetchable image manifest among the ${fetched} tried`, ctx);
+  const complete = !found && fetched === ordered.length;
+  return { reference: ref, digest, mediaType: doc.mediaType, manifests, indexBytes: top.bytes, sourceName, complete };
 }
 
 async function resolvePlatform(d: Descriptor, f: DocumentFetcher, source: string, logger: Logger, signal?: AbortSignal): Promise<ResolvedManifest | undefined> {

@@ -9,7 +9,7 @@ import type { Digest } from '../core/digest.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { SourceError } from './errors.js';
 import type { ImageReference } from './reference.js';
-import type { BlobSource, ResolvedImage } from './source.js';
+import type { BlobSource, ManifestWanted, ResolvedImage } from './source.js';
 
 function isNotFound(e: unknown): boolean {
   return e instanceof SourceError && (e.code === 'IMAGE_NOT_FOUND' || e.code === 'BLOB_NOT_FOUND');
@@ -27,8 +27,8 @@ export class SourceChain implements BlobSource {
     this.#logger = logger;
   }
 
-  async resolve(ref: ImageReference, signal?: AbortSignal): Promise<ResolvedImage> {
-    return this.#first('resolve', (s) => s.resolve(ref, signal), () => new SourceError('IMAGE_NOT_FOUND', `no source has ${ref.string}`, { source: this.name }));
+  async resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage> {
+    return this.#first('resolve', (s) => s.resolve(ref, signal, want), () => new SourceError('IMAGE_NOT_FOUND', `no source has ${ref.string}`, { source: this.name }));
   }
 
   async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob> {

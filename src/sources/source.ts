@@ -59,6 +59,8 @@ export interface ResolvedImage {
   readonly indexBytes?: Buffer;
   /** Which source answered (e.g. "registry localhost:5000" or "dfs /mnt/blobs"). */
   readonly sourceName: string;
+  /** false when an index was not scanned to the end (stopped at a wanted manifest, or at the entry limit). */
+  readonly complete?: boolean;
 }
 
 export interface LayerMatch {
@@ -68,12 +70,24 @@ export interface LayerMatch {
   readonly keyKind: 'blob' | 'toc';
 }
 
+/**
+ * What resolve() may stop at: for an index, platform manifests are fetched one at a time (the
+ * host's platform first) and the scan ends at the first one `want` accepts — or after the source's
+ * index-entry limit. The image then lists only the manifests fetched (`complete: false`).
+ */
+export type ManifestWanted = (m: ResolvedManifest) => boolean;
+
 export interface BlobSource {
   readonly name: string;
-  resolve(ref: ImageReference, signal?: AbortSignal): Promise<ResolvedImage>;
+  resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage>;
   /** Random access to a layer (or any) blob of `ref`'s repository. */
   openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob>;
   close?(): Promise<void>;
+}
+
+/** Whether a manifest has a layer with this blob or TOC digest (a ManifestWanted for a store key). */
+export function manifestHasKey(m: ResolvedManifest, key: Digest): boolean {
+  return m.layers.some((l) => l.digest === key || l.tocDigest === key);
 }
 
 /** Find the layer a store key names, across every platform manifest; blob digest or TOC digest. */

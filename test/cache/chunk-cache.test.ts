@@ -159,7 +159,7 @@ describe('ChunkCache', () => {
   it('a corrupted blob gives a typed error and caches nothing', async () => {
     const { blob, chunks } = layer(2, 4096);
     const bad = Buffer.from(blob);
-    bad[5000] ^= 0xff; // inside chunk 1
+    bad[5000] = (bad[5000] ?? 0) ^ 0xff; // inside chunk 1
     const s = await store();
     const cache = new ChunkCache({ store: s });
     const err = await cache.getOrFetch(ctx, chunks.map((chunk) => ({ chunk })), fetcherFor(new BufferBlob(bad))).catch((e: unknown) => e);

@@ -9,6 +9,7 @@ import { ObjectStore } from '../../src/cache/object-store.js';
 import { layerChunkRequests, Prefetcher, PrefetchScheduler, type PrefetchTarget } from '../../src/cache/prefetch.js';
 import { buildEStargz, prand } from '../helpers/writers/estargz.js';
 import { tempDir } from './support/tmp.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -73,8 +74,8 @@ describe('Prefetcher', () => {
       ensureCached: (reqs: readonly ChunkRequest[], signal: AbortSignal) =>
         cache.ensureCached({ name: 'layer' }, reqs, (r, sig) => readVerifiedChunks(blob, { compression: 'gzip', blobName: 'b' }, r, sig), { signal }),
     });
-    const hot = index.lookup('hot/a')!.chunks;
-    const cold = index.lookup('cold/b')!.chunks;
+    const hot = index.lookup(asByteString('hot/a'))!.chunks;
+    const cold = index.lookup(asByteString('cold/b'))!.chunks;
     expect(layerChunkRequests(index, index.prefetchEnd).map((r) => r.chunk.digest)).toEqual(hot.map((c) => c.digest));
 
     const p1 = new Prefetcher({ scheduler: new PrefetchScheduler(), batchBytes: 20_000 });

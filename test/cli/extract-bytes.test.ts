@@ -83,3 +83,42 @@ describe.skipIf(!isRoot)('extract writes exact name bytes', () => {
     expect(readFileSync(P(Buffer.from(dest), raw('n\xff'))).toString()).toBe('zz');
   });
 });
+
+describe('extract and inspect of a TOC that lies about its tar', () => {
+  it('eStargz with an authentic TOC that misstates a mode: inspect exits 1, extract leaves no DIR', async () => {
+    const { buildEStargz, sampleEntries } = await import('../helpers/writers/estargz.js');
+    const { writeFileSync, existsSync } = await import('node:fs');
+    const { spawnSync } = await import('node:child_process');
+    const cli = (...a: string[]) => spawnSync(process.execPath, [join(repo, 'bin/lazy-als.js'), ...a], { encoding: 'utf8' });
+    // Without the sample's xattrs (a raw security.capability value the test filesystem may refuse).
+    const entries = sampleEntries().map(({ xattrs: _x, ...e }) => e);
+    const honest = buildEStargz(entries, { chunkSize: 4096 });
+    const lying = buildEStargz(entries, {
+      chunkSize: 4096,
+      editToc: (toc) => void (toc.entries.find((e) => e['name'] === './etc/passwd')!['mode'] = 0o4755),
+    });
+    const hp = join(work, 'honest.esgz');
+    const lp = join(work, 'lying.esgz');
+    writeFileSync(hp, honest.blob);
+    writeFileSync(lp, lying.blob);
+    const ok = cli('inspect', '--json', '--toc-digest', honest.tocDigest, '--diff-id', honest.diffId, hp);
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout.split('\n')[0]!).layer).toMatchObject({ tarVerified: true, diffId: honest.diffId, diffIdVerified: true });
+    const bad = cli('inspect', '--toc-digest', lying.tocDigest, lp);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/FORMAT_CONFLICT.*mode/);
+    expect(bad.stdout).toBe('');
+    const wrongDiff = cli('inspect', '--toc-digest', honest.tocDigest, '--diff-id', lying.diffId.replace(/.$/, (c) => (c === '0' ? '1' : '0')), hp);
+    expect(wrongDiff.status).toBe(1);
+    expect(wrongDiff.stderr).toMatch(/DIFFID_MISMATCH/);
+    if (isRoot) {
+      const dest = join(work, 'lying-out');
+      const x = cli('extract', '--toc-digest', lying.tocDigest, lp, dest);
+      expect(x.status).toBe(1);
+      expect(x.stderr).toMatch(/FORMAT_CONFLICT/);
+      expect(existsSync(dest)).toBe(false);
+      const y = cli('extract', '--toc-digest', honest.tocDigest, '--diff-id', honest.diffId, hp, join(work, 'honest-out'));
+      expect(y.status, y.stderr).toBe(0);
+    }
+  });
+});

@@ -10,6 +10,7 @@ import { openLayer, loadLayerRecord, resolveLayerFormat } from '../../src/format
 import { buildEStargz, estargzFooter, legacyFooter, sampleEntries, skippableFrame, zstdFooterFrame } from '../helpers/writers/estargz.js';
 import { buildZstdChunked, zstdChunkedSampleEntries } from '../helpers/writers/zstd-chunked.js';
 import { buildTar } from '../helpers/writers/tar.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const STARGZ = 'containerd.io/snapshot/stargz/toc.digest';
 const ZCHUNKED = 'io.github.containers.zstd-chunked.manifest-checksum';
@@ -90,18 +91,18 @@ describe('openLayer / loadLayerRecord dispatch', () => {
   it('plain, eStargz (pinned and unpinned fallback) and zstd:chunked', async () => {
     const plain = await openLayer(new BufferBlob(gz), { descriptor: { mediaType: `${OCI}.tar+gzip` } });
     expect(plain.index.format).toBe('tar+gzip');
-    expect(loadLayerRecord(plain.record).lookup('a')?.size).toBe(5);
+    expect(loadLayerRecord(plain.record).lookup(asByteString('a'))?.size).toBe(5);
 
     const fx = buildEStargz(sampleEntries());
     const lazy = await openLayer(new BufferBlob(fx.blob), { descriptor: { annotations: { [STARGZ]: fx.tocDigest } } });
     expect(lazy.index.format).toBe('estargz');
     expect(lazy.index.tocDigest).toBe(fx.tocDigest);
-    expect(loadLayerRecord(lazy.record).lookup('etc/passwd')?.type).toBe('reg');
+    expect(loadLayerRecord(lazy.record).lookup(asByteString('etc/passwd'))?.type).toBe('reg');
     // No pin, no permission to go unpinned: read as the plain tar.gz it also is (full verification).
     const full = await openLayer(new BufferBlob(fx.blob), { diffId: fx.diffId });
     expect(full.index.format).toBe('tar+gzip');
     expect(full.index.diffId).toBe(fx.diffId);
-    expect(full.index.lookup('stargz.index.json')?.type).toBe('reg'); // what a full pull extracts
+    expect(full.index.lookup(asByteString('stargz.index.json'))?.type).toBe('reg'); // what a full pull extracts
     expect(await resolveLayerFormat(new BufferBlob(fx.blob), { allowUnpinnedToc: true })).toBe('estargz');
     await expect(openLayer(new BufferBlob(gz), { expectedTocDigest: fx.tocDigest })).rejects.toMatchObject({ code: 'FORMAT_CONFLICT' });
 

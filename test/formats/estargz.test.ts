@@ -1,7 +1,7 @@
 import { byteStringFromText as B, toText } from '../../src/formats/byte-string.js';
 import { describe, expect, it } from 'vitest';
 import { BufferBlob } from '../../src/core/blob.js';
-import { sha256Of, type Digest } from '../../src/core/digest.js';
+import { sha256Of } from '../../src/core/digest.js';
 import { LazyAlsError } from '../../src/core/errors.js';
 import { readVerifiedChunks } from '../../src/formats/chunk-reader.js';
 import { loadEStargzRecord, openEStargz, openEStargzZstd } from '../../src/formats/estargz/index.js';

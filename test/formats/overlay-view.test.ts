@@ -4,6 +4,7 @@ import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { FormatError } from '../../src/formats/errors.js';
 import type { ChunkRef, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex, normalizeEntryPath, type BuildOptions, type LayerMeta } from '../../src/formats/overlay-view.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const META: LayerMeta = { format: 'tar', compression: 'none', blobSize: 1 << 20 };
 const PLAIN: BuildOptions = { duplicates: 'replace', hideEstargzArtefacts: false };
@@ -14,7 +15,7 @@ function e(name: string, type: RawEntry['type'] = 'reg', extra: Partial<RawEntry
   const chunks: ChunkRef[] =
     type === 'reg' && size > 0 ? [{ digest: sha256Of(Buffer.from(name)), fileOffset: 0, size, span: { offset: 0, end: size, innerOffset: 0 } }] : [];
   return {
-    name, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, mtimeSec: 100, mtimeNsec: 0,
+    name: asByteString(name), type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, mtimeSec: 100, mtimeNsec: 0,
     devMajor: 0, devMinor: 0, xattrs: new Map(), chunks, ...extra,
   };
 }
@@ -39,21 +40,21 @@ describe('overlay view', () => {
       e('d/.wh.kept'),
       e('d/kept', 'reg', { size: 1 }),
       e('d/.wh.later'), // real entry after the whiteout still wins
-      e('d/later', 'symlink', { linkName: 'x' }),
+      e('d/later', 'symlink', { linkName: asByteString('x') }),
       e('d/.wh..wh.plnk'), // AUFS metadata: skipped
     ]);
-    expect(ix.lookup('d/gone')).toMatchObject({ type: 'char', rdevMajor: 0, rdevMinor: 0, mode: 0, uid: 3, gid: 4, mtimeSec: 777, size: 0, nlink: 1 });
-    expect(ix.lookup('d/kept')?.type).toBe('reg');
-    expect(ix.lookup('d/later')?.type).toBe('symlink');
-    expect(ix.readdir(ix.lookup('d')!).map(([n]) => n)).toEqual(['gone', 'kept', 'later']);
-    expect(ix.lookup('d/.wh.gone')).toBeUndefined();
-    expect(ix.lookup('d/.wh..wh.plnk')).toBeUndefined();
+    expect(ix.lookup(asByteString('d/gone'))).toMatchObject({ type: 'char', rdevMajor: 0, rdevMinor: 0, mode: 0, uid: 3, gid: 4, mtimeSec: 777, size: 0, nlink: 1 });
+    expect(ix.lookup(asByteString('d/kept'))?.type).toBe('reg');
+    expect(ix.lookup(asByteString('d/later'))?.type).toBe('symlink');
+    expect(ix.readdir(ix.lookup(asByteString('d'))!).map(([n]) => n)).toEqual(['gone', 'kept', 'later']);
+    expect(ix.lookup(asByteString('d/.wh.gone'))).toBeUndefined();
+    expect(ix.lookup(asByteString('d/.wh..wh.plnk'))).toBeUndefined();
     expect(code(() => build([e('d/.wh.')]))).toBe('ENTRY_INVALID');
   });
 
   it('opaque directories carry trusted.overlay.opaque and user.overlay.opaque = y, wherever the marker is', () => {
     const ix = build([e('o/.wh..wh..opq'), e('o/', 'dir', { mode: 0o700 }), e('o/f')]);
-    const o = ix.lookup('o')!;
+    const o = ix.lookup(asByteString('o'))!;
     expect(o.xattrs.get('trusted.overlay.opaque')?.toString()).toBe('y');
     expect(o.xattrs.get('user.overlay.opaque')?.toString()).toBe('y');
     expect(o.mode).toBe(0o700);
@@ -63,20 +64,20 @@ describe('overlay view', () => {
   });
 
   it('hardlinks share one node with nlink = number of names', () => {
-    const ix = build([e('a', 'reg', { size: 3 }), e('b', 'hardlink', { linkName: 'a' }), e('./c/d', 'hardlink', { linkName: './a' })]);
-    const a = ix.lookup('a')!;
-    expect(ix.lookup('b')).toBe(a);
-    expect(ix.lookup('c/d')).toBe(a);
+    const ix = build([e('a', 'reg', { size: 3 }), e('b', 'hardlink', { linkName: asByteString('a') }), e('./c/d', 'hardlink', { linkName: asByteString('./a') })]);
+    const a = ix.lookup(asByteString('a'))!;
+    expect(ix.lookup(asByteString('b'))).toBe(a);
+    expect(ix.lookup(asByteString('c/d'))).toBe(a);
     expect(a.nlink).toBe(3);
-    expect(code(() => build([e('b', 'hardlink', { linkName: 'missing' })]))).toBe('ENTRY_LINK_INVALID');
-    expect(code(() => build([e('d/', 'dir'), e('b', 'hardlink', { linkName: 'd' })]))).toBe('ENTRY_LINK_INVALID');
-    expect(code(() => build([e('b', 'hardlink', { linkName: 'b' })]))).toBe('ENTRY_LINK_INVALID');
+    expect(code(() => build([e('b', 'hardlink', { linkName: asByteString('missing') })]))).toBe('ENTRY_LINK_INVALID');
+    expect(code(() => build([e('d/', 'dir'), e('b', 'hardlink', { linkName: asByteString('d') })]))).toBe('ENTRY_LINK_INVALID');
+    expect(code(() => build([e('b', 'hardlink', { linkName: asByteString('b') })]))).toBe('ENTRY_LINK_INVALID');
   });
 
   it('implied parents are 0755 root:root mtime 0; directory nlink counts subdirectories', () => {
     const ix = build([e('x/y/z/file', 'reg', { uid: 9, gid: 9 })]);
-    expect(ix.lookup('x')).toMatchObject({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, nlink: 3 });
-    expect(ix.lookup('x/y/z')).toMatchObject({ type: 'dir', nlink: 2 });
+    expect(ix.lookup(asByteString('x'))).toMatchObject({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeSec: 0, nlink: 3 });
+    expect(ix.lookup(asByteString('x/y/z'))).toMatchObject({ type: 'dir', nlink: 2 });
     expect(ix.root.nlink).toBe(3);
     expect(ix.uids).toEqual([0, 9]);
     expect(code(() => build([e('f'), e('f/g')]))).toBe('ENTRY_INVALID'); // parent is not a directory
@@ -86,19 +87,19 @@ describe('overlay view', () => {
     expect(code(() => build([e('a'), e('a')], TOC))).toBe('ENTRY_DUPLICATE');
     const ix = build([
       e('d/', 'dir', { mode: 0o700 }), e('d/child'), e('d/', 'dir', { mode: 0o711, uid: 5 }),
-      e('f', 'reg', { size: 1 }), e('f', 'symlink', { linkName: 't' }),
+      e('f', 'reg', { size: 1 }), e('f', 'symlink', { linkName: asByteString('t') }),
       e('g/', 'dir'), e('g/sub'), e('g', 'reg'),
     ]);
-    expect(ix.lookup('d')).toMatchObject({ mode: 0o711, uid: 5 });
-    expect(ix.lookup('d/child')?.type).toBe('reg');
-    expect(ix.lookup('f')).toMatchObject({ type: 'symlink', linkTarget: 't', size: 1 });
-    expect(ix.lookup('g')?.type).toBe('reg');
-    expect(ix.lookup('g/sub')).toBeUndefined();
+    expect(ix.lookup(asByteString('d'))).toMatchObject({ mode: 0o711, uid: 5 });
+    expect(ix.lookup(asByteString('d/child'))?.type).toBe('reg');
+    expect(ix.lookup(asByteString('f'))).toMatchObject({ type: 'symlink', linkTarget: 't', size: 1 });
+    expect(ix.lookup(asByteString('g'))?.type).toBe('reg');
+    expect(ix.lookup(asByteString('g/sub'))).toBeUndefined();
     expect(ix.uids).toEqual([0, 5]);
   });
 
   it('inode numbers are stable across rebuilds of the same entries, root = 1, nodes[ino-1]', () => {
-    const raw = [e('b/', 'dir'), e('a'), e('b/c', 'reg', { size: 5 }), e('a2', 'hardlink', { linkName: 'a' }), e('.wh.z'), e('q/.wh..wh..opq')];
+    const raw = [e('b/', 'dir'), e('a'), e('b/c', 'reg', { size: 5 }), e('a2', 'hardlink', { linkName: asByteString('a') }), e('.wh.z'), e('q/.wh..wh..opq')];
     const one = build(raw);
     const two = build(raw.map((r) => ({ ...r })));
     const inos = (ix: typeof one) => [...ix.walk()].map(([p, n]) => `${p}:${n.ino}`);
@@ -113,9 +114,9 @@ describe('overlay view', () => {
     for (const bad of ['../x', 'a/../../x', '/etc/passwd', 'a/\0b', 'a/' + 'n'.repeat(256), 'p/'.repeat(2100) + 'f']) {
       expect(code(() => build([e(bad)])), bad).toBe('ENTRY_PATH_UNSAFE');
     }
-    expect(normalizeEntryPath('./a//b/./c/')).toBe('a/b/c');
-    expect(normalizeEntryPath('./')).toBe('');
-    expect(code(() => normalizeEntryPath('x'.repeat(10), { ...DEFAULT_LIMITS, maxPathBytes: 5 }))).toBe('ENTRY_PATH_UNSAFE');
+    expect(normalizeEntryPath(asByteString('./a//b/./c/'))).toBe('a/b/c');
+    expect(normalizeEntryPath(asByteString('./'))).toBe('');
+    expect(code(() => normalizeEntryPath(asByteString('x'.repeat(10)), { ...DEFAULT_LIMITS, maxPathBytes: 5 }))).toBe('ENTRY_PATH_UNSAFE');
   });
 
   it('the root entry sets the root attributes; a non-directory root is refused', () => {
@@ -129,13 +130,13 @@ describe('overlay view', () => {
   it('eStargz artefacts are hidden only when asked', () => {
     const raw = [e('stargz.index.json'), e('.prefetch.landmark', 'reg', { size: 1 }), e('.no.prefetch.landmark'), e('sub/stargz.index.json')];
     const hidden = build(raw, TOC);
-    expect(hidden.lookup('stargz.index.json')).toBeUndefined();
-    expect(hidden.lookup('.prefetch.landmark')).toBeUndefined();
-    expect(hidden.lookup('sub/stargz.index.json')?.type).toBe('reg');
-    expect(build(raw, PLAIN).lookup('stargz.index.json')?.type).toBe('reg');
+    expect(hidden.lookup(asByteString('stargz.index.json'))).toBeUndefined();
+    expect(hidden.lookup(asByteString('.prefetch.landmark'))).toBeUndefined();
+    expect(hidden.lookup(asByteString('sub/stargz.index.json'))?.type).toBe('reg');
+    expect(build(raw, PLAIN).lookup(asByteString('stargz.index.json'))?.type).toBe('reg');
   });
 
   it('mode keeps only permission bits; S_IFMT bits from the producer are dropped', () => {
-    expect(build([e('f', 'reg', { mode: 0o104755 })]).lookup('f')?.mode).toBe(0o4755);
+    expect(build([e('f', 'reg', { mode: 0o104755 })]).lookup(asByteString('f'))?.mode).toBe(0o4755);
   });
 });

@@ -12,6 +12,7 @@ import type { LayerNode } from '../../src/formats/model.js';
 import type { OpenLayerOptions } from '../../src/formats/layer-reader.js';
 import { decodeZstdExact, openZstdChunked } from '../../src/formats/zstd-chunked/index.js';
 import { buildZstdChunked, pseudoRandomBytes, zstdChunkedSampleEntries, type ZstdChunkedBlob, type ZstdChunkedEntry, type ZstdChunkedOptions } from '../helpers/writers/zstd-chunked.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const POS = 'io.github.containers.zstd-chunked.manifest-position';
 const SUM = 'io.github.containers.zstd-chunked.manifest-checksum';
@@ -188,13 +189,13 @@ describe('chunks', () => {
       const bad = Buffer.from(w.blob);
       bad[at]! ^= 0x55;
       const { index } = await open(bad, w.annotations);
-      const err = await read(bad, index.lookup('a')!).then(
+      const err = await read(bad, index.lookup(asByteString('a'))!).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect(err).toBeInstanceOf(LazyAlsError);
       expect(['CHUNK_DIGEST_MISMATCH', 'DECOMPRESS_FAILED']).toContain((err as LazyAlsError).code);
-      expect(Buffer.concat(await read(bad, index.lookup('b')!)).equals(bigEntries[1]!.data!)).toBe(true);
+      expect(Buffer.concat(await read(bad, index.lookup(asByteString('b'))!)).equals(bigEntries[1]!.data!)).toBe(true);
     }
   });
 
@@ -207,7 +208,7 @@ describe('chunks', () => {
       },
     }, bigEntries);
     const { index } = await open(w.blob, w.annotations);
-    const err = await expectCode(read(w.blob, index.lookup('a')!), 'CHUNK_DIGEST_MISMATCH');
+    const err = await expectCode(read(w.blob, index.lookup(asByteString('a'))!), 'CHUNK_DIGEST_MISMATCH');
     expect(err.context.chunk).toBe('sha256:' + '1'.repeat(64));
     expect(err.context.blob).toBe('neg');
   });
@@ -245,7 +246,7 @@ describe('chunks', () => {
     const w = build({ frameOverride: (name) => (name === 'z' ? bombFrame : undefined) }, [{ name: 'z', type: 'reg', data: zeros }]);
     const { index } = await open(w.blob, w.annotations);
     const before = process.memoryUsage().rss;
-    const got = Buffer.concat(await read(w.blob, index.lookup('z')!));
+    const got = Buffer.concat(await read(w.blob, index.lookup(asByteString('z'))!));
     const grown = process.memoryUsage().rss - before;
     expect(got.equals(zeros)).toBe(true);
     // Inflating the whole frame would need 512 MiB; the bounded decoder keeps far below that.
@@ -262,8 +263,8 @@ describe('chunks', () => {
       },
     }, [{ name: 'h', type: 'reg', data }]);
     const { index } = await open(w.blob, w.annotations);
-    expect(index.lookup('h')!.chunks.filter((c) => c.zeros).length).toBe(1);
-    await expectCode(read(w.blob, index.lookup('h')!), 'CHUNK_DIGEST_MISMATCH');
+    expect(index.lookup(asByteString('h'))!.chunks.filter((c) => c.zeros).length).toBe(1);
+    await expectCode(read(w.blob, index.lookup(asByteString('h'))!), 'CHUNK_DIGEST_MISMATCH');
   });
 });
 

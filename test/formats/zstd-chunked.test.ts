@@ -29,7 +29,7 @@ async function expectAllContent(index: LayerIndex, blob: BufferBlob, entries: re
   let checked = 0;
   for (const e of entries) {
     if (e.type !== 'reg' || e.name.split('/').pop()!.startsWith('.wh.')) continue;
-    const node = index.lookup(B(normalizeEntryPath(e.name)));
+    const node = index.lookup(normalizeEntryPath(B(e.name)));
     expect(node, e.name).toBeDefined();
     expect(node!.size).toBe(e.data?.length ?? 0);
     expect((await contentOf(blob, node!)).equals(e.data ?? Buffer.alloc(0)), e.name).toBe(true);

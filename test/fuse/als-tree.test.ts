@@ -10,6 +10,7 @@ import { refToBase64 } from '../../src/sources/reference.js';
 import { BIG, CAP, KEY1, KEY2, lowerLayer, upperLayer } from './fixtures.js';
 import { getfattr, listxattr, probe, probe1, run, tempMount, type TempMount } from './helpers/mount-fixture.js';
 import { keyOf, StandInProvider } from './helpers/stand-in-provider.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 
 const REF = refToBase64('localhost:5000/e2e/busybox:gzip');
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -110,7 +111,7 @@ describe('ALS tree over a real mount', () => {
     ]);
     const v = r.map((x) => (x.ok ? x.value : x.code));
     // nlink is passed through from the index exactly (hardlink counting itself is formats/overlay-view's job).
-    const ping = provider.layers.get(KEY1)!.index.lookup('bin/ping')!;
+    const ping = provider.layers.get(KEY1)!.index.lookup(asByteString('bin/ping'))!;
     expect(v[0]).toMatchObject({ mode: 0o104755, nlink: ping.nlink, size: 7, mtimeMs: 1_704_067_200_000 });
     expect(v[1].ino).toBe(v[0].ino);
     expect(v[2]).toMatchObject({ type: 'symlink', size: '/bin/busybox'.length });

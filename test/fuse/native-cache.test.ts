@@ -12,7 +12,7 @@ import { digestHex } from '../../src/core/digest.js';
 import type { ServedLayerView } from '../../src/fuse/layer-provider.js';
 import { BIG, KEY1, lowerLayer } from './fixtures.js';
 import { probe, run, tempMount, type TempMount } from './helpers/mount-fixture.js';
-import { StandInProvider } from './helpers/stand-in-provider.js';
+import { buildStandInLayer, keyOf, StandInProvider } from './helpers/stand-in-provider.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -58,11 +58,7 @@ describe('native backend: cached reads in C', () => {
     expect(first[1]!.ok && first[1]!.value.text).toBe('hello from base layer\n');
     const s1 = stats();
     expect(s1.verified_objects).toBe(Math.ceil(BIG.length / (64 * 1024)) + 1); // 5 chunks of big.bin + base.txt
-    if (process.getuid?.() === 0) {
-      // Root: a single-object file goes to the kernel as a backing file; reads never reach us.
-      expect(s1.passthrough).toBe(true);
-      expect(s1.passthrough_opens).toBeGreaterThanOrEqual(1);
-    }
+    expect(s1.passthrough).toBe(false); // opt-in only (docs/native.md)
     expect(s1.cached_reads).toBeGreaterThan(0);
 
     // Again, with the page cache dropped: served from the objects, not hashed again.
@@ -75,12 +71,29 @@ describe('native backend: cached reads in C', () => {
     // An object replaced behind our back (new inode) is hashed again, found corrupt, not served.
     const obj = paths.get('big.bin')!;
     const bad = Buffer.from(BIG.subarray(0, 64 * 1024));
-    bad[100] ^= 0xff;
+    bad[100] = (bad[100] ?? 0) ^ 0xff;
     await writeFile(obj + '.tmp', bad);
     await rename(obj + '.tmp', obj);
     await dropFileCache(join(D, 'big.bin'));
     const third = await probe([{ op: 'read', path: join(D, 'big.bin') }]);
     expect(third[0]!.ok && third[0]!.value.sha256).toBe(sha(BIG));
     expect(stats().verify_failures).toBeGreaterThanOrEqual(1);
+  });
+
+  it('passthrough (root, opt-in): a fully cached single-object file of ≥ 1 MiB is read by the kernel from its object', async () => {
+    if (process.getuid?.() !== 0) return; // passthrough needs CAP_SYS_ADMIN; rootless it falls back to pread
+    const data = Buffer.alloc(2 * 1024 * 1024, 7);
+    const layer = buildStandInLayer(keyOf('passthrough'), [{ name: './', mode: 0o755 }, { name: 'one.bin', content: data }], { chunkSize: 4 * 1024 * 1024 });
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: true });
+    const r = await probe([{ op: 'read', path: join(m.mnt, layer.key, 'diff', 'one.bin') }]);
+    expect(r[0]!.ok && r[0]!.value.sha256).toBe(sha(data));
+    const st = m.mount.backendStats() as { passthrough: boolean; passthrough_opens: number; cached_reads: number };
+    expect(st.passthrough).toBe(true);
+    expect(st.passthrough_opens).toBe(1);
+    expect(st.cached_reads).toBe(0); // no READ reached the daemon
   });
 });

@@ -212,7 +212,7 @@ async function fixture(
       const builder = s.builder;
       const tag = `f${n}-${compression.replace(':', '-')}`;
       const ociDir = join(s.root, 'oci', tag);
-      let t = Date.now();
+      const t = Date.now();
       await builder.run(['push', '-q', '--compression-format', compression, '--force-compression', built.image, `oci:${ociDir}:${tag}`], {
         check: true,
       });

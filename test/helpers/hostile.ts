@@ -8,6 +8,7 @@
  * (zstd), and gzip members / zstd frames may be concatenated, so N copies inflate to N MiB.
  */
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -28,6 +29,8 @@ export interface HostileBlob {
   readonly mediaType?: string;
   /** TOC digest to pin (zstd:chunked needs its annotation). */
   readonly tocDigest?: () => string;
+  /** Create a FIFO at the path instead of a file holding build() (inspect must not block on it). */
+  readonly fifo?: boolean;
   /** Expected outcome: refused (an error naming the problem) or served (inspect succeeds). */
   readonly expect: 'refused' | 'served';
 }
@@ -222,7 +225,20 @@ export function hostileCorpus(scale = 1): HostileBlob[] {
   out.push({ name: 'tar-truncated', what: 'a tar cut inside a file', build: () => cut(good(), 512 + 2000), expect: 'refused' });
   const es = (): Buffer => estargzWith('gzip', gzipSync(Buffer.alloc(4096)), { size: 4096, innerOffset: 0, digest: sha256(Buffer.alloc(4096)) });
   out.push({ name: 'estargz-truncated', what: 'an eStargz cut before its footer', build: () => { const b = es(); return cut(b, b.length - 60); }, expect: 'refused' });
+  out.push({ name: 'fifo', what: 'a FIFO where the blob should be (nobody writes to it)', build: () => Buffer.alloc(0), fifo: true, expect: 'refused' });
   return out;
+}
+
+/** Put `h` at `file`: its bytes, or a FIFO. */
+export function materialize(h: HostileBlob, file: string): number {
+  if (h.fifo) {
+    const r = spawnSync('mkfifo', [file]);
+    if (r.status !== 0) throw new Error(`mkfifo ${file} failed`);
+    return 0;
+  }
+  const b = h.build();
+  writeFileSync(file, b);
+  return b.length;
 }
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

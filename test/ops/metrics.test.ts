@@ -45,7 +45,9 @@ async function scrape(address: string): Promise<{ status: number; type: string; 
 describe('metrics endpoint', () => {
   it('serves Prometheus text that a real parser accepts, with stargz-compatible and lazy-als figures that follow the reads', async () => {
     const conf = await writeRegistriesConf(join(dir, 'registries.conf'), [reg.host]);
-    daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf, extraArgs: ['--metrics-address', '127.0.0.1:0'] });
+    daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf, extraArgs: ['--metrics-address', '127.0.0.1:0', '--backend', 'fuse-native'] });
+    // (fuse-native: every read reaches JS; the native backend answers cached reads in C, unseen by
+    // the read metrics, see docs/metrics.md.)
     const ready = daemon.events().find((e) => e['event'] === 'daemon.ready')!;
     const address = String(ready['metrics']);
     expect(address).toMatch(/^127\.0\.0\.1:\d+$/);

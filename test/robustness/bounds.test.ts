@@ -4,7 +4,7 @@
  * from child processes (GNU time, process.resourceUsage) so one test's garbage cannot hide another's.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { readVerifiedChunk } from '../../src/formats/chunk-reader.js';
 import { openLayer } from '../../src/formats/open-layer.js';
 import { TarScanner } from '../../src/formats/tar/tar-scanner.js';
-import { hostileCorpus, inspectMeasured } from '../helpers/hostile.js';
+import { hostileCorpus, inspectMeasured, materialize } from '../helpers/hostile.js';
 import { sha256 } from '../helpers/writers/estargz.js';
 import { padding, tarHeaderBlock, TAR_EOF } from '../helpers/writers/tar.js';
 
@@ -126,7 +126,7 @@ describe('row 10: hole chunks', () => {
 describe('hostile corpus (small): every input refused or served within the memory budget', () => {
   it.each(corpus.map((h) => [h.name, h] as const))('%s', (name, h) => {
     const file = join(dir, name);
-    writeFileSync(file, h.build());
+    materialize(h, file);
     const r = inspectMeasured(file, h, 120);
     expect({ outcome: r.code === 0 ? 'served' : 'refused', line: r.line }).toMatchObject({ outcome: h.expect });
     expect(r.rssKiB).toBeLessThan(BUDGET_KIB);
@@ -151,5 +151,16 @@ describe('row 5: entries per layer', () => {
   it('the default bound keeps an index of the largest accepted layer inside the memory budget', () => {
     // ~0.55 KiB per entry once built, a few KiB while building: 100k entries stay well under 200 MiB.
     expect(DEFAULT_LIMITS.maxEntries).toBeLessThanOrEqual(100_000);
+  });
+});
+
+describe('limits are configuration', () => {
+  it('[limits] keys set the bounds the catalog uses; a broken value is a clear error', async () => {
+    const { applyRaw, DEFAULTS } = await import('../../src/daemon/config.js');
+    const c = applyRaw(DEFAULTS, { limits: { max_entries: 5000, max_toc_bytes: '8MiB', max_layer_xattr_bytes: '1MiB' } }, 'test.toml');
+    expect(c.limits).toMatchObject({ maxEntries: 5000, maxTocBytes: 8 * MiB, maxLayerXattrBytes: MiB, maxChunkBytes: DEFAULT_LIMITS.maxChunkBytes });
+    expect(() => applyRaw(DEFAULTS, { limits: { max_entries: 0 } }, 'test.toml')).toThrow(/limits\.max_entries: expected an integer ≥ 1/);
+    expect(() => applyRaw(DEFAULTS, { limits: { max_entrys: 1 } }, 'test.toml')).toThrow(/unknown setting/);
+    expect(DEFAULTS.limits).toEqual(DEFAULT_LIMITS);
   });
 });

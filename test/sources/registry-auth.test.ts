@@ -48,7 +48,8 @@ describe('Basic auth (htpasswd, real registry)', () => {
 
   it('lazy-als resolve prints manifests, layers and the answering source (--auth-file, --registries-conf)', async () => {
     const authFile = join(dir, 'cli-auth.json');
-    writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('testuser:testpass').toString('base64') } } }));
+    // 0600 like podman login writes it (a file others can read gets a warning on stderr)
+    writeFileSync(authFile, JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('testuser:testpass').toString('base64') } } }), { mode: 0o600 });
     const confFile = join(dir, 'registries.conf');
     writeFileSync(confFile, `[[registry]]\nlocation = "${reg.host}"\ninsecure = true\n`);
     const stdout = new PassThrough();

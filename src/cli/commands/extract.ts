@@ -25,7 +25,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   }
   if (args.positionals.length !== 2) throw new UsageError(`expected BLOB and DIR\n${HELP}`);
   const [blob, dir] = args.positionals as [string, string];
-  const s = await extractLayer(dir, (hooks) => openLocalLayer(blob, args, io, hooks));
+  const s = await extractLayer(dir, async (hooks) => {
+    const l = await openLocalLayer(blob, args, io, hooks);
+    return { index: l.index, blob: l.blob, ...(args.diffId !== undefined ? { diffId: args.diffId } : {}) };
+  });
   io.stderr.write(`extracted ${s.entries} entries (${s.files} files, ${s.bytes} bytes) into ${dir}\n`);
   return 0;
 }

@@ -9,6 +9,9 @@
  * is hashed as it streams by, and the blob digest / diffID are checked at the end. Re-reading them
  * through readVerifiedChunks would decode from the blob start for every chunk (their spans have no
  * restart points), so they are not re-read; uncompressed tars and TOC formats are.
+ * TOC formats are then read whole once more (formats/full-pass.ts): every tar header must agree
+ * with the served view, every file's bytes with its chunk digests, and the tar computes the diffID
+ * (checked against --diff-id). Only then is the layer called verified ("tarVerified": true).
  *
  * --json prints one JSON object per line: first {"layer": {...}}, then one object per entry:
  *   path ("" = root), type, mode (permission bits as an octal string, e.g. "0755", "04755"), uid, gid,
@@ -17,7 +20,7 @@
  */
 import type { CommandIo } from '../main.js';
 import { UsageError } from '../main.js';
-import { displayName, isUtf8, toBuffer, toText, type ByteString, type LayerIndex, type LayerNode } from '../../formats/index.js';
+import { displayName, isUtf8, toBuffer, toText, verifyFullPass, type ByteString, type LayerIndex, type LayerNode } from '../../formats/index.js';
 import { openLocalLayer, parseLayerArgs } from '../layer-args.js';
 import { contentFiles, forEachVerifiedChunk } from '../../extract/verify-content.js';
 
@@ -46,8 +49,10 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
         chunks++;
       });
     }
-    const diffId = index.diffId ?? args.diffId;
-    const diffIdVerified = index.diffId !== undefined;
+    // TOC formats: the TOC must be the tar's (headers, content, diffID); plain layers already are.
+    const full = index.diffId === undefined ? await verifyFullPass(layer.blob, index, args.diffId !== undefined ? { diffId: args.diffId } : {}) : undefined;
+    const diffId = index.diffId ?? full?.diffId ?? args.diffId;
+    const diffIdVerified = index.diffId !== undefined || (full !== undefined && args.diffId !== undefined);
     const head = {
       format: index.format,
       compression: index.compression,
@@ -58,6 +63,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       ...(index.uncompressedSize !== undefined ? { uncompressedSize: index.uncompressedSize } : {}),
       entries: index.nodes.length,
       verifiedChunks: plainCompressed ? 'streamed' : chunks,
+      tarVerified: true,
     };
     const out: string[] = [];
     if (args.json) {
@@ -67,7 +73,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       out.push(`format:       ${head.format}`, `compression:  ${head.compression}`, `blob size:    ${head.blobSize}`);
       if (index.blobDigest) out.push(`blob digest:  ${index.blobDigest}`);
       if (index.tocDigest) out.push(`TOC digest:   ${index.tocDigest}${args.tocDigest ? ' (pinned)' : ' (computed, not pinned)'}`);
-      if (diffId) out.push(`diffID:       ${diffId} (${diffIdVerified ? 'verified' : 'unverified'})`);
+      if (diffId) out.push(`diffID:       ${diffId} (${diffIdVerified ? 'verified' : full ? 'computed from the tar' : 'unverified'})`);
+      if (full) out.push(`tar:          ${full.entries} headers agree with the TOC`);
       out.push(`content:      ${plainCompressed ? 'verified in the single pass' : `${chunks} chunks verified`}`, '');
       out.push(...table(index));
     }

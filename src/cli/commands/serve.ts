@@ -27,6 +27,7 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
   --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default true)
   --background-fetch BOOL  fetch whole layers in the background after the prefetch (default false)
+  --max-index-entries N    platform manifests fetched per image index at most, host's first (default 16)
   --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default ${DEFAULTS.fuse.backend})
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default 60000)
   --read-timeout-ms N      deadline for reads (default 120000)
@@ -58,6 +59,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'auth-file': 'auth_file',
   registry: 'registry',
   'background-fetch': 'background_fetch',
+  'max-index-entries': 'max_index_entries',
   backend: 'fuse.backend',
   'lookup-timeout-ms': 'fuse.lookup_timeout_ms',
   'read-timeout-ms': 'fuse.read_timeout_ms',

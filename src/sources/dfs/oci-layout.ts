@@ -17,7 +17,7 @@ import { SourceError } from '../errors.js';
 import { MAX_DOCUMENT_BYTES } from '../image-document.js';
 import { resolveImage, type DocumentFetcher, type FetchedDocument } from '../image-resolver.js';
 import type { ImageReference } from '../reference.js';
-import type { BlobSource, ResolvedImage } from '../source.js';
+import type { BlobSource, ManifestWanted, ResolvedImage } from '../source.js';
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
@@ -84,13 +84,16 @@ export class OciLayoutSource implements BlobSource {
   readonly root: string;
   readonly #logger: Logger;
 
-  constructor(root: string, logger: Logger = silentLogger) {
+  readonly #maxIndexEntries: number | undefined;
+
+  constructor(root: string, logger: Logger = silentLogger, opts: { maxIndexEntries?: number } = {}) {
     this.root = root;
     this.name = `dfs ${root}`;
     this.#logger = logger;
+    this.#maxIndexEntries = opts.maxIndexEntries;
   }
 
-  async resolve(ref: ImageReference, signal?: AbortSignal): Promise<ResolvedImage> {
+  async resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage> {
     const dir = layoutDir(this.root, ref);
     const fetcher: DocumentFetcher = {
       manifest: (t) => this.#manifest(dir, t),
@@ -100,7 +103,10 @@ export class OciLayoutSource implements BlobSource {
         return b;
       },
     };
-    const img = await resolveImage(ref, fetcher, this.name, this.#logger, signal);
+    const img = await resolveImage(ref, fetcher, this.name, this.#logger, signal, {
+      ...(want ? { want } : {}),
+      ...(this.#maxIndexEntries !== undefined ? { maxIndexEntries: this.#maxIndexEntries } : {}),
+    });
     if (!img) throw new SourceError('IMAGE_NOT_FOUND', `image ${ref.string} not in layout`, { source: dir });
     return img;
   }

@@ -17,7 +17,7 @@ export interface RangePlan {
 }
 
 export function planRanges(ranges: readonly ByteRange[], gapBytes: number): RangePlan {
-  const order = ranges.map((r, i) => i).filter((i) => ranges[i]!.length > 0);
+  const order = ranges.map((_r, i) => i).filter((i) => ranges[i]!.length > 0);
   order.sort((a, b) => ranges[a]!.offset - ranges[b]!.offset);
   const merged: { offset: number; end: number }[] = [];
   const owner = new Array<number>(ranges.length).fill(-1);

@@ -92,7 +92,7 @@ export class RegistryBlob implements RandomAccessBlob {
     await Promise.all([
       ...batches.map(async (idx) => {
         const got = await this.#fetchBatch(idx.map((i) => merged[i]!), signal);
-        idx.forEach((i, k) => (data[i] = got[k]!));
+        for (const [k, i] of idx.entries()) data[i] = got[k]!;
       }),
       ...large.map(async (i) => {
         data[i] = await this.#fetchSplit(merged[i]!, signal);
@@ -198,10 +198,13 @@ export class RegistryBlob implements RandomAccessBlob {
           throw new SourceError('RANGE_RESPONSE_INVALID', `${what}: 206 without a valid Content-Range`, ctx);
         }
         const only = targets.length === 1 ? targets[0]! : undefined;
-        const exact = only !== undefined && cr.first === only.offset && cr.last - cr.first + 1 === only.length;
-        const bytes = await readExact(res.body, cr.last - cr.first + 1, what, ctx, exact ? into : undefined);
-        if (only && cr.first === only.offset && bytes.length === only.length) return [bytes]; // common case: no copy
-        fill.put(cr.first, bytes);
+        if (only !== undefined && cr.first === only.offset && cr.last - cr.first + 1 === only.length) {
+          return [await readExact(res.body, only.length, what, ctx, into)]; // common case: no copy
+        }
+        // Coalesced, shifted or lying: the claimed length never sizes a buffer. Keep the requested
+        // bytes as they stream past and stop after the last one (a server claiming 1.5 GB for a
+        // 100-byte read costs 100 bytes of memory).
+        await this.#streamInto(res, cr, fill, what, ctx);
       }
       const gap = fill.firstGap();
       if (gap >= 0) throw new SourceError('RANGE_RESPONSE_INVALID', `${what}: response does not cover range ${gap}`, ctx);
@@ -213,6 +216,23 @@ export class RegistryBlob implements RandomAccessBlob {
     if (status === 404) throw new SourceError('BLOB_NOT_FOUND', `${what}: blob not found`, ctx);
     if (status === 401 || status === 403) throw new SourceError('REGISTRY_AUTH', `${what}: access denied`, ctx);
     throw new SourceError('REGISTRY_HTTP', `${what}: unexpected status`, ctx, { retryable: status === 429 || status >= 500 });
+  }
+
+  /** A single-part 206 whose Content-Range is not exactly the request: copy what overlaps it. */
+  async #streamInto(res: HttpResponse, cr: { first: number; last: number }, fill: RangeFill, what: string, ctx: SourceErrorContext): Promise<void> {
+    const end = Math.min(fill.end, cr.last + 1);
+    let pos = cr.first;
+    try {
+      for await (const c of res.body) {
+        if (pos + c.byteLength > cr.last + 1) throw new SourceError('RANGE_RESPONSE_INVALID', `${what}: body longer than its Content-Range`, ctx);
+        fill.put(pos, c);
+        pos += c.byteLength;
+        if (pos >= end) break; // leaving the loop destroys the body
+      }
+    } catch (e) {
+      throw transportError(what, e, ctx);
+    }
+    if (pos < end) throw new SourceError('BODY_TRUNCATED', `${what}: body ended at ${pos}, before ${end}`, ctx, { retryable: true });
   }
 
   /** 200: the server ignored Range. Keep the wanted bytes, stop once past the last one. */

@@ -10,7 +10,7 @@ import { SourceError } from '../errors.js';
 import { chainCredentials, type CredentialProvider } from '../credentials.js';
 import { resolveImage, type DocumentFetcher } from '../image-resolver.js';
 import type { ImageReference } from '../reference.js';
-import type { BlobSource, ResolvedImage } from '../source.js';
+import type { BlobSource, ManifestWanted, ResolvedImage } from '../source.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './backoff.js';
 import { HttpClient } from './http-client.js';
 import { EMPTY_REGISTRIES_CONF, type RegistriesConf } from './registries-conf.js';
@@ -32,6 +32,8 @@ export interface RegistrySourceOptions {
   readonly connectionsPerHost?: number;
   readonly userAgent?: string;
   readonly dispatcher?: Dispatcher;
+  /** Platform manifests fetched per image index at most (default DEFAULT_MAX_INDEX_ENTRIES). */
+  readonly maxIndexEntries?: number;
 }
 
 export class RegistrySource implements BlobSource {
@@ -40,10 +42,12 @@ export class RegistrySource implements BlobSource {
   readonly #http: HttpClient;
   readonly #client: RegistryClient;
   readonly #logger: Logger;
+  readonly #maxIndexEntries: number | undefined;
 
   constructor(o: RegistrySourceOptions = {}) {
     this.#conf = o.registries ?? EMPTY_REGISTRIES_CONF;
     this.#logger = o.logger ?? silentLogger;
+    this.#maxIndexEntries = o.maxIndexEntries;
     this.#http = new HttpClient({
       credentials: chainCredentials(...(o.credentials ?? [])),
       logger: this.#logger,
@@ -66,13 +70,16 @@ export class RegistrySource implements BlobSource {
     return routeFor(this.#conf, ref).endpoints;
   }
 
-  async resolve(ref: ImageReference, signal?: AbortSignal): Promise<ResolvedImage> {
+  async resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage> {
     const got = await this.#firstEndpoint(ref, 'resolve', async (ep) => {
       const fetcher: DocumentFetcher = {
         manifest: (t, s) => this.#client.manifest(ep, t, s),
         config: (d, _size, s) => this.#client.smallBlob(ep, d, s),
       };
-      return resolveImage(ref, fetcher, `registry ${ep.origin}/${ep.repository}`, this.#logger, signal);
+      return resolveImage(ref, fetcher, `registry ${ep.origin}/${ep.repository}`, this.#logger, signal, {
+        ...(want ? { want } : {}),
+        ...(this.#maxIndexEntries !== undefined ? { maxIndexEntries: this.#maxIndexEntries } : {}),
+      });
     });
     if (!got) throw new SourceError('IMAGE_NOT_FOUND', `image ${ref.string} not found`, { source: ref.string, status: 404 });
     return got;

@@ -13,6 +13,7 @@ import { readVerifiedChunks } from '../../../src/formats/chunk-reader.js';
 import type { ChunkRef, LayerNode, RawEntry, RawEntryType } from '../../../src/formats/model.js';
 import { buildLayerIndex } from '../../../src/formats/overlay-view.js';
 import type { LayerProvider, ServedLayerView } from '../../../src/fuse/layer-provider.js';
+import { asByteString } from '../../../src/formats/byte-string.js';
 
 export interface FileSpec {
   readonly name: string;
@@ -56,7 +57,7 @@ export function buildStandInLayer(key: Digest, files: readonly FileSpec[], opts:
     parts.push(data);
     blobLen += data.length;
     raw.push({
-      name: f.name,
+      name: asByteString(f.name),
       type,
       mode: f.mode ?? (type === 'dir' ? 0o755 : 0o644),
       uid: f.uid ?? 0,
@@ -64,7 +65,7 @@ export function buildStandInLayer(key: Digest, files: readonly FileSpec[], opts:
       size: data.length,
       mtimeSec: f.mtimeSec ?? 1_704_067_200,
       mtimeNsec: 0,
-      ...(f.linkName !== undefined ? { linkName: f.linkName } : {}),
+      ...(f.linkName !== undefined ? { linkName: asByteString(f.linkName) } : {}),
       devMajor: f.devMajor ?? 0,
       devMinor: f.devMinor ?? 0,
       xattrs: new Map(Object.entries(f.xattrs ?? {}).map(([k, v]) => [k, Buffer.from(v)])),

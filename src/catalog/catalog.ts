@@ -38,6 +38,11 @@ import { parseReference, refFromBase64, type ImageReference } from '../sources/r
 import { findLayer, manifestHasKey, type BlobSource, type LayerMatch, type ResolvedImage } from '../sources/source.js';
 import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
 import { RefusalLog, type Refusal } from './refusals.js';
+import { LazyAlsError } from '../core/errors.js';
+import { verifyFullPass } from '../formats/full-pass.js';
+
+/** Whole-layer check failures that mean "this blob is not what its TOC says" (not a network error). */
+const QUARANTINE_CODES = new Set(['FORMAT_CONFLICT', 'DIFFID_MISMATCH', 'BLOB_DIGEST_MISMATCH', 'DECOMPRESS_FAILED', 'TAR_INVALID', 'ENTRY_PATH_UNSAFE', 'ENTRY_INVALID']);
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore, StoredLayer } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
@@ -65,6 +70,11 @@ export interface LayerCatalogOptions {
   readonly scheduler?: PrefetchScheduler;
   readonly formats?: LayerFormats;
   readonly limits?: Limits;
+  /**
+   * After a TOC layer's background fetch, read the whole blob once and check it is the tar the TOC
+   * claims (formats/full-pass.ts); a layer that is not gets quarantined (reads EIO). Default false.
+   */
+  readonly verifyWholeLayers?: boolean;
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   readonly memoryBlobLimit?: number;
@@ -111,6 +121,8 @@ export class LayerCatalog {
   readonly #uses = new Map<string, number>();
   readonly #counters = { positive: 0, negative: 0, resolutions: 0, opens: 0 };
   readonly #refusals: RefusalLog;
+  readonly #openers = new WeakMap<ServedLayer, { open: (signal?: AbortSignal) => Promise<RandomAccessBlob>; diffId: Digest }>();
+  readonly #verifications = new Map<string, Promise<void>>();
 
   constructor(o: LayerCatalogOptions) {
     this.#o = o;
@@ -174,7 +186,10 @@ export class LayerCatalog {
       p = this.#resolveFresh(refElem, ref, d).then(
         (layer) => {
           this.#served.set(id, layer);
-          this.#o.prefetcher?.start(layer);
+          const fetched = this.#o.prefetcher?.start(layer);
+          if (this.#o.verifyWholeLayers && layer.index.diffId === undefined && !this.#verifications.has(id)) {
+            this.#verifications.set(id, (fetched ?? Promise.resolve()).then(() => this.#verifyWhole(layer, ref?.string)));
+          }
           return layer;
         },
         (e: unknown) => {
@@ -194,6 +209,35 @@ export class LayerCatalog {
     return raceAbort(p, signal, { layer: key });
   }
 
+  /** The whole-layer check once its bytes are fetched anyway (see verifyWholeLayers); never rejects. */
+  async #verifyWhole(layer: ServedLayer, ref: string | undefined): Promise<void> {
+    const o = this.#openers.get(layer);
+    if (!o) return;
+    const run = async (signal?: AbortSignal): Promise<void> => {
+      const blob = await o.open(signal);
+      await verifyFullPass(blob, layer.index, { diffId: o.diffId, limits: this.#o.limits ?? DEFAULT_LIMITS, ...(signal ? { signal } : {}) });
+    };
+    try {
+      await (this.#o.scheduler ? this.#o.scheduler.background(run) : run());
+      this.#log.info('catalog.layer_verified', { layer: layer.key });
+    } catch (e) {
+      if (this.#o.scheduler?.closedSignal.aborted) return;
+      if (e instanceof LazyAlsError && QUARANTINE_CODES.has(e.code)) {
+        // The TOC we served from is not the tar a full pull unpacks: stop serving its bytes.
+        layer.quarantine(e);
+        const r = this.#refusals.record('quarantined', layer.key, ref, e);
+        this.#log.warn('catalog.layer_quarantined', { layer: layer.key, ...(ref !== undefined ? { ref } : {}), code: r.code, error: e });
+      } else {
+        this.#log.warn('catalog.verify_failed', { layer: layer.key, error: e });
+      }
+    }
+  }
+
+  /** The whole-layer check of a served layer, when one was started (tests, status). */
+  verification(refElem: string | undefined, key: string): Promise<void> | undefined {
+    return this.#verifications.get(idOf(refElem, key));
+  }
+
   async #resolveFresh(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
     const t0 = performance.now();
     const facts = ref ? await this.#factsFromImage(ref, key, refElem) : await this.#factsFromStore(key);
@@ -202,7 +246,7 @@ export class LayerCatalog {
     }
     const index = await this.#indexFor(facts);
     this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
-    return new ServedLayer({
+    const layer = new ServedLayer({
       key,
       keyKind: facts.keyKind,
       ...(refElem !== undefined ? { refElem } : {}),
@@ -220,6 +264,8 @@ export class LayerCatalog {
       ...(this.#o.chunkDecoder ? { chunkDecoder: this.#o.chunkDecoder } : {}),
       logger: this.#log,
     });
+    this.#openers.set(layer, { open: (signal) => this.#blobFor(facts, signal), diffId: facts.diffId });
+    return layer;
   }
 
   /**

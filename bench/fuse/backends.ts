@@ -24,6 +24,7 @@ import { digestHex, sha256Of, type Digest } from '../../src/core/digest.js';
 import { silentLogger } from '../../src/core/log.js';
 import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
 import { mountAls, type BackendName } from '../../src/fuse/mount-als.js';
 import { report } from '../e2e/report.js';
@@ -72,7 +73,7 @@ def run():
 run(); t=time.perf_counter(); run(); print(len(paths)/(time.perf_counter()-t))`;
 
 function entry(name: string, type: RawEntry['type'], size = 0, chunks: ChunkRef[] = []): RawEntry {
-  return { name, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtimeSec: 1_704_067_200, mtimeNsec: 0, devMajor: 0, devMinor: 0, xattrs: new Map(), chunks };
+  return { name: asByteString(name), type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtimeSec: 1_704_067_200, mtimeNsec: 0, devMajor: 0, devMinor: 0, xattrs: new Map(), chunks };
 }
 
 /** Chunks of `data` (at `blobOff` in the blob) of at most `chunk` bytes. */

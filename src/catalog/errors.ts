@@ -8,7 +8,8 @@ export type IndexErrorCode =
   | 'LAYER_NOT_FOUND' // no image/layer matches (ref, key), or no ref and the key was never served
   | 'LAYER_NOT_SERVABLE' // found, but the info file would be wrong (no config diffID) or the TOC does not match the key
   | 'SOURCE_UNAVAILABLE' // not cached and no source configured / reference unknown for a ref-less layer
-  | 'BLOB_UNAVAILABLE'; // the `blob` file cannot be produced (size mismatch, or too large to hold in memory on a full disk)
+  | 'BLOB_UNAVAILABLE' // the `blob` file cannot be produced (size mismatch, or too large to hold in memory on a full disk)
+  | 'LAYER_QUARANTINED'; // served, then found not to match its blob (full-read check): every read is EIO
 
 export class IndexError extends LazyAlsError {
   declare readonly code: IndexErrorCode;

@@ -96,6 +96,8 @@ export class ServedLayer implements PrefetchTarget {
   #blobFetch: Promise<void> | undefined;
   #refill: Promise<void> | undefined;
   #memBlob: Buffer | undefined;
+  /** Why this layer no longer serves bytes (it does not match its blob), once it is known. */
+  #quarantine: Error | undefined;
 
   constructor(o: ServedLayerOptions) {
     this.#o = o;
@@ -197,7 +199,23 @@ export class ServedLayer implements PrefetchTarget {
    * `length` bytes of `node`'s content at `offset` (fewer at EOF; empty past it). Non-regular nodes
    * have no content. The returned Buffer may share memory with the cache: do not modify it.
    */
+  /** Stop serving bytes: from now on every read fails (EIO), naming `reason`. */
+  quarantine(reason: Error): void {
+    this.#quarantine ??= reason;
+  }
+
+  get quarantined(): Error | undefined {
+    return this.#quarantine;
+  }
+
+  #checkQuarantine(): void {
+    if (this.#quarantine) {
+      throw new IndexError('LAYER_QUARANTINED', `layer quarantined: ${this.#quarantine.message}`, { layer: this.key, blob: this.blobDigest }, { cause: this.#quarantine });
+    }
+  }
+
   async readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    this.#checkQuarantine();
     if (node.type !== 'reg' || offset >= node.size || length <= 0) return Buffer.alloc(0);
     const end = Math.min(node.size, offset + length);
     const chunks = chunksCovering(node.chunks, offset, end);
@@ -248,6 +266,7 @@ export class ServedLayer implements PrefetchTarget {
 
   /** Bytes `[offset, offset+length)` of the compressed blob (clamped at EOF), verified as a whole. */
   async readBlob(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    this.#checkQuarantine();
     if (offset >= this.blobSize || length <= 0) return Buffer.alloc(0);
     const n = Math.min(length, this.blobSize - offset);
     for (let attempt = 0; attempt < 3; attempt++) {

@@ -84,8 +84,9 @@ export class ReadAhead {
     }
     const target = Math.min(node.size, st.next + st.window);
     const from = Math.max(st.requested, st.next);
-    // Keep the window filled in large steps: top it up once less than half of it is requested.
-    if (from >= target || target - from < st.window / 2) return [];
+    // Keep the window filled in large steps: top it up once less than half of it is requested
+    // (near the end of the file the window is cut at EOF: then whatever is left goes at once).
+    if (from >= target || (target - from < st.window / 2 && target < node.size)) return [];
     const pieces: ChunkRef[][] = [];
     let piece: ChunkRef[] = [];
     let pieceBytes = 0;

@@ -58,6 +58,8 @@ export interface DaemonConfig {
   readonly metricsAddress: MetricsAddress | undefined;
   /** Log lines: `text` for people, `json` for journald/scripts, `auto` = text on a terminal, else JSON. */
   readonly logFormat: LogFormat;
+  /** How long credentials from the auth helper are kept (on disk, across restarts) when their token has no expiry. */
+  readonly credentialsTtlMs: number;
   /** Bounds on what one layer may cost (the [limits] table; docs/robustness.md says why each default). */
   readonly limits: Limits;
   /** The file the settings came from, if any (for status). */
@@ -103,6 +105,7 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   }),
   metricsAddress: undefined,
   logFormat: 'auto',
+  credentialsTtlMs: 12 * 3600 * 1000,
   limits: DEFAULT_LIMITS,
   configFile: undefined,
 });
@@ -195,6 +198,7 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   // operations (ops)
   metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),
   log_format: (c, v, w) => (c.logFormat = logFormat(v, w)),
+  credentials_ttl_sec: (c, v, w) => (c.credentialsTtlMs = int(v, w, 0) * 1000),
 };
 const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) => void> = {
   backend: (f, v, w) => {

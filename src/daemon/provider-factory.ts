@@ -17,6 +17,8 @@ import type { LayerProvider } from '../fuse/layer-provider.js';
 import { LayerCatalog } from '../catalog/catalog.js';
 import { ChunkDecoderPool } from '../formats/chunk-decoder.js';
 import { CredentialStore } from '../sources/credential-store.js';
+import { parseHelperPayload } from '../sources/helper-payload.js';
+import { CredentialFile } from './credential-file.js';
 import { OciLayoutSource } from '../sources/dfs/oci-layout.js';
 import { createRegistrySource } from '../sources/registry/create-registry-source.js';
 import { SourceChain } from '../sources/source-chain.js';
@@ -57,6 +59,9 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
+  // The auth helper's credentials survive restarts (0600 file in the state dir, expiring).
+  const credentialFile = new CredentialFile(config.stateDir, config.credentialsTtlMs, logger);
+  credentials.add(await credentialFile.load());
   const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger, { maxIndexEntries: config.maxIndexEntries }));
   if (config.registry) {
     const registry = await createRegistrySource({
@@ -78,6 +83,8 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     ...(source ? { source } : {}),
     formats: meteredFormats(telemetry),
     metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
+    // The background fetch reads every byte anyway: check the layer is the tar its TOC claims.
+    verifyWholeLayers: config.backgroundFetch,
   });
   return {
     provider: meteredProvider(catalog, telemetry),
@@ -150,7 +157,12 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
         pinned.clear();
       }
     },
-    credentials: (payload: unknown) => credentials.addPayload(JSON.stringify(payload)),
+    async credentials(payload: unknown) {
+      const entries = parseHelperPayload(JSON.stringify(payload));
+      credentials.add(entries);
+      await credentialFile.save(entries);
+      return entries.map((e) => e.ref.string);
+    },
     async close() {
       // Each step is bounded: a registry that hangs (a fetch that never ends, a connection that
       // never closes) must not keep a stopping daemon alive until the supervisor kills it.

@@ -54,17 +54,23 @@ export class AccessPolicy {
   /** Whether owner + group + mode of the control dirs express the policy exactly. */
   readonly kernelEnforceable: boolean;
 
-  private constructor(uids: ReadonlySet<number>, gids: ReadonlySet<number>) {
+  /** `callerIds`: the backend passes every caller's ids (so check() decides when modes cannot). */
+  private constructor(uids: ReadonlySet<number>, gids: ReadonlySet<number>, callerIds = false) {
     this.#uids = uids;
     this.#gids = gids;
     const users = [...uids].filter((u) => u !== 0);
     const groups = [...gids];
     this.kernelEnforceable = users.length <= 1 && groups.length <= 1;
-    this.controlDir = {
-      uid: users[0] ?? 0,
-      gid: groups[0] ?? 0,
-      mode: groups.length > 0 ? 0o750 : 0o700,
-    };
+    // Lists modes cannot express, with a backend that sees callers: everyone may search the
+    // control dirs and check() decides (it is then the only gate).
+    this.controlDir = this.kernelEnforceable || !callerIds
+      ? { uid: users[0] ?? 0, gid: groups[0] ?? 0, mode: groups.length > 0 ? 0o750 : 0o700 }
+      : { uid: 0, gid: 0, mode: 0o755 };
+  }
+
+  /** The same policy for a backend that passes every caller's ids (the native backend). */
+  withCallerIds(): AccessPolicy {
+    return new AccessPolicy(this.#uids, this.#gids, true);
   }
 
   /** Root only (plus the daemon's uid): the default. */
@@ -81,9 +87,15 @@ export class AccessPolicy {
     return c.groups?.some((g) => this.#gids.has(g)) ?? false;
   }
 
-  /** Throws EACCES when a known caller may not resolve. */
+  /**
+   * Throws EACCES when a known caller may not resolve. When the control dirs' modes express the
+   * policy, the kernel has already checked the caller (supplementary groups included) before the
+   * request reached us; a caller whose groups we were not told is then not refused for them.
+   */
   check(caller: Caller | undefined, path: string): void {
-    if (caller && !this.mayResolve(caller)) throw new FuseError('EACCES', 'this user may not make the store resolve layers (fuse.resolve_uids / resolve_gids)', { entry: path });
+    if (!caller || this.mayResolve(caller)) return;
+    if (this.kernelEnforceable && caller.groups === undefined && this.#gids.size > 0) return;
+    throw new FuseError('EACCES', 'this user may not make the store resolve layers (fuse.resolve_uids / resolve_gids)', { entry: path });
   }
 
   /** What a backend that only has modes (fuse-native) must refuse. */

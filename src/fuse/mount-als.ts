@@ -65,7 +65,10 @@ export interface AlsMount extends MountHandle {
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
-  const policy = o.policy ?? AccessPolicy.rootOnly();
+  const backend = o.backend ?? defaultBackend();
+  // The native backend passes every caller's ids; fuse-native has only the control dirs' modes.
+  const base = o.policy ?? AccessPolicy.rootOnly();
+  const policy = backend === 'native' ? base.withCallerIds() : base;
   const tree = new AlsTree({
     provider: o.provider,
     logger: o.logger,
@@ -73,7 +76,6 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
-  const backend = o.backend ?? defaultBackend();
   const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
   const allowOther = o.allowOther ?? true;
   const suid = o.suid ?? process.getuid?.() === 0;

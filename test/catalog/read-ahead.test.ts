@@ -42,6 +42,23 @@ describe('ReadAhead', () => {
     expect(total).toBeGreaterThan(8 * M); // it really read ahead
   });
 
+  it('a sequential reader to EOF finds every chunk after the first read already requested (the tail too)', () => {
+    const ra = new ReadAhead({ minWindow: 1 * M, maxWindow: 16 * M, pieceBytes: 2 * M, maxInFlight: 48 * M });
+    const node = file(1024, 64 * K); // 64 MiB
+    const requested = new Set<string>();
+    const missed: number[] = [];
+    for (let off = 0; off < 64 * M; off += 128 * K) {
+      const covering = node.chunks.filter((c) => c.fileOffset < off + 128 * K && c.fileOffset + c.size > off);
+      if (covering.some((c) => !requested.has(c.digest))) missed.push(off);
+      covering.forEach((c) => requested.add(c.digest)); // the demand read
+      for (const p of ra.plan(node, off, off + 128 * K, (c) => requested.has(c.digest))) {
+        p.forEach((c) => requested.add(c.digest));
+        ra.settle(bytes([p])); // fetched instantly
+      }
+    }
+    expect(missed).toEqual([0]);
+  });
+
   it('a random reader gets nothing ahead', () => {
     const ra = new ReadAhead({ minWindow: 1 * M, maxWindow: 8 * M, pieceBytes: 1 * M, maxInFlight: 64 * M });
     const node = file(256, 64 * K);

@@ -16,6 +16,7 @@ import { LayerCatalog } from '../../src/catalog/catalog.js';
 import { RefusalLog } from '../../src/catalog/refusals.js';
 import { refToBase64 } from '../../src/sources/reference.js';
 import { buildTar } from '../helpers/writers/tar.js';
+import { byteStringFromText as B } from '../../src/formats/byte-string.js';
 import { tempDir } from '../cache/support/tmp.js';
 import { LayoutSource } from './support/layout-source.js';
 
@@ -66,5 +67,51 @@ describe('refused layers', () => {
     expect(l).toHaveLength(RefusalLog.MAX);
     expect(l[0]).toMatchObject({ key: 'k149', count: 2, message: 'again', code: 'INTERNAL' });
     expect(l.at(-1)!.key).toBe('k50');
+  });
+});
+
+describe('quarantine', () => {
+  it('a served eStargz layer whose TOC lies about a mode is quarantined by the whole-layer check: reads EIO, status says why', async () => {
+    const { buildEStargz } = await import('../helpers/writers/estargz.js');
+    const { Prefetcher, PrefetchScheduler } = await import('../../src/cache/prefetch.js');
+    const dir = await tempDir('lazy-als-quarantine-');
+    const src = await LayoutSource.create(join(dir, 'layout'));
+    const entries = [
+      { name: 'etc/', type: 'dir' as const },
+      { name: 'etc/passwd', type: 'reg' as const, data: Buffer.from('root:x:0:0::/root:/bin/sh\n') },
+      { name: 'bin/', type: 'dir' as const },
+      { name: 'bin/sh', type: 'reg' as const, data: Buffer.alloc(9000, 7), mode: 0o755 },
+    ];
+    const lying = buildEStargz(entries, { editToc: (toc) => void (toc.entries.find((e) => e['name'] === 'bin/sh')!['mode'] = 0o4755) });
+    const ref = 'localhost:5000/lying:1';
+    await src.addImage(ref, [{ blob: lying.blob, diffId: lying.diffId, annotations: { 'containerd.io/snapshot/stargz/toc.digest': lying.tocDigest } }]);
+    const lines: string[] = [];
+    const blobStore = await ObjectStore.open({ dir: join(dir, 'objects'), tmpDir: join(dir, 'tmp') });
+    const metadata = await MetadataStore.open({ stateDir: join(dir, 'state') });
+    const chunkCache = new ChunkCache({ store: blobStore });
+    const scheduler = new PrefetchScheduler();
+    const prefetcher = new Prefetcher({ scheduler, background: true });
+    const catalog = new LayerCatalog({
+      source: src, metadata, chunkCache, blobStore, scheduler, prefetcher, verifyWholeLayers: true,
+      logger: createLogger('warn', { write: (s: string) => (lines.push(s), true) }),
+    });
+    cleanups.push(async () => {
+      await prefetcher.close();
+      await chunkCache.drain();
+      await catalog.close();
+      await src.close();
+      await rm(dir, { recursive: true, force: true });
+    });
+    const refElem = refToBase64(ref);
+    const layer = (await catalog.lookup(refElem, lying.tocDigest))!;
+    expect(layer).toBeDefined();
+    await catalog.verification(refElem, lying.tocDigest);
+    expect(layer.quarantined?.message).toMatch(/mode/);
+    const node = layer.index.lookup(B('etc/passwd'))!;
+    await expect(layer.readFile(node, 'etc/passwd', 0, 10)).rejects.toMatchObject({ code: 'LAYER_QUARANTINED' });
+    const st = catalog.status();
+    expect(st.refused[0]).toMatchObject({ kind: 'quarantined', key: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
+    const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'catalog.layer_quarantined' || l['event'] === 'catalog.layer_quarantined');
+    expect(warn).toMatchObject({ level: 'warn', layer: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
   });
 });

@@ -26,6 +26,20 @@ describe('AccessPolicy', () => {
     expect(() => wide.assertKernelEnforceable('fuse-native')).toThrow(/at most one non-root uid/);
   });
 
+  it('with a backend that passes caller ids, lists modes cannot express open the dirs (0755) and check() decides', () => {
+    const wide = AccessPolicy.fromConfig({ resolveUids: [1000, 1001], resolveGids: [27, 28], daemonUid: 0 }).withCallerIds();
+    expect(wide.controlDir).toEqual({ uid: 0, gid: 0, mode: 0o755 });
+    expect(() => wide.check({ uid: 1001, gid: 5 }, '/x')).not.toThrow();
+    expect(() => wide.check({ uid: 1002, gid: 28 }, '/x')).not.toThrow();
+    expect(() => wide.check({ uid: 1002, gid: 5 }, '/x')).toThrow(expect.objectContaining({ code: 'EACCES' }));
+    // expressible lists keep their modes; a caller whose supplementary groups are unknown is left to the kernel's check
+    const one = AccessPolicy.fromConfig({ resolveUids: [], resolveGids: [27], daemonUid: 0 }).withCallerIds();
+    expect(one.controlDir).toEqual({ uid: 0, gid: 27, mode: 0o750 });
+    expect(() => one.check({ uid: 1002, gid: 5 }, '/x')).not.toThrow();
+    expect(() => one.check({ uid: 1002, gid: 5, groups: [6] }, '/x')).toThrow(expect.objectContaining({ code: 'EACCES' }));
+    expect(() => AccessPolicy.rootOnly(0).withCallerIds().check({ uid: 1002, gid: 5 }, '/x')).toThrow(expect.objectContaining({ code: 'EACCES' }));
+  });
+
   it('a daemon running as a non-root uid may resolve, and owns the control dirs', () => {
     const p = AccessPolicy.fromConfig({ resolveUids: [], resolveGids: [], daemonUid: 1500 });
     expect(p.mayResolve({ uid: 1500, gid: 1500 })).toBe(true);

@@ -140,7 +140,7 @@ export function ctrRemoteEstargz(src: PodmanImageFixture): Promise<PodmanImageFi
       await run(['tar', '-C', src.ociDir, '-cf', srcTar, '.']);
       // --no-unpack: no snapshots, so no mounts
       await ctrOk(d, ['images', 'import', '--no-unpack', srcTar]);
-      const srcRef = await importedRef(d, src);
+      const srcRef = await importedRef(d, src.tag);
       await ctrOk(d, ['images', 'convert', '--estargz', '--oci', srcRef, dstName]);
       await ctrOk(d, ['images', 'export', outTar, dstName]);
       await mkdir(ociDir, { recursive: true });
@@ -172,11 +172,26 @@ export async function ctrRemoteEstargzFeatureImage(): Promise<FeatureImageFixtur
   return { ...f, paths: FEATURE_PATHS };
 }
 
+/**
+ * eStargz by ctr-remote straight to a registry: imports `srcArchive` (an OCI archive whose index
+ * names the image `srcTag`, e.g. from `podman push IMG oci-archive:<path>:<srcTag>`), converts it
+ * with `ctr-remote images convert --estargz --oci` to `dstRef` (`<host>/<repo>:<tag>`) and pushes
+ * that over plain HTTP. The private containerd is stopped by cleanupPodmanFixtures().
+ */
+export async function ctrRemoteEstargzPush(srcArchive: string, srcTag: string, dstRef: string): Promise<void> {
+  daemon ??= startContainerd();
+  const d = await daemon;
+  await ctrOk(d, ['images', 'import', '--no-unpack', srcArchive]);
+  const srcRef = await importedRef(d, srcTag);
+  await ctrOk(d, ['images', 'convert', '--estargz', '--oci', srcRef, dstRef]);
+  await ctrOk(d, ['images', 'push', '--plain-http', dstRef]);
+}
+
 /** ctr names an imported image `import-<date>:<ref.name of the layout>`. */
-async function importedRef(d: Containerd, src: PodmanImageFixture): Promise<string> {
+async function importedRef(d: Containerd, tag: string): Promise<string> {
   const out = await ctrOk(d, ['images', 'ls', '-q']);
-  const ref = out.split('\n').find((n) => n.startsWith('import-') && n.endsWith(`:${src.tag}`));
-  if (!ref) throw new Error(`imported image for tag ${src.tag} not found among: ${out}`);
+  const ref = out.split('\n').find((n) => n.startsWith('import-') && n.endsWith(`:${tag}`));
+  if (!ref) throw new Error(`imported image for tag ${tag} not found among: ${out}`);
   return ref;
 }
 

@@ -39,7 +39,9 @@ let zeroGz: Buffer | undefined;
 let zeroZst: Buffer | undefined;
 /** `n` MiB of zeros as n concatenated gzip members / zstd frames. */
 function zeroMembers(kind: 'gzip' | 'zstd', n: number): Buffer {
-  const one = kind === 'gzip' ? (zeroGz ??= gzipSync(Buffer.alloc(MiB), { level: 9 })) : (zeroZst ??= zstdCompress(Buffer.alloc(MiB)));
+  if (kind === 'gzip') zeroGz ??= gzipSync(Buffer.alloc(MiB), { level: 9 });
+  else zeroZst ??= zstdCompress(Buffer.alloc(MiB));
+  const one = kind === 'gzip' ? zeroGz! : zeroZst!;
   return Buffer.concat(new Array<Buffer>(n).fill(one));
 }
 
@@ -84,20 +86,32 @@ function manyEntriesTar(count: number): Buffer {
   return gzipSync(Buffer.concat(parts), { level: 1 });
 }
 
-/** An eStargz whose TOC lists `count` entries (empty files in directories). */
+/**
+ * An eStargz whose TOC lists `count` entries (empty files in directories), with the matching tar
+ * headers after the landmark (in members of 10k headers: the generator never holds the whole tar).
+ */
 function manyEntriesEStargz(count: number): { blob: Buffer; tocDigest: string } {
   const entries: TocJsonEntry[] = [];
   const m0 = gzipSync(Buffer.concat([tarHeaders(landmark), landmark.data!, padding(1)]));
   const d0 = sha256(landmark.data!);
   entries.push({ name: landmark.name, type: 'reg', size: 1, mode: 0o644, digest: d0, chunkDigest: d0 });
+  const members: Buffer[] = [m0];
+  let batch: Buffer[] = [];
   const perDir = 1000;
   for (let i = 0; i < count; i++) {
-    if (i % perDir === 0) entries.push({ name: `d${i / perDir}/`, type: 'dir', mode: 0o755 });
-    else entries.push({ name: `d${Math.floor(i / perDir)}/f${i % perDir}`, type: 'reg', mode: 0o644 });
+    const dir = i % perDir === 0;
+    const name = dir ? `d${i / perDir}/` : `d${Math.floor(i / perDir)}/f${i % perDir}`;
+    entries.push(dir ? { name, type: 'dir', mode: 0o755 } : { name, type: 'reg', mode: 0o644 });
+    batch.push(tarHeaderBlock({ name, typeflag: dir ? '5' : '0', mode: dir ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, mtime: 0 }));
+    if (batch.length === 10_000 || i === count - 1) {
+      members.push(gzipSync(Buffer.concat(batch), { level: 1 }));
+      batch = [];
+    }
   }
   // Compact JSON (the writer indents): the TOC is large enough as it is.
   const json = Buffer.from(JSON.stringify({ version: 1, entries }));
-  return { blob: Buffer.concat([m0, gzipSync(tocTarEntry(json), { level: 1 }), estargzFooter(m0.length)]), tocDigest: sha256(json) };
+  const body = Buffer.concat(members);
+  return { blob: Buffer.concat([body, gzipSync(tocTarEntry(json), { level: 1 }), estargzFooter(body.length)]), tocDigest: sha256(json) };
 }
 
 /** A tar.gz in which `headers` PAX headers of `bytes` each (distinct xattrs) precede one file. */
@@ -126,7 +140,10 @@ function plainBomb(kind: 'gzip' | 'zstd', mib: number): Buffer {
 
 function once<T>(f: () => T): () => T {
   let v: { value: T } | undefined;
-  return () => (v ??= { value: f() }).value;
+  return () => {
+    v ??= { value: f() };
+    return v.value;
+  };
 }
 
 /**

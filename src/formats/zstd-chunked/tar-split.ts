@@ -17,7 +17,6 @@ import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { byteStringFromText, byteStringOf, displayName, goJsonMangle } from '../byte-string.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
-import { normalizeEntryPath } from '../overlay-view.js';
 import { TarScanner, type ScannedEntry } from '../tar/tar-scanner.js';
 import { decodeBase64Strict, type TocEntry } from './manifest.js';
 
@@ -181,17 +180,11 @@ export function bindTocToTar(ts: TarSplitSummary, toc: readonly TocEntry[], ctx:
  */
 function sameName(toc: ByteString, tar: ByteString, asPath: boolean): ByteString | undefined {
   if (toc === tar) return tar;
-  const norm = (n: ByteString): ByteString | undefined => {
-    if (!asPath) return n;
-    try {
-      return normalizeEntryPath(n);
-    } catch {
-      return undefined; // judged (and refused) by the index builder
-    }
-  };
+  // Only the spelling is compared here ("./a/" = "a"); limits are the index builder's job, and the
+  // TOC's mangled form of a legal 255-byte name may itself be up to 765 bytes long.
+  const norm = (n: ByteString): ByteString => (asPath ? (n.split('/').filter((p) => p !== '' && p !== '.').join('/') as ByteString) : n);
   const t = norm(toc);
   const h = norm(tar);
-  if (t === undefined || h === undefined) return undefined;
   if (t === h || t === goJsonMangle(h)) return tar;
   return undefined;
 }

@@ -1,0 +1,130 @@
+/**
+ * One LayerIndex per key: the persisted LayerRecord first (loadLayerRecord re-verifies its TOC
+ * digest), else openLayer over the blob through the source, then persisted. Plain (non-TOC) layers
+ * are verified by a full pass; their file chunks, streamed through onPlainChunk, are staged and
+ * committed to the object store only after openLayer resolved (blob digest and diff_id matched).
+ */
+import type { RandomAccessBlob } from '../core/blob.js';
+import type { Digest } from '../core/digest.js';
+import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
+import type { Logger } from '../core/log.js';
+import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
+import type { LayerIndex } from '../formats/model.js';
+import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
+import type { Eviction } from '../cache/eviction.js';
+import type { MetadataStore } from '../cache/metadata-store.js';
+import type { ObjectStore } from '../cache/object-store.js';
+import { IndexError } from './errors.js';
+import type { LayerFacts } from './layer-facts.js';
+import { PromiseMemo } from './single-flight.js';
+
+/** The formats entry points (injectable for fault tests). */
+export interface LayerFormats {
+  openLayer(blob: RandomAccessBlob, options: OpenLayerOptions): Promise<OpenedLayer>;
+  loadLayerRecord(record: LayerRecord, limits?: Limits): LayerIndex;
+}
+
+export const DEFAULT_FORMATS: LayerFormats = { openLayer, loadLayerRecord };
+
+export interface IndexLoaderOptions {
+  readonly metadata: MetadataStore;
+  readonly blobStore: ObjectStore;
+  readonly eviction?: Eviction;
+  readonly formats: LayerFormats;
+  readonly limits?: Limits;
+  readonly openBlob: (facts: LayerFacts) => Promise<RandomAccessBlob>;
+  readonly logger: Logger;
+}
+
+export class IndexLoader {
+  readonly #o: IndexLoaderOptions;
+  readonly #indexes = new PromiseMemo<Digest, LayerIndex>();
+  /** openLayer calls made (status). */
+  opens = 0;
+
+  constructor(o: IndexLoaderOptions) {
+    this.#o = o;
+  }
+
+  indexFor(facts: LayerFacts): Promise<LayerIndex> {
+    const { promise, fresh } = this.#indexes.get(facts.key, () => this.#loadOrOpen(facts));
+    if (!fresh && facts.openRef) this.#rememberRef(facts.key, facts.openRef.string);
+    return promise;
+  }
+
+  /** Remember another reference for ref-less lookups (best effort). */
+  #rememberRef(key: Digest, ref: string): void {
+    void this.#o.metadata.addLayerRef(key, ref).catch((e: unknown) => this.#o.logger.debug('catalog.add_ref_failed', { layer: key, error: e }));
+  }
+
+  async #loadOrOpen(facts: LayerFacts): Promise<LayerIndex> {
+    const limits = this.#o.limits ?? DEFAULT_LIMITS;
+    const stored = await this.#o.metadata.loadLayer(facts.key);
+    if (stored && stored.layer.blobDigest === facts.blobDigest && stored.layer.blobSize === facts.blobSize) {
+      try {
+        const index = this.#o.formats.loadLayerRecord(stored.record, limits);
+        checkIndex(index, facts);
+        if (facts.openRef && !stored.layer.refs.includes(facts.openRef.string)) this.#rememberRef(facts.key, facts.openRef.string);
+        return index;
+      } catch (e) {
+        this.#o.logger.warn('catalog.record_rejected', { layer: facts.key, error: e });
+      }
+    }
+    return this.#open(facts, limits);
+  }
+
+  async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
+    this.opens++;
+    const blob = await this.#o.openBlob(facts);
+    const staging = this.#o.blobStore.createStaging();
+    let stagingFailed = false;
+    let opened: OpenedLayer;
+    try {
+      opened = await this.#o.formats.openLayer(blob, {
+        descriptor: { mediaType: facts.mediaType, digest: facts.blobDigest, size: facts.blobSize, annotations: facts.annotations },
+        ...expectedDigests(facts),
+        limits,
+        onPlainChunk: async (chunk, data) => {
+          if (stagingFailed || chunk.zeros) return;
+          try {
+            await staging.add(chunk.digest, data);
+          } catch (e) {
+            stagingFailed = true; // caching is best effort; the open continues
+            this.#o.logger.warn('catalog.staging_failed', { layer: facts.key, error: e });
+          }
+        },
+      });
+      checkIndex(opened.index, facts);
+    } catch (e) {
+      await staging.discard();
+      throw e;
+    }
+    // openLayer resolved: the blob digest (and diffID) matched, the staged chunks are trustworthy.
+    try {
+      for (const [d, size] of await staging.commit()) this.#o.eviction?.noteStored(d, size);
+    } catch (e) {
+      this.#o.logger.warn('catalog.commit_failed', { layer: facts.key, error: e });
+    }
+    const { openRef: _ignored, ...stored } = facts;
+    await this.#o.metadata
+      .saveLayer(stored, opened.record)
+      .catch((e: unknown) => this.#o.logger.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
+    return opened.index;
+  }
+}
+
+function expectedDigests(facts: LayerFacts): Pick<OpenLayerOptions, 'expectedTocDigest' | 'diffId'> {
+  const toc = facts.keyKind === 'toc' ? facts.key : facts.tocDigest;
+  return { ...(toc !== undefined ? { expectedTocDigest: toc } : {}), ...(facts.diffId !== undefined ? { diffId: facts.diffId } : {}) };
+}
+
+/** The index must belong to the key it is served under. */
+function checkIndex(index: LayerIndex, facts: LayerFacts): void {
+  const ctx = { layer: facts.key, blob: facts.blobDigest };
+  if (facts.keyKind === 'toc' && index.tocDigest !== facts.key) {
+    throw new IndexError('LAYER_NOT_SERVABLE', `layer index has TOC digest ${index.tocDigest ?? 'none'}`, ctx);
+  }
+  if (index.blobSize !== facts.blobSize) {
+    throw new IndexError('LAYER_NOT_SERVABLE', `layer index is for a blob of ${index.blobSize} bytes, not ${facts.blobSize}`, ctx);
+  }
+}

@@ -23,6 +23,8 @@ export interface RegistryOptions {
   users?: Record<string, string>;
   /** Token lifetime in seconds (token auth). */
   tokenLifetimeSeconds?: number;
+  /** Run as a pull-through cache (docker-registry proxy mode) in front of this registry URL. */
+  proxyOf?: string;
 }
 
 export interface RegistryHandle {
@@ -118,7 +120,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: lazy-als-test-secret
-${authYaml}`;
+${authYaml}${opts.proxyOf ? `proxy:\n  remoteurl: ${opts.proxyOf}\n` : ''}`;
     writeFileSync(join(dir, 'config.yml'), config);
     const url = `http://127.0.0.1:${port}`;
     let child: ChildProcess;

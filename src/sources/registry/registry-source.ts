@@ -3,7 +3,7 @@
  * primary location), resolves it with the shared image-resolver, and opens blobs as RegistryBlobs.
  * A failing mirror is logged and skipped; the primary's error is the one reported.
  */
-import type { RandomAccessBlob } from '../../core/blob.js';
+import { readRanges, type RandomAccessBlob } from '../../core/blob.js';
 import type { Digest } from '../../core/digest.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
@@ -86,9 +86,55 @@ export class RegistrySource implements BlobSource {
   }
 
   async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob> {
-    const blob = await this.#firstEndpoint(ref, 'openBlob', (ep) => this.#client.openBlob(ep, digest, size, signal));
-    if (!blob) throw new SourceError('BLOB_NOT_FOUND', `blob not found for ${ref.string}`, { blob: digest, source: ref.string, status: 404 });
-    return blob;
+    const eps = this.endpoints(ref);
+    const open = async (from: number): Promise<{ blob: RandomAccessBlob; at: number } | undefined> => {
+      for (let i = from; i < eps.length; i++) {
+        const ep = eps[i]!;
+        try {
+          const blob = await this.#client.openBlob(ep, digest, size, signal);
+          if (blob !== undefined) return { blob, at: i };
+        } catch (e) {
+          if (!ep.mirror) throw e;
+          this.#logger.warn('registry.mirror-failed', { op: 'openBlob', mirror: ep.origin, repository: ep.repository, error: e });
+        }
+      }
+      return undefined;
+    };
+    const first = await open(0);
+    if (!first) throw new SourceError('BLOB_NOT_FOUND', `blob not found for ${ref.string}`, { blob: digest, source: ref.string, status: 404 });
+    if (!eps[first.at]!.mirror) return first.blob;
+    // Opened from a mirror: when the mirror fails later (a pull-through cache that dies), the reads
+    // move on to the next endpoint, ending with the origin (the bytes are verified either way).
+    let cur = first;
+    const logger = this.#logger;
+    const failover = async <T>(what: (b: RandomAccessBlob) => Promise<T>, sig?: AbortSignal): Promise<T> => {
+      for (;;) {
+        const c = cur;
+        try {
+          return await what(c.blob);
+        } catch (e) {
+          if (sig?.aborted || !eps[c.at]!.mirror) throw e;
+          logger.warn('registry.mirror-failed', { op: 'read', mirror: eps[c.at]!.origin, repository: eps[c.at]!.repository, error: e });
+          if (cur === c) {
+            const next = await open(c.at + 1);
+            if (!next) throw e;
+            cur = next;
+            void c.blob.close?.().catch(() => undefined);
+          }
+        }
+      }
+    };
+    return {
+      size: first.blob.size,
+      get name() {
+        return cur.blob.name;
+      },
+      read: (offset, length, sig) => failover((b) => b.read(offset, length, sig), sig),
+      readMany: (ranges, sig) => failover((b) => readRanges(b, ranges, sig), sig),
+      close: async () => {
+        await cur.blob.close?.();
+      },
+    };
   }
 
   /** Whole-blob stream (for export), from the first endpoint that has it. */

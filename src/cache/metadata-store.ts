@@ -23,9 +23,10 @@ import { parseReference, type ImageReference } from '../sources/reference.js';
 import type { Platform, ResolvedImage, ResolvedLayer, ResolvedManifest } from '../sources/source.js';
 import { privateDir, writeFileAtomic } from './atomic-file.js';
 import { ObjectStore } from './object-store.js';
+import { STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION } from '../formats/constants.js';
 
 /** TOC annotation keys (docs/als-contract.md §4.1). */
-const TOC_ANNOTATIONS = ['containerd.io/snapshot/stargz/toc.digest', 'io.github.containers.zstd-chunked.manifest-checksum'];
+const TOC_ANNOTATIONS = [STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION];
 
 /** What the catalog remembers about a served layer, independent of any one image. */
 export interface StoredLayer {

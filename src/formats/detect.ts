@@ -16,9 +16,10 @@
 import { FormatError } from './errors.js';
 import type { LayerDescriptor } from './layer-reader.js';
 import type { Compression, LayerFormat } from './model.js';
+import { isZstdMagic, STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_SKIPPABLE_MAGIC } from './constants.js';
 
 export const ANNOTATION_ZSTD_CHUNKED_CHECKSUM = 'io.github.containers.zstd-chunked.manifest-checksum';
-export const ANNOTATION_STARGZ_TOC_DIGEST = 'containerd.io/snapshot/stargz/toc.digest';
+export const ANNOTATION_STARGZ_TOC_DIGEST = STARGZ_TOC_DIGEST_ANNOTATION;
 
 export interface DetectedFormat {
   readonly format: LayerFormat;
@@ -62,7 +63,7 @@ export function compressionOfMagic(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4) {
     const m = head.readUInt32LE(0);
-    if (m === 0xfd2fb528 || (m & 0xfffffff0) >>> 0 === 0x184d2a50) return 'zstd';
+    if (isZstdMagic(m)) return 'zstd';
   }
   return 'none';
 }
@@ -89,7 +90,7 @@ function gzipFooter(tail: Buffer): 'estargz' | 'stargz-legacy' | 'external' | un
 
 function zstdFooter(tail: Buffer): 'estargz-zstd' | 'zstd-chunked' | undefined {
   const n = tail.length;
-  const skippable = (at: number, len: number): boolean => at >= 0 && tail.readUInt32LE(at) === 0x184d2a50 && tail.readUInt32LE(at + 4) === len;
+  const skippable = (at: number, len: number): boolean => at >= 0 && tail.readUInt32LE(at) === ZSTD_SKIPPABLE_MAGIC && tail.readUInt32LE(at + 4) === len;
   if (n >= 72 && tail.toString('latin1', n - 8) === 'GNUlInUx' && skippable(n - 72, 64)) return 'zstd-chunked';
   if (n >= 48 && tail.toString('latin1', n - 8) === 'GnUlInUx' && skippable(n - 48, 40)) return 'estargz-zstd';
   return undefined;

@@ -7,6 +7,7 @@ import { parseDigest, type Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import { SourceError } from './errors.js';
 import type { Platform, ResolvedLayer, ResolvedManifest } from './source.js';
+import { STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION } from '../formats/constants.js';
 
 export const MT = Object.freeze({
   ociIndex: 'application/vnd.oci.image.index.v1+json',
@@ -23,8 +24,8 @@ export const MANIFEST_ACCEPT = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.d
 /** Cap for manifests and configs, as containers/image. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
 
-export const ANNOTATION_ESTARGZ_TOC = 'containerd.io/snapshot/stargz/toc.digest';
-export const ANNOTATION_ZSTD_CHUNKED_TOC = 'io.github.containers.zstd-chunked.manifest-checksum';
+export const ANNOTATION_ESTARGZ_TOC = STARGZ_TOC_DIGEST_ANNOTATION;
+export const ANNOTATION_ZSTD_CHUNKED_TOC = ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION;
 
 const INDEX_TYPES = new Set<string>([MT.ociIndex, MT.dockerList]);
 const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);

@@ -12,6 +12,7 @@
  * candidate) and throw FOOTER_INVALID when the magic matches but a field is malformed.
  */
 import { FormatError } from '../errors.js';
+import { isZstdSkippableMagic } from '../constants.js';
 
 export const ESTARGZ_FOOTER_SIZE = 51;
 export const LEGACY_FOOTER_SIZE = 47;
@@ -22,9 +23,9 @@ export const ZSTD_FOOTER_FRAME_SIZE = 48;
 const FEXTRA = 0x04;
 const STARGZ = Buffer.from('STARGZ');
 const ZSTD_MAGIC = Buffer.from('GnUlInUx');
-/** zstd skippable frame magic range 0x184D2A50..0x184D2A5F (RFC 8878 §3.1.2). */
+/** A zstd skippable-frame magic at `at` (docs/formats.md §1.4). */
 export function isSkippableMagic(b: Buffer, at: number): boolean {
-  return b.length >= at + 4 && (b.readUInt32LE(at) & 0xfffffff0) === 0x184d2a50;
+  return b.length >= at + 4 && isZstdSkippableMagic(b.readUInt32LE(at));
 }
 
 export interface GzipFooter {

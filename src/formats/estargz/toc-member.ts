@@ -11,8 +11,9 @@ import type { Limits } from '../../core/limits.js';
 import { decodePrefix } from '../decompress.js';
 import { FormatError } from '../errors.js';
 import type { OpenLayerOptions } from '../layer-reader.js';
+import { STARGZ_TOC_DIGEST_ANNOTATION } from '../constants.js';
 
-export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
+export const TOC_DIGEST_ANNOTATION = STARGZ_TOC_DIGEST_ANNOTATION;
 export const TOC_TAR_NAME = 'stargz.index.json';
 
 /** The TOC digest the TOC must hash to, or undefined if the caller allows an unpinned TOC. */

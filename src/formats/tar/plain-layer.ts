@@ -33,6 +33,7 @@ import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
 import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES } from './plain-record.js';
 import { TarScanner, type ScannedEntry } from './tar-scanner.js';
+import { isZstdMagic } from '../constants.js';
 
 const READ_BYTES = 4 * 1024 * 1024;
 /** Uncompressed bytes processed between two turns of the event loop (zstd decodes synchronously). */
@@ -66,7 +67,7 @@ export function plainFormatOf(head: Buffer, options: OpenLayerOptions): LayerFor
   const f = options.format;
   if (f === 'tar' || f === 'tar+gzip' || f === 'tar+zstd') return f;
   if (head[0] === 0x1f && head[1] === 0x8b) return 'tar+gzip';
-  if (head.length >= 4 && (head.readUInt32LE(0) === 0xfd2fb528 || (head.readUInt32LE(0) & 0xfffffff0) === 0x184d2a50)) return 'tar+zstd';
+  if (head.length >= 4 && isZstdMagic(head.readUInt32LE(0))) return 'tar+zstd';
   return 'tar';
 }
 

@@ -9,16 +9,18 @@
  */
 import type { ErrorContext } from '../../core/errors.js';
 import { FormatError } from '../errors.js';
+import { STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION, ZSTD_SKIPPABLE_MAGIC } from '../constants.js';
 
-export const ANN_MANIFEST_CHECKSUM = 'io.github.containers.zstd-chunked.manifest-checksum';
+export const ANN_MANIFEST_CHECKSUM = ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION;
 export const ANN_MANIFEST_POSITION = 'io.github.containers.zstd-chunked.manifest-position';
 export const ANN_TARSPLIT_POSITION = 'io.github.containers.zstd-chunked.tarsplit-position';
 export const ANN_OLD_MANIFEST_CHECKSUM = 'io.containers.zstd-chunked.manifest-checksum';
 export const ANN_OLD_MANIFEST_POSITION = 'io.containers.zstd-chunked.manifest-position';
-export const ANN_ESTARGZ_TOC_DIGEST = 'containerd.io/snapshot/stargz/toc.digest';
+export const ANN_ESTARGZ_TOC_DIGEST = STARGZ_TOC_DIGEST_ANNOTATION;
 
 /** u32le 0x184D2A50: the skippable-frame magic every zstd:chunked writer uses. */
-export const SKIPPABLE_MAGIC = Buffer.from([0x50, 0x2a, 0x4d, 0x18]);
+export const SKIPPABLE_MAGIC = Buffer.alloc(4);
+SKIPPABLE_MAGIC.writeUInt32LE(ZSTD_SKIPPABLE_MAGIC);
 export const FOOTER_MAGIC = Buffer.from('GNUlInUx', 'latin1');
 export const OLD_FOOTER_MAGIC = Buffer.from('GnUlInUx', 'latin1');
 /** Footer payload sizes; the blob ends with an 8-byte skippable header plus the payload. */

@@ -54,13 +54,10 @@ export class AccessPolicy {
   /** Whether owner + group + mode of the control dirs express the policy exactly. */
   readonly kernelEnforceable: boolean;
 
-  /** The backend passes every caller's ids (so check() decides when modes cannot). */
-  readonly #callerIds: boolean;
-
+  /** `callerIds`: the backend passes every caller's ids (so check() decides when modes cannot). */
   private constructor(uids: ReadonlySet<number>, gids: ReadonlySet<number>, callerIds = false) {
     this.#uids = uids;
     this.#gids = gids;
-    this.#callerIds = callerIds;
     const users = [...uids].filter((u) => u !== 0);
     const groups = [...gids];
     this.kernelEnforceable = users.length <= 1 && groups.length <= 1;

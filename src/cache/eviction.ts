@@ -11,7 +11,7 @@
  * offline; evicted chunks are simply fetched again from the source on the next read.
  *
  * Pinning: `isPinned` lets a caller protect objects (e.g. chunks of layers with use-count > 0). The
- * catalog does not wire it today — use counts are hints (als-contract §7) and evicting a chunk only
+ * catalog does not wire it today — use counts are hints (docs/als-contract.md §7) and evicting a chunk only
  * costs a refetch — so a limit smaller than the working set just causes refetching.
  */
 import type { Digest } from '../core/digest.js';

@@ -24,7 +24,7 @@ import type { Platform, ResolvedImage, ResolvedLayer, ResolvedManifest } from '.
 import { privateDir, writeFileAtomic } from './atomic-file.js';
 import { ObjectStore } from './object-store.js';
 
-/** TOC annotation keys (als-contract §4.1). */
+/** TOC annotation keys (docs/als-contract.md §4.1). */
 const TOC_ANNOTATIONS = ['containerd.io/snapshot/stargz/toc.digest', 'io.github.containers.zstd-chunked.manifest-checksum'];
 
 /** What the catalog remembers about a served layer, independent of any one image. */

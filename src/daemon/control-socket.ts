@@ -3,7 +3,7 @@
  *   GET  /status       → JSON: mount, filesystem and catalog state
  *   POST /gc           → JSON: what the catalog's garbage collection did; body {"all": true} empties
  *                        the cache of everything not in use (`lazy-als gc --all` / `purge`)
- *   POST /credentials  → the auth helper's JSON payload (als-contract §9), forwarded to the
+ *   POST /credentials  → the auth helper's JSON payload (docs/als-contract.md §9), forwarded to the
  *                        credential sink; 204 on success
  * Errors answer {"error": {code, message}} with 4xx/5xx. `controlRequest` is the client side used
  * by `lazy-als status|gc` and the auth helper.

@@ -1,7 +1,7 @@
 /**
  * A daemon killed without unmounting (kill -9, OOM, a crash before auto_unmount's helper could
  * act) leaves a FUSE mount whose every access fails with ENOTCONN — and with it every podman
- * command (als-contract ALS-CFG-1). Before mounting we look for such a mount (an entry for the
+ * command (als-contract docs/als-contract.md §2.1). Before mounting we look for such a mount (an entry for the
  * path in /proc/self/mountinfo, or ENOTCONN from stat) and lazily detach it. A mount that still
  * answers is only taken over if no lazy-als answers on the control socket (`isAlive`).
  */

@@ -4,7 +4,7 @@
  * bytes are what we will actually decode; a disagreement means a confused or hostile producer, and
  * guessing one side would serve a view the consumer did not ask for (FORMAT_CONFLICT).
  *
- * Order (formats.md §2.5): eStargz 51-byte footer, legacy stargz 47-byte footer, external-TOC 46-byte
+ * Order (docs/formats.md §2.5): eStargz 51-byte footer, legacy stargz 47-byte footer, external-TOC 46-byte
  * footer (not supported: FORMAT_UNKNOWN when a TOC is claimed, otherwise read as a plain tar+gzip),
  * estargz-zstd 40-byte "GnUlInUx" footer, zstd:chunked 64-byte "GNUlInUx" footer; then the head magic
  * (gzip 1f 8b, zstd frame or skippable frame) or, with neither, an uncompressed tar.

@@ -1,7 +1,7 @@
 /**
  * RawEntry[] (archive order) → LayerIndex (the overlay-ready view served as `diff/`).
  *
- * Rules (formats.md §6, als-contract.md §8.1):
+ * Rules (docs/formats.md §6, als-contract.md §8.1):
  *  - names are normalised ("./a/b/" → "a/b"); absolute names, "..", NUL, over-long names are
  *    rejected (ENTRY_PATH_UNSAFE): a layer is never allowed to address anything outside its root;
  *  - missing parent directories are implied (0755 root:root, mtime 0);

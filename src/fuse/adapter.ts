@@ -5,9 +5,9 @@
  * takes UTF-8-decoded JS strings, so this file converts both ways. A name that is not valid UTF-8
  * cannot pass through fuse-native unchanged (it arrives and leaves with U+FFFD): a limit of this
  * backend, not of the layer model. A future native binding (libfuse3 low-level,
- * see docs in shared/reference/fuse-perf.md) replaces this file and keeps FuseOps.
+ * see docs/native.md) replaces this file and keeps FuseOps.
  *
- * fuse-native facts this file works around (measured in fuse-perf.md, re-checked by test/fuse):
+ * fuse-native facts this file works around (measured in docs/native.md, re-checked by test/fuse):
  *  - a handler that throws kills the process and leaves an ENOTCONN mount, and a handler that never
  *    answers holds a FUSE thread until fuse-native's 15 s default timeout. So every call goes
  *    through `guard`: exactly one reply, a thrown error or rejection becomes an errno (EIO + one log

@@ -1,5 +1,5 @@
 /**
- * The additional-layer-store-auth-helper payload (containers/image ≥ 5.31, als-contract §9): one
+ * The additional-layer-store-auth-helper payload (containers/image ≥ 5.31, docs/als-contract.md §9): one
  * JSON object `{"<physical ref>": {"username","password","identityToken"}}` on the helper's stdin,
  * keys omitted when empty, `{}` for anonymous access. Several entries may come at once.
  */

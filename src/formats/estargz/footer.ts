@@ -1,5 +1,5 @@
 /**
- * eStargz footers (formats.md §2.2, §2.3, §3.2): the fixed-size tail that says where the TOC is.
+ * eStargz footers (docs/formats.md §2.2, §2.3, §3.2): the fixed-size tail that says where the TOC is.
  *
  *  - eStargz (51 bytes): an empty gzip member whose FEXTRA holds one subfield `SG`, LEN 22,
  *    `%016x` TOC offset + "STARGZ". We parse it as a gzip header and ignore the deflate/trailer bytes

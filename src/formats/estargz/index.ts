@@ -1,4 +1,4 @@
-/** eStargz family readers: gzip eStargz, legacy stargz, estargz-zstd (formats.md §2, §3). */
+/** eStargz family readers: gzip eStargz, legacy stargz, estargz-zstd (docs/formats.md §2, §3). */
 export { openEStargz } from './reader.js';
 export { openEStargzZstd } from './zstd-reader.js';
 export { loadEStargzRecord } from './record.js';

@@ -1,5 +1,5 @@
 /**
- * Verified TOC entries → RawEntry[] with ChunkRefs (formats.md §2.6, §2.9, §2.10).
+ * Verified TOC entries → RawEntry[] with ChunkRefs (docs/formats.md §2.6, §2.9, §2.10).
  *
  * A regular file's content is the `reg` entry (chunk #0) plus the `chunk` entries right after it.
  * Each chunk's compressed span starts at its `offset` (a gzip member / zstd frame boundary) and ends

@@ -1,5 +1,5 @@
 /**
- * openEStargz: gzip eStargz (51-byte footer) and legacy stargz (47-byte footer), formats.md §2.
+ * openEStargz: gzip eStargz (51-byte footer) and legacy stargz (47-byte footer), docs/formats.md §2.
  *
  * One read of the blob's tail usually brings both the footer and the TOC member; otherwise the TOC
  * member is fetched with a second read. The TOC JSON is hashed and compared with the pinned TOC

@@ -1,5 +1,5 @@
 /**
- * Strict parser of the eStargz TOC JSON (formats.md §2.6). Input is the verified JSON bytes; output
+ * Strict parser of the eStargz TOC JSON (docs/formats.md §2.6). Input is the verified JSON bytes; output
  * is a typed list of TOC entries in archive order. Everything the JSON says is checked for type and
  * range here (Go's decoder would reject a string where an int64 goes, a fraction, an overflow), so
  * later stages only deal with well-typed values. Unknown keys are ignored, as Go does.

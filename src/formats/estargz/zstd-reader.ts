@@ -1,5 +1,5 @@
 /**
- * openEStargzZstd: the stargz-snapshotter zstd variant (formats.md §3). The payload area is zstd
+ * openEStargzZstd: the stargz-snapshotter zstd variant (docs/formats.md §3). The payload area is zstd
  * frames with eStargz frame boundaries; the TOC is a zstd frame inside a skippable frame
  * (`50 2a 4d 18`, u32le length) that ends where the 48-byte footer skippable frame begins. The TOC
  * digest is the sha256 of the *uncompressed* JSON (annotation containerd.io/snapshot/stargz/toc.digest).

@@ -1,6 +1,6 @@
 /**
  * PAX extended header records: "<len> <key>=<value>\n", len = decimal length of the whole record
- * including its own digits (formats.md §1.2). Values are raw bytes (xattr values are binary).
+ * including its own digits (docs/formats.md §1.2). Values are raw bytes (xattr values are binary).
  * Strict: every record must be well-formed and exactly fill the payload (trailing NUL padding aside).
  */
 import { FormatError } from '../errors.js';

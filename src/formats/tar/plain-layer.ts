@@ -1,5 +1,5 @@
 /**
- * Plain layers (tar, tar+gzip, tar+zstd; formats.md §5): no TOC, so nothing can be trusted before
+ * Plain layers (tar, tar+gzip, tar+zstd; docs/formats.md §5): no TOC, so nothing can be trusted before
  * the whole blob has been read. openPlainLayer makes ONE sequential pass over the blob (4 MiB reads,
  * one read ahead), and in that pass:
  *   - hashes the compressed bytes (blob digest; checked against descriptor.digest/size),

@@ -1,5 +1,5 @@
 /**
- * One 512-byte tar header block → its fields (formats.md §1.2). Strict: the checksum must match
+ * One 512-byte tar header block → its fields (docs/formats.md §1.2). Strict: the checksum must match
  * (unsigned sum, or the signed sum some historical writers used), the magic must be POSIX ustar
  * ("ustar\0" + "00") or GNU ("ustar " + " \0"), numeric fields must be octal (NUL/space terminated,
  * leading spaces tolerated) or GNU base-256. Anything else is TAR_INVALID, because a header we

@@ -14,7 +14,7 @@
  * says; typeflag '\0' with a trailing '/' is a directory. Stricter than Go: bytes after the
  * end-of-archive blocks must be zero, PAX GNU.sparse.* and GNU 'S' (sparse) are refused, and a zero
  * block followed by a non-zero block is refused. End of input exactly at a header boundary (no EOF
- * blocks) is accepted: the estargz-zstd variant's tar ends that way (formats.md §3.4).
+ * blocks) is accepted: the estargz-zstd variant's tar ends that way (docs/formats.md §3.4).
  */
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';

@@ -1,5 +1,5 @@
 /**
- * Where the zstd:chunked metadata lives (formats.md §4.2–§4.4, §3.2 for the old footer).
+ * Where the zstd:chunked metadata lives (docs/formats.md §4.2–§4.4, §3.2 for the old footer).
  *
  * Two independent sources can say it: the descriptor annotations (`…manifest-position`,
  * `…tarsplit-position`; what containers/storage uses) and a footer in the last skippable frame of

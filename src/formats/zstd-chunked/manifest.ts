@@ -1,5 +1,5 @@
 /**
- * The zstd:chunked TOC ("manifest", formats.md §4.5) from its verified, decompressed JSON bytes to
+ * The zstd:chunked TOC ("manifest", docs/formats.md §4.5) from its verified, decompressed JSON bytes to
  * typed entries. Only shapes are checked here (types, integer ranges, digests, base64, times);
  * what the entries mean together (chunk order, extents) is raw-entries.ts's job.
  *

@@ -1,5 +1,5 @@
 /**
- * TOC entries → RawEntry[] with ChunkRefs (formats.md §4.5 chunk rules).
+ * TOC entries → RawEntry[] with ChunkRefs (docs/formats.md §4.5 chunk rules).
  *
  * The writer closes a zstd frame at every chunk boundary, so each chunk is exactly one frame:
  * chunk i spans [chunk[i].offset, chunk[i+1].offset), the last one [offset, reg.endOffset), and

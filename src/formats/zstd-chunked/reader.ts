@@ -1,5 +1,5 @@
 /**
- * zstd:chunked reader (containers/storage, formats.md §4): locate the TOC, authenticate it, parse it
+ * zstd:chunked reader (containers/storage, docs/formats.md §4): locate the TOC, authenticate it, parse it
  * into the shared layer model, and persist it as a LayerRecord.
  *
  * Order matters for safety: position (annotation and/or footer, which must agree) → size limits →

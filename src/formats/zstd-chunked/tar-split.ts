@@ -1,5 +1,5 @@
 /**
- * tar-split (formats.md §4.6): the newline-separated JSON that lets containers/storage rebuild the
+ * tar-split (docs/formats.md §4.6): the newline-separated JSON that lets containers/storage rebuild the
  * original tar byte-for-byte from the files: "segment" lines carry the raw tar bytes between file
  * contents (every header block, PAX record and padding), "file" lines stand for one entry's content.
  * Its digest is in the authenticated TOC, so its headers are the tar the TOC claims to index.

@@ -92,6 +92,12 @@ interface Flight {
 /** Parallel object writes per fetched batch (libuv's default thread pool has 4 threads). */
 const STORE_CONCURRENCY = 4;
 
+/**
+ * The memory tier's default size. Every served chunk is on disk before it is served, so this tier only
+ * saves a pread; kept small so the daemon stays inside its memory budget (docs/robustness.md).
+ */
+export const DEFAULT_HOT_BYTES = 32 * 1024 * 1024;
+
 export class ChunkCache {
   readonly #store: ObjectStore | undefined;
   readonly #eviction: Eviction | undefined;
@@ -105,7 +111,7 @@ export class ChunkCache {
     this.#store = opts.store;
     this.#eviction = opts.eviction;
     this.#log = opts.logger ?? silentLogger;
-    const max = Math.max(1, opts.hotBytes ?? 256 * 1024 * 1024);
+    const max = Math.max(1, opts.hotBytes ?? DEFAULT_HOT_BYTES);
     this.#hot = new LRUCache<string, Buffer>({ maxSize: max, maxEntrySize: max, sizeCalculation: (b) => Math.max(1, b.length) });
   }
 

@@ -60,6 +60,9 @@ export async function verifyFullPass(blob: RandomAccessBlob, index: LayerIndex, 
   const blobHasher = index.blobDigest !== undefined ? DigestHasher.for(index.blobDigest) : undefined;
   const scanner = new TarScanner(limits, blob.name);
   const seen = new Set<ByteString>();
+  /** Paths a `.wh.` marker whited out, and paths a header of their own described. */
+  const whiteouts = new Set<ByteString>();
+  const described = new Set<ByteString>();
   let content: OpenContent | undefined;
   /** The current entry is not served (eStargz artefact, whiteout marker): its content is ignored. */
   let ignoreData = false;
@@ -91,11 +94,13 @@ export async function verifyFullPass(blob: RandomAccessBlob, index: LayerIndex, 
       const w = index.lookup(target);
       if (!w) throw conflict(target, 'a whiteout', 'absent', 'whiteout');
       seen.add(target);
+      whiteouts.add(target);
       return;
     }
     const n = index.lookup(path);
     if (!n) throw conflict(path, 'the entry', 'absent', e.type);
     seen.add(path);
+    described.add(path);
     if (e.type === 'hardlink') {
       const t = index.lookup(normalizeEntryPath(e.linkName ?? ('' as ByteString), limits, blob.name));
       if (t !== n) throw conflict(path, 'the hardlink target', 'another inode', displayName(e.linkName ?? ('' as ByteString)));
@@ -196,6 +201,13 @@ export async function verifyFullPass(blob: RandomAccessBlob, index: LayerIndex, 
   }
   for (const [p, n] of index.walk()) {
     if (p !== '' && !seen.has(p) && n.type !== 'dir') throw conflict(p, 'the entry', n.type, 'absent');
+  }
+  // A path only a `.wh.` marker speaks of must be served as the whiteout (char 0:0), not as a file
+  // the TOC invented there (its chunks would hash fine and no header would compare its content).
+  for (const p of whiteouts) {
+    if (described.has(p)) continue;
+    const w = index.lookup(p);
+    if (w?.type !== 'char' || w.rdevMajor !== 0 || w.rdevMinor !== 0) throw conflict(p, 'a whiteout', w?.type ?? 'absent', 'whiteout (char 0:0)');
   }
   const diffId = diffHasher.digest();
   if (options.diffId !== undefined && diffId !== options.diffId) {

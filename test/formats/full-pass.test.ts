@@ -52,6 +52,8 @@ describe('full pass over a lazily served layer', () => {
     ['symlink target', (es) => (es.find((e) => e['name'] === './etc/link')!['linkName'] = '/etc/shadow')],
     ['xattr', (es) => (es.find((e) => e['name'] === './etc/xattr')!['xattrs'] = { 'user.note': Buffer.from('bye').toString('base64') })],
     ['name', (es) => es.filter((e) => e['name'] === './etc/setuid').forEach((e) => (e['name'] = './etc/setgid'))],
+    // The tar whites `gone/old` out; a TOC naming a plain file there would un-hide the lower layer's.
+    ['whiteout (served as a regular file)', (es) => (es.find((e) => e['name'] === './gone/.wh.old')!['name'] = './gone/old')],
     ['content (a file pointed at another file\'s chunk)', (es) => {
       const a = es.find((e) => e['name'] === './etc/passwd')!;
       const b = es.find((e) => e['name'] === './etc/setuid')!;

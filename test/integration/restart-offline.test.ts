@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probe, type ProbeOp, val } from './support/commands.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
-import { leakedMounts, pidsWith, RealDaemon, writeRegistriesConf } from './support/daemon.js';
+import { isFuseMounted, leakedMounts, pidsWith, RealDaemon, writeRegistriesConf } from './support/daemon.js';
 import { L1_FILES, L2_FILES, L3_FILES, pushTestImage, refElem, sha256hex, type TestImage } from './support/images.js';
 
 let reg: RegistryHandle;
@@ -71,16 +71,20 @@ describe('crash, restart, offline', () => {
     const before = (await probe(seq)).map(v);
     warm.forEach(([, want], i) => expect(before[11 + i].sha256).toBe(sha256hex(want)));
 
-    // Crash: the daemon and fuse's auto_unmount helper, so the dead mount stays behind. A kill -9
+    // Crash: the daemon and fuse's auto_unmount helper. A kill -9
     // loses cache writes still in flight, by design; what was read must have landed first.
     await daemon.settle();
     expect((await pidsWith('fusermount', mnt)).length).toBeGreaterThan(0);
     await daemon.kill9({ helpers: true });
-    expect((await probe([{ op: 'stat', path: mnt }])).map(v)).toEqual(['ENOTCONN']);
+    // Either the dead mount stayed behind (its root may still stat from the kernel's attribute cache:
+    // layers are immutable, so timeouts are long) or the auto_unmount helper won the race and removed
+    // it before it was killed. Both are fine as long as the restart clears what is left and serves.
+    const staleLeft = await isFuseMounted(mnt);
+    if (staleLeft) expect((await probe([{ op: 'read', path: join(mnt, 'no-such-ref', 'x') }])).map(v)[0]).toBe('ENOTCONN');
     await reg.kill(); // offline from here on
 
     await daemon.start();
-    expect(daemon.events().some((e) => e['event'] === 'daemon.stale_mount_cleared')).toBe(true);
+    if (staleLeft) expect(daemon.events().some((e) => e['event'] === 'daemon.stale_mount_cleared')).toBe(true);
     const after = (await probe(seq)).map(v);
     // Control files (info) carry the daemon's start time as mtime; everything else must be identical.
     const noCtlTime = (r: any[]): any[] => r.map((x, i) => (i === 1 ? { ...x, mtimeMs: 0 } : x)); // eslint-disable-line @typescript-eslint/no-explicit-any

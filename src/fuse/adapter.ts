@@ -23,8 +23,6 @@
  *    layer content alike; `ttl` hints in FsStat are for a binding that can do better.
  *  - stat fields cross as uint32 (ino, rdev, nlink, mode) and times as milliseconds.
  */
-import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import type { Logger } from '../core/log.js';
@@ -32,6 +30,7 @@ import { byteStringFromText, toText, type ByteString } from '../formats/byte-str
 import { mountOptionList, type AccessPolicy } from './access-policy.js';
 import { errnoOf, isExpectedFsAnswer } from './errno.js';
 import { FuseError } from './errors.js';
+import { remountSuid } from './mount-flags.js';
 
 const E = constants.errno;
 
@@ -257,36 +256,6 @@ export function smuggledOptions(opts: Pick<MountOptions, 'suid'>): string {
   const extra = ['use_ino', 'nodev'];
   if (opts.suid) extra.push('suid');
   return ['lazy-als', ...extra].join(',');
-}
-
-/** The mount's per-mount flags as /proc/self/mountinfo shows them (undefined: not mounted). */
-export async function mountFlags(mountpoint: string): Promise<string[] | undefined> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  let found: string[] | undefined;
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    const mp = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    if (mp === mountpoint) found = (f[5] ?? '').split(',');
-  }
-  return found;
-}
-
-/**
- * Clear `nosuid` after mounting (root only): `mount -i -o remount,suid` (-i: no mount.fuse helper,
- * which would try to run the fsname as a program). Per-mount flags only; the FUSE connection is
- * untouched.
- */
-async function remountSuid(mountpoint: string, logger: Logger): Promise<void> {
-  const code = await new Promise<number>((resolve) => {
-    const p = spawn('mount', ['-i', '-o', 'remount,suid', mountpoint], { stdio: 'ignore' });
-    p.once('error', () => resolve(-1));
-    p.once('exit', (c) => resolve(c ?? -1));
-  });
-  const flags = await mountFlags(mountpoint);
-  if (code !== 0 || flags?.includes('nosuid')) {
-    throw new FuseError('FUSE_MOUNT', `could not clear nosuid on ${mountpoint} (mount -o remount,suid exited ${code}); set fuse.suid = false to run without setuid`, {});
-  }
-  logger.debug('fuse.remounted_suid', { mountpoint });
 }
 
 export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountHandle> {

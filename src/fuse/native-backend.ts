@@ -29,6 +29,7 @@ import type { AlsTree } from './als-tree.js';
 import type { DiffTree } from './diff-tree.js';
 import { FuseError } from './errors.js';
 import { encodeLayerTable } from './layer-table.js';
+import { remountSuid } from './mount-flags.js';
 
 const E = constants.errno;
 const SLOT = 2 ** 32;
@@ -260,7 +261,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   if (connId > 0) await writeFile(`/sys/class/bdi/0:${connId}/read_ahead_kb`, '1024').catch(() => undefined);
   logger.info('fuse.mounted', { mountpoint: o.mountpoint, backend: 'native' });
   let unmounting: Promise<void> | undefined;
-  return {
+  const mounted = {
     mountpoint: o.mountpoint,
     stats: () => ({ ...n.stats(handle), layers: slotByLayer.size }),
     unmount: () =>
@@ -268,4 +269,14 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         logger.info('fuse.unmounted', { mountpoint: o.mountpoint, backend: 'native' });
       })),
   };
+  // fusermount3 (auto_unmount) mounts nosuid unless told `suid`, and libfuse 3 does not pass it on.
+  if (o.mountOptions.includes('suid')) {
+    try {
+      await remountSuid(o.mountpoint, logger);
+    } catch (e) {
+      await mounted.unmount().catch(() => undefined);
+      throw e;
+    }
+  }
+  return mounted;
 }

@@ -207,19 +207,7 @@ function gunzipInto(data: Buffer, targets: readonly Target[], need: number, cont
       done();
       return;
     }
-    let inPos = 0;
-    const feed = (): void => {
-      while (!settled && inPos < data.length) {
-        const slice = data.subarray(inPos, inPos + GZIP_SLICE);
-        inPos += slice.length;
-        if (!d.write(slice)) {
-          d.once('drain', feed);
-          return;
-        }
-      }
-      if (!settled && inPos >= data.length) d.end();
-    };
-    feed();
+    feedInSlices(d, data, () => settled);
   });
 }
 
@@ -229,6 +217,26 @@ function gunzipInto(data: Buffer, targets: readonly Target[], need: number, cont
  * reclaimed by GC, which then dominates a walk over tens of thousands of small chunks.
  */
 let sharedDctx: InstanceType<typeof zstdBinding.DCtx> | undefined;
+/**
+ * Feed `data` to a gunzip stream slice by slice, waiting for zlib to take each one, and stop as soon
+ * as the caller has what it needs (`stopped`): a bomb is never inflated past the bytes asked for.
+ */
+function feedInSlices(d: Transform, data: Buffer, stopped: () => boolean): void {
+  let pos = 0;
+  const feed = (): void => {
+    while (!stopped() && pos < data.length) {
+      const slice = data.subarray(pos, pos + GZIP_SLICE);
+      pos += slice.length;
+      if (!d.write(slice)) {
+        d.once('drain', feed);
+        return;
+      }
+    }
+    if (!stopped() && pos >= data.length) d.end();
+  };
+  feed();
+}
+
 function freshDctx(): InstanceType<typeof zstdBinding.DCtx> {
   if (sharedDctx === undefined) sharedDctx = new zstdBinding.DCtx();
   else sharedDctx.reset(zstdBinding.ResetDirective.sessionOnly);
@@ -333,19 +341,6 @@ function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promis
       done();
       return;
     }
-    // Feed slice by slice, waiting for zlib to take each one: once we have enough we stop feeding.
-    let pos = 0;
-    const feed = (): void => {
-      while (!settled && pos < data.length) {
-        const slice = data.subarray(pos, pos + GZIP_SLICE);
-        pos += slice.length;
-        if (!d.write(slice)) {
-          d.once('drain', feed);
-          return;
-        }
-      }
-      if (!settled && pos >= data.length) d.end();
-    };
-    feed();
+    feedInSlices(d, data, () => settled);
   });
 }

@@ -20,15 +20,13 @@
  * 1 GiB + 128 × the blob size (gzip/zstd of ordinary file trees stays far below 10×; the allowance
  * covers zero-filled images). Past it the pass stops with DECOMPRESS_LIMIT.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { RandomAccessBlob } from '../../core/blob.js';
 import { digestAlgorithm, DigestHasher, sha256Of, type Digest } from '../../core/digest.js';
 import { LazyAlsError, type ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
-import { createDecompressor, ZstdStreamDecoder } from '../decompress.js';
 import { compressionOfFormat } from '../detect.js';
 import { FormatError } from '../errors.js';
+import { decodeWholeBlob, readWholeBlob } from '../whole-blob.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
@@ -36,9 +34,6 @@ import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLA
 import { TarScanner, type ScannedEntry } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
 
-const READ_BYTES = 4 * 1024 * 1024;
-/** Uncompressed bytes processed between two turns of the event loop (zstd decodes synchronously). */
-const YIELD_BYTES = 8 * 1024 * 1024;
 const GiB = 1024 * 1024 * 1024;
 
 export interface PlainLayerOptions extends OpenLayerOptions {
@@ -131,14 +126,11 @@ class PlainPass {
   }
 
   async run(): Promise<void> {
-    // pipeline() may reject with the AbortError of a stream it destroyed rather than with the error
-    // our consumer threw; keep the consumer's own error, it is the meaningful one.
-    const failed: { error?: unknown } = {};
     try {
-      await this.#decode(failed);
+      await decodeWholeBlob(this.#compression, this.#reads(), (b) => this.#consume(b));
       this.#scanner.finish();
     } catch (e) {
-      throw await this.#explain(failed.error ?? e);
+      throw await this.#explain(e);
     }
     if (this.#cur) throw new FormatError('TAR_INVALID', 'archive ends inside a file', { ...this.#ctx, entry: this.#cur.path });
   }
@@ -175,37 +167,11 @@ class PlainPass {
     return { index, record };
   }
 
-  async #decode(failed: { error?: unknown }): Promise<void> {
-    const consume = (b: Buffer): Promise<void> => this.#consume(b);
-    if (this.#compression === 'none') {
-      for await (const b of this.#reads()) await consume(b);
-    } else if (this.#compression === 'zstd') {
-      await decodeZstdInWindows(this.#reads(), consume);
-    } else {
-      await pipeline(Readable.from(this.#reads(), { objectMode: false, highWaterMark: 1 }), createDecompressor(this.#compression), async (src: AsyncIterable<Buffer>) => {
-        try {
-          for await (const b of src) await consume(b);
-        } catch (e) {
-          failed.error ??= e;
-          throw e;
-        }
-      });
-    }
-  }
-
-  /** The blob in READ_BYTES reads, one read ahead, each hashed into the blob digest. */
+  /** The blob's reads, each hashed into the blob digest on its way to the decoder. */
   async *#reads(): AsyncGenerator<Buffer> {
-    const { size } = this.#blob;
-    const signal = this.#options.signal;
-    let next: Promise<Buffer> | undefined = size > 0 ? this.#blob.read(0, Math.min(READ_BYTES, size), signal) : undefined;
-    let pos = 0;
-    while (next) {
-      const b = await next;
-      const np = pos + b.length;
-      next = np < size ? this.#blob.read(np, Math.min(READ_BYTES, size - np), signal) : undefined;
-      next?.catch(() => undefined); // observed when awaited; avoid an unhandled rejection if we stop early
+    for await (const b of readWholeBlob(this.#blob, { signal: this.#options.signal, context: this.#ctx })) {
       this.#hashes.blob.update(b);
-      this.#hashes.blobBytes = pos = np;
+      this.#hashes.blobBytes += b.length;
       yield b;
     }
   }
@@ -301,31 +267,7 @@ class PlainPass {
   }
 }
 
-/**
- * zstd is decoded synchronously in ≤ 1 MiB windows between the (asynchronous) reads; no stream
- * machinery, whose buffering would concatenate (copy) the windows again.
- */
-async function decodeZstdInWindows(reads: AsyncIterable<Buffer>, consume: (window: Buffer) => Promise<void>): Promise<void> {
-  const dec = new ZstdStreamDecoder();
-  let sinceYield = 0;
-  for await (const b of reads) {
-    for (const w of dec.decode(b)) {
-      await consume(w);
-      sinceYield += w.length;
-      if (sinceYield >= YIELD_BYTES) {
-        sinceYield = 0;
-        await new Promise<void>((r) => setImmediate(r)); // let other I/O in
-      }
-    }
-  }
-  dec.finish();
-}
-
 async function finishHash(blob: RandomAccessBlob, h: DigestHasher, from: number, signal?: AbortSignal): Promise<Digest> {
-  for (let pos = from; pos < blob.size; ) {
-    const b = await blob.read(pos, Math.min(READ_BYTES, blob.size - pos), signal);
-    h.update(b);
-    pos += b.length;
-  }
+  for await (const b of readWholeBlob(blob, { signal, from })) h.update(b);
   return h.digest();
 }

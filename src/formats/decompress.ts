@@ -107,9 +107,16 @@ export interface PlainSlice {
  * requested range of the uncompressed stream. Bytes between and before the ranges are decoded and
  * dropped as they pass, so memory is the sum of the ranges (what the TOC declares for the chunks
  * asked for), not the decoded prefix; decoding stops at the end of the last range. Throws
- * DECOMPRESS_FAILED if the data is corrupt or ends early.
+ * DECOMPRESS_FAILED if the data is corrupt or ends early. `alloc` makes each returned buffer (the
+ * decode workers put them in shared memory); with compression 'none' they are views of `data`.
  */
-export async function decodeSlices(compression: Compression, data: Buffer, slices: readonly PlainSlice[], context: ErrorContext = {}): Promise<Buffer[]> {
+export async function decodeSlices(
+  compression: Compression,
+  data: Buffer,
+  slices: readonly PlainSlice[],
+  context: ErrorContext = {},
+  alloc: (n: number) => Buffer = Buffer.allocUnsafe,
+): Promise<Buffer[]> {
   let need = 0;
   for (const s of slices) need = Math.max(need, s.start + s.length);
   if (compression === 'none') {
@@ -122,9 +129,13 @@ export async function decodeSlices(compression: Compression, data: Buffer, slice
   if (overlapping) {
     const lo = order[0]!.start;
     const all = await decodeSlices(compression, data, [{ start: lo, length: need - lo }], context);
-    return slices.map((s) => Buffer.from(all[0]!.subarray(s.start - lo, s.start - lo + s.length)));
+    return slices.map((s) => {
+      const b = alloc(s.length);
+      all[0]!.copy(b, 0, s.start - lo, s.start - lo + s.length);
+      return b;
+    });
   }
-  const bufs = new Map<string, Buffer>(order.map((s) => [`${s.start}:${s.length}`, Buffer.allocUnsafe(s.length)]));
+  const bufs = new Map<string, Buffer>(order.map((s) => [`${s.start}:${s.length}`, alloc(s.length)]));
   const targets = order.map((s) => ({ start: s.start, end: s.start + s.length, buf: bufs.get(`${s.start}:${s.length}`)! }));
   if (compression === 'zstd') decodeZstdInto(data, targets, need, context);
   else await gunzipInto(data, targets, need, context);

@@ -110,7 +110,9 @@ export async function verifyFullPass(blob: RandomAccessBlob, index: LayerIndex, 
     if (n.mode !== (e.mode & 0o7777)) throw conflict(path, 'the mode', n.mode.toString(8), (e.mode & 0o7777).toString(8));
     if (n.uid !== e.uid || n.gid !== e.gid) throw conflict(path, 'the owner', `${n.uid}:${n.gid}`, `${e.uid}:${e.gid}`);
     const t = landedTime(e.mtimeSec, e.mtimeNsec);
-    if (n.mtimeSec !== t.mtimeSec || n.mtimeNsec !== t.mtimeNsec) throw conflict(path, 'the mtime', `${n.mtimeSec}.${n.mtimeNsec}`, `${t.mtimeSec}.${t.mtimeNsec}`);
+    // eStargz TOCs carry whole seconds (RFC 3339 without a fraction): the header's nanoseconds are dropped.
+    const nsecOk = n.mtimeNsec === t.mtimeNsec || (estargz && n.mtimeNsec === 0);
+    if (n.mtimeSec !== t.mtimeSec || !nsecOk) throw conflict(path, 'the mtime', `${n.mtimeSec}.${n.mtimeNsec}`, `${t.mtimeSec}.${t.mtimeNsec}`);
     if (e.type === 'symlink' && n.linkTarget !== e.linkName) throw conflict(path, 'the link target', displayName(n.linkTarget ?? ('' as ByteString)), displayName(e.linkName ?? ('' as ByteString)));
     if ((e.type === 'char' || e.type === 'block') && (n.rdevMajor !== e.devMajor || n.rdevMinor !== e.devMinor)) {
       throw conflict(path, 'the device numbers', `${n.rdevMajor},${n.rdevMinor}`, `${e.devMajor},${e.devMinor}`);

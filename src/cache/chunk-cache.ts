@@ -25,6 +25,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../core/digest.js';
 import { AbortedError, type ErrorContext } from '../core/errors.js';
+import { CacheError } from './errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkRequest } from '../formats/chunk-reader.js';
 import type { Eviction } from './eviction.js';
@@ -320,7 +321,7 @@ export class ChunkCache {
         } catch (e) {
           this.#stats.storeFailures++;
           this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
-          if ((e as { code?: string }).code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
+          if (e instanceof CacheError && e.code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
         }
       }
     };

@@ -23,6 +23,7 @@ import type { LayerRecord } from '../formats/layer-reader.js';
 import { parseReference, type ImageReference } from '../sources/reference.js';
 import type { Platform, ResolvedImage, ResolvedLayer, ResolvedManifest } from '../sources/source.js';
 import { privateDir, writeFileAtomic } from './atomic-file.js';
+import { CacheError } from './errors.js';
 import { ObjectStore } from './object-store.js';
 import { STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION } from '../formats/constants.js';
 
@@ -155,13 +156,13 @@ export class MetadataStore {
 
   async #rebuildImage(raw: unknown, ref: ImageReference): Promise<ResolvedImage | undefined> {
     const f = raw as RefFile;
-    if (f?.version !== 1 || f.reference !== ref.string || !Array.isArray(f.manifests)) throw new Error('bad ref file');
+    if (f?.version !== 1 || f.reference !== ref.string || !Array.isArray(f.manifests)) throw invalid('bad ref file');
     const digest = parseDigest(f.digest, 'image digest');
     let indexBytes: Buffer | undefined;
     let indexed: Set<string> | undefined;
     if (f.hasIndex) {
       indexBytes = await this.objects.get(digest);
-      if (!indexBytes) throw new Error('index bytes missing or corrupt');
+      if (!indexBytes) throw invalid('index bytes missing or corrupt');
       const idx = JSON.parse(indexBytes.toString('utf8')) as { manifests?: { digest?: unknown }[] };
       indexed = new Set((idx.manifests ?? []).map((m) => String(m.digest)));
     }
@@ -169,10 +170,10 @@ export class MetadataStore {
     for (const m of f.manifests) {
       const md = parseDigest(m.digest, 'manifest digest');
       const cd = parseDigest(m.configDigest, 'config digest');
-      if (indexed ? !indexed.has(md) : md !== digest) throw new Error(`manifest ${md} not referenced by ${digest}`);
+      if (indexed ? !indexed.has(md) : md !== digest) throw invalid(`manifest ${md} not referenced by ${digest}`);
       const manifestBytes = await this.objects.get(md);
       const configBytes = await this.objects.get(cd);
-      if (!manifestBytes || !configBytes) throw new Error('manifest/config bytes missing or corrupt');
+      if (!manifestBytes || !configBytes) throw invalid('manifest/config bytes missing or corrupt');
       const layers = checkLayers(m.layers, manifestBytes, configBytes, cd);
       manifests.push({
         digest: md,
@@ -234,7 +235,7 @@ export class MetadataStore {
     }
     try {
       const record = JSON.parse(bytes.toString('utf8')) as LayerRecord;
-      if (record?.version !== 1 || typeof record.payload !== 'string') throw new Error('bad record');
+      if (record?.version !== 1 || typeof record.payload !== 'string') throw invalid('bad record');
       return { layer: e.layer, record };
     } catch (err) {
       this.#log.warn('metadata.record_invalid', { layer: key, error: err });
@@ -281,17 +282,22 @@ export class MetadataStore {
   }
 }
 
+/** A persisted file that is unreadable or disagrees with its verified documents: the caller logs it and re-resolves. */
+function invalid(message: string): CacheError {
+  return new CacheError('METADATA_INVALID', message);
+}
+
 function parseLayerFile(raw: unknown, key: Digest): { layer: StoredLayer; recordDigest: Digest } {
   const f = raw as Record<string, unknown>;
-  if (f?.['version'] !== 1 || f['key'] !== key) throw new Error('bad layer file');
+  if (f?.['version'] !== 1 || f['key'] !== key) throw invalid('bad layer file');
   const keyKind = f['keyKind'];
-  if (keyKind !== 'blob' && keyKind !== 'toc') throw new Error('bad keyKind');
+  if (keyKind !== 'blob' && keyKind !== 'toc') throw invalid('bad keyKind');
   const blobSize = f['blobSize'];
-  if (!Number.isSafeInteger(blobSize) || (blobSize as number) < 0) throw new Error('bad blobSize');
+  if (!Number.isSafeInteger(blobSize) || (blobSize as number) < 0) throw invalid('bad blobSize');
   const ann = f['annotations'];
-  if (typeof ann !== 'object' || ann === null || Object.values(ann).some((v) => typeof v !== 'string')) throw new Error('bad annotations');
+  if (typeof ann !== 'object' || ann === null || Object.values(ann).some((v) => typeof v !== 'string')) throw invalid('bad annotations');
   const refs = f['refs'];
-  if (!Array.isArray(refs) || refs.some((r) => typeof r !== 'string')) throw new Error('bad refs');
+  if (!Array.isArray(refs) || refs.some((r) => typeof r !== 'string')) throw invalid('bad refs');
   const layer: StoredLayer = {
     key,
     keyKind,
@@ -303,8 +309,8 @@ function parseLayerFile(raw: unknown, key: Digest): { layer: StoredLayer; record
     ...(f['diffId'] !== undefined ? { diffId: parseDigest(f['diffId'], 'diffId') } : {}),
     refs: refs as string[],
   };
-  if (keyKind === 'blob' && layer.blobDigest !== key) throw new Error('blob key does not match blobDigest');
-  if (keyKind === 'toc' && layer.tocDigest !== key) throw new Error('toc key does not match tocDigest');
+  if (keyKind === 'blob' && layer.blobDigest !== key) throw invalid('blob key does not match blobDigest');
+  if (keyKind === 'toc' && layer.tocDigest !== key) throw invalid('toc key does not match tocDigest');
   return { layer, recordDigest: parseDigest(f['recordDigest'], 'recordDigest') };
 }
 
@@ -315,19 +321,19 @@ function checkLayers(stored: unknown, manifestBytes: Buffer, configBytes: Buffer
     layers?: { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: Record<string, unknown>; urls?: unknown }[];
   };
   const cfg = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown[] } };
-  if (man.config?.digest !== configDigest) throw new Error('manifest config digest mismatch');
+  if (man.config?.digest !== configDigest) throw invalid('manifest config digest mismatch');
   const ml = man.layers ?? [];
-  if (!Array.isArray(stored) || stored.length !== ml.length) throw new Error('layer count mismatch');
+  if (!Array.isArray(stored) || stored.length !== ml.length) throw invalid('layer count mismatch');
   const diffIds = Array.isArray(cfg.rootfs?.diff_ids) ? cfg.rootfs.diff_ids : [];
   return stored.map((s: ResolvedLayer, i) => {
     const m = ml[i]!;
     const ann = m.annotations ?? {};
     const sameAnn = JSON.stringify(sortObj(ann)) === JSON.stringify(sortObj(s.annotations ?? {}));
     if (s.index !== i || s.digest !== m.digest || s.size !== m.size || s.mediaType !== (m.mediaType ?? s.mediaType) || !sameAnn) {
-      throw new Error(`layer ${i} disagrees with the manifest`);
+      throw invalid(`layer ${i} disagrees with the manifest`);
     }
-    if (s.tocDigest !== undefined && !TOC_ANNOTATIONS.some((k) => ann[k] === s.tocDigest)) throw new Error(`layer ${i} TOC digest not in annotations`);
-    if (s.diffId !== undefined && diffIds[i] !== s.diffId) throw new Error(`layer ${i} diff_id disagrees with the config`);
+    if (s.tocDigest !== undefined && !TOC_ANNOTATIONS.some((k) => ann[k] === s.tocDigest)) throw invalid(`layer ${i} TOC digest not in annotations`);
+    if (s.diffId !== undefined && diffIds[i] !== s.diffId) throw invalid(`layer ${i} diff_id disagrees with the config`);
     return {
       index: i,
       mediaType: s.mediaType,

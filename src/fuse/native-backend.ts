@@ -134,7 +134,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
     if (owner !== undefined) {
       slot = n.alias(h!, owner, served.tree.base);
     } else {
-      const table = encodeLayerTable(served.tree.layer.index);
+      const table = encodeLayerTable(served.tree.layer.index, served.tree.ids);
       slot = n.publish(h!, table, served.tree.base);
       slotByKey.set(key, slot);
       const published = slot;

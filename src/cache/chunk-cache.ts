@@ -143,6 +143,11 @@ export class ChunkCache {
     return n;
   }
 
+  /** Drop the memory-tier entries of `digests` (a quarantined layer's chunks). */
+  forget(digests: ReadonlySet<Digest>): number {
+    return this.dropHot((d) => !digests.has(d));
+  }
+
   /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
   isHotOrPending(d: Digest): boolean {
     return this.#hot.has(d) || this.#flights.has(d);

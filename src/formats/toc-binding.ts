@@ -79,7 +79,7 @@ export function bindEntry(toc: BindableEntry, tar: BindableEntry, ctx: ErrorCont
   if (toc.xattrs.size !== tar.xattrs.size) bad('the xattrs', [...toc.xattrs.keys()].join(','), [...tar.xattrs.keys()].join(','));
   for (const [k, v] of toc.xattrs) {
     const t = tar.xattrs.get(k);
-    if (!t || !t.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
+    if (!t?.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
   }
   return { name: name!, ...(linkName !== undefined ? { linkName } : {}) };
 }

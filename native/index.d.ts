@@ -71,7 +71,8 @@ export interface NativeBinding {
   alias(h: NativeHandle, slot: number, inoBase: number): number;
   /** Each returns false when the request was already answered (deadline passed, or unmounted). */
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
-  /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table. */
+  /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table.
+   *  timeoutSec: entry and attr timeout for either kind. */
   replyEntry(h: NativeHandle, id: number, nodeid: number, attr: NativeAttr | null, timeoutSec: number): boolean;
   replyAttr(h: NativeHandle, id: number, attr: NativeAttr, timeoutSec: number): boolean;
   replyOpen(h: NativeHandle, id: number, fh: number, keepCache: boolean): boolean;

@@ -317,7 +317,8 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return bool_value(env, 1);
 }
 
-/* replyEntry(handle, id, nodeid, attr | null, timeoutSec): nodeid ≥ 2^32 is a layer node (attr from its table). */
+/* replyEntry(handle, id, nodeid, attr | null, timeoutSec): nodeid ≥ 2^32 is a layer node (attr from its table).
+ * timeoutSec is the entry and attr timeout for either kind. */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -342,7 +343,7 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
       return bool_value(env, 1);
     }
     als_fill_attr(s, (uint32_t)(low - 1), &e.attr);
-    timeout = h->fs->layer_timeout;
+    /* JS says how long: the layer's timeout, or 0 when every lookup must reach the access check. */
   } else {
     attr_from_js(env, argv[3], &e.attr);
   }

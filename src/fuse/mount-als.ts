@@ -2,9 +2,11 @@
  * Mount an ALS tree over a LayerProvider: the one entry point the daemon and the tests use.
  *
  * Two backends behind one seam (the AlsTree over the provider):
- *  - 'fuse-native': adapter.ts, path callbacks through fuse-native (libfuse 2, every op in JS);
- *  - 'native': native-backend.ts, a libfuse3 low-level server in C answering layer content from
- *    per-layer tables and cached chunk objects, calling JS only on misses.
+ *  - 'native' (the default where its addon is built): native-backend.ts, a libfuse3 low-level
+ *    server in C answering layer content from per-layer tables and cached chunk objects, calling
+ *    JS only on misses;
+ *  - 'fuse-native': adapter.ts, path callbacks through fuse-native (libfuse 2, every op in JS),
+ *    the portable fallback.
  * `LAZY_ALS_BACKEND` (native | fuse-native) picks the default when the caller does not: it is how
  * the conformance suite runs the same tests against each backend.
  */
@@ -15,7 +17,7 @@ import { AlsTree } from './als-tree.js';
 import { errnoOf } from './errno.js';
 import type { InodeAllocator } from './inodes.js';
 import type { LayerProvider } from './layer-provider.js';
-import { mountNative } from './native-backend.js';
+import { mountNative, nativeAvailable, nativeUnavailableReason } from './native-backend.js';
 
 export const BACKENDS = ['native', 'fuse-native'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -24,10 +26,19 @@ export function isBackendName(s: unknown): s is BackendName {
   return typeof s === 'string' && (BACKENDS as readonly string[]).includes(s);
 }
 
-/** The backend used when none is given: $LAZY_ALS_BACKEND, else fuse-native. */
-export function defaultBackend(): BackendName {
+/**
+ * The backend used when none is given: $LAZY_ALS_BACKEND, else native where its addon is built,
+ * else fuse-native — said once on `logger` (warn), since it is slower and cannot serve every name.
+ */
+export function defaultBackend(logger?: Logger): BackendName {
   const env = process.env['LAZY_ALS_BACKEND'];
-  return isBackendName(env) ? env : 'fuse-native';
+  if (isBackendName(env)) return env;
+  if (nativeAvailable()) return 'native';
+  logger?.warn('fuse.backend_fallback', {
+    backend: 'fuse-native',
+    reason: `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); run scripts/setup.sh to build it, or choose --backend fuse-native to silence this`,
+  });
+  return 'fuse-native';
 }
 
 export interface AlsMountOptions {
@@ -65,7 +76,7 @@ export interface AlsMount extends MountHandle {
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
-  const backend = o.backend ?? defaultBackend();
+  const backend = o.backend ?? defaultBackend(o.logger);
   // The native backend passes every caller's ids; fuse-native has only the control dirs' modes.
   const base = o.policy ?? AccessPolicy.rootOnly();
   const policy = backend === 'native' ? base.withCallerIds() : base;
@@ -87,6 +98,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       timeouts,
       mountOptions: mountOptionList({ allowOther, suid }),
       controlTimeoutSec: o.entryTimeoutSec ?? 60,
+      checkEveryResolve: !policy.kernelEnforceable,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
       ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
       debug: o.debug ?? false,

@@ -36,6 +36,7 @@ const SLOT = 2 ** 32;
 const OP = { lookup: 1, getattr: 2, readdir: 3, open: 4, read: 5, release: 6, create: 7, rmdir: 8, readMiss: 9 } as const;
 
 let binding: NativeBinding | undefined;
+let loadError: Error | undefined;
 
 /** The addon, or a FuseError saying why it cannot be loaded (not built: run scripts/setup.sh). */
 export function loadNative(): NativeBinding {
@@ -43,9 +44,15 @@ export function loadNative(): NativeBinding {
   try {
     binding = createRequire(import.meta.url)(addonPath()) as NativeBinding;
   } catch (e) {
-    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${(e as Error).message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
+    loadError = e as Error;
+    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${loadError.message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
   }
   return binding;
+}
+
+/** Why the addon could not be loaded (after nativeAvailable() said false), first line only. */
+export function nativeUnavailableReason(): string | undefined {
+  return loadError?.message.split('\n')[0];
 }
 
 const ADDON = join('native', 'build', 'Release', 'lazy_als_native.node');
@@ -81,6 +88,12 @@ export interface NativeBackendOptions {
   readonly controlTimeoutSec: number;
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
+  /**
+   * The access policy is enforced only by the daemon (AccessPolicy.kernelEnforceable false): the
+   * entries whose lookup resolves a layer (`diff`, `info`, `blob`) get timeout 0, so every path walk
+   * through them reaches the check instead of the kernel's dentry cache.
+   */
+  readonly checkEveryResolve?: boolean;
   readonly objectsDir?: string;
   /** FUSE passthrough for fully cached files when privileged (default: $LAZY_ALS_NATIVE_PASSTHROUGH=1). */
   readonly passthrough?: boolean;
@@ -109,6 +122,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   const ops: FuseOps = tree;
   const { logger, timeouts: t } = o;
   const ctlTimeout = o.controlTimeoutSec;
+  const layerTimeout = o.layerTimeoutSec ?? 86_400;
+  // Entries whose lookup is the access check: cached only when the kernel enforces the same policy.
+  const resolveTimeout = (t: number): number => (o.checkEveryResolve ? 0 : t);
   const controlPaths = new Map<number, string>([[1, '/']]);
   const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot
   const slotByKey = new Map<Digest, number>(); // key → the slot that owns its table
@@ -159,11 +175,11 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
           guard(logger, 'lookup', path, t.lookupMs, async (ctx) => {
             const w = tree.where(path);
-            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path, ctx)) * SLOT + 1, attr: null };
+            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path, ctx)) * SLOT + 1, attr: null, timeout: resolveTimeout(layerTimeout) };
             const st = await ops.getattr(path, ctx);
             controlPaths.set(st.ino, path);
-            return { nodeid: st.ino, attr: attrOf(st) };
-          }, (ret, v) => (ret === 0 && v ? n.replyEntry(h!, id, v.nodeid, v.attr, ctlTimeout) : replyErr(id, ret)), caller);
+            return { nodeid: st.ino, attr: attrOf(st), timeout: w.kind === 'info' || w.kind === 'blob' ? resolveTimeout(ctlTimeout) : ctlTimeout };
+          }, (ret, v) => (ret === 0 && v ? n.replyEntry(h!, id, v.nodeid, v.attr, v.timeout) : replyErr(id, ret)), caller);
           return;
         }
         case OP.getattr: {
@@ -239,7 +255,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         mountpoint: o.mountpoint,
         options,
         ...(o.objectsDir !== undefined ? { objectsDir: o.objectsDir } : {}),
-        layerTimeoutSec: o.layerTimeoutSec ?? 86_400,
+        layerTimeoutSec: layerTimeout,
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,

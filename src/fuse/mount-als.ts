@@ -10,6 +10,7 @@
  * `LAZY_ALS_BACKEND` (native | fuse-native) picks the default when the caller does not: it is how
  * the conformance suite runs the same tests against each backend.
  */
+import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import { AccessPolicy, mountOptionList } from './access-policy.js';
 import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
@@ -59,6 +60,10 @@ export interface AlsMountOptions {
   readonly objectsDir?: string;
   /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
   readonly passthrough?: boolean;
+  /** native: layer slots at most (default 65,535; tests use a few to reach the bound). */
+  readonly maxLayerSlots?: number;
+  /** native: how often reads C served from cache objects reach provider.noteCachedReads (default 10 s). */
+  readonly cachedReadsFlushMs?: number;
   readonly debug?: boolean;
   /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
   readonly onOp?: OpObserver;
@@ -73,6 +78,8 @@ export interface AlsMount extends MountHandle {
   readonly backend: BackendName;
   /** Backend counters for `status` (native: C-side ops, misses, cached reads…). */
   backendStats(): Record<string, unknown>;
+  /** native: pass the reads C served from cache objects to the provider now (else every few s). */
+  flushCachedReads?(): void;
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
@@ -101,9 +108,19 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       checkEveryResolve: !policy.kernelEnforceable,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
       ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
+      ...(o.maxLayerSlots !== undefined ? { maxSlots: o.maxLayerSlots + 1 } : {}),
+      ...(o.provider.noteCachedReads ? { onCachedReads: (d: Digest[]) => o.provider.noteCachedReads!(d) } : {}),
+      ...(o.cachedReadsFlushMs !== undefined ? { cachedReadsFlushMs: o.cachedReadsFlushMs } : {}),
       debug: o.debug ?? false,
     });
-    return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };
+    return {
+      tree,
+      backend,
+      mountpoint: handle.mountpoint,
+      unmount: () => handle.unmount(),
+      backendStats: () => ({ ...handle.stats() }),
+      flushCachedReads: () => handle.flushCachedReads(),
+    };
   }
   const handle = await mountFuse(o.onOp ? observed(tree, o.onOp) : tree, {
     mountpoint: o.mountpoint,

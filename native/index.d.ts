@@ -85,6 +85,11 @@ export interface NativeBinding {
   slotReleased(h: NativeHandle, slot: number): void;
   /** sha256 digests (32 bytes each) of the chunk objects C served since the last call. */
   takeUsed(h: NativeHandle): Buffer;
+  /**
+   * The layer of `slot` does not match its blob: every slot over its table answers EIO to open
+   * and read (cached objects included), and the kernel's cached pages of its files are dropped.
+   */
+  quarantine(h: NativeHandle, slot: number): boolean;
   /** Each returns false when the request was already answered (deadline passed, or unmounted);
    *  replyEntry also when the kernel did not take the entry (the caller was interrupted). */
   replyErr(h: NativeHandle, id: number, errno: number): boolean;

@@ -128,6 +128,8 @@ uint32_t als_slot_add(struct als_fs *fs, struct lt_table *t, uint32_t alias_of, 
 /* JS dropped the layer: free the slot once the kernel forgot its ids; invalidate parent/name (0: none). */
 int als_slot_retire(struct als_fs *fs, uint32_t num, uint64_t parent, const uint8_t *name, size_t len);
 void als_slot_release_number(struct als_fs *fs, uint32_t num);
+/* Drop the kernel's cached pages of node `ino`, from the slot thread (never the JS thread). */
+void als_queue_inval_inode(struct als_fs *fs, uint64_t ino);
 int als_slot_hold(struct als_fs *fs, struct als_slot *s); /* one more id handed to the kernel */
 void als_slot_forget(struct als_fs *fs, struct als_slot *s, uint64_t n);
 void als_forget_one(struct als_fs *fs, fuse_ino_t ino, uint64_t nlookup);

@@ -8,6 +8,7 @@
  *    its slot, taken before the reply is sent and given back if the kernel did not take it; every
  *    FORGET gives back what it names. The kernel's own count is exact (it forgets what it fails to
  *    link), so ours is too;
+ *  - (the same thread drops the page cache of a quarantined layer's files: als_queue_inval_inode)
  *  - JS retires a slot when it drops the layer (evicted, or released by c/storage): the slot keeps
  *    answering the node ids the kernel still holds, and the `diff` entry is invalidated in the
  *    kernel (from this file's thread: the kernel takes the parent's lock, which a lookup waiting
@@ -138,6 +139,17 @@ int als_slot_retire(struct als_fs *fs, uint32_t num, uint64_t parent, const uint
   return 0;
 }
 
+void als_queue_inval_inode(struct als_fs *fs, uint64_t ino) {
+  struct als_inval *iv = calloc(1, sizeof *iv);
+  if (!iv) return;
+  iv->parent = ino; /* len 0: the inode's cached pages, not an entry */
+  pthread_mutex_lock(&fs->slot_mu);
+  iv->next = fs->invals;
+  fs->invals = iv;
+  pthread_cond_signal(&fs->slot_cv);
+  pthread_mutex_unlock(&fs->slot_mu);
+}
+
 void als_slot_release_number(struct als_fs *fs, uint32_t num) {
   pthread_mutex_lock(&fs->slot_mu);
   if (num > 0 && num < ALS_MAX_SLOTS && atomic_load(&fs->slots[num]) == NULL && fs->n_free < ALS_MAX_SLOTS)
@@ -199,8 +211,9 @@ void *als_slot_main(void *arg) {
       struct als_inval *iv = fs->invals;
       fs->invals = iv->next;
       pthread_mutex_unlock(&fs->slot_mu);
-      /* ENOENT when the kernel no longer has the entry: nothing to drop. */
-      fuse_lowlevel_notify_inval_entry(fs->se, iv->parent, iv->name, iv->len);
+      /* ENOENT when the kernel no longer has the entry or inode: nothing to drop. */
+      if (iv->len == 0) fuse_lowlevel_notify_inval_inode(fs->se, iv->parent, 0, 0);
+      else fuse_lowlevel_notify_inval_entry(fs->se, iv->parent, iv->name, iv->len);
       free(iv);
       pthread_mutex_lock(&fs->slot_mu);
       continue;

@@ -84,6 +84,7 @@ struct lt_table {
    * reads C answers); any_used says whether to look. Relaxed: a lost mark only ages an object early. */
   _Atomic unsigned char *used; /* [n_chunks] */
   atomic_int any_used;
+  atomic_int quarantined;       /* set from JS: the layer does not match its blob, reads answer EIO */
 };
 
 /* Copies `data` and checks it. NULL with *err set (static string) when it is malformed. */

@@ -25,6 +25,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../core/digest.js';
 import { AbortedError, type ErrorContext } from '../core/errors.js';
+import { CacheError } from './errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkRequest } from '../formats/chunk-reader.js';
 import type { Eviction } from './eviction.js';
@@ -143,6 +144,11 @@ export class ChunkCache {
       }
     }
     return n;
+  }
+
+  /** Drop the memory-tier entries of `digests` (a quarantined layer's chunks). */
+  forget(digests: ReadonlySet<Digest>): number {
+    return this.dropHot((d) => !digests.has(d));
   }
 
   /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
@@ -315,7 +321,7 @@ export class ChunkCache {
         } catch (e) {
           this.#stats.storeFailures++;
           this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
-          if ((e as { code?: string }).code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
+          if (e instanceof CacheError && e.code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
         }
       }
     };

@@ -98,6 +98,7 @@ export class ServedLayer implements PrefetchTarget {
   #memBlob: Buffer | undefined;
   /** Why this layer no longer serves bytes (it does not match its blob), once it is known. */
   #quarantine: Error | undefined;
+  readonly #onQuarantine: (() => void)[] = [];
 
   constructor(o: ServedLayerOptions) {
     this.#o = o;
@@ -201,7 +202,15 @@ export class ServedLayer implements PrefetchTarget {
    */
   /** Stop serving bytes: from now on every read fails (EIO), naming `reason`. */
   quarantine(reason: Error): void {
-    this.#quarantine ??= reason;
+    if (this.#quarantine) return;
+    this.#quarantine = reason;
+    const cbs = this.#onQuarantine.splice(0);
+    for (const cb of cbs) cb();
+  }
+
+  onQuarantine(cb: () => void): void {
+    if (this.#quarantine) queueMicrotask(cb);
+    else this.#onQuarantine.push(cb);
   }
 
   get quarantined(): Error | undefined {

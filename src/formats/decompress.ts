@@ -96,6 +96,55 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
   return gunzipPrefix(data, need, context);
 }
 
+/**
+ * Decode `data` (starting at a member/frame boundary, concatenated members allowed) up to its end or
+ * up to `max` bytes, whichever comes first: for regions whose uncompressed length is not declared
+ * anywhere (the tar headers between two eStargz payloads), bounded by what the caller allows.
+ * Throws DECOMPRESS_FAILED only for corrupt data.
+ */
+export async function decodeAtMost(compression: Compression, data: Buffer, max: number, context: ErrorContext = {}): Promise<Buffer> {
+  if (compression === 'none') return data.subarray(0, max);
+  if (compression === 'zstd') {
+    const dec = new ZstdStreamDecoder();
+    const parts: Buffer[] = [];
+    let n = 0;
+    try {
+      for (const w of dec.decode(data)) {
+        parts.push(w);
+        n += w.length;
+        if (n >= max) break;
+      }
+    } catch (e) {
+      throw e instanceof FormatError ? new FormatError(e.code, e.message, context, { cause: e }) : e;
+    }
+    return Buffer.concat(parts).subarray(0, max);
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    let settled = false;
+    const d = createGunzip({ chunkSize: 64 * 1024 });
+    const done = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      d.removeAllListeners('data');
+      d.destroy();
+      if (err !== undefined && n < max) reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
+      else resolve(Buffer.concat(parts).subarray(0, max));
+    };
+    d.on('data', (b: Buffer) => {
+      if (settled) return;
+      parts.push(b);
+      n += b.length;
+      if (n >= max) done();
+    });
+    d.on('error', (e) => done(e));
+    d.on('end', () => done());
+    if (max === 0) return done();
+    feedInSlices(d, data, () => settled);
+  });
+}
+
 /** A range of the uncompressed stream decoded from a span start: [start, start + length). */
 export interface PlainSlice {
   readonly start: number;

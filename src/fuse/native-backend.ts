@@ -150,6 +150,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot (published, not retired)
   const slotByKey = new Map<Digest, number>(); // key → a published slot whose table aliases may share
   const layers = new Map<number, SlotLayer>(); // every slot C still has, retired ones included
+  const watched = new WeakSet<object>(); // layers whose quarantine reaches C
   let h: NativeHandle | undefined;
 
   const pathOf = (nodeid: number): string => {
@@ -204,9 +205,26 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
     if (owner !== undefined) {
       slot = n.alias(h!, owner, served.tree.base);
     } else {
-      const table = encodeLayerTable(served.tree.layer.index);
+      const table = encodeLayerTable(served.tree.layer.index, served.tree.ids);
       slot = n.publish(h!, table, served.tree.base);
       slotByKey.set(key, slot);
+      // C serves cached objects without asking JS: the flag on the table (shared by its aliases) stops
+      // that. Every slot C still has for this layer at that moment (numbers are reused: never one
+      // remembered from now), and once per layer object however often its table is published again.
+      const layer = served.tree.layer;
+      if (!watched.has(layer)) {
+        watched.add(layer);
+        layer.onQuarantine?.(() => {
+          for (const [s, l] of layers) {
+            if (l.tree.layer !== layer || h === undefined) continue;
+            try {
+              n.quarantine(h, s);
+            } catch (e) {
+              logger.warn('fuse.native_quarantine_failed', { layer: key, error: e }); // unmounted meanwhile
+            }
+          }
+        });
+      }
       logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
     }
     slotByLayer.set(lk, slot);

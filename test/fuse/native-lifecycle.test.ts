@@ -12,7 +12,7 @@
  * Runs on the native backend only (it is about what C and its JS side remember).
  */
 import { existsSync } from 'node:fs';
-import { access, chmod, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChunkCache } from '../../src/cache/chunk-cache.js';
@@ -42,8 +42,24 @@ async function eventually(f: () => boolean, ms = 10_000): Promise<boolean> {
   return true;
 }
 
-/** Drop unused dentries and inodes (all filesystems: harmless, only caches), so the kernel FORGETs. */
-const dropDentries = () => run('sh', ['-c', 'sync; echo 2 > /proc/sys/vm/drop_caches']);
+/**
+ * Run `script` (sh, with args) in a memory cgroup of its own; `reclaim()` then frees that cgroup's
+ * memory: the dentries and inodes its lookups created go (they are charged to it), so the kernel
+ * FORGETs them — without touching any other mount's caches (unlike drop_caches).
+ */
+async function inCgroup(script: string, args: readonly string[], after: (reclaim: () => Promise<void>) => Promise<void>): Promise<void> {
+  const cg = await mkdtemp('/sys/fs/cgroup/memory/lazy-als-test-');
+  try {
+    const r = await run('sh', ['-c', `echo $$ > "$0/cgroup.procs" && ${script}`, cg, ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    await after(async () => {
+      const e = await run('sh', ['-c', 'echo 0 > "$0/memory.force_empty"', cg]);
+      if (e.code !== 0) throw new Error(`memory.force_empty: ${e.stderr}`);
+    });
+  } finally {
+    await rmdir(cg);
+  }
+}
 
 /** `cat path` as the real user nobody (65534), no supplementary groups: stdout, or the error text. */
 async function catAsNobody(path: string): Promise<{ code: number | null; out: string }> {
@@ -84,11 +100,11 @@ describe('native backend: what the mount remembers', () => {
     const stats = () => m!.mount.backendStats() as { controlNodes: number; control_forgets: number };
     // Every well-formed `<key>` name is a directory: any process can make the daemon learn one.
     const names = Array.from({ length: 300 }, (_, i) => `sha256:${digestHex(sha256Of(Buffer.from(`name ${i}`)))}`);
-    const r = await run('sh', ['-c', 'for n in "$@"; do stat -c %F "$0/$n" >/dev/null || exit 1; done', m.mnt, ...names]);
-    expect(r.code, r.stderr).toBe(0);
-    expect(stats().controlNodes).toBeGreaterThanOrEqual(300);
-    await dropDentries();
-    expect(await eventually(() => stats().controlNodes < 10)).toBe(true);
+    await inCgroup('m="$1"; shift; for n in "$@"; do stat -c %F "$m/$n" >/dev/null || exit 1; done', [m.mnt, ...names], async (reclaim) => {
+      expect(stats().controlNodes).toBeGreaterThanOrEqual(300);
+      await reclaim();
+      expect(await eventually(() => stats().controlNodes < 10), JSON.stringify(stats())).toBe(true);
+    });
     expect(stats().control_forgets).toBeGreaterThanOrEqual(300);
     // forgotten nodes are learnt again on the next walk, and what they lead to still works
     expect(await run('cat', [join(m.mnt, KEY1, 'diff', 'etc', 'base.txt')])).toMatchObject({ code: 0, stdout: 'hello from base layer\n' });

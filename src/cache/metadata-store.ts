@@ -6,6 +6,7 @@
  *   <stateDir>/metadata/refs/<h>.json      reference string → ResolvedImage summary (h = sha256 of
  *                                         the reference string)
  *   <stateDir>/metadata/layers/<alg>-<hex>.json   layer key → descriptor facts + LayerRecord digest
+ *   <stateDir>/metadata/quarantine/<alg>-<hex>.json   blob digest → why it was quarantined
  *
  * Index files are small JSON written atomically. Nothing is trusted on load: document bytes are
  * re-hashed by the ObjectStore, and a ref summary is accepted only if every layer it lists agrees with
@@ -64,6 +65,17 @@ interface RefFile {
   }[];
 }
 
+/** Why a layer's blob was quarantined (metadata/quarantine/<alg>-<hex of the blob digest>.json). */
+export interface QuarantineRecord {
+  /** Store key it was served under when the mismatch was found. */
+  readonly key: string;
+  readonly ref?: string;
+  readonly code: string;
+  readonly message: string;
+  /** ms since the epoch */
+  readonly at: number;
+}
+
 export class MetadataStore {
   readonly objects: ObjectStore;
   readonly #dir: string;
@@ -82,7 +94,7 @@ export class MetadataStore {
     const tmp = join(opts.stateDir, 'tmp', 'metadata');
     const log = opts.logger ?? silentLogger;
     const objects = await ObjectStore.open({ dir: join(dir, 'objects'), tmpDir: tmp, durable: true, logger: log });
-    for (const d of [dir, join(dir, 'refs'), join(dir, 'layers')]) await privateDir(d);
+    for (const d of [dir, join(dir, 'refs'), join(dir, 'layers'), join(dir, 'quarantine')]) await privateDir(d);
     return new MetadataStore(dir, tmp, objects, log);
   }
 
@@ -229,6 +241,27 @@ export class MetadataStore {
       this.#log.warn('metadata.record_invalid', { layer: key, error: err });
       return undefined;
     }
+  }
+
+  /**
+   * Remember that the blob `blobDigest` does not match what its TOC says (survives restarts: the
+   * layer is served quarantined again, never from a fresh resolution that trusts the TOC).
+   */
+  async saveQuarantine(blobDigest: Digest, q: QuarantineRecord): Promise<void> {
+    await this.#writeJson(this.#quarantinePath(blobDigest), { version: 1, ...q });
+  }
+
+  async loadQuarantine(blobDigest: Digest): Promise<QuarantineRecord | undefined> {
+    const raw = (await this.#readJson(this.#quarantinePath(blobDigest))) as Record<string, unknown> | undefined;
+    if (raw === undefined) return undefined;
+    const ok = raw?.['version'] === 1 && typeof raw['key'] === 'string' && typeof raw['code'] === 'string' && typeof raw['message'] === 'string' && Number.isSafeInteger(raw['at']);
+    // An unreadable record still means "quarantined": failing closed costs a refused layer, not a wrong byte.
+    if (!ok) return { key: String(raw?.['key'] ?? blobDigest), code: 'LAYER_QUARANTINED', message: 'quarantine record unreadable', at: 0 };
+    return { key: raw['key'] as string, ...(typeof raw['ref'] === 'string' ? { ref: raw['ref'] } : {}), code: raw['code'] as string, message: raw['message'] as string, at: raw['at'] as number };
+  }
+
+  #quarantinePath(blobDigest: Digest): string {
+    return join(this.#dir, 'quarantine', `${digestAlgorithm(blobDigest)}-${digestHex(blobDigest)}.json`);
   }
 
   /** Keys of every stored layer (status, gc). */

@@ -11,6 +11,9 @@ import type { LogLevel } from '../core/log.js';
 import { BACKENDS, isBackendName, type BackendName } from '../fuse/mount-als.js';
 import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
+import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.js';
+
+export { defaultConfigFile, isRootless, userPaths } from './paths.js';
 
 export interface FuseConfig {
   /**
@@ -85,49 +88,12 @@ export interface MetricsAddress {
 
 export type LogFormat = 'auto' | 'text' | 'json';
 
-/** Whether this process works for rootless podman: a non-root user, or root of podman's user namespace (`podman unshare`). */
-export function isRootless(env: NodeJS.ProcessEnv, uid: number): boolean {
-  const podmanUid = env['_CONTAINERS_ROOTLESS_UID'];
-  return uid !== 0 || (podmanUid !== undefined && podmanUid !== '' && podmanUid !== '0');
-}
-
-/** Where a rootless store lives by default (XDG base directories; docs/rootless.md). */
-export interface UserPaths {
-  readonly configFile: string;
-  readonly stateDir: string;
-  readonly mountpoint: string;
-  readonly socketPath: string;
-}
-
-export function userPaths(env: NodeJS.ProcessEnv): UserPaths {
-  const home = env['HOME'] || '/';
-  const abs = (v: string | undefined, fallback: string): string => (v !== undefined && v.startsWith('/') ? v : fallback);
-  const data = abs(env['XDG_DATA_HOME'], `${home.replace(/\/$/, '')}/.local/share`);
-  const config = abs(env['XDG_CONFIG_HOME'], `${home.replace(/\/$/, '')}/.config`);
-  const stateDir = `${data}/lazy-als`;
-  const runtime = env['XDG_RUNTIME_DIR'];
-  return {
-    configFile: `${config}/lazy-als/config.toml`,
-    stateDir,
-    mountpoint: `${stateDir}/store`,
-    // Without a runtime dir (no login session) the socket stays in the private state dir.
-    socketPath: runtime !== undefined && runtime.startsWith('/') ? `${runtime}/lazy-als/control.sock` : `${stateDir}/control.sock`,
-  };
-}
-
-const SYSTEM_CONFIG_FILE = '/etc/lazy-als/config.toml';
-
-/** The config file read when none is given: /etc/lazy-als/config.toml, or $XDG_CONFIG_HOME/lazy-als/config.toml when rootless. */
-export function defaultConfigFile(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
-  return isRootless(env, uid) ? userPaths(env).configFile : SYSTEM_CONFIG_FILE;
-}
-
 export const DEFAULT_CONFIG_FILE = defaultConfigFile();
 
 const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
-  stateDir: '/var/lib/lazy-als',
-  mountpoint: '/var/lib/lazy-als/store',
-  socketPath: '/run/lazy-als/control.sock',
+  stateDir: SYSTEM_PATHS.stateDir,
+  mountpoint: SYSTEM_PATHS.mountpoint,
+  socketPath: SYSTEM_PATHS.socketPath,
   logLevel: 'warn',
   cacheSizeBytes: 10 * 1024 ** 3,
   registriesConf: undefined,

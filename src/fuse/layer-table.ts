@@ -19,7 +19,7 @@
  * keys and TOC keys are UTF-8), so they go in as UTF-8.
  */
 import { digestAlgorithm, digestHex } from '../core/digest.js';
-import type { LayerIndex, LayerNode, NodeType } from '../formats/model.js';
+import { statMode, type LayerIndex, type LayerNode } from '../formats/model.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 
 const MAGIC = 0x4254414c;
@@ -29,15 +29,6 @@ const NODE = 88;
 const CHUNK = 56;
 const DIRENT = 12;
 const XATTR = 16;
-
-const S_IF: Record<NodeType, number> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 
 /** The bytes of a model byte string. */
 function bytesOf(s: string): Buffer {
@@ -108,7 +99,7 @@ export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): 
     const node = nodes[i]!;
     if (node.ino !== i + 1) throw new Error(`layer index node ${i} has ino ${node.ino}`);
     const o = i * NODE;
-    nodeBuf.writeUInt32LE((S_IF[node.type] | (node.mode & 0o7777)) >>> 0, o);
+    nodeBuf.writeUInt32LE(statMode(node), o);
     nodeBuf.writeUInt32LE(ids.uid(node.uid) >>> 0, o + 4);
     nodeBuf.writeUInt32LE(ids.gid(node.gid) >>> 0, o + 8);
     nodeBuf.writeUInt32LE(node.nlink >>> 0, o + 12);

@@ -15,8 +15,8 @@
  *   strings raw bytes
  *
  * Names and link targets are byte strings in the model (one char code per byte), so they go in as
- * their bytes ('latin1'), whatever encoding they had in the archive. Xattr names are text in the
- * model (PAX keys and TOC JSON keys are UTF-8), so they go in as UTF-8, the bytes podman writes.
+ * their bytes ('latin1'), whatever encoding they had in the archive. xattr names are text (PAX
+ * keys and TOC keys are UTF-8), so they go in as UTF-8.
  */
 import { digestAlgorithm, digestHex } from '../core/digest.js';
 import { statMode, type LayerIndex, type LayerNode } from '../formats/model.js';
@@ -121,7 +121,7 @@ export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): 
     nodeBuf.writeUInt32LE(xi, o + 72);
     const first = xi;
     for (const [name, value] of shown(node)) {
-      const [no, nl] = strings.add(Buffer.from(name, 'utf8'));
+      const [no, nl] = strings.add(Buffer.from(name, 'utf8')); // xattr names are text in the model (PAX keys are UTF-8)
       const [vo, vl] = strings.add(value);
       const x = xi++ * XATTR;
       xattrBuf.writeUInt32LE(no, x);

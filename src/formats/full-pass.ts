@@ -103,7 +103,7 @@ export async function verifyFullPass(blob: RandomAccessBlob, index: LayerIndex, 
     described.add(path);
     if (e.type === 'hardlink') {
       const t = index.lookup(normalizeEntryPath(e.linkName ?? ('' as ByteString), limits, blob.name));
-      if (t !== n) throw conflict(path, 'the hardlink target', 'another inode', displayName(e.linkName ?? ('' as ByteString)));
+      if (t?.ino !== n.ino) throw conflict(path, 'the hardlink target', 'another inode', displayName(e.linkName ?? ('' as ByteString)));
       return;
     }
     if (n.type !== e.type) throw conflict(path, 'the type', n.type, e.type);

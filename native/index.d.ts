@@ -21,7 +21,7 @@ export interface NativeMountOptions {
   readonly debug?: boolean;
   /** Attributes of the mount root, answered in C and never cached by the kernel. */
   readonly rootAttr?: NativeAttr;
-  /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; default false. */
+  /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; the caller decides the default. */
   readonly passthrough?: boolean;
 }
 
@@ -59,6 +59,8 @@ export interface NativeStats {
   readonly verify_failures: number;
   readonly timeouts: number;
   readonly passthrough_opens: number;
+  /** Chunk objects opened by path: verified fds are kept open between reads (fdcache.c). */
+  readonly object_opens: number;
   readonly pending: number;
   readonly passthrough: boolean;
 }

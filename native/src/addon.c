@@ -150,6 +150,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->passthrough_wanted = get_prop_bool(env, argv[0], "passthrough") && geteuid() == 0;
   pthread_mutex_init(&fs->slot_mu, NULL);
   pthread_mutex_init(&fs->pmu, NULL);
+  als_fdc_init(&fs->fdc);
   pthread_cond_init(&fs->pcv, NULL);
   fs->next_slot = 1;
   if (!fs->mountpoint || !opts) {
@@ -527,7 +528,8 @@ static void unmount_complete(napi_env env, napi_status status, void *data) {
   struct als_handle *h = w->h;
   if (w->joined) {
     napi_release_threadsafe_function(h->fs->tsfn, napi_tsfn_abort);
-    /* Every FUSE thread has ended: the tables can go. */
+    /* Every FUSE thread has ended: the cached object fds and the tables can go. */
+    als_fdc_destroy(&h->fs->fdc);
     for (uint32_t i = 1; i < ALS_MAX_SLOTS; i++) {
       struct als_slot *s = atomic_load(&h->fs->slots[i]);
       if (!s) continue;
@@ -590,7 +592,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->field), &v);               \
   napi_set_named_property(env, o, #field, v);
   STAT(ops) STAT(misses) STAT(cached_reads) STAT(cached_bytes) STAT(verified_objects) STAT(verify_failures) STAT(timeouts)
-  STAT(passthrough_opens)
+  STAT(passthrough_opens) STAT(object_opens)
 #undef STAT
   pthread_mutex_lock(&h->fs->pmu);
   unsigned pending = 0;

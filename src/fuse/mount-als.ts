@@ -46,7 +46,7 @@ export interface AlsMountOptions {
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
-  /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
+  /** native: FUSE passthrough for large fully cached files when root (default on, docs/native.md). */
   readonly passthrough?: boolean;
   readonly debug?: boolean;
   /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */

@@ -82,7 +82,7 @@ export interface NativeBackendOptions {
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
   readonly objectsDir?: string;
-  /** FUSE passthrough for fully cached files when privileged (default: $LAZY_ALS_NATIVE_PASSTHROUGH=1). */
+  /** FUSE passthrough for fully cached files when privileged (default on; $LAZY_ALS_NATIVE_PASSTHROUGH=0 turns it off). */
   readonly passthrough?: boolean;
   readonly debug?: boolean;
 }
@@ -244,10 +244,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
         rootAttr: attrOf(root),
-        // Opt-in (LAZY_ALS_NATIVE_PASSTHROUGH=1): with it, busybox-sized single-object files in
-        // eStargz images failed to exec inside podman containers (EIO) although direct and
-        // overlayfs reads and execs work; off until that is understood (docs/native.md).
-        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] === '1',
+        // On by default (C uses it only as root, when the kernel accepts it; pread otherwise);
+        // LAZY_ALS_NATIVE_PASSTHROUGH=0 turns it off.
+        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] !== '0',
       },
       dispatch,
     );

@@ -19,7 +19,7 @@ export interface NativeMountOptions {
   /** A request handed to JS is answered ETIMEDOUT after this long (backstop for JS's own deadline). */
   readonly missTimeoutMs: number;
   readonly debug?: boolean;
-  /** Attributes of the mount root, answered in C and never cached by the kernel. */
+  /** Attributes of the mount root, answered in C and cached by the kernel for at most a second. */
   readonly rootAttr?: NativeAttr;
   /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; the caller decides the default. */
   readonly passthrough?: boolean;
@@ -63,6 +63,8 @@ export interface NativeStats {
   readonly object_opens: number;
   readonly pending: number;
   readonly passthrough: boolean;
+  /** The kernel opens files without asking (no passthrough on this mount: OPEN was answered ENOSYS). */
+  readonly no_open: boolean;
 }
 
 export interface NativeBinding {

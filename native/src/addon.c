@@ -602,6 +602,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "pending", v);
   napi_get_boolean(env, atomic_load(&h->fs->passthrough), &v);
   napi_set_named_property(env, o, "passthrough", v);
+  napi_get_boolean(env, atomic_load(&h->fs->no_open), &v);
+  napi_set_named_property(env, o, "no_open", v);
   return o;
 }
 

@@ -97,7 +97,7 @@ struct als_fs {
   int loop_started;
   char *mountpoint;
   char *objdir;
-  struct stat root_attr; /* answered here, never cached by the kernel (a dead daemon must show ENOTCONN) */
+  struct stat root_attr; /* answered here, cached by the kernel for ≤ 1 s (a dead daemon must soon show ENOTCONN) */
   double layer_timeout; /* entry/attr timeout for layer content (immutable) */
   double ctl_timeout;   /* default for control nodes when JS gives none */
   uint64_t miss_timeout_ms;
@@ -105,6 +105,7 @@ struct als_fs {
   atomic_int passthrough;        /* negotiated with the kernel (INIT reply patched, see server.c) */
   atomic_int passthrough_denied; /* FUSE_DEV_IOC_BACKING_OPEN refused (EPERM when not privileged) */
   atomic_ullong init_unique;     /* unique of the kernel's INIT request, when it offers passthrough */
+  atomic_int no_open;            /* OPEN answered ENOSYS: the kernel opens files without us (server.c als_open) */
   _Atomic(struct als_slot *) slots[ALS_MAX_SLOTS];
   pthread_mutex_t slot_mu;
   uint32_t next_slot;

@@ -438,9 +438,11 @@ static void als_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   (void)fi;
   struct als_fs *fs = fs_of(req);
   atomic_fetch_add(&fs->stats.ops, 1);
-  /* The root in C with timeout 0: every stat of the mountpoint reaches the daemon (ENOTCONN when it
-   * is dead, which stale-mount detection relies on) without costing a trip to JS. */
-  if (ino == FUSE_ROOT_ID) return (void)fuse_reply_attr(req, &fs->root_attr, 0);
+  /* The root in C, cached for at most a second: with default_permissions every path walk from the
+   * mountpoint needs the root's attributes, and timeout 0 cost one more round trip per open by path
+   * (half of a warm small-file open); a second keeps a dead daemon's mountpoint showing ENOTCONN
+   * almost at once (stale-mount detection also checks mountinfo and the control socket). */
+  if (ino == FUSE_ROOT_ID) return (void)fuse_reply_attr(req, &fs->root_attr, fs->ctl_timeout < 1.0 ? fs->ctl_timeout : 1.0);
   if (is_control(ino)) return miss_simple(req, ALS_OP_GETATTR, ino, NULL);
   uint32_t idx;
   const struct als_slot *s = slot_of(fs, ino, &idx);
@@ -636,6 +638,15 @@ static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   unsigned type = s->t->nodes[idx].mode & S_IFMT;
   if (type == S_IFDIR) return (void)fuse_reply_err(req, EISDIR);
   if (type != S_IFREG) return (void)fuse_reply_err(req, EINVAL);
+  /* Without passthrough no layer file needs an OPEN: ENOSYS makes the kernel stop sending OPEN and
+   * RELEASE for every file of this connection (FUSE no-open; keep_cache is then its default), which
+   * halves a warm small-file open. Control files then arrive with fh 0 (JS opens them per read).
+   * Not once a passthrough open succeeded: a no-open file of an inode that has a backing file
+   * could not be mmapped. */
+  if (!atomic_load(&fs->passthrough) || (atomic_load(&fs->passthrough_denied) && atomic_load(&fs->stats.passthrough_opens) == 0)) {
+    atomic_store(&fs->no_open, 1);
+    return (void)fuse_reply_err(req, ENOSYS);
+  }
   fi->fh = 0;
   if (passthrough_candidate(fs, s->t, idx)) {
     int32_t id = open_io_mode(fs, s->t, idx);

@@ -169,4 +169,56 @@ print(hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest() if not b.star
     expect(st.passthrough).toBe(true);
     expect(st.misses).toBeGreaterThan(0); // the first read really went to the catalog
   });
+
+  /** ops C counted while `script` (python) ran. */
+  const opsDuring = async (script: string, args: readonly string[]): Promise<number> => {
+    const before = (m!.mount.backendStats() as { ops: number }).ops;
+    const r = await run('python3', ['-c', script, ...args]);
+    expect(r.stderr).toBe('');
+    return (m!.mount.backendStats() as { ops: number }).ops - before;
+  };
+  /** open+read+close of argv[1], argv[2] times */
+  const OPEN_ONE = `import os,sys
+for _ in range(int(sys.argv[2])):
+  fd=os.open(sys.argv[1],os.O_RDONLY); os.read(fd,1<<20); os.close(fd)`;
+  /** open+read+close of the files argv[2:] (relative to argv[1], from inside it: no walk from the mountpoint) */
+  const OPEN_IN = `import os,sys
+os.chdir(sys.argv[1])
+for p in sys.argv[2:]:
+  fd=os.open(p,os.O_RDONLY); os.read(fd,1<<20); os.close(fd)`;
+
+  it('warm opens by absolute path cost one round trip each, not two (the root attributes are cached for a second)', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    // Passthrough on (root) or off: either way an open of a cached file costs at most an OPEN (and a
+    // RELEASE, sent without waiting); with the root's attributes uncached, each walk from the
+    // mountpoint also cost a GETATTR of the root.
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: true });
+    const file = join(m.mnt, layer.key, 'diff', 'etc', 'base.txt');
+    await opsDuring(OPEN_ONE, [file, '1']);
+    expect(await opsDuring(OPEN_ONE, [file, '200'])).toBeLessThan(2.5 * 200);
+  });
+
+  it('without passthrough the kernel opens layer files itself (no-open: no round trip per open); control files still read', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: false });
+    const D = join(m.mnt, layer.key, 'diff');
+    const files = [...layer.index.walk()].filter(([, n]) => n.type === 'reg').map(([p]) => p);
+    expect(files.length).toBeGreaterThan(3);
+    await opsDuring(OPEN_IN, [D, ...files]); // first pass: lookups, reads, and the one OPEN answered ENOSYS
+    expect((m.mount.backendStats() as { no_open: boolean }).no_open).toBe(true);
+    // Second pass: nothing reaches the daemon (at most the root's GETATTR of the chdir); with OPEN
+    // it was an OPEN and a RELEASE per file.
+    expect(await opsDuring(OPEN_IN, [D, ...files])).toBeLessThanOrEqual(1);
+    // The control files now open without us too (fh 0): JS opens them per read.
+    const info = await probe([{ op: 'read', path: join(m.mnt, layer.key, 'info') }]);
+    expect(info[0]!.ok && info[0]!.value.text).toBe(layer.info.toString());
+  });
 });

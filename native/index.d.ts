@@ -73,6 +73,11 @@ export interface NativeBinding {
   publish(h: NativeHandle, table: Buffer, inoBase: number): number;
   /** Another slot over an already published table (same layer under another ref). */
   alias(h: NativeHandle, slot: number, inoBase: number): number;
+  /**
+   * The layer of `slot` does not match its blob: every slot over its table answers EIO to open
+   * and read (cached objects included), and the kernel's cached pages of its files are dropped.
+   */
+  quarantine(h: NativeHandle, slot: number): boolean;
   /** Each returns false when the request was already answered (deadline passed, or unmounted). */
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
   /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table. */

@@ -62,10 +62,12 @@ EOF
 done
 
 install -m 0644 contrib/lazy-als.service "$PKG/lib/systemd/system/lazy-als.service"
+# the rootless store: `systemctl --user enable --now lazy-als` (docs/rootless.md)
+install -D -m 0644 contrib/lazy-als-user.service "$PKG/usr/lib/systemd/user/lazy-als.service"
 install -m 0644 contrib/lazy-als.conf "$PKG/etc/lazy-als/config.toml"
 install -m 0644 contrib/storage.conf.d/50-lazy-als.conf "$PKG/usr/share/lazy-als/storage.conf.d/50-lazy-als.conf"
 install -m 0644 README.md "$PKG/usr/share/doc/lazy-als/README.md"
-[ -f docs/metrics.md ] && install -m 0644 docs/metrics.md "$PKG/usr/share/doc/lazy-als/metrics.md"
+for d in metrics rootless; do [ -f docs/$d.md ] && install -m 0644 docs/$d.md "$PKG/usr/share/doc/lazy-als/$d.md"; done
 printf 'lazy-als\nLicense: Apache-2.0\nBundles node %s (MIT and others, see https://nodejs.org/) and the npm packages under /usr/lib/lazy-als/node_modules (each with its own license file).\n' "$NODE_VERSION" \
   >"$PKG/usr/share/doc/lazy-als/copyright"
 

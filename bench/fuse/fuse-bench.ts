@@ -65,7 +65,7 @@ function layer(key: Digest, raw: RawEntry[], blobBytes: Buffer): ServedLayerView
         if (c.fileOffset >= end || c.fileOffset + c.size <= offset) continue;
         let b = verified.get(c.digest);
         if (!b) {
-          [b] = (await readVerifiedChunks(blob, { compression: 'none', blobName: key }, [{ chunk: c, entry: path }])) as [Buffer];
+          b = (await readVerifiedChunks(blob, { compression: 'none', blobName: key }, [{ chunk: c, entry: path }]))[0]!;
           verified.set(c.digest, b);
         }
         parts.push(b.subarray(Math.max(0, offset - c.fileOffset), Math.min(c.size, end - c.fileOffset)));

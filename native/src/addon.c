@@ -263,6 +263,44 @@ static napi_value js_alias(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* quarantine(handle, slot): the layer does not match its blob. Every slot over its table answers
+ * EIO to open and read from now on, and the kernel drops the file pages it cached for them. */
+static napi_value js_quarantine(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct als_handle *h = handle_of(env, argv[0]);
+  if (!h) return NULL;
+  uint32_t slot;
+  struct als_fs *fs = h->fs;
+  const struct als_slot *s = NULL;
+  if (napi_get_value_uint32(env, argv[1], &slot) == napi_ok && slot > 0 && slot < ALS_MAX_SLOTS) {
+    s = atomic_load_explicit(&fs->slots[slot], memory_order_acquire);
+  }
+  if (!s) {
+    napi_throw_type_error(env, "EINVAL", "quarantine(handle, slot)");
+    return NULL;
+  }
+  struct lt_table *t = s->t;
+  atomic_store(&t->quarantined, 1);
+  uint32_t n_slots;
+  pthread_mutex_lock(&fs->slot_mu);
+  n_slots = fs->next_slot;
+  pthread_mutex_unlock(&fs->slot_mu);
+  for (uint32_t k = 1; k < n_slots && k < ALS_MAX_SLOTS && !h->closed; k++) {
+    const struct als_slot *o = atomic_load_explicit(&fs->slots[k], memory_order_acquire);
+    if (!o || o->t != t) continue;
+    for (uint32_t i = 0; i < t->n_nodes; i++) {
+      if ((t->nodes[i].mode & S_IFMT) != S_IFREG) continue;
+      /* unknown to the kernel (never looked up) is -ENOENT: nothing cached, nothing to do */
+      fuse_lowlevel_notify_inval_inode(fs->se, ((uint64_t)k << ALS_SLOT_SHIFT) | (uint64_t)(i + 1), 0, 0);
+    }
+  }
+  napi_value out;
+  CHECK(napi_get_boolean(env, true, &out));
+  return out;
+}
+
 /* --- replies ---------------------------------------------------------------------------------- */
 
 static struct als_pending *take_arg(napi_env env, napi_value *argv, struct als_handle **hp) {
@@ -632,6 +670,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
     {"publish", NULL, js_publish, NULL, NULL, NULL, napi_default, NULL},
     {"alias", NULL, js_alias, NULL, NULL, NULL, napi_default, NULL},
+    {"quarantine", NULL, js_quarantine, NULL, NULL, NULL, napi_default, NULL},
     {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL},
     {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},
     {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL},

@@ -638,6 +638,7 @@ static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   unsigned type = s->t->nodes[idx].mode & S_IFMT;
   if (type == S_IFDIR) return (void)fuse_reply_err(req, EISDIR);
   if (type != S_IFREG) return (void)fuse_reply_err(req, EINVAL);
+  if (atomic_load(&s->t->quarantined)) return (void)fuse_reply_err(req, EIO);
   /* Without passthrough no layer file needs an OPEN: ENOSYS makes the kernel stop sending OPEN and
    * RELEASE for every file of this connection (FUSE no-open; keep_cache is then its default), which
    * halves a warm small-file open. Control files then arrive with fh 0 (JS opens them per read).
@@ -862,6 +863,7 @@ static void als_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
   const struct als_slot *s = slot_of(fs, ino, &idx);
   if (!s) return (void)fuse_reply_err(req, ESTALE);
   if ((s->t->nodes[idx].mode & S_IFMT) != S_IFREG) return (void)fuse_reply_err(req, EISDIR);
+  if (atomic_load(&s->t->quarantined)) return (void)fuse_reply_err(req, EIO); /* cached bytes of a refuted layer */
   if (fs->objdir && read_cached(fs, req, s, idx, (uint64_t)off, size) == 0) return;
   struct als_pending *p = pending_new(req, ALS_OP_READ_MISS, ino);
   uint8_t *path = malloc(ALS_MAX_PATH);

@@ -15,6 +15,7 @@
 #define LAZY_ALS_TABLE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -84,6 +85,7 @@ struct lt_table {
   pthread_mutex_t vmu; /* guards verified[] and backing[] */
   struct lt_verified *verified; /* [n_chunks] */
   struct lt_backing *backing;   /* [n_nodes]: passthrough backing file ids of open files */
+  atomic_int quarantined;       /* set from JS: the layer does not match its blob, reads answer EIO */
 };
 
 /* Copies `data` and checks it. NULL with *err set (static string) when it is malformed. */

@@ -25,6 +25,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../core/digest.js';
 import { AbortedError, type ErrorContext } from '../core/errors.js';
+import type { VerifiedBytes } from '../core/verified.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkRequest } from '../formats/chunk-reader.js';
 import type { Eviction } from './eviction.js';
@@ -38,7 +39,7 @@ export interface ChunkLayerContext {
 }
 
 /** Returns verified bytes for every request, in order (readVerifiedChunks semantics). */
-export type ChunkFetcher = (requests: readonly ChunkRequest[], signal: AbortSignal) => Promise<Buffer[]>;
+export type ChunkFetcher = (requests: readonly ChunkRequest[], signal: AbortSignal) => Promise<VerifiedBytes[]>;
 
 export interface ChunkCacheOptions {
   /** Cold tier. Omit for a memory-only cache. */
@@ -88,9 +89,6 @@ interface Flight {
   readonly promise: Promise<Buffer>;
   readonly batch: Batch;
 }
-
-/** Parallel object writes per fetched batch (libuv's default thread pool has 4 threads). */
-const STORE_CONCURRENCY = 4;
 
 /**
  * The memory tier's default size. Every served chunk is on disk before it is served, so this tier only
@@ -143,6 +141,11 @@ export class ChunkCache {
       }
     }
     return n;
+  }
+
+  /** Drop the memory-tier entries of `digests` (a quarantined layer's chunks). */
+  forget(digests: ReadonlySet<Digest>): number {
+    return this.dropHot((d) => !digests.has(d));
   }
 
   /** Whether a chunk is in memory or already being fetched (synchronous: for read-ahead decisions). */
@@ -259,19 +262,13 @@ export class ChunkCache {
     const result = new Map<Digest, Buffer>();
     let missing = reqs;
     if (this.#store) {
-      const store = this.#store;
-      const found = await Promise.all(
-        reqs.map((r) =>
-          store.get(r.chunk.digest).catch((e: unknown) => {
-            this.#log.warn('cache.read_failed', { layer: layer.name, chunk: r.chunk.digest, error: e });
-            return undefined;
-          }),
-        ),
-      );
+      // one batch for all of them (file calls and re-hashing off the event loop: object-io.ts)
+      const found = await this.#store.getMany(reqs.map((r) => r.chunk.digest));
       missing = [];
       reqs.forEach((r, i) => {
         const b = found[i];
-        if (b) {
+        if (b instanceof Error) this.#log.warn('cache.read_failed', { layer: layer.name, chunk: r.chunk.digest, error: b });
+        if (b instanceof Buffer) {
           this.#stats.diskHits++;
           this.#eviction?.touch(r.chunk.digest);
           if (hot) this.#hot.set(r.chunk.digest, b);
@@ -300,26 +297,28 @@ export class ChunkCache {
     return result;
   }
 
-  async #storeAll(layer: ChunkLayerContext, reqs: ChunkRequest[], bufs: Buffer[]): Promise<void> {
+  async #storeAll(layer: ChunkLayerContext, reqs: ChunkRequest[], bufs: VerifiedBytes[]): Promise<void> {
     const store = this.#store;
     if (!store) return;
-    let next = 0;
-    let full = false;
-    const worker = async (): Promise<void> => {
-      while (!full && next < reqs.length) {
-        const i = next++;
-        const d = reqs[i]!.chunk.digest;
-        const b = bufs[i]!;
-        try {
-          if (await store.put(d, b)) this.#eviction?.noteStored(d, b.length);
-        } catch (e) {
-          this.#stats.storeFailures++;
-          this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: e });
-          if ((e as { code?: string }).code === 'CACHE_NO_SPACE') full = true; // don't hammer a full disk
-        }
+    // One batch: the writes run off the event loop (object-io.ts) and nothing is hashed again (the
+    // fetcher's VerifiedBytes were checked by the decoder).
+    let got: Array<boolean | Error>;
+    try {
+      got = await store.putVerifiedMany(reqs.map((r, i) => ({ digest: r.chunk.digest, data: bufs[i]! })));
+    } catch (e) {
+      got = reqs.map(() => (e instanceof Error ? e : new Error(String(e))));
+    }
+    let warned = false;
+    got.forEach((r, i) => {
+      const d = reqs[i]!.chunk.digest;
+      if (r === true) this.#eviction?.noteStored(d, bufs[i]!.length);
+      else if (r instanceof Error) {
+        this.#stats.storeFailures++;
+        // one line per batch: a full disk fails every chunk of it the same way
+        if (!warned) this.#log.warn('cache.store_failed', { layer: layer.name, chunk: d, error: r, ...(got.length > 1 ? { batch: got.length } : {}) });
+        warned = true;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(STORE_CONCURRENCY, reqs.length) }, worker));
+    });
   }
 }
 

@@ -9,6 +9,10 @@ export type CacheErrorCode =
   | 'CACHE_IO' // any other filesystem error while reading or writing the state directory
   | 'METADATA_INVALID'; // a persisted index/ref/layer file is unreadable or inconsistent with its digests
 
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<CacheErrorCode, true> {}
+}
+
 export class CacheError extends LazyAlsError {
   declare readonly code: CacheErrorCode;
   constructor(code: CacheErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

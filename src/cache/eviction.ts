@@ -121,6 +121,13 @@ export class Eviction {
     }
   }
 
+  /** Record an object deleted outside gc (a quarantined layer's chunks). */
+  noteDeleted(d: Digest, size: number): void {
+    this.#usage = Math.max(0, this.#usage - size);
+    this.#access.delete(d);
+    this.#dirty.delete(d);
+  }
+
   /** Persist pending access times into file mtimes. */
   async flush(): Promise<void> {
     const batch = [...this.#dirty];

@@ -6,6 +6,7 @@
  *   <stateDir>/metadata/refs/<h>.json      reference string → ResolvedImage summary (h = sha256 of
  *                                         the reference string)
  *   <stateDir>/metadata/layers/<alg>-<hex>.json   layer key → descriptor facts + LayerRecord digest
+ *   <stateDir>/metadata/quarantine/<alg>-<hex>.json   blob digest → why it was quarantined
  *
  * Index files are small JSON written atomically. Nothing is trusted on load: document bytes are
  * re-hashed by the ObjectStore, and a ref summary is accepted only if every layer it lists agrees with
@@ -22,6 +23,7 @@ import type { LayerRecord } from '../formats/layer-reader.js';
 import { parseReference, type ImageReference } from '../sources/reference.js';
 import type { Platform, ResolvedImage, ResolvedLayer, ResolvedManifest } from '../sources/source.js';
 import { privateDir, writeFileAtomic } from './atomic-file.js';
+import { CacheError } from './errors.js';
 import { ObjectStore } from './object-store.js';
 import { STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION } from '../formats/constants.js';
 
@@ -63,6 +65,17 @@ interface RefFile {
   }[];
 }
 
+/** Why a layer's blob was quarantined (metadata/quarantine/<alg>-<hex of the blob digest>.json). */
+export interface QuarantineRecord {
+  /** Store key it was served under when the mismatch was found. */
+  readonly key: string;
+  readonly ref?: string;
+  readonly code: string;
+  readonly message: string;
+  /** ms since the epoch */
+  readonly at: number;
+}
+
 export class MetadataStore {
   readonly objects: ObjectStore;
   readonly #dir: string;
@@ -81,7 +94,7 @@ export class MetadataStore {
     const tmp = join(opts.stateDir, 'tmp', 'metadata');
     const log = opts.logger ?? silentLogger;
     const objects = await ObjectStore.open({ dir: join(dir, 'objects'), tmpDir: tmp, durable: true, logger: log });
-    for (const d of [dir, join(dir, 'refs'), join(dir, 'layers')]) await privateDir(d);
+    for (const d of [dir, join(dir, 'refs'), join(dir, 'layers'), join(dir, 'quarantine')]) await privateDir(d);
     return new MetadataStore(dir, tmp, objects, log);
   }
 
@@ -143,13 +156,13 @@ export class MetadataStore {
 
   async #rebuildImage(raw: unknown, ref: ImageReference): Promise<ResolvedImage | undefined> {
     const f = raw as RefFile;
-    if (f?.version !== 1 || f.reference !== ref.string || !Array.isArray(f.manifests)) throw new Error('bad ref file');
+    if (f?.version !== 1 || f.reference !== ref.string || !Array.isArray(f.manifests)) throw invalid('bad ref file');
     const digest = parseDigest(f.digest, 'image digest');
     let indexBytes: Buffer | undefined;
     let indexed: Set<string> | undefined;
     if (f.hasIndex) {
       indexBytes = await this.objects.get(digest);
-      if (!indexBytes) throw new Error('index bytes missing or corrupt');
+      if (!indexBytes) throw invalid('index bytes missing or corrupt');
       const idx = JSON.parse(indexBytes.toString('utf8')) as { manifests?: { digest?: unknown }[] };
       indexed = new Set((idx.manifests ?? []).map((m) => String(m.digest)));
     }
@@ -157,10 +170,10 @@ export class MetadataStore {
     for (const m of f.manifests) {
       const md = parseDigest(m.digest, 'manifest digest');
       const cd = parseDigest(m.configDigest, 'config digest');
-      if (indexed ? !indexed.has(md) : md !== digest) throw new Error(`manifest ${md} not referenced by ${digest}`);
+      if (indexed ? !indexed.has(md) : md !== digest) throw invalid(`manifest ${md} not referenced by ${digest}`);
       const manifestBytes = await this.objects.get(md);
       const configBytes = await this.objects.get(cd);
-      if (!manifestBytes || !configBytes) throw new Error('manifest/config bytes missing or corrupt');
+      if (!manifestBytes || !configBytes) throw invalid('manifest/config bytes missing or corrupt');
       const layers = checkLayers(m.layers, manifestBytes, configBytes, cd);
       manifests.push({
         digest: md,
@@ -222,12 +235,33 @@ export class MetadataStore {
     }
     try {
       const record = JSON.parse(bytes.toString('utf8')) as LayerRecord;
-      if (record?.version !== 1 || typeof record.payload !== 'string') throw new Error('bad record');
+      if (record?.version !== 1 || typeof record.payload !== 'string') throw invalid('bad record');
       return { layer: e.layer, record };
     } catch (err) {
       this.#log.warn('metadata.record_invalid', { layer: key, error: err });
       return undefined;
     }
+  }
+
+  /**
+   * Remember that the blob `blobDigest` does not match what its TOC says (survives restarts: the
+   * layer is served quarantined again, never from a fresh resolution that trusts the TOC).
+   */
+  async saveQuarantine(blobDigest: Digest, q: QuarantineRecord): Promise<void> {
+    await this.#writeJson(this.#quarantinePath(blobDigest), { version: 1, ...q });
+  }
+
+  async loadQuarantine(blobDigest: Digest): Promise<QuarantineRecord | undefined> {
+    const raw = (await this.#readJson(this.#quarantinePath(blobDigest))) as Record<string, unknown> | undefined;
+    if (raw === undefined) return undefined;
+    const ok = raw?.['version'] === 1 && typeof raw['key'] === 'string' && typeof raw['code'] === 'string' && typeof raw['message'] === 'string' && Number.isSafeInteger(raw['at']);
+    // An unreadable record still means "quarantined": failing closed costs a refused layer, not a wrong byte.
+    if (!ok) return { key: String(raw?.['key'] ?? blobDigest), code: 'LAYER_QUARANTINED', message: 'quarantine record unreadable', at: 0 };
+    return { key: raw['key'] as string, ...(typeof raw['ref'] === 'string' ? { ref: raw['ref'] } : {}), code: raw['code'] as string, message: raw['message'] as string, at: raw['at'] as number };
+  }
+
+  #quarantinePath(blobDigest: Digest): string {
+    return join(this.#dir, 'quarantine', `${digestAlgorithm(blobDigest)}-${digestHex(blobDigest)}.json`);
   }
 
   /** Keys of every stored layer (status, gc). */
@@ -248,17 +282,22 @@ export class MetadataStore {
   }
 }
 
+/** A persisted file that is unreadable or disagrees with its verified documents: the caller logs it and re-resolves. */
+function invalid(message: string): CacheError {
+  return new CacheError('METADATA_INVALID', message);
+}
+
 function parseLayerFile(raw: unknown, key: Digest): { layer: StoredLayer; recordDigest: Digest } {
   const f = raw as Record<string, unknown>;
-  if (f?.['version'] !== 1 || f['key'] !== key) throw new Error('bad layer file');
+  if (f?.['version'] !== 1 || f['key'] !== key) throw invalid('bad layer file');
   const keyKind = f['keyKind'];
-  if (keyKind !== 'blob' && keyKind !== 'toc') throw new Error('bad keyKind');
+  if (keyKind !== 'blob' && keyKind !== 'toc') throw invalid('bad keyKind');
   const blobSize = f['blobSize'];
-  if (!Number.isSafeInteger(blobSize) || (blobSize as number) < 0) throw new Error('bad blobSize');
+  if (!Number.isSafeInteger(blobSize) || (blobSize as number) < 0) throw invalid('bad blobSize');
   const ann = f['annotations'];
-  if (typeof ann !== 'object' || ann === null || Object.values(ann).some((v) => typeof v !== 'string')) throw new Error('bad annotations');
+  if (typeof ann !== 'object' || ann === null || Object.values(ann).some((v) => typeof v !== 'string')) throw invalid('bad annotations');
   const refs = f['refs'];
-  if (!Array.isArray(refs) || refs.some((r) => typeof r !== 'string')) throw new Error('bad refs');
+  if (!Array.isArray(refs) || refs.some((r) => typeof r !== 'string')) throw invalid('bad refs');
   const layer: StoredLayer = {
     key,
     keyKind,
@@ -270,8 +309,8 @@ function parseLayerFile(raw: unknown, key: Digest): { layer: StoredLayer; record
     ...(f['diffId'] !== undefined ? { diffId: parseDigest(f['diffId'], 'diffId') } : {}),
     refs: refs as string[],
   };
-  if (keyKind === 'blob' && layer.blobDigest !== key) throw new Error('blob key does not match blobDigest');
-  if (keyKind === 'toc' && layer.tocDigest !== key) throw new Error('toc key does not match tocDigest');
+  if (keyKind === 'blob' && layer.blobDigest !== key) throw invalid('blob key does not match blobDigest');
+  if (keyKind === 'toc' && layer.tocDigest !== key) throw invalid('toc key does not match tocDigest');
   return { layer, recordDigest: parseDigest(f['recordDigest'], 'recordDigest') };
 }
 
@@ -282,19 +321,19 @@ function checkLayers(stored: unknown, manifestBytes: Buffer, configBytes: Buffer
     layers?: { mediaType?: unknown; digest?: unknown; size?: unknown; annotations?: Record<string, unknown>; urls?: unknown }[];
   };
   const cfg = JSON.parse(configBytes.toString('utf8')) as { rootfs?: { diff_ids?: unknown[] } };
-  if (man.config?.digest !== configDigest) throw new Error('manifest config digest mismatch');
+  if (man.config?.digest !== configDigest) throw invalid('manifest config digest mismatch');
   const ml = man.layers ?? [];
-  if (!Array.isArray(stored) || stored.length !== ml.length) throw new Error('layer count mismatch');
+  if (!Array.isArray(stored) || stored.length !== ml.length) throw invalid('layer count mismatch');
   const diffIds = Array.isArray(cfg.rootfs?.diff_ids) ? cfg.rootfs.diff_ids : [];
   return stored.map((s: ResolvedLayer, i) => {
     const m = ml[i]!;
     const ann = m.annotations ?? {};
     const sameAnn = JSON.stringify(sortObj(ann)) === JSON.stringify(sortObj(s.annotations ?? {}));
     if (s.index !== i || s.digest !== m.digest || s.size !== m.size || s.mediaType !== (m.mediaType ?? s.mediaType) || !sameAnn) {
-      throw new Error(`layer ${i} disagrees with the manifest`);
+      throw invalid(`layer ${i} disagrees with the manifest`);
     }
-    if (s.tocDigest !== undefined && !TOC_ANNOTATIONS.some((k) => ann[k] === s.tocDigest)) throw new Error(`layer ${i} TOC digest not in annotations`);
-    if (s.diffId !== undefined && diffIds[i] !== s.diffId) throw new Error(`layer ${i} diff_id disagrees with the config`);
+    if (s.tocDigest !== undefined && !TOC_ANNOTATIONS.some((k) => ann[k] === s.tocDigest)) throw invalid(`layer ${i} TOC digest not in annotations`);
+    if (s.diffId !== undefined && diffIds[i] !== s.diffId) throw invalid(`layer ${i} diff_id disagrees with the config`);
     return {
       index: i,
       mediaType: s.mediaType,

@@ -20,6 +20,7 @@
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { parseDigest } from '../core/digest.js';
+import type { LazyAlsError } from '../core/errors.js';
 import type { Limits } from '../core/limits.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkDecoder } from '../formats/chunk-decoder.js';
@@ -109,8 +110,8 @@ export class LayerCatalog {
     this.#wholeChecks = new WholeLayerCheck({
       ...(o.scheduler ? { scheduler: o.scheduler } : {}),
       ...(o.limits ? { limits: o.limits } : {}),
-      refusals: this.#refusals,
       logger: this.#log,
+      quarantine: (layer, ref, reason) => this.#quarantine(layer, ref, reason),
     });
     this.#facts = new LayerFactsResolver({
       ...(o.source ? { source: o.source } : {}),
@@ -185,6 +186,7 @@ export class LayerCatalog {
     try {
       const layer = await this.#serve(refElem, ref, key);
       this.#served.set(id, layer);
+      if (layer.quarantined) return layer; // known bad blob: nothing to fetch or check
       const fetched = this.#o.prefetcher?.start(layer);
       const target = this.#checkTargets.get(layer);
       if (this.#o.verifyWholeLayers && layer.index.diffId === undefined && target) {
@@ -236,7 +238,43 @@ export class LayerCatalog {
       logger: this.#log,
     });
     this.#checkTargets.set(layer, { diffId: facts.diffId, open: openBlob });
+    const q = await o.metadata.loadQuarantine(facts.blobDigest);
+    if (q) {
+      // Quarantined in an earlier run: served as it was then (EIO), never trusted afresh.
+      const reason = new IndexError('LAYER_QUARANTINED', `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`, { layer: key, blob: facts.blobDigest });
+      layer.quarantine(reason);
+      this.#refusals.record('quarantined', key, ref?.string, reason);
+      this.#log.warn('catalog.layer_quarantined', { layer: key, ...(ref ? { ref: ref.string } : {}), code: q.code, error: reason, persisted: true });
+    }
     return layer;
+  }
+
+  /**
+   * A served layer turned out not to match its blob: its reads answer EIO from now on (also the
+   * native backend's cached reads: ServedLayer.onQuarantine), a warn line and `status` say why, the
+   * fact is persisted in the state dir (a restart serves it quarantined again), and the cache
+   * entries its reads produced are dropped (memory tier, chunk objects, the whole blob).
+   */
+  async #quarantine(layer: ServedLayer, ref: string | undefined, reason: LazyAlsError): Promise<void> {
+    layer.quarantine(reason);
+    const r = this.#refusals.record('quarantined', layer.key, ref, reason);
+    this.#log.warn('catalog.layer_quarantined', { layer: layer.key, ...(ref !== undefined ? { ref } : {}), code: r.code, error: reason });
+    const o = this.#o;
+    try {
+      await o.metadata.saveQuarantine(layer.blobDigest, { key: layer.key, ...(ref !== undefined ? { ref } : {}), code: r.code, message: r.message, at: r.at });
+    } catch (e) {
+      this.#log.warn('catalog.quarantine_not_persisted', { layer: layer.key, error: e });
+    }
+    const digests = new Set<Digest>([layer.blobDigest]);
+    for (const n of layer.index.nodes) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
+    o.chunkCache.forget(digests);
+    let freed = 0;
+    for (const d of digests) {
+      const n = await o.blobStore.delete(d).catch(() => 0);
+      if (n > 0) o.eviction?.noteDeleted(d, n);
+      freed += n;
+    }
+    this.#log.info('catalog.quarantine_dropped', { layer: layer.key, objects: digests.size, bytes: freed });
   }
 
   /** The whole-layer check of a served layer, when one was started (tests, status). */

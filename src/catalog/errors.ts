@@ -11,6 +11,10 @@ export type IndexErrorCode =
   | 'BLOB_UNAVAILABLE' // the `blob` file cannot be produced (size mismatch, or too large to hold in memory on a full disk)
   | 'LAYER_QUARANTINED'; // served, then found not to match its blob (full-read check): every read is EIO
 
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<IndexErrorCode, true> {}
+}
+
 export class IndexError extends LazyAlsError {
   declare readonly code: IndexErrorCode;
   constructor(code: IndexErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

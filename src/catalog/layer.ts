@@ -17,6 +17,7 @@
 import type { RandomAccessBlob } from '../core/blob.js';
 import { DigestHasher, type Digest } from '../core/digest.js';
 import { DigestMismatchError } from '../core/errors.js';
+import { alreadyVerified, type VerifiedBytes } from '../core/verified.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { readVerifiedChunks, type ChunkRequest } from '../formats/chunk-reader.js';
 import { openLayer } from '../formats/open-layer.js';
@@ -98,6 +99,7 @@ export class ServedLayer implements PrefetchTarget {
   #memBlob: Buffer | undefined;
   /** Why this layer no longer serves bytes (it does not match its blob), once it is known. */
   #quarantine: Error | undefined;
+  readonly #onQuarantine: (() => void)[] = [];
 
   constructor(o: ServedLayerOptions) {
     this.#o = o;
@@ -144,14 +146,21 @@ export class ServedLayer implements PrefetchTarget {
    * pass verified the blob digest and diffID. One pass at a time per layer; callers that arrive
    * during a pass wait for it and then read the store.
    */
-  async #refillPlain(reqs: readonly ChunkRequest[], signal: AbortSignal): Promise<Buffer[]> {
+  async #refillPlain(reqs: readonly ChunkRequest[], signal: AbortSignal): Promise<VerifiedBytes[]> {
     const o = this.#o;
-    const fromStore = async (): Promise<(Buffer | undefined)[]> =>
-      Promise.all(reqs.map((r) => (r.chunk.zeros ? Buffer.alloc(r.chunk.size) : o.blobStore.get(r.chunk.digest).catch(() => undefined))));
+    // alreadyVerified: blobStore.get hashed each object against its digest; zeros are what a plain
+    // layer's hole chunk is by construction (its digest was computed from them by the pass)
+    const fromStore = async (): Promise<(VerifiedBytes | undefined)[]> =>
+      Promise.all(
+        reqs.map(async (r) => {
+          const b = r.chunk.zeros ? Buffer.alloc(r.chunk.size) : await o.blobStore.get(r.chunk.digest).catch(() => undefined);
+          return b && alreadyVerified(b);
+        }),
+      );
     if (this.#refill) {
       await this.#refill.catch(() => undefined);
       const got = await fromStore();
-      if (got.every((b) => b !== undefined)) return got as Buffer[];
+      if (got.every((b) => b !== undefined)) return got as VerifiedBytes[];
     }
     const wanted = new Map<Digest, Buffer | undefined>();
     for (const r of reqs) if (!r.chunk.zeros) wanted.set(r.chunk.digest, undefined);
@@ -182,12 +191,14 @@ export class ServedLayer implements PrefetchTarget {
     } finally {
       if (this.#refill === pass) this.#refill = undefined;
     }
+    // alreadyVerified: the pass computed each piece's digest from its bytes, and the blob digest and
+    // diffID matched at its end (openLayer throws otherwise)
     return reqs.map((r) => {
-      if (r.chunk.zeros) return Buffer.alloc(r.chunk.size);
+      if (r.chunk.zeros) return alreadyVerified(Buffer.alloc(r.chunk.size));
       const b = wanted.get(r.chunk.digest);
       if (b === undefined) throw new IndexError('LAYER_NOT_SERVABLE', `chunk ${r.chunk.digest} is not in the plain layer any more`, { layer: this.name, chunk: r.chunk.digest });
       this.#stats.fetchedBytes += b.length;
-      return b;
+      return alreadyVerified(b);
     });
   }
 
@@ -201,7 +212,15 @@ export class ServedLayer implements PrefetchTarget {
    */
   /** Stop serving bytes: from now on every read fails (EIO), naming `reason`. */
   quarantine(reason: Error): void {
-    this.#quarantine ??= reason;
+    if (this.#quarantine) return;
+    this.#quarantine = reason;
+    const cbs = this.#onQuarantine.splice(0);
+    for (const cb of cbs) cb();
+  }
+
+  onQuarantine(cb: () => void): void {
+    if (this.#quarantine) queueMicrotask(cb);
+    else this.#onQuarantine.push(cb);
   }
 
   get quarantined(): Error | undefined {

@@ -7,7 +7,7 @@
  *    disagrees with the TOC, a diff_id mismatch after a full read): its reads answer EIO from then on.
  * Bounded: the most recent MAX entries, one per (ref, key); a repeat refreshes it and counts.
  */
-import { LazyAlsError } from '../core/errors.js';
+import { type ErrorCode, LazyAlsError } from '../core/errors.js';
 
 export interface Refusal {
   readonly kind: 'refused' | 'quarantined';
@@ -15,15 +15,15 @@ export interface Refusal {
   readonly key: string;
   /** Image reference the lookup came with, when the store runs with `:ref`. */
   readonly ref?: string;
-  /** Typed error code (e.g. FORMAT_CONFLICT), or INTERNAL. */
-  readonly code: string;
+  /** Typed error code (e.g. FORMAT_CONFLICT), or INTERNAL for anything not a LazyAlsError. */
+  readonly code: ErrorCode | 'INTERNAL';
   readonly message: string;
   /** Last time (ms since the epoch) and how often. */
   readonly at: number;
   readonly count: number;
 }
 
-export function reasonOf(e: unknown): { code: string; message: string } {
+export function reasonOf(e: unknown): { code: ErrorCode | 'INTERNAL'; message: string } {
   if (e instanceof LazyAlsError) return { code: e.code, message: e.message };
   return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }

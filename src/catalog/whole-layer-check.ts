@@ -1,7 +1,7 @@
 /**
  * Quarantine: after a TOC layer's background fetch, read the whole blob once more and check it is
- * the tar its TOC claims (formats/full-pass.ts). A layer that is not gets quarantined — its reads
- * answer EIO (LAYER_QUARANTINED), a warn line names it, status lists it. Started once per layer.
+ * the tar its TOC claims (formats/full-pass.ts). A layer that is not gets quarantined (catalog.ts:
+ * reads EIO, warn line, status, persisted, its cache entries dropped). Started once per layer.
  */
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
@@ -12,7 +12,6 @@ import { verifyFullPass } from '../formats/full-pass.js';
 import type { PrefetchScheduler } from '../cache/prefetch.js';
 import type { ServedLayer } from './layer.js';
 import type { LayerId } from './layer-id.js';
-import type { RefusalLog } from './refusals.js';
 
 /** Whole-layer check failures that mean "this blob is not what its TOC says" (not a network error). */
 const QUARANTINE_CODES = new Set(['FORMAT_CONFLICT', 'DIFFID_MISMATCH', 'BLOB_DIGEST_MISMATCH', 'DECOMPRESS_FAILED', 'TAR_INVALID', 'ENTRY_PATH_UNSAFE', 'ENTRY_INVALID']);
@@ -20,8 +19,9 @@ const QUARANTINE_CODES = new Set(['FORMAT_CONFLICT', 'DIFFID_MISMATCH', 'BLOB_DI
 export interface WholeLayerCheckOptions {
   readonly scheduler?: PrefetchScheduler;
   readonly limits?: Limits;
-  readonly refusals: RefusalLog;
   readonly logger: Logger;
+  /** The layer is not the tar its TOC claims: quarantine it (the catalog's job: EIO, status, persist, drop cache). */
+  readonly quarantine: (layer: ServedLayer, ref: string | undefined, reason: LazyAlsError) => Promise<void>;
 }
 
 export interface CheckTarget {
@@ -67,9 +67,7 @@ export class WholeLayerCheck {
       if (scheduler?.closedSignal.aborted) return;
       if (e instanceof LazyAlsError && QUARANTINE_CODES.has(e.code)) {
         // The TOC we served from is not the tar a full pull unpacks: stop serving its bytes.
-        t.layer.quarantine(e);
-        const r = this.#o.refusals.record('quarantined', t.layer.key, t.ref, e);
-        logger.warn('catalog.layer_quarantined', { layer: t.layer.key, ...(t.ref !== undefined ? { ref: t.ref } : {}), code: r.code, error: e });
+        await this.#o.quarantine(t.layer, t.ref, e);
       } else {
         logger.warn('catalog.verify_failed', { layer: t.layer.key, error: e });
       }

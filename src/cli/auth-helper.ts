@@ -2,13 +2,15 @@
  * lazy-als-auth-helper: what registries.conf's `additional-layer-store-auth-helper` runs. c/image
  * writes `{"<ref>": {"username","password","identityToken"}}` to stdin and passes no arguments;
  * we check the payload and forward it unchanged as one `POST /credentials` (application/json) to
- * the daemon's control socket: argv[0] (a wrapper may pass one), else $LAZY_ALS_SOCKET, else
- * /run/lazy-als/control.sock. Exit 0 when the daemon accepted it (2xx).
+ * the daemon's control socket: argv[0] (a wrapper may pass one), else $LAZY_ALS_SOCKET, else the
+ * daemon's default: /run/lazy-als/control.sock, or for rootless podman (which runs the helper as
+ * root of its user namespace, with $_CONTAINERS_ROOTLESS_UID and the user's $XDG_RUNTIME_DIR)
+ * $XDG_RUNTIME_DIR/lazy-als/control.sock. Exit 0 when the daemon accepted it (2xx).
  */
 import { request } from 'node:http';
+import { defaultsFor } from '../daemon/config.js';
 import { parseHelperPayload, MAX_HELPER_PAYLOAD_BYTES } from '../sources/helper-payload.js';
 
-export const DEFAULT_CONTROL_SOCKET = '/run/lazy-als/control.sock';
 
 export interface HelperIo {
   stdin: NodeJS.ReadableStream;
@@ -52,7 +54,7 @@ export function postCredentials(socketPath: string, body: Buffer, timeoutMs: num
 
 export async function main(argv: string[], io: HelperIo): Promise<number> {
   const env = io.env ?? process.env;
-  const socket = argv[0] || env['LAZY_ALS_SOCKET'] || DEFAULT_CONTROL_SOCKET;
+  const socket = argv[0] || env['LAZY_ALS_SOCKET'] || defaultsFor(env, process.getuid?.() ?? 0).socketPath;
   try {
     const body = await readAll(io.stdin, MAX_HELPER_PAYLOAD_BYTES);
     const entries = parseHelperPayload(body); // refuse garbage here, with a readable message

@@ -3,6 +3,23 @@
  * it (which blob, entry, chunk, byte range, source). Each folder of src/ defines its own subclasses
  * in its own errors.ts; the FUSE layer maps codes to errno in exactly one table.
  */
+
+/** The codes of core's own errors (below). */
+export type CoreErrorCode =
+  | 'INVALID_ARGUMENT' // a caller-supplied value (digest string, option, reference) is malformed
+  | 'ABORTED' // the operation was aborted through its AbortSignal
+  | 'DIGEST_MISMATCH' // bytes did not hash to the digest they were expected to have
+  | 'BLOB_RANGE'; // a read outside a blob's bounds
+
+/**
+ * Every error code of lazy-als, as the keys of one interface. Each folder's errors.ts adds its own
+ * codes by declaration merging (`declare module '../core/errors.js' { interface ErrorCodes extends
+ * Record<FormatErrorCode, true> {} }`), so a folder owns its codes while `ErrorCode` is the one
+ * union: the base constructor accepts nothing else, and the errno table (fuse/errno.ts) is a
+ * `Record<ErrorCode, …>` the compiler checks for completeness.
+ */
+export interface ErrorCodes extends Record<CoreErrorCode, true> {}
+export type ErrorCode = keyof ErrorCodes;
 export interface ErrorContext {
   /** Blob digest (compressed layer digest) or a file path for local blobs. */
   blob?: string;
@@ -19,10 +36,10 @@ export interface ErrorContext {
 }
 
 export class LazyAlsError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly context: ErrorContext;
 
-  constructor(code: string, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
     super(message + formatContext(context), options);
     this.name = new.target.name;
     this.code = code;

@@ -34,8 +34,16 @@ export interface FuseConfig {
    */
   readonly resolveUids: readonly number[];
   readonly resolveGids: readonly number[];
+  /**
+   * How layer ids are shown: `subids` = as rootless podman's namespace maps them (layer 0 → the
+   * daemon's user, n → the n-th id of its /etc/subuid, /etc/subgid ranges), `none` = as in the tar.
+   * `auto`: `subids` when the daemon is not root, else `none` (docs/rootless.md).
+   */
+  readonly idMap: IdMapMode;
   readonly debug: boolean;
 }
+
+export type IdMapMode = 'auto' | 'none' | 'subids';
 
 export interface DaemonConfig {
   readonly stateDir: string;
@@ -74,9 +82,46 @@ export interface MetricsAddress {
 
 export type LogFormat = 'auto' | 'text' | 'json';
 
-export const DEFAULT_CONFIG_FILE = '/etc/lazy-als/config.toml';
+/** Whether this process works for rootless podman: a non-root user, or root of podman's user namespace (`podman unshare`). */
+export function isRootless(env: NodeJS.ProcessEnv, uid: number): boolean {
+  const podmanUid = env['_CONTAINERS_ROOTLESS_UID'];
+  return uid !== 0 || (podmanUid !== undefined && podmanUid !== '' && podmanUid !== '0');
+}
 
-export const DEFAULTS: DaemonConfig = Object.freeze({
+/** Where a rootless store lives by default (XDG base directories; docs/rootless.md). */
+export interface UserPaths {
+  readonly configFile: string;
+  readonly stateDir: string;
+  readonly mountpoint: string;
+  readonly socketPath: string;
+}
+
+export function userPaths(env: NodeJS.ProcessEnv): UserPaths {
+  const home = env['HOME'] || '/';
+  const abs = (v: string | undefined, fallback: string): string => (v !== undefined && v.startsWith('/') ? v : fallback);
+  const data = abs(env['XDG_DATA_HOME'], `${home.replace(/\/$/, '')}/.local/share`);
+  const config = abs(env['XDG_CONFIG_HOME'], `${home.replace(/\/$/, '')}/.config`);
+  const stateDir = `${data}/lazy-als`;
+  const runtime = env['XDG_RUNTIME_DIR'];
+  return {
+    configFile: `${config}/lazy-als/config.toml`,
+    stateDir,
+    mountpoint: `${stateDir}/store`,
+    // Without a runtime dir (no login session) the socket stays in the private state dir.
+    socketPath: runtime !== undefined && runtime.startsWith('/') ? `${runtime}/lazy-als/control.sock` : `${stateDir}/control.sock`,
+  };
+}
+
+const SYSTEM_CONFIG_FILE = '/etc/lazy-als/config.toml';
+
+/** The config file read when none is given: /etc/lazy-als/config.toml, or $XDG_CONFIG_HOME/lazy-als/config.toml when rootless. */
+export function defaultConfigFile(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
+  return isRootless(env, uid) ? userPaths(env).configFile : SYSTEM_CONFIG_FILE;
+}
+
+export const DEFAULT_CONFIG_FILE = defaultConfigFile();
+
+const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
   stateDir: '/var/lib/lazy-als',
   mountpoint: '/var/lib/lazy-als/store',
   socketPath: '/run/lazy-als/control.sock',
@@ -101,6 +146,7 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
     maxLayers: 512,
     resolveUids: Object.freeze([]) as readonly number[],
     resolveGids: Object.freeze([]) as readonly number[],
+    idMap: 'auto' as IdMapMode,
     debug: false,
   }),
   metricsAddress: undefined,
@@ -109,6 +155,25 @@ export const DEFAULTS: DaemonConfig = Object.freeze({
   limits: DEFAULT_LIMITS,
   configFile: undefined,
 });
+
+/**
+ * The embedded defaults for this process. Rootless: state, mount and socket under the user's XDG
+ * directories, and no `allow_other` (fusermount3 refuses it without `user_allow_other` in
+ * /etc/fuse.conf, and rootless podman reaches the mount as its owner).
+ */
+export function defaultsFor(env: NodeJS.ProcessEnv, uid: number): DaemonConfig {
+  if (!isRootless(env, uid)) return SYSTEM_DEFAULTS;
+  const p = userPaths(env);
+  return Object.freeze({
+    ...SYSTEM_DEFAULTS,
+    stateDir: p.stateDir,
+    mountpoint: p.mountpoint,
+    socketPath: p.socketPath,
+    fuse: Object.freeze({ ...SYSTEM_DEFAULTS.fuse, allowOther: false }),
+  });
+}
+
+export const DEFAULTS: DaemonConfig = defaultsFor(process.env, process.getuid?.() ?? 0);
 
 const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?$/i;
@@ -215,6 +280,10 @@ const FUSE: Record<string, (f: Mutable<FuseConfig>, v: unknown, what: string) =>
   max_layers: (f, v, w) => (f.maxLayers = int(v, w, 1)),
   resolve_uids: (f, v, w) => (f.resolveUids = idList(v, w)),
   resolve_gids: (f, v, w) => (f.resolveGids = idList(v, w)),
+  id_map: (f, v, w) => {
+    if (v !== 'auto' && v !== 'none' && v !== 'subids') throw new ConfigError(`${w}: expected auto, none or subids`);
+    f.idMap = v;
+  },
   debug: (f, v, w) => (f.debug = bool(v, w)),
 };
 

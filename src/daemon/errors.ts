@@ -7,6 +7,10 @@ export type DaemonErrorCode =
   | 'CONTROL_SOCKET' // the control socket could not be reached or answered an error
   | 'METRICS_LISTEN'; // the metrics address could not be bound
 
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<DaemonErrorCode, true> {}
+}
+
 export class DaemonError extends LazyAlsError {
   declare readonly code: DaemonErrorCode;
   constructor(code: DaemonErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

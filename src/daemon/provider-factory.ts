@@ -50,8 +50,8 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   const telemetry = metrics ? teeTelemetry(activity, metrics) : activity;
   // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
   // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
-  // (a refetch, never a wrong byte).
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger });
+  // (a refetch, never a wrong byte). Chunk writes and reads run in io worker threads (issue 11).
+  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger, ioThreads: 2 });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
   const pinned = new Set<string>();
@@ -179,6 +179,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
       await eviction.stop();
       await bounded('source', 2000, source?.close?.() ?? Promise.resolve());
       await bounded('decoder', 2000, chunkDecoder.close());
+      await bounded('object io', 2000, blobStore.close());
     },
   };
 };

@@ -16,6 +16,7 @@ import { buildProvider as defaultFactory, type BuiltProvider, type ProviderFacto
 import { sdNotify } from './sd-notify.js';
 import { onStopSignals } from './signals.js';
 import { clearStaleMount } from './stale-mount.js';
+import { idMapFor } from './subids.js';
 
 export interface ServeDeps {
   readonly logger: Logger;
@@ -35,6 +36,8 @@ export interface ReadyInfo {
   readonly backend: string;
   /** `host:port` of the metrics endpoint, when enabled. */
   readonly metrics: string | undefined;
+  /** How layer ids are shown (fuse.id_map). */
+  readonly ids: string;
 }
 
 const EMPTY_SNAPSHOT: MetricsSnapshot = {
@@ -66,6 +69,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
     if (metrics && config.metricsAddress) metricsServer = await startMetricsServer(metrics, config.metricsAddress.host, config.metricsAddress.port, logger);
     built = await (deps.buildProvider ?? defaultFactory)(config, logger, metrics);
     const f = config.fuse;
+    const ids = await idMapFor(f.idMap, logger);
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
@@ -77,6 +81,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
       allowOther: f.allowOther,
       suid: f.suid && process.getuid?.() === 0,
       policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
+      ids,
       maxLayers: f.maxLayers,
       debug: f.debug,
       ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),
@@ -111,6 +116,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
       socket: config.socketPath,
       backend: m.backend,
       metrics: metricsServer?.address,
+      ids: ids.identity ? 'as in the layers' : 'mapped to subordinate ids (rootless podman)',
     };
     logger.info('daemon.ready', { ...ready, pid: process.pid });
     deps.onReady?.(ready);

@@ -2,12 +2,15 @@
  * Decode-and-verify of chunk spans in worker threads, so that decompression and sha256 run beside
  * the fetch instead of on the daemon's event loop (which also serves FUSE and parses HTTP).
  *
- * A job is one compressed span (copied into a buffer transferred to the worker: the source's buffer
- * may be shared) and the chunks inside it; the worker decodes just the chunks they need (the same
- * bounded decodeSlices as in-process, with a zstd context and zlib reused per thread), hashes every
- * chunk and sends back each verified chunk as its own transferred ArrayBuffer — or, per chunk, the
- * digest it actually hashed to, or the decode error. The main thread turns those into the same
- * FormatErrors as the in-process path, so callers cannot tell where the work ran.
+ * Memory crosses threads without copies where it can: a span in shared memory (the registry client
+ * reads bodies into SharedArrayBuffers) is handed to the worker as is; other spans are copied into
+ * one buffer per message, transferred. The worker decodes just the chunks the job needs (the same
+ * bounded decodeSlices as in-process, with a zstd context and zlib reused per thread) straight into
+ * a SharedArrayBuffer per chunk, hashes every chunk and sends back the verified ones (shared: no
+ * copy back, and the chunk cache can hand them on to the object writer thread without a copy
+ * either) — or, per chunk, the digest it actually hashed to, or the decode error. The main thread
+ * turns those into the same FormatErrors as the in-process path, so callers cannot tell where the
+ * work ran. Verified chunks come back as VerifiedBytes: nothing downstream hashes them again.
  *
  * The in-process decoder (inProcessDecoder) is used when no pool is given, and by the pool itself
  * when it cannot start workers from compiled code (running from TypeScript sources under a test
@@ -17,6 +20,7 @@ import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
+import { alreadyVerified, type VerifiedBytes } from '../core/verified.js';
 import { decodeSlices } from './decompress.js';
 import { FormatError, type FormatErrorCode } from './errors.js';
 import type { Compression } from './model.js';
@@ -37,7 +41,7 @@ export interface SpanJob {
 }
 
 /** Per member: the verified bytes, or the digest the bytes actually hashed to. */
-export type MemberResult = { readonly ok: Buffer } | { readonly actual: string };
+export type MemberResult = { readonly ok: VerifiedBytes } | { readonly actual: string };
 
 /** Per job: its members' results, or the FormatError (DECOMPRESS_*) its span failed with. */
 export type JobResult = MemberResult[] | FormatError;
@@ -53,9 +57,9 @@ export interface ChunkDecoder {
  * dropped: memory is what the TOC declares for the requested chunks, never the decoded prefix), and
  * hash each. With compression 'none' the bytes are views of job.data.
  */
-async function decodeAndHash(job: SpanJob, context: ErrorContext): Promise<{ results: Array<{ bytes: Buffer; actual: string }> }> {
+async function decodeAndHash(job: SpanJob, context: ErrorContext, alloc?: (n: number) => Buffer): Promise<{ results: Array<{ bytes: Buffer; actual: string }> }> {
   const slices = job.members.map((m) => ({ start: m.innerOffset, length: m.size }));
-  const plain = await decodeSlices(job.compression, job.data, slices, context);
+  const plain = await decodeSlices(job.compression, job.data, slices, context, alloc);
   const results = job.members.map((m, i) => {
     const bytes = plain[i]!;
     return { bytes, actual: DigestHasher.for(m.digest).update(bytes).digest() };
@@ -78,20 +82,31 @@ export const inProcessDecoder: ChunkDecoder = {
         // Decoded members are buffers of their own; uncompressed ones are views of the span, copied
         // so a cached chunk does not keep its whole span alive.
         const copy = job.compression === 'none';
-        return results.map((r, k) => (r.actual === job.members[k]!.digest ? { ok: copy ? Buffer.from(r.bytes) : r.bytes } : { actual: r.actual }));
+        // alreadyVerified: decodeAndHash just hashed these bytes and r.actual equals their digest
+        return results.map((r, k) => (r.actual === job.members[k]!.digest ? { ok: alreadyVerified(copy ? Buffer.from(r.bytes) : r.bytes) } : { actual: r.actual }));
       }),
     );
   },
 };
 
-/** One message: several spans packed into one transferred buffer. */
+/**
+ * One message: several spans, each either in shared memory (`shared`, passed as is) or copied into
+ * the one transferred `data` buffer.
+ */
 interface WireBatch {
   readonly id: number;
   readonly data: ArrayBuffer;
-  readonly jobs: ReadonlyArray<{ readonly compression: Compression; readonly at: number; readonly length: number; readonly need: number; readonly members: readonly SpanMember[] }>;
+  readonly jobs: ReadonlyArray<{
+    readonly compression: Compression;
+    readonly shared?: SharedArrayBuffer;
+    readonly at: number;
+    readonly length: number;
+    readonly need: number;
+    readonly members: readonly SpanMember[];
+  }>;
 }
 
-type WireResult = { readonly results: ReadonlyArray<{ ok: ArrayBuffer } | { actual: string }> } | { readonly error: { code: string; message: string } };
+type WireResult = { readonly results: ReadonlyArray<{ ok: SharedArrayBuffer } | { actual: string }> } | { readonly error: { code: string; message: string } };
 
 type WireReply = { readonly id: number; readonly results: readonly WireResult[] } | { readonly id: number; readonly crash: string };
 
@@ -152,14 +167,18 @@ export class ChunkDecoderPool implements ChunkDecoder {
 
   #post(slot: { w: Worker; load: number }, jobs: readonly SpanJob[]): Promise<readonly WireResult[]> {
     const id = this.#nextId++;
-    // one buffer the worker owns, holding copies of the spans (the source's buffers may be slices
-    // of larger ones that others use); allocUnsafeSlow: its own ArrayBuffer, not zero-filled first
-    const total = jobs.reduce((n, j) => n + j.data.length, 0);
+    // Spans in shared memory go as they are (the worker only reads them). The others are copied
+    // into one buffer the worker owns (the source's buffers may be slices of larger ones that others
+    // use); allocUnsafeSlow: its own ArrayBuffer, not zero-filled first.
+    const isShared = (j: SpanJob): boolean => j.data.buffer instanceof SharedArrayBuffer;
+    const total = jobs.reduce((n, j) => n + (isShared(j) ? 0 : j.data.length), 0);
     const copy = Buffer.allocUnsafeSlow(total);
     let at = 0;
-    const wireJobs = jobs.map((j) => {
+    const wireJobs = jobs.map((j): WireBatch['jobs'][number] => {
+      const base = { compression: j.compression, length: j.data.length, need: j.need, members: j.members };
+      if (isShared(j)) return { ...base, shared: j.data.buffer as SharedArrayBuffer, at: j.data.byteOffset };
       copy.set(j.data, at);
-      const w = { compression: j.compression, at, length: j.data.length, need: j.need, members: j.members };
+      const w = { ...base, at };
       at += j.data.length;
       return w;
     });
@@ -200,7 +219,8 @@ export class ChunkDecoderPool implements ChunkDecoder {
         }
         b.idx.forEach((i, n) => {
           const r = replies[n]!;
-          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('ok' in x ? { ok: Buffer.from(x.ok) } : { actual: x.actual }));
+          // alreadyVerified: the worker hashed each chunk and sent `ok` only when it matched its digest
+          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('ok' in x ? { ok: alreadyVerified(Buffer.from(x.ok)) } : { actual: x.actual }));
         });
       }),
     );
@@ -214,31 +234,29 @@ export class ChunkDecoderPool implements ChunkDecoder {
   }
 }
 
-/** Copy `b` into an ArrayBuffer of its own unless it already is exactly one (never a pool slice). */
-function ownArrayBuffer(b: Buffer): ArrayBuffer {
-  if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.buffer instanceof ArrayBuffer) return b.buffer;
-  const ab = new ArrayBuffer(b.length);
-  new Uint8Array(ab).set(b);
-  return ab;
+/** A buffer of its own in shared memory: handed back to the main thread (and on to the object writer) without a copy. */
+function sharedAlloc(n: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(n));
 }
 
 if (!isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] === true) {
   const port = parentPort!;
   port.on('message', (batch: WireBatch) => {
     const whole = Buffer.from(batch.data);
-    const transfer: ArrayBuffer[] = [];
     const one = async (j: WireBatch['jobs'][number]): Promise<WireResult> => {
-      // compression 'none' gives views of the span: ownArrayBuffer copies those out of the batch buffer
-      const job: SpanJob = { compression: j.compression, data: whole.subarray(j.at, j.at + j.length), need: j.need, members: j.members };
+      const data = j.shared ? Buffer.from(j.shared, j.at, j.length) : whole.subarray(j.at, j.at + j.length);
+      const job: SpanJob = { compression: j.compression, data, need: j.need, members: j.members };
       try {
-        const { results } = await decodeAndHash(job, {});
+        const { results } = await decodeAndHash(job, {}, sharedAlloc);
         return {
-          results: results.map((r, i): { ok: ArrayBuffer } | { actual: string } => {
+          results: results.map((r, i): { ok: SharedArrayBuffer } | { actual: string } => {
             if (r.actual !== j.members[i]!.digest) return { actual: r.actual };
-            const ab = ownArrayBuffer(r.bytes);
-            if (ab === batch.data) return { ok: ownArrayBuffer(Buffer.from(r.bytes)) };
-            if (!transfer.includes(ab)) transfer.push(ab);
-            return { ok: ab };
+            // decoded chunks are whole SharedArrayBuffers; 'none' gives views of the span: copied out
+            const own = r.bytes.buffer instanceof SharedArrayBuffer && r.bytes.byteOffset === 0 && r.bytes.byteLength === r.bytes.buffer.byteLength && r.bytes.buffer !== j.shared;
+            if (own) return { ok: r.bytes.buffer as SharedArrayBuffer };
+            const c = sharedAlloc(r.bytes.length);
+            r.bytes.copy(c);
+            return { ok: c.buffer as SharedArrayBuffer };
           }),
         };
       } catch (e) {
@@ -252,7 +270,7 @@ if (!isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_FLA
       for (const j of batch.jobs) results.push(await one(j));
       return results;
     })().then(
-      (results) => port.postMessage({ id: batch.id, results } satisfies WireReply, transfer),
+      (results) => port.postMessage({ id: batch.id, results } satisfies WireReply),
       (e: unknown) => port.postMessage({ id: batch.id, crash: e instanceof Error ? e.message : String(e) } satisfies WireReply),
     );
   });

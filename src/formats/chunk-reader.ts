@@ -6,6 +6,7 @@
 import { readRanges, type ByteRange, type RandomAccessBlob } from '../core/blob.js';
 import { digestAlgorithm, DigestHasher, type Digest } from '../core/digest.js';
 import type { ErrorContext } from '../core/errors.js';
+import { alreadyVerified, type VerifiedBytes } from '../core/verified.js';
 import { FormatError } from './errors.js';
 import { inProcessDecoder, type ChunkDecoder } from './chunk-decoder.js';
 import type { ChunkRef, Compression } from './model.js';
@@ -56,12 +57,13 @@ class ZeroDigests {
 const zeroDigests = new ZeroDigests();
 
 /** The verified bytes of a hole chunk: fresh zeros (cheap: calloc'd pages), checked by digest only. */
-function holeChunk(c: ChunkRef, ctx: ErrorContext): Buffer {
+function holeChunk(c: ChunkRef, ctx: ErrorContext): VerifiedBytes {
   const actual = zeroDigests.of(c.size, c.digest);
   if (actual !== c.digest) {
     throw new FormatError('CHUNK_DIGEST_MISMATCH', `hole of ${c.size} zero bytes hashes to ${actual}`, { ...ctx, chunk: c.digest });
   }
-  return Buffer.alloc(c.size);
+  // alreadyVerified: `size` zero bytes hash to `actual`, just compared with the chunk's digest
+  return alreadyVerified(Buffer.alloc(c.size));
 }
 
 /**
@@ -73,8 +75,8 @@ export async function readVerifiedChunks(
   info: ChunkSourceInfo,
   requests: readonly ChunkRequest[],
   signal?: AbortSignal,
-): Promise<Buffer[]> {
-  const out = new Array<Buffer>(requests.length);
+): Promise<VerifiedBytes[]> {
+  const out = new Array<VerifiedBytes>(requests.length);
   // Group by span start: one fetch and one decode per group.
   const groups = new Map<number, { end: number; need: number; members: number[] }>();
   requests.forEach((r, i) => {
@@ -130,7 +132,7 @@ export async function readVerifiedChunk(
   info: ChunkSourceInfo,
   request: ChunkRequest,
   signal?: AbortSignal,
-): Promise<Buffer> {
+): Promise<VerifiedBytes> {
   const [b] = await readVerifiedChunks(blob, info, [request], signal);
   return b!;
 }

@@ -96,6 +96,55 @@ export function decodePrefix(compression: Compression, data: Buffer, need: numbe
   return gunzipPrefix(data, need, context);
 }
 
+/**
+ * Decode `data` (starting at a member/frame boundary, concatenated members allowed) up to its end or
+ * up to `max` bytes, whichever comes first: for regions whose uncompressed length is not declared
+ * anywhere (the tar headers between two eStargz payloads), bounded by what the caller allows.
+ * Throws DECOMPRESS_FAILED only for corrupt data.
+ */
+export async function decodeAtMost(compression: Compression, data: Buffer, max: number, context: ErrorContext = {}): Promise<Buffer> {
+  if (compression === 'none') return data.subarray(0, max);
+  if (compression === 'zstd') {
+    const dec = new ZstdStreamDecoder();
+    const parts: Buffer[] = [];
+    let n = 0;
+    try {
+      for (const w of dec.decode(data)) {
+        parts.push(w);
+        n += w.length;
+        if (n >= max) break;
+      }
+    } catch (e) {
+      throw e instanceof FormatError ? new FormatError(e.code, e.message, context, { cause: e }) : e;
+    }
+    return Buffer.concat(parts).subarray(0, max);
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    let settled = false;
+    const d = createGunzip({ chunkSize: 64 * 1024 });
+    const done = (err?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      d.removeAllListeners('data');
+      d.destroy();
+      if (err !== undefined && n < max) reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
+      else resolve(Buffer.concat(parts).subarray(0, max));
+    };
+    d.on('data', (b: Buffer) => {
+      if (settled) return;
+      parts.push(b);
+      n += b.length;
+      if (n >= max) done();
+    });
+    d.on('error', (e) => done(e));
+    d.on('end', () => done());
+    if (max === 0) return done();
+    feedInSlices(d, data, () => settled);
+  });
+}
+
 /** A range of the uncompressed stream decoded from a span start: [start, start + length). */
 export interface PlainSlice {
   readonly start: number;
@@ -107,9 +156,16 @@ export interface PlainSlice {
  * requested range of the uncompressed stream. Bytes between and before the ranges are decoded and
  * dropped as they pass, so memory is the sum of the ranges (what the TOC declares for the chunks
  * asked for), not the decoded prefix; decoding stops at the end of the last range. Throws
- * DECOMPRESS_FAILED if the data is corrupt or ends early.
+ * DECOMPRESS_FAILED if the data is corrupt or ends early. `alloc` makes each returned buffer (the
+ * decode workers put them in shared memory); with compression 'none' they are views of `data`.
  */
-export async function decodeSlices(compression: Compression, data: Buffer, slices: readonly PlainSlice[], context: ErrorContext = {}): Promise<Buffer[]> {
+export async function decodeSlices(
+  compression: Compression,
+  data: Buffer,
+  slices: readonly PlainSlice[],
+  context: ErrorContext = {},
+  alloc: (n: number) => Buffer = Buffer.allocUnsafe,
+): Promise<Buffer[]> {
   let need = 0;
   for (const s of slices) need = Math.max(need, s.start + s.length);
   if (compression === 'none') {
@@ -122,9 +178,13 @@ export async function decodeSlices(compression: Compression, data: Buffer, slice
   if (overlapping) {
     const lo = order[0]!.start;
     const all = await decodeSlices(compression, data, [{ start: lo, length: need - lo }], context);
-    return slices.map((s) => Buffer.from(all[0]!.subarray(s.start - lo, s.start - lo + s.length)));
+    return slices.map((s) => {
+      const b = alloc(s.length);
+      all[0]!.copy(b, 0, s.start - lo, s.start - lo + s.length);
+      return b;
+    });
   }
-  const bufs = new Map<string, Buffer>(order.map((s) => [`${s.start}:${s.length}`, Buffer.allocUnsafe(s.length)]));
+  const bufs = new Map<string, Buffer>(order.map((s) => [`${s.start}:${s.length}`, alloc(s.length)]));
   const targets = order.map((s) => ({ start: s.start, end: s.start + s.length, buf: bufs.get(`${s.start}:${s.length}`)! }));
   if (compression === 'zstd') decodeZstdInto(data, targets, need, context);
   else await gunzipInto(data, targets, need, context);
@@ -243,28 +303,10 @@ function freshDctx(): InstanceType<typeof zstdBinding.DCtx> {
   return sharedDctx;
 }
 
+/** The first `need` bytes: the one-range case of decodeZstdInto. */
 function decodeZstdPrefix(src: Uint8Array, need: number, context: ErrorContext): Buffer {
   const out = Buffer.allocUnsafe(need);
-  const dctx = freshDctx();
-  let outPos = 0;
-  let inPos = 0;
-  while (outPos < need) {
-    if (inPos >= src.length) {
-      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends after ${outPos} of ${need} bytes`, context);
-    }
-    let produced: number;
-    let consumed: number;
-    try {
-      [, produced, consumed] = dctx.decompressStream(out.subarray(outPos, Math.min(need, outPos + ZSTD_WINDOW)), src.subarray(inPos));
-    } catch (e) {
-      throw new FormatError('DECOMPRESS_FAILED', `corrupt zstd data: ${(e as Error).message}`, context, { cause: e });
-    }
-    if (produced === 0 && consumed === 0) {
-      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends inside a frame after ${outPos} of ${need} bytes`, context);
-    }
-    outPos += produced;
-    inPos += consumed;
-  }
+  decodeZstdInto(src, [{ start: 0, end: need, buf: out }], need, context);
   return out;
 }
 
@@ -309,38 +351,9 @@ export function decodeZstdExact(src: Uint8Array, expected: number, what: string,
   return out;
 }
 
-function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let have = 0;
-    let settled = false;
-    const d = createGunzip({ chunkSize: 64 * 1024 });
-    const done = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      d.removeAllListeners('data');
-      d.destroy();
-      if (have >= need) {
-        const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
-        resolve(all.subarray(0, need));
-      } else if (err !== undefined) {
-        reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
-      } else {
-        reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${have} of ${need} bytes`, context));
-      }
-    };
-    d.on('data', (b: Buffer) => {
-      if (settled) return;
-      parts.push(b);
-      have += b.length;
-      if (have >= need) done();
-    });
-    d.on('error', (e) => done(e));
-    d.on('end', () => done());
-    if (need === 0) {
-      done();
-      return;
-    }
-    feedInSlices(d, data, () => settled);
-  });
+/** The first `need` bytes: the one-range case of gunzipInto. */
+async function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(need);
+  await gunzipInto(data, [{ start: 0, end: need, buf: out }], need, context);
+  return out;
 }

@@ -25,6 +25,10 @@ export type FormatErrorCode =
   | 'FORMAT_UNKNOWN' // not a layer format we read
   | 'FORMAT_CONFLICT'; // blob bytes contradict the media type / annotations
 
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<FormatErrorCode, true> {}
+}
+
 export class FormatError extends LazyAlsError {
   declare readonly code: FormatErrorCode;
   constructor(code: FormatErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {

@@ -60,6 +60,11 @@ export interface LayerRecord {
    * a rebuilt index is bound to the tar's headers by the same check as at resolve time.
    */
   readonly tarSplit?: string;
+  /**
+   * eStargz: names the TOC writer mangled, as the tar headers hold them ([TOC entry index, base64
+   * name, base64 link target?]); re-checked against the TOC on load (estargz/header-names.ts).
+   */
+  readonly headerNames?: readonly (readonly [number, string, string?])[];
 }
 
 export interface OpenedLayer {

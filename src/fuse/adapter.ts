@@ -182,9 +182,9 @@ function loadFuse(): FuseCtor {
 
 class LazyContext implements OpContext {
   #ac: AbortController | undefined;
-  readonly caller: FuseCaller | undefined;
+  readonly caller?: FuseCaller;
   constructor(caller?: FuseCaller) {
-    this.caller = caller;
+    if (caller !== undefined) this.caller = caller;
   }
   get signal(): AbortSignal {
     this.#ac ??= new AbortController();

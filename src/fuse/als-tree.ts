@@ -23,6 +23,7 @@ import type { ByteString } from '../formats/model.js';
 import { refFromBase64 } from '../sources/reference.js';
 import { AccessPolicy } from './access-policy.js';
 import type { FsStat, FsStatfs, FuseOps, OpContext, WriteOp } from './adapter.js';
+import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import { DiffTree } from './diff-tree.js';
 import { FuseError, enoent, erofs } from './errors.js';
 import { InodeAllocator, ROOT_INO } from './inodes.js';
@@ -57,6 +58,8 @@ export interface AlsTreeOptions {
   readonly now?: () => number;
   /** Who may make the store resolve layers (default: root and the daemon's uid). */
   readonly policy?: AccessPolicy;
+  /** How layer ids are shown (default identity; a rootless store maps them, see id-map.ts). */
+  readonly ids?: IdMap;
 }
 
 const O_ACCMODE = 3;
@@ -69,6 +72,7 @@ export class AlsTree implements FuseOps {
   readonly #inodes: InodeAllocator;
   readonly #mtime: number;
   readonly #policy: AccessPolicy;
+  readonly #ids: IdMap;
   readonly #served = new Map<string, Served>();
   readonly #inflight = new Map<string, Promise<Served | undefined>>();
   readonly #validRefs = new Map<string, boolean>();
@@ -82,6 +86,7 @@ export class AlsTree implements FuseOps {
     this.#inodes = opts.inodes ?? new InodeAllocator();
     this.#mtime = (opts.now ?? Date.now)();
     this.#policy = opts.policy ?? AccessPolicy.rootOnly();
+    this.#ids = opts.ids ?? IDENTITY_IDS;
   }
 
   // --- path parsing --------------------------------------------------------------------------
@@ -144,7 +149,7 @@ export class AlsTree implements FuseOps {
           const layer = await this.#provider.lookup(ref, key);
           if (!layer) return undefined;
           const base = this.#inodes.layerBase(key, layer.index.nodes.length);
-          const served: Served = { tree: new DiffTree(layer, base, this.#logger), ref, key };
+          const served: Served = { tree: new DiffTree(layer, base, this.#logger, this.#ids), ref, key };
           this.#served.set(ck, served);
           while (this.#served.size > this.#maxLayers) this.#served.delete(this.#served.keys().next().value!);
           return served;

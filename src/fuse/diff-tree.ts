@@ -7,19 +7,11 @@
  */
 import type { Logger } from '../core/log.js';
 import { displayName } from '../formats/byte-string.js';
-import type { ByteString, LayerNode, NodeType } from '../formats/model.js';
+import { statMode, type ByteString, type LayerNode } from '../formats/model.js';
 import type { FsStat } from './adapter.js';
 import { FuseError, enoent } from './errors.js';
+import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import type { ServedLayerView } from './layer-provider.js';
-
-const S_IF: Record<NodeType, number> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 
 /** glibc makedev(), truncated to the 32 bits fuse-native passes (major < 4096, minor < 2^20). */
 export function makedev32(major: number, minor: number): number {
@@ -30,6 +22,8 @@ export class DiffTree {
   readonly layer: ServedLayerView;
   readonly #base: number;
   readonly #logger: Logger;
+  /** How layer ids are shown (identity for root mounts; see id-map.ts). */
+  readonly ids: IdMap;
 
   /** st_ino of the layer root (node.ino 1); node.ino n has base + n - 1. */
   get base(): number {
@@ -37,8 +31,9 @@ export class DiffTree {
   }
 
   /** `base`: inode number of node.ino 1 (see inodes.ts). */
-  constructor(layer: ServedLayerView, base: number, logger: Logger) {
+  constructor(layer: ServedLayerView, base: number, logger: Logger, ids: IdMap = IDENTITY_IDS) {
     this.layer = layer;
+    this.ids = ids;
     this.#base = base;
     this.#logger = logger;
   }
@@ -53,9 +48,9 @@ export class DiffTree {
   stat(n: LayerNode): FsStat {
     const ms = n.mtimeSec * 1000 + Math.floor(n.mtimeNsec / 1e6);
     return {
-      mode: (S_IF[n.type] | (n.mode & 0o7777)) >>> 0,
-      uid: n.uid,
-      gid: n.gid,
+      mode: statMode(n),
+      uid: this.ids.uid(n.uid),
+      gid: this.ids.gid(n.gid),
       size: n.size,
       nlink: n.nlink,
       ino: this.#base + n.ino - 1,
@@ -86,11 +81,13 @@ export class DiffTree {
   }
 
   getxattr(n: LayerNode, name: string): Buffer | undefined {
-    return n.xattrs.get(name);
+    const v = n.xattrs.get(name);
+    return v === undefined ? undefined : this.ids.xattr(name, v);
   }
 
   listxattr(n: LayerNode): string[] {
-    return [...n.xattrs.keys()];
+    if (this.ids.identity) return [...n.xattrs.keys()];
+    return [...n.xattrs].filter(([name, v]) => this.ids.xattr(name, v) !== undefined).map(([name]) => name);
   }
 
   async read(n: LayerNode, rel: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {

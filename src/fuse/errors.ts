@@ -8,16 +8,17 @@ export type FuseErrorCode =
   | 'ENOENT'
   | 'EROFS'
   | 'EIO'
-  | 'ENODATA'
-  | 'ERANGE'
   | 'ENOTDIR'
   | 'EISDIR'
   | 'EINVAL'
   | 'EBADF'
-  | 'ENOSYS'
   | 'EACCES' // a caller the access policy does not allow to resolve layers
   | 'FUSE_TIMEOUT' // a handler did not answer within its configured time
   | 'FUSE_MOUNT'; // mount/unmount failed
+
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<FuseErrorCode, true> {}
+}
 
 export class FuseError extends LazyAlsError {
   declare readonly code: FuseErrorCode;

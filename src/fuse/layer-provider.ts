@@ -20,6 +20,11 @@ export interface ServedLayerView {
   readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
   /** Raw compressed blob bytes (the `blob` file). */
   readBlob(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /**
+   * `cb` runs once when the layer is quarantined (it does not match its blob; at once when it
+   * already is): a backend that serves cached bytes without asking readFile must stop doing so.
+   */
+  onQuarantine?(cb: () => void): void;
 }
 
 export interface LayerProvider {

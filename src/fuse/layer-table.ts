@@ -18,7 +18,8 @@
  * they go in as their bytes ('latin1'), whatever encoding they had in the archive.
  */
 import { digestAlgorithm, digestHex } from '../core/digest.js';
-import type { LayerIndex, LayerNode, NodeType } from '../formats/model.js';
+import { statMode, type LayerIndex, type LayerNode } from '../formats/model.js';
+import { IDENTITY_IDS, type IdMap } from './id-map.js';
 
 const MAGIC = 0x4254414c;
 const VERSION = 1;
@@ -27,15 +28,6 @@ const NODE = 88;
 const CHUNK = 56;
 const DIRENT = 12;
 const XATTR = 16;
-
-const S_IF: Record<NodeType, number> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 
 /** The bytes of a model byte string. */
 function bytesOf(s: string): Buffer {
@@ -53,7 +45,18 @@ class Strings {
   }
 }
 
-export function encodeLayerTable(index: LayerIndex): Buffer {
+/** A node's xattrs as a mapped store shows them (id-map.ts). */
+function shownXattrs(node: LayerNode, ids: IdMap): [string, Buffer][] {
+  const out: [string, Buffer][] = [];
+  for (const [name, value] of node.xattrs) {
+    const v = ids.xattr(name, value);
+    if (v !== undefined) out.push([name, v]);
+  }
+  return out;
+}
+
+/** `ids`: how layer ids (and file capabilities) are shown (id-map.ts). */
+export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): Buffer {
   const nodes = index.nodes;
   const n = nodes.length;
   const parent = new Uint32Array(n);
@@ -81,9 +84,10 @@ export function encodeLayerTable(index: LayerIndex): Buffer {
   }
   let chunkCount = 0;
   let xattrCount = 0;
+  const shown = (node: LayerNode): Iterable<[string, Buffer]> => (ids.identity ? node.xattrs : shownXattrs(node, ids));
   for (const node of nodes) {
     if (node.type === 'reg') chunkCount += node.chunks.length;
-    xattrCount += node.xattrs.size;
+    xattrCount += ids.identity ? node.xattrs.size : shownXattrs(node, ids).length;
   }
   const nodeBuf = Buffer.alloc(n * NODE);
   const chunkBuf = Buffer.alloc(chunkCount * CHUNK);
@@ -94,9 +98,9 @@ export function encodeLayerTable(index: LayerIndex): Buffer {
     const node = nodes[i]!;
     if (node.ino !== i + 1) throw new Error(`layer index node ${i} has ino ${node.ino}`);
     const o = i * NODE;
-    nodeBuf.writeUInt32LE((S_IF[node.type] | (node.mode & 0o7777)) >>> 0, o);
-    nodeBuf.writeUInt32LE(node.uid >>> 0, o + 4);
-    nodeBuf.writeUInt32LE(node.gid >>> 0, o + 8);
+    nodeBuf.writeUInt32LE(statMode(node), o);
+    nodeBuf.writeUInt32LE(ids.uid(node.uid) >>> 0, o + 4);
+    nodeBuf.writeUInt32LE(ids.gid(node.gid) >>> 0, o + 8);
     nodeBuf.writeUInt32LE(node.nlink >>> 0, o + 12);
     nodeBuf.writeBigUInt64LE(BigInt(node.size), o + 16);
     nodeBuf.writeBigInt64LE(BigInt(Math.trunc(node.mtimeSec)), o + 24);
@@ -114,8 +118,8 @@ export function encodeLayerTable(index: LayerIndex): Buffer {
     nodeBuf.writeUInt32LE(run.first, o + 64);
     nodeBuf.writeUInt32LE(run.count, o + 68);
     nodeBuf.writeUInt32LE(xi, o + 72);
-    nodeBuf.writeUInt32LE(node.xattrs.size, o + 76);
-    for (const [name, value] of node.xattrs) {
+    const first = xi;
+    for (const [name, value] of shown(node)) {
       const [no, nl] = strings.add(bytesOf(name));
       const [vo, vl] = strings.add(value);
       const x = xi++ * XATTR;
@@ -124,6 +128,7 @@ export function encodeLayerTable(index: LayerIndex): Buffer {
       xattrBuf.writeUInt32LE(vo, x + 8);
       xattrBuf.writeUInt32LE(vl, x + 12);
     }
+    nodeBuf.writeUInt32LE(xi - first, o + 76);
     const chunks = node.type === 'reg' ? node.chunks : [];
     nodeBuf.writeUInt32LE(ci, o + 80);
     nodeBuf.writeUInt32LE(chunks.length, o + 84);

@@ -15,6 +15,7 @@ import { AlsTree } from './als-tree.js';
 import { errnoOf } from './errno.js';
 import type { InodeAllocator } from './inodes.js';
 import type { LayerProvider } from './layer-provider.js';
+import type { IdMap } from './id-map.js';
 import { mountNative } from './native-backend.js';
 
 export const BACKENDS = ['native', 'fuse-native'] as const;
@@ -42,6 +43,8 @@ export interface AlsMountOptions {
   readonly suid?: boolean;
   /** Who may make the store resolve layers (default: root and the daemon's uid). */
   readonly policy?: AccessPolicy;
+  /** How layer ids are shown (default identity; a store mounted by a user maps them: id-map.ts). */
+  readonly ids?: IdMap;
   readonly maxLayers?: number;
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
@@ -73,6 +76,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     provider: o.provider,
     logger: o.logger,
     policy,
+    ...(o.ids !== undefined ? { ids: o.ids } : {}),
     ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });

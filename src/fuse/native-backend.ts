@@ -134,9 +134,18 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
     if (owner !== undefined) {
       slot = n.alias(h!, owner, served.tree.base);
     } else {
-      const table = encodeLayerTable(served.tree.layer.index);
+      const table = encodeLayerTable(served.tree.layer.index, served.tree.ids);
       slot = n.publish(h!, table, served.tree.base);
       slotByKey.set(key, slot);
+      const published = slot;
+      // C serves cached objects without asking JS: the flag on the table (shared by its aliases) stops that.
+      served.tree.layer.onQuarantine?.(() => {
+        try {
+          if (h !== undefined) n.quarantine(h, published);
+        } catch (e) {
+          logger.warn('fuse.native_quarantine_failed', { layer: key, error: e }); // unmounted meanwhile
+        }
+      });
       logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
     }
     slotByLayer.set(lk, slot);

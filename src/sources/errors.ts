@@ -21,6 +21,10 @@ export type SourceErrorCode =
   | 'CREDENTIALS_INVALID' // malformed auth-helper payload or credential helper output
   | 'LAYOUT_INVALID'; // OCI layout on the dfs is malformed
 
+declare module '../core/errors.js' {
+  interface ErrorCodes extends Record<SourceErrorCode, true> {}
+}
+
 export interface SourceErrorContext extends ErrorContext {
   /** HTTP status that caused the error, when there was one. */
   status?: number;

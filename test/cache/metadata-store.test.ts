@@ -2,6 +2,7 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sha256Of, type Digest } from '../../src/core/digest.js';
+import { createLogger } from '../../src/core/log.js';
 import { MetadataStore, type StoredLayer } from '../../src/cache/metadata-store.js';
 import type { LayerRecord } from '../../src/formats/layer-reader.js';
 import { parseReference } from '../../src/sources/reference.js';
@@ -31,7 +32,8 @@ describe('MetadataStore', () => {
     const { dir, src, tocDigest, diffId } = await setup();
     const ref = parseReference('localhost:5000/app:1');
     const image = await src.resolve(ref);
-    const m = await MetadataStore.open({ stateDir: join(dir, 'state') });
+    const lines: string[] = [];
+    const m = await MetadataStore.open({ stateDir: join(dir, 'state'), logger: createLogger('warn', { write: (l: string) => lines.push(l) }) });
     await m.saveImage(image);
     const again = await (await MetadataStore.open({ stateDir: join(dir, 'state') })).loadImage(ref);
     expect(again?.digest).toBe(image.digest);
@@ -45,6 +47,11 @@ describe('MetadataStore', () => {
     const text = (await readFile(join(refDir, file!), 'utf8')).replace(tocDigest, sha256Of(Buffer.from('evil')));
     await writeFile(join(refDir, file!), text);
     expect(await m.loadImage(ref)).toBeUndefined();
+    // …with one warn line carrying the typed code, naming the file.
+    const warn = JSON.parse(lines.at(-1)!) as { event: string; file: string; error: { code: string; message: string } };
+    expect(warn.event).toBe('metadata.ref_invalid');
+    expect(warn.file).toContain(file!);
+    expect(warn.error).toMatchObject({ name: 'CacheError', code: 'METADATA_INVALID', message: expect.stringMatching(/^layer 1 /) });
 
     // Corrupt manifest object: rejected.
     await m.saveImage(image);

@@ -113,5 +113,19 @@ describe('quarantine', () => {
     expect(st.refused[0]).toMatchObject({ kind: 'quarantined', key: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
     const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'catalog.layer_quarantined' || l['event'] === 'catalog.layer_quarantined');
     expect(warn).toMatchObject({ level: 'warn', layer: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
+
+    // the cache entries its reads produced are dropped: every chunk the background fetch stored
+    const chunks = layer.index.nodes.flatMap((n) => n.chunks.map((c) => c.digest));
+    expect(chunks.length).toBeGreaterThan(0);
+    for (const d of chunks) expect(await blobStore.has(d), d).toBe(false);
+
+    // persisted: a restarted store (new catalog, same state dir, no whole-layer check) serves the
+    // layer quarantined again — reads EIO, status says why — without trusting its TOC afresh
+    const again = new LayerCatalog({ source: src, metadata: await MetadataStore.open({ stateDir: join(dir, 'state') }), chunkCache: new ChunkCache({ store: blobStore }), blobStore, logger: createLogger('silent') });
+    cleanups.push(() => again.close());
+    const restarted = (await again.lookup(refElem, lying.tocDigest))!;
+    expect(restarted.quarantined?.message).toMatch(/FORMAT_CONFLICT.*mode/);
+    await expect(restarted.readFile(node, 'etc/passwd', 0, 10)).rejects.toMatchObject({ code: 'LAYER_QUARANTINED' });
+    expect(again.status().refused[0]).toMatchObject({ kind: 'quarantined', key: lying.tocDigest, ref });
   });
 });

@@ -7,11 +7,14 @@
 #      debootstrap never sits at "$R"; a stale "$R.partial" is deleted and redone);
 #   2. apt-get install of $CHROOT_PKGS inside the chroot (dpkg --configure -a first, in case a
 #      previous install was killed), in a private mount namespace so the /proc /sys /dev mounts
-#      vanish with it; marker "$R/.lazy-als-ready" holds the package list.
+#      vanish with it; marker "$R/.lazy-als-ready" holds the package list;
+#   3. $CHROOT_EXTRA_PKGS (uidmap: newuidmap/newgidmap for rootless podman 5) when missing, added
+#      to a ready chroot without taking it out of service (its marker stays).
 # The mirror comes from /etc/apt/sources.list.d/debian.sources (or sources.list): never hard-coded.
 set -euo pipefail
 R=${LAZY_ALS_CHROOT:-/var/lib/lazy-als-test/trixie}
 CHROOT_PKGS="podman skopeo crun fuse-overlayfs conmon catatonit zstd ca-certificates"
+CHROOT_EXTRA_PKGS="uidmap"
 MARK="$R/.lazy-als-ready"
 STAGE1="$R/.lazy-als-debootstrap-done"
 log() { printf '[setup-chroot %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -20,8 +23,9 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
 ready() { [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$CHROOT_PKGS" ] && [ -x "$R/usr/bin/podman" ]; }
+extras_ready() { [ -x "$R/usr/bin/newuidmap" ] && [ -x "$R/usr/bin/newgidmap" ]; }
 # fast path (no lock, no root needed): nothing to do
-if ready; then log "chroot $R ready"; exit 0; fi
+if ready && extras_ready; then log "chroot $R ready"; exit 0; fi
 
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot, mounts)"
 T0=$(now)
@@ -31,7 +35,24 @@ mkdir -p "$(dirname "$R")"
 # serialize concurrent runs (parallel test workers, a second terminal)
 exec 9> "$R.lock"
 flock 9
-if ready; then log "chroot $R ready (made by a concurrent run)"; exit 0; fi
+
+# ---- stage 3 (defined here, run last): extra packages into a ready chroot ----
+install_extras() {
+  extras_ready && return 0
+  log "apt-get install in chroot (extras): $CHROOT_EXTRA_PKGS"
+  # shellcheck disable=SC2016
+  unshare -m --propagation slave /bin/bash -ec '
+    R=$1; shift
+    mount --rbind /proc "$R/proc"; mount --rbind /sys "$R/sys"; mount --rbind /dev "$R/dev"
+    exec chroot "$R" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+      DEBIAN_FRONTEND=noninteractive /bin/sh -ec "
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends $* >/dev/null
+        apt-get clean"
+  ' bash "$R" $CHROOT_EXTRA_PKGS > "$R.extras.log" 2>&1 || { tail -20 "$R.extras.log" >&2; die "extra package install in chroot failed (log $R.extras.log)"; }
+  extras_ready || die "$CHROOT_EXTRA_PKGS installed but newuidmap/newgidmap missing in $R"
+}
+if ready; then install_extras; log "chroot $R ready"; exit 0; fi
 
 # Anything mounted under a directory we are about to delete? Our mounts live only in private
 # namespaces, so this means someone else's mount: refuse rather than delete through it.
@@ -111,4 +132,5 @@ unshare -m --propagation slave /bin/bash -ec '
 log "chroot install took $(since "$t")"
 [ -x "$R/usr/bin/podman" ] || die "podman missing in $R after install"
 printf '%s' "$CHROOT_PKGS" > "$MARK"
+install_extras
 log "chroot $R ready: podman $(chroot "$R" dpkg-query -W -f='${Version}' podman) in $(since "$T0")"

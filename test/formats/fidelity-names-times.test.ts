@@ -12,11 +12,14 @@ import { BufferBlob } from '../../src/core/blob.js';
 import { sha256Of } from '../../src/core/digest.js';
 import { byteStringFromText as B, byteStringOf, goJsonMangle, toText } from '../../src/formats/byte-string.js';
 import { openPlainLayer } from '../../src/formats/tar/index.js';
+import { loadEStargzRecord, openEStargz, TOC_DIGEST_ANNOTATION } from '../../src/formats/estargz/index.js';
+import { verifyFullPass } from '../../src/formats/full-pass.js';
 import { loadZstdChunkedRecord, openZstdChunked } from '../../src/formats/zstd-chunked/index.js';
 import type { LayerIndex } from '../../src/formats/model.js';
 import { DiffTree } from '../../src/fuse/diff-tree.js';
 import { createLogger } from '../../src/core/log.js';
 import { buildTar, type TarEntry } from '../helpers/writers/tar.js';
+import { buildEStargz } from '../helpers/writers/estargz.js';
 import { buildZstdChunked, zstdChunkedSampleEntries, type ZstdChunkedEntry } from '../helpers/writers/zstd-chunked.js';
 
 const work = mkdtempSync(join(tmpdir(), 'fidelity-'));
@@ -194,5 +197,79 @@ describe('the TOC is bound to the tar it indexes (zstd:chunked, at resolve time)
     const w = buildZstdChunked(zstdChunkedSampleEntries(), { chunkSize: 20_000, holes: true, zoneOffsetMinutes: 90 });
     const { index } = await openZstdChunked(new BufferBlob(w.blob), zstdOptions(w));
     expect(index.lookup(B('bin/tool'))?.mode).toBe(0o4755);
+  });
+});
+
+describe('eStargz: names a Go TOC writer mangled are served with the inline tar headers’ bytes', () => {
+  const e9 = Buffer.alloc(255, 0xe9);
+  /** An entry whose tar header holds `raw` and whose TOC holds Go's U+FFFD mangling of it. */
+  const mangled = (raw: Buffer, e: Omit<TarEntry, 'name' | 'rawName'>): TarEntry => ({ ...e, name: toText(goJsonMangle(byteStringOf(raw))), rawName: raw });
+  const cat = (...p: (string | Buffer)[]): Buffer => Buffer.concat(p.map((x) => (typeof x === 'string' ? Buffer.from(x) : x)));
+  const entries = (): TarEntry[] => [
+    { name: 'd/', type: 'dir' },
+    { name: 'd/plain', type: 'reg', data: Buffer.from('plain\n') },
+    mangled(cat('d/', e9), { type: 'reg', data: Buffer.from('255 bytes of 0xe9\n') }), // TOC name: 765 bytes
+    mangled(cat('d/.wh.', BAD), { type: 'reg' }), // no payload: header between two payloads
+    mangled(cat('d/.wh.', e9), { type: 'reg' }),
+    { name: 'd/sym', type: 'symlink', linkName: toText(goJsonMangle(byteStringOf(BAD_TARGET))), rawLinkName: BAD_TARGET },
+    mangled(cat('d/empty-', BAD), { type: 'reg' }),
+    { name: 'd/after', type: 'reg', data: Buffer.from('after\n'), paxMtime: '1700000000.123456789', mtime: 1700000000 },
+  ];
+  const open = async (w: ReturnType<typeof buildEStargz>, blob: BufferBlob = new BufferBlob(w.blob, 'e')): Promise<Awaited<ReturnType<typeof openEStargz>>> =>
+    openEStargz(blob, { descriptor: { annotations: { [TOC_DIGEST_ANNOTATION]: w.tocDigest } } });
+
+  it('a 255-byte non-UTF-8 name (765 bytes in the TOC), whiteouts of such names, a symlink target — also from the record', async () => {
+    const w = buildEStargz(entries());
+    expect(w.tocJson.toString()).toContain('\ufffd');
+    const { index, record } = await open(w);
+    for (const ix of [index, loadEStargzRecord(JSON.parse(JSON.stringify(record)) as typeof record)]) {
+      expect(ix.lookup(byteStringOf(cat('d/', e9)))?.size).toBe(18);
+      expect(ix.lookup(byteStringOf(cat('d/', BAD)))).toMatchObject({ type: 'char', rdevMajor: 0, rdevMinor: 0 });
+      expect(ix.lookup(byteStringOf(cat('d/empty-', BAD)))?.type).toBe('reg');
+      expect(ix.lookup(B('d/sym'))?.linkTarget).toBe(byteStringOf(BAD_TARGET));
+      expect([...ix.walk()].some(([p]) => p.includes('\xef\xbf\xbd'))).toBe(false); // no mangled name left
+      // the TOC drops the fraction (RFC 3339 seconds): the store serves what its TOC says
+      expect([ix.lookup(B('d/after'))!.mtimeSec, ix.lookup(B('d/after'))!.mtimeNsec]).toEqual([1700000000, 0]);
+    }
+    // the whole-layer check agrees with the names served (and accepts the TOC's whole seconds)
+    await expect(verifyFullPass(new BufferBlob(w.blob, 'e'), index, { diffId: w.diffId })).resolves.toMatchObject({ diffId: w.diffId });
+  });
+
+  it('costs nothing for a layer without a mangled name: only the tail is read', async () => {
+    const w = buildEStargz(entries().filter((e) => e.rawName === undefined && e.rawLinkName === undefined));
+    const reads: number[] = [];
+    const blob = new BufferBlob(w.blob, 'e');
+    const counting = {
+      size: blob.size,
+      name: blob.name,
+      read: (o: number, n: number) => {
+        reads.push(o);
+        return blob.read(o, n);
+      },
+    };
+    await openEStargz(counting, { descriptor: { annotations: { [TOC_DIGEST_ANNOTATION]: w.tocDigest } } });
+    expect(reads).toEqual([Math.max(0, w.blob.length - 512 * 1024)]);
+  });
+
+  type E = Record<string, unknown>;
+  const lies: [string, (es: E[]) => void][] = [
+    ['the mode', (es) => (es.find((e) => String(e['name']).startsWith('d/empty-'))!['mode'] = 0o755)],
+    ['the uid', (es) => (es.find((e) => String(e['name']).startsWith('d/empty-'))!['uid'] = 7)],
+    ['the mtime', (es) => (es.find((e) => e['name'] === 'd/after')!['modtime'] = '2001-01-01T00:00:00Z')],
+    ['the size', (es) => (es.find((e) => e['name'] === 'd/sym')!['type'] = 'reg')],
+    ['a name that is not the mangling of the header’s', (es) => (es.find((e) => String(e['name']).startsWith('d/empty-'))!['name'] = 'd/other-\ufffd')],
+  ];
+  for (const [what, edit] of lies) {
+    it(`a gap whose TOC entry lies about ${what} is refused (FORMAT_CONFLICT)`, async () => {
+      const w = buildEStargz(entries(), { editToc: (toc) => edit(toc.entries as E[]) });
+      await expect(open(w)).rejects.toMatchObject({ code: 'FORMAT_CONFLICT' });
+    });
+  }
+
+  it('a record cannot rename an entry the TOC did not mangle', async () => {
+    const w = buildEStargz(entries());
+    const { record } = await open(w);
+    const forged = { ...record, headerNames: [[1, Buffer.from('d/evil').toString('base64')]] as const };
+    expect(() => loadEStargzRecord(forged)).toThrow(/header names/);
   });
 });

@@ -101,6 +101,37 @@ describe('native backend: cached reads in C', () => {
     expect(stats().verify_failures).toBeGreaterThanOrEqual(1);
   });
 
+  it('a quarantined layer is not served from its cached objects: C answers EIO to open and read, also for pages the kernel had cached', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    // The stand-in layer as the catalog's ServedLayer behaves: quarantine() fires onQuarantine once.
+    const cbs: (() => void)[] = [];
+    let bad = false;
+    const view: ServedLayerView = {
+      ...layer,
+      readFile: (...a) => (bad ? Promise.reject(Object.assign(new Error('quarantined'), { code: 'LAYER_QUARANTINED' })) : layer.readFile(...a)),
+      onQuarantine: (cb) => void cbs.push(cb),
+    };
+    m = await tempMount(new StandInProvider().add(view), { backend: 'native', objectsDir: objects });
+    const D = join(m.mnt, KEY1, 'diff');
+    const before = await probe([{ op: 'read', path: join(D, 'big.bin') }]);
+    expect(before[0]!.ok && before[0]!.value.sha256).toBe(sha(BIG)); // served by C from the objects, now in the page cache
+    const cached = (m.mount.backendStats() as { cached_reads: number }).cached_reads;
+    expect(cached).toBeGreaterThan(0);
+    expect(cbs.length).toBe(1); // the backend registered when it published the table
+    bad = true;
+    cbs[0]!();
+    const after = await probe([{ op: 'read', path: join(D, 'big.bin') }, { op: 'read', path: join(D, 'etc', 'base.txt') }]);
+    for (const r of after) expect(r.ok ? 'served' : r.code).toBe('EIO');
+    expect((m.mount.backendStats() as { cached_reads: number }).cached_reads).toBe(cached);
+    // the tree (lookups, stat) stays: only bytes are refused
+    const st = await probe([{ op: 'stat', path: join(D, 'big.bin') }]);
+    expect(st[0]!.ok).toBe(true);
+  });
+
   it('passthrough (root): a fully cached single-object file of ≥ 1 MiB is read by the kernel from its object', async () => {
     if (process.getuid?.() !== 0) return; // passthrough needs CAP_SYS_ADMIN; rootless it falls back to pread
     const data = Buffer.alloc(2 * 1024 * 1024, 7);

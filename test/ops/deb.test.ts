@@ -24,7 +24,7 @@ import { pushTestImage, type TestImage } from '../integration/support/images.js'
 
 const STATE = '/var/lib/lazy-als';
 const STORE = '/var/lib/lazy-als/store';
-const PACKAGED = ['/usr/bin/lazy-als', '/usr/bin/lazy-als-auth-helper', '/usr/lib/lazy-als', '/lib/systemd/system/lazy-als.service', '/etc/lazy-als/config.toml', '/usr/share/lazy-als/storage.conf.d/50-lazy-als.conf'];
+const PACKAGED = ['/usr/bin/lazy-als', '/usr/bin/lazy-als-auth-helper', '/usr/lib/lazy-als', '/lib/systemd/system/lazy-als.service', '/usr/lib/systemd/user/lazy-als.service', '/etc/lazy-als/config.toml', '/usr/share/lazy-als/storage.conf.d/50-lazy-als.conf'];
 
 let reg: RegistryHandle;
 let dir: string;

@@ -52,7 +52,7 @@ describe('lazy-als-auth-helper → control socket', () => {
 
   it('forwards stdin as POST /credentials over the unix socket; the store receives it', async () => {
     const store = new CredentialStore();
-    const seen: Array<{ method?: string; url?: string; type?: string }> = [];
+    const seen: Array<{ method: string | undefined; url: string | undefined; type: string | undefined }> = [];
     const server = createServer((req, res) => {
       seen.push({ method: req.method, url: req.url, type: req.headers['content-type'] });
       const chunks: Buffer[] = [];

@@ -34,11 +34,12 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --op-timeout-ms N        deadline for other operations (default 30000)
   --entry-timeout SEC      kernel entry cache (default 60)
   --attr-timeout SEC       kernel attribute cache (default 60)
-  --allow-other BOOL       let other users traverse the mount (default true)
+  --allow-other BOOL       let other users traverse the mount (default ${DEFAULTS.fuse.allowOther}; true needs user_allow_other when not root)
   --suid BOOL              honour setuid bits in layers when root (default true)
   --max-layers N           layers the filesystem keeps resolved (default 512)
   --resolve-uids IDS       non-root uids that may make the store resolve layers, e.g. 1000,1001 (default none)
   --resolve-gids IDS       gids whose members may make the store resolve layers (default none)
+  --id-map M               auto|none|subids: show layer ids as rootless podman maps them (subids; auto = when not root)
   --fuse-debug BOOL        libfuse debug output
   --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
   --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
@@ -72,6 +73,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'max-layers': 'fuse.max_layers',
   'resolve-uids': 'fuse.resolve_uids',
   'resolve-gids': 'fuse.resolve_gids',
+  'id-map': 'fuse.id_map',
   'fuse-debug': 'fuse.debug',
   'metrics-address': 'metrics_address',
   'log-format': 'log_format',

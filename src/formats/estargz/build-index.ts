@@ -9,8 +9,9 @@ import type { LayerRecord, OpenedLayer } from '../layer-reader.js';
 import type { LayerFormat, LayerIndex } from '../model.js';
 import { buildLayerIndex } from '../overlay-view.js';
 import { ZSTD_FOOTER_FRAME_SIZE } from './footer.js';
+import { applyHeaderNames, encodeHeaderNames, type HeaderNames } from './header-names.js';
 import { tocToRawEntries } from './raw-entries.js';
-import { parseToc } from './toc.js';
+import type { TocEntry } from './toc.js';
 
 export type EStargzFormat = Extract<LayerFormat, 'estargz' | 'stargz-legacy' | 'estargz-zstd'>;
 
@@ -43,9 +44,8 @@ export function layoutProblem(l: EStargzLayout): string | undefined {
   return undefined;
 }
 
-export function indexFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
-  const ctx = { blob: meta.blobName };
-  const toc = parseToc(json, ctx, limits.maxEntries);
+/** Parsed, verified TOC entries (with the header names applied) → LayerIndex. */
+export function indexFromToc(toc: readonly TocEntry[], meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
   const raw = tocToRawEntries(toc, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes });
   return buildLayerIndex(
     raw,
@@ -61,8 +61,10 @@ export function indexFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = D
   );
 }
 
-export function openedFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
-  const index = indexFromToc(json, meta, limits);
+/** `json` is the verified TOC as hashed (persisted as is), `toc` its parse, `names` the header names read for it. */
+export function openedFromToc(json: Buffer, toc: readonly TocEntry[], names: HeaderNames, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
+  const index = indexFromToc(applyHeaderNames(toc, names), meta, limits);
+  const headerNames = encodeHeaderNames(names);
   const record: LayerRecord = {
     version: 1,
     format: meta.format,
@@ -73,6 +75,7 @@ export function openedFromToc(json: Buffer, meta: EStargzMeta, limits: Limits = 
     ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
     params: { tocOffset: meta.tocOffset, footerSize: meta.footerSize },
     payload: json.toString('base64'),
+    ...(headerNames !== undefined ? { headerNames } : {}),
   };
   return { index, record };
 }

@@ -172,7 +172,7 @@ function checkSharedMembers(parts: readonly Part[], bctx: ErrorContext): void {
 }
 
 /** Most bytes of tar header (512-byte blocks, PAX records for long names and xattrs, padding) an entry can take. */
-function headerAllowance(e: TocEntry): number {
+export function headerAllowance(e: TocEntry): number {
   // ustar block + PAX block + padding of the previous payload (≤ 511) + PAX records (times, ids,
   // names at ≤ 3 UTF-8 bytes per UTF-16 unit, possibly written twice) + xattr records.
   let n = 2048 + 4 * (e.name.length + (e.linkName?.length ?? 0));

@@ -11,9 +11,11 @@ import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { FormatError } from '../errors.js';
 import type { OpenLayerOptions, OpenedLayer } from '../layer-reader.js';
-import { layoutProblem, openedFromToc, type EStargzFormat, type EStargzLayout } from './build-index.js';
+import { layoutProblem, openedFromToc, payloadEndOf, type EStargzFormat, type EStargzLayout } from './build-index.js';
+import { readHeaderNames } from './header-names.js';
 import { LEGACY_FOOTER_SIZE, parseEStargzFooter, parseLegacyFooter, type GzipFooter } from './footer.js';
 import { expectedTocDigest, extractTocFromGzipMember, verifyTocBytes } from './toc-member.js';
+import { parseToc } from './toc.js';
 
 /** How much of the tail to fetch in the first read: footer plus, usually, the whole TOC. */
 export const TAIL_READ_BYTES = 512 * 1024;
@@ -79,8 +81,12 @@ export async function openEStargz(blob: RandomAccessBlob, options: OpenLayerOpti
   return openVerifiedToc(json, expected, layout, blob, blobDigest, options, limits, mctx);
 }
 
-/** The step both readers end with: the TOC bytes must hash to the pinned digest before anything is parsed. */
-export function openVerifiedToc(
+/**
+ * The step both readers end with: the TOC bytes must hash to the pinned digest before anything is
+ * parsed; then the tar headers of TOC names a Go writer mangled are read from the blob (none for
+ * most layers: header-names.ts).
+ */
+export async function openVerifiedToc(
   json: Buffer,
   expected: Digest | undefined,
   layout: EStargzLayout,
@@ -89,10 +95,15 @@ export function openVerifiedToc(
   options: OpenLayerOptions,
   limits: Limits,
   ctx: ErrorContext,
-): OpenedLayer {
+): Promise<OpenedLayer> {
   const tocDigest = verifyTocBytes(json, expected, ctx);
+  const toc = parseToc(json, { blob: blob.name }, limits.maxEntries);
+  const compression = layout.format === 'estargz-zstd' ? 'zstd' : 'gzip';
+  const names = await readHeaderNames(blob, toc, { compression, payloadEnd: payloadEndOf(layout) }, limits, { blob: blob.name }, options.signal);
   return openedFromToc(
     json,
+    toc,
+    names,
     {
       ...layout,
       tocDigest,

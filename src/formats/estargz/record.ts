@@ -10,8 +10,10 @@ import { FormatError } from '../errors.js';
 import type { LayerRecord } from '../layer-reader.js';
 import type { LayerIndex } from '../model.js';
 import { indexFromToc, layoutProblem, type EStargzFormat } from './build-index.js';
+import { applyHeaderNames, decodeHeaderNames } from './header-names.js';
 import { ESTARGZ_FOOTER_SIZE, LEGACY_FOOTER_SIZE, ZSTD_FOOTER_SIZE } from './footer.js';
 import { verifyTocBytes } from './toc-member.js';
+import { parseToc } from './toc.js';
 
 const FOOTER_SIZES: Readonly<Record<EStargzFormat, number>> = {
   estargz: ESTARGZ_FOOTER_SIZE,
@@ -45,5 +47,7 @@ export function loadEStargzRecord(record: LayerRecord, limits: Limits = DEFAULT_
   const json = Buffer.from(record.payload, 'base64');
   const tocDigest = verifyTocBytes(json, record.tocDigest as Digest, ctx);
   const blobDigest = record.blobDigest !== undefined && isDigest(record.blobDigest) ? record.blobDigest : undefined;
-  return indexFromToc(json, { ...layout, tocDigest, blobName, ...(blobDigest !== undefined ? { blobDigest } : {}) }, limits);
+  const toc = parseToc(json, ctx, limits.maxEntries);
+  const names = decodeHeaderNames(record.headerNames, toc, ctx);
+  return indexFromToc(applyHeaderNames(toc, names), { ...layout, tocDigest, blobName, ...(blobDigest !== undefined ? { blobDigest } : {}) }, limits);
 }

@@ -20,14 +20,13 @@
  * 1 GiB + 128 × the blob size (gzip/zstd of ordinary file trees stays far below 10×; the allowance
  * covers zero-filled images). Past it the pass stops with DECOMPRESS_LIMIT.
  */
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { RandomAccessBlob } from '../../core/blob.js';
 import { digestAlgorithm, DigestHasher, sha256Of, type Digest } from '../../core/digest.js';
 import { LazyAlsError, type ErrorContext } from '../../core/errors.js';
-import { DEFAULT_LIMITS } from '../../core/limits.js';
-import { createDecompressor, ZstdStreamDecoder } from '../decompress.js';
+import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { compressionOfFormat } from '../detect.js';
 import { FormatError } from '../errors.js';
+import { decodeWholeBlob, readWholeBlob } from '../whole-blob.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
@@ -35,9 +34,6 @@ import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLA
 import { TarScanner, type ScannedEntry } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
 
-const READ_BYTES = 4 * 1024 * 1024;
-/** Uncompressed bytes processed between two turns of the event loop (zstd decodes synchronously). */
-const YIELD_BYTES = 8 * 1024 * 1024;
 const GiB = 1024 * 1024 * 1024;
 
 export interface PlainLayerOptions extends OpenLayerOptions {
@@ -72,195 +68,206 @@ export function plainFormatOf(head: Buffer, options: OpenLayerOptions): LayerFor
 }
 
 export async function openPlainLayer(blob: RandomAccessBlob, options: PlainLayerOptions = {}): Promise<OpenedLayer> {
-  const limits = options.limits ?? DEFAULT_LIMITS;
-  const signal = options.signal;
   const desc = options.descriptor;
-  const bctx: ErrorContext = { blob: desc?.digest ?? blob.name };
   if (desc?.size !== undefined && desc.size !== blob.size) {
-    throw new FormatError('BLOB_DIGEST_MISMATCH', `blob is ${blob.size} bytes, descriptor says ${desc.size}`, bctx);
+    throw new FormatError('BLOB_DIGEST_MISMATCH', `blob is ${blob.size} bytes, descriptor says ${desc.size}`, { blob: desc.digest ?? blob.name });
   }
-  const format = plainFormatOf(blob.size >= 4 ? await blob.read(0, 4, signal) : Buffer.alloc(0), options);
-  const compression: Compression = format === 'tar+gzip' ? 'gzip' : format === 'tar+zstd' ? 'zstd' : 'none';
-  const maxOut = options.maxUncompressedBytes ?? defaultMaxUncompressed(blob.size);
+  const format = plainFormatOf(blob.size >= 4 ? await blob.read(0, 4, options.signal) : Buffer.alloc(0), options);
+  const pass = new PlainPass(blob, format, options);
+  await pass.run();
+  return pass.finish();
+}
 
-  const blobHasher = desc?.digest !== undefined ? DigestHasher.for(desc.digest) : new DigestHasher();
-  const diffHasher = options.diffId !== undefined ? DigestHasher.for(options.diffId) : new DigestHasher();
-  // An uncompressed blob IS the tar: hash it once when both digests use the same algorithm.
-  const sameHash =
-    compression === 'none' &&
-    (desc?.digest !== undefined ? digestAlgorithm(desc.digest) : 'sha256') ===
-      (options.diffId !== undefined ? digestAlgorithm(options.diffId) : 'sha256');
-  const scanner = new TarScanner(limits, blob.name);
-  const raw: RawEntry[] = [];
-  const dataOffsets: number[] = [];
-  let out = 0;
-  let cur: OpenFile | undefined;
-  let hashedIn = 0;
+/** Hashes of one pass: the blob's, and the tar's (diffID) unless the blob is the tar and both use one algorithm. */
+class PassHashes {
+  readonly blob: DigestHasher;
+  readonly diff: DigestHasher;
+  /** An uncompressed blob IS the tar: hash it once when both digests use the same algorithm. */
+  readonly same: boolean;
+  /** Blob bytes hashed so far (a failed pass hashes the rest to name a corrupt blob precisely). */
+  blobBytes = 0;
 
-  const emitPiece = async (f: OpenFile, data: Buffer): Promise<void> => {
-    const chunk: ChunkRef = {
-      digest: sha256Of(data),
-      fileOffset: f.fileOffset,
-      size: data.length,
-      span: plainSpan(compression, blob.size, f.dataOffset + f.fileOffset, data.length),
-    };
-    f.raw.chunks.push(chunk);
-    f.hasher?.update(data);
-    f.fileOffset += data.length;
-    f.fill = 0;
-    f.piece = undefined;
-    if (options.onPlainChunk) await options.onPlainChunk(chunk, data, f.path);
-    if (f.fileOffset === f.raw.size) {
-      f.raw.digest = f.hasher ? f.hasher.digest() : chunk.digest;
-      cur = undefined;
+  constructor(compression: Compression, blobDigest: Digest | undefined, diffId: Digest | undefined) {
+    this.blob = blobDigest !== undefined ? DigestHasher.for(blobDigest) : new DigestHasher();
+    this.diff = diffId !== undefined ? DigestHasher.for(diffId) : new DigestHasher();
+    const algorithm = (d: Digest | undefined): string => (d !== undefined ? digestAlgorithm(d) : 'sha256');
+    this.same = compression === 'none' && algorithm(blobDigest) === algorithm(diffId);
+  }
+}
+
+/** The one sequential pass over a plain blob: read → hash → decompress → scan tar → cut files into pieces. */
+class PlainPass {
+  readonly #blob: RandomAccessBlob;
+  readonly #format: LayerFormat;
+  readonly #compression: Compression;
+  readonly #options: PlainLayerOptions;
+  readonly #limits: Limits;
+  readonly #ctx: ErrorContext;
+  readonly #maxOut: number;
+  readonly #hashes: PassHashes;
+  readonly #scanner: TarScanner;
+  readonly #raw: RawEntry[] = [];
+  readonly #dataOffsets: number[] = [];
+  /** Uncompressed (tar) bytes seen. */
+  #out = 0;
+  /** The regular file whose content the scanner is emitting. */
+  #cur: OpenFile | undefined;
+
+  constructor(blob: RandomAccessBlob, format: LayerFormat, options: PlainLayerOptions) {
+    this.#blob = blob;
+    this.#format = format;
+    this.#compression = compressionOfFormat(format);
+    this.#options = options;
+    this.#limits = options.limits ?? DEFAULT_LIMITS;
+    this.#ctx = { blob: options.descriptor?.digest ?? blob.name };
+    this.#maxOut = options.maxUncompressedBytes ?? defaultMaxUncompressed(blob.size);
+    this.#hashes = new PassHashes(this.#compression, options.descriptor?.digest, options.diffId);
+    this.#scanner = new TarScanner(this.#limits, blob.name);
+  }
+
+  async run(): Promise<void> {
+    try {
+      await decodeWholeBlob(this.#compression, this.#reads(), (b) => this.#consume(b));
+      this.#scanner.finish();
+    } catch (e) {
+      throw await this.#explain(e);
     }
-  };
+    if (this.#cur) throw new FormatError('TAR_INVALID', 'archive ends inside a file', { ...this.#ctx, entry: this.#cur.path });
+  }
 
-  const onEntry = (e: ScannedEntry): void => {
-    const path = normalizeEntryPath(e.name, limits, blob.name);
+  /** Digest checks, then the index and the record; only reached after the last byte. */
+  finish(): OpenedLayer {
+    const { descriptor: desc, diffId: wantDiffId } = this.#options;
+    const blob = this.#blob;
+    const blobDigest = this.#hashes.blob.digest();
+    if (desc?.digest !== undefined && blobDigest !== desc.digest) {
+      throw new FormatError('BLOB_DIGEST_MISMATCH', `blob hashes to ${blobDigest}, expected ${desc.digest}`, this.#ctx);
+    }
+    const diffId: Digest = this.#hashes.same ? blobDigest : this.#hashes.diff.digest();
+    if (wantDiffId !== undefined && diffId !== wantDiffId) {
+      throw new FormatError('DIFFID_MISMATCH', `uncompressed layer hashes to ${diffId}, expected diffID ${wantDiffId}`, this.#ctx);
+    }
+    const format = this.#format;
+    const compression = this.#compression;
+    const index = buildLayerIndex(
+      this.#raw,
+      { format, compression, blobSize: blob.size, blobDigest, diffId, uncompressedSize: this.#out, blobName: blob.name },
+      { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(this.#limits, blob.size) },
+    );
+    const record: LayerRecord = {
+      version: 1,
+      format,
+      blobSize: blob.size,
+      blobDigest,
+      diffId,
+      uncompressedSize: this.#out,
+      params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
+      payload: encodePlainPayload(this.#raw, this.#dataOffsets),
+    };
+    return { index, record };
+  }
+
+  /** The blob's reads, each hashed into the blob digest on its way to the decoder. */
+  async *#reads(): AsyncGenerator<Buffer> {
+    for await (const b of readWholeBlob(this.#blob, { signal: this.#options.signal, context: this.#ctx })) {
+      this.#hashes.blob.update(b);
+      this.#hashes.blobBytes += b.length;
+      yield b;
+    }
+  }
+
+  /** A pass that failed: a corrupt blob usually fails decoding first; when we know its digest, say so precisely. */
+  async #explain(e: unknown): Promise<unknown> {
+    this.#options.signal?.throwIfAborted();
+    const expected = this.#options.descriptor?.digest;
+    if (expected !== undefined && !(e instanceof LazyAlsError && e.code === 'BLOB_RANGE')) {
+      const actual = await finishHash(this.#blob, this.#hashes.blob, this.#hashes.blobBytes, this.#options.signal).catch(() => undefined);
+      if (actual !== undefined && actual !== expected) {
+        return new FormatError('BLOB_DIGEST_MISMATCH', `blob hashes to ${actual}, expected ${expected}`, this.#ctx, { cause: e });
+      }
+    }
+    if (e instanceof LazyAlsError) return e;
+    const message = `corrupt ${this.#compression} data: ${(e as Error).message ?? String(e)}`;
+    return new FormatError('DECOMPRESS_FAILED', message, this.#ctx, { cause: e });
+  }
+
+  /** One buffer of the tar stream: bomb guard, diffID hash, then the scanner's entries and file data. */
+  async #consume(b: Buffer): Promise<void> {
+    this.#out += b.length;
+    if (this.#out > this.#maxOut) {
+      throw new FormatError('DECOMPRESS_LIMIT', `uncompressed layer exceeds ${this.#maxOut} bytes (bomb guard)`, this.#ctx);
+    }
+    if (!this.#hashes.same) this.#hashes.diff.update(b);
+    for (const ev of this.#scanner.push(b)) {
+      if (ev.kind === 'entry') this.#onEntry(ev.entry);
+      else if (ev.kind === 'data') await this.#cutPieces(ev.data);
+    }
+  }
+
+  #onEntry(e: ScannedEntry): void {
+    const path = normalizeEntryPath(e.name, this.#limits, this.#blob.name);
     const r: OpenFile['raw'] = {
       name: e.name, type: e.type, mode: e.mode, uid: e.uid, gid: e.gid, size: e.size,
       mtimeSec: e.mtimeSec, mtimeNsec: e.mtimeNsec, devMajor: e.devMajor, devMinor: e.devMinor,
       xattrs: e.xattrs, chunks: [],
       ...(e.linkName !== undefined ? { linkName: e.linkName } : {}),
     };
-    raw.push(r);
-    dataOffsets.push(e.dataOffset);
+    this.#raw.push(r);
+    this.#dataOffsets.push(e.dataOffset);
     if (e.type === 'reg' && e.size > 0) {
-      cur = {
+      this.#cur = {
         raw: r, path, dataOffset: e.dataOffset,
         hasher: e.size > PLAIN_CHUNK_BYTES ? new DigestHasher() : undefined,
         piece: undefined, fill: 0, fileOffset: 0,
       };
     }
-  };
+  }
 
-  const consume = async (b: Buffer): Promise<void> => {
-    out += b.length;
-    if (out > maxOut) {
-      throw new FormatError('DECOMPRESS_LIMIT', `uncompressed layer exceeds ${maxOut} bytes (bomb guard)`, bctx);
-    }
-    if (!sameHash) diffHasher.update(b);
-    for (const ev of scanner.push(b)) {
-      if (ev.kind === 'entry') onEntry(ev.entry);
-      else if (ev.kind === 'data') {
-        // Pieces are handed out as sub-arrays of the pushed buffer when they lie within it (every
-        // buffer pushed here is freshly allocated by the read or the decoder and never reused), and
-        // assembled in a buffer of their own only when they straddle two pushes.
-        const d = ev.data;
-        let p = 0;
-        while (p < d.length) {
-          const f = cur!;
-          const want = Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset);
-          if (f.fill === 0 && d.length - p >= want) {
-            await emitPiece(f, d.subarray(p, p + want));
-            p += want;
-            continue;
-          }
-          f.piece ??= Buffer.allocUnsafe(want);
-          const n = Math.min(d.length - p, want - f.fill);
-          d.copy(f.piece, f.fill, p, p + n);
-          f.fill += n;
-          p += n;
-          if (f.fill === want) await emitPiece(f, f.piece);
-        }
+  /**
+   * Pieces are handed out as sub-arrays of the pushed buffer when they lie within it (every buffer
+   * pushed here is freshly allocated by the read or the decoder and never reused), and assembled in a
+   * buffer of their own only when they straddle two pushes.
+   */
+  async #cutPieces(d: Buffer): Promise<void> {
+    let p = 0;
+    while (p < d.length) {
+      const f = this.#cur!;
+      const want = Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset);
+      if (f.fill === 0 && d.length - p >= want) {
+        await this.#emitPiece(f, d.subarray(p, p + want));
+        p += want;
+        continue;
       }
-    }
-  };
-
-  async function* pieces(): AsyncGenerator<Buffer> {
-    let next: Promise<Buffer> | undefined = blob.size > 0 ? blob.read(0, Math.min(READ_BYTES, blob.size), signal) : undefined;
-    let pos = 0;
-    while (next) {
-      const b = await next;
-      const np = pos + b.length;
-      next = np < blob.size ? blob.read(np, Math.min(READ_BYTES, blob.size - np), signal) : undefined;
-      next?.catch(() => undefined); // observed when awaited; avoid an unhandled rejection if we stop early
-      blobHasher.update(b);
-      hashedIn = pos = np;
-      yield b;
+      f.piece ??= Buffer.allocUnsafe(want);
+      const n = Math.min(d.length - p, want - f.fill);
+      d.copy(f.piece, f.fill, p, p + n);
+      f.fill += n;
+      p += n;
+      if (f.fill === want) await this.#emitPiece(f, f.piece);
     }
   }
 
-  // pipeline() may reject with the AbortError of a stream it destroyed rather than with the error
-  // our consumer threw; keep the consumer's own error, it is the meaningful one.
-  let consumerError: unknown;
-  try {
-    if (compression === 'none') {
-      for await (const b of pieces()) await consume(b);
-    } else if (compression === 'zstd') {
-      // Decoded synchronously in ≤ 1 MiB windows between the (asynchronous) reads; no stream
-      // machinery, whose buffering would concatenate (copy) the windows again.
-      const dec = new ZstdStreamDecoder();
-      let sinceYield = 0;
-      for await (const b of pieces()) {
-        for (const w of dec.decode(b)) {
-          await consume(w);
-          sinceYield += w.length;
-          if (sinceYield >= YIELD_BYTES) {
-            sinceYield = 0;
-            await new Promise<void>((r) => setImmediate(r)); // let other I/O in
-          }
-        }
-      }
-      dec.finish();
-    } else {
-      await pipeline(Readable.from(pieces(), { objectMode: false, highWaterMark: 1 }), createDecompressor(compression), async (src: AsyncIterable<Buffer>) => {
-        try {
-          for await (const b of src) await consume(b);
-        } catch (e) {
-          consumerError ??= e;
-          throw e;
-        }
-      });
+  async #emitPiece(f: OpenFile, data: Buffer): Promise<void> {
+    const chunk: ChunkRef = {
+      digest: sha256Of(data),
+      fileOffset: f.fileOffset,
+      size: data.length,
+      span: plainSpan(this.#compression, this.#blob.size, f.dataOffset + f.fileOffset, data.length),
+    };
+    f.raw.chunks.push(chunk);
+    f.hasher?.update(data);
+    f.fileOffset += data.length;
+    f.fill = 0;
+    f.piece = undefined;
+    if (this.#options.onPlainChunk) await this.#options.onPlainChunk(chunk, data, f.path);
+    if (f.fileOffset === f.raw.size) {
+      f.raw.digest = f.hasher ? f.hasher.digest() : chunk.digest;
+      this.#cur = undefined;
     }
-    scanner.finish();
-  } catch (e0) {
-    const e = consumerError ?? e0;
-    signal?.throwIfAborted();
-    // A corrupt blob usually fails decoding first; when we know its digest, say so precisely.
-    if (desc?.digest !== undefined && !(e instanceof LazyAlsError && e.code === 'BLOB_RANGE')) {
-      const actual = await finishHash(blob, blobHasher, hashedIn, signal).catch(() => undefined);
-      if (actual !== undefined && actual !== desc.digest) {
-        throw new FormatError('BLOB_DIGEST_MISMATCH', `blob hashes to ${actual}, expected ${desc.digest}`, bctx, { cause: e });
-      }
-    }
-    if (e instanceof LazyAlsError) throw e;
-    throw new FormatError('DECOMPRESS_FAILED', `corrupt ${compression} data: ${(e as Error).message ?? String(e)}`, bctx, { cause: e });
   }
-  if (cur) throw new FormatError('TAR_INVALID', 'archive ends inside a file', { ...bctx, entry: cur.path });
-
-  const blobDigest = blobHasher.digest();
-  if (desc?.digest !== undefined && blobDigest !== desc.digest) {
-    throw new FormatError('BLOB_DIGEST_MISMATCH', `blob hashes to ${blobDigest}, expected ${desc.digest}`, bctx);
-  }
-  const diffId: Digest = sameHash ? blobDigest : diffHasher.digest();
-  if (options.diffId !== undefined && diffId !== options.diffId) {
-    throw new FormatError('DIFFID_MISMATCH', `uncompressed layer hashes to ${diffId}, expected diffID ${options.diffId}`, bctx);
-  }
-  const index = buildLayerIndex(
-    raw,
-    { format, compression, blobSize: blob.size, blobDigest, diffId, uncompressedSize: out, blobName: blob.name },
-    { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(limits, blob.size) },
-  );
-  const record: LayerRecord = {
-    version: 1,
-    format,
-    blobSize: blob.size,
-    blobDigest,
-    diffId,
-    uncompressedSize: out,
-    params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
-    payload: encodePlainPayload(raw, dataOffsets),
-  };
-  return { index, record };
 }
 
 async function finishHash(blob: RandomAccessBlob, h: DigestHasher, from: number, signal?: AbortSignal): Promise<Digest> {
-  for (let pos = from; pos < blob.size; ) {
-    const b = await blob.read(pos, Math.min(READ_BYTES, blob.size - pos), signal);
-    h.update(b);
-    pos += b.length;
-  }
+  for await (const b of readWholeBlob(blob, { signal, from })) h.update(b);
   return h.digest();
 }

@@ -14,9 +14,10 @@
  */
 import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
-import { byteStringFromText, byteStringOf, displayName, goJsonMangle } from '../byte-string.js';
+import { byteStringFromText, byteStringOf, displayName } from '../byte-string.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
+import { bindEntry } from '../toc-binding.js';
 import { TarScanner, type ScannedEntry } from '../tar/tar-scanner.js';
 import { decodeBase64Strict, type TocEntry } from './manifest.js';
 
@@ -137,54 +138,14 @@ export function bindTocToTar(ts: TarSplitSummary, toc: readonly TocEntry[], ctx:
       continue;
     }
     const h = ts.entries[i++];
-    const ectx = { ...ctx, entry: displayName(e.name) };
-    const bad = (what: string, toc: unknown, tar: unknown): never => {
-      throw new FormatError('FORMAT_CONFLICT', `TOC and tar header disagree on ${what}: ${String(toc)} (TOC) ≠ ${String(tar)} (tar)`, ectx);
-    };
-    if (!h) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', ectx);
-    const name = sameName(e.name, h.name, true);
-    if (name === undefined) bad('the name', JSON.stringify(displayName(e.name)), JSON.stringify(displayName(h.name)));
-    if (e.type !== h.type) bad('the type', e.type, h.type);
-    if ((e.mode & 0o7777) !== (h.mode & 0o7777)) bad('the mode', (e.mode & 0o7777).toString(8), (h.mode & 0o7777).toString(8));
-    if (e.uid !== h.uid) bad('the uid', e.uid, h.uid);
-    if (e.gid !== h.gid) bad('the gid', e.gid, h.gid);
-    if (e.type === 'reg' && e.size !== h.size) bad('the size', e.size, h.size);
-    if (e.mtimeSec !== h.mtimeSec || e.mtimeNsec !== h.mtimeNsec) bad('the mtime', `${e.mtimeSec}.${e.mtimeNsec}`, `${h.mtimeSec}.${h.mtimeNsec}`);
-    let linkName: ByteString | undefined;
-    if (e.type === 'symlink' || e.type === 'hardlink') {
-      linkName = sameName(e.linkName ?? ('' as ByteString), h.linkName ?? ('' as ByteString), e.type === 'hardlink');
-      if (linkName === undefined) bad('the link target', JSON.stringify(displayName(e.linkName ?? '' as ByteString)), JSON.stringify(displayName(h.linkName ?? '' as ByteString)));
-    }
-    if ((e.type === 'char' || e.type === 'block') && (e.devMajor !== h.devMajor || e.devMinor !== h.devMinor)) {
-      bad('the device numbers', `${e.devMajor},${e.devMinor}`, `${h.devMajor},${h.devMinor}`);
-    }
-    if (e.xattrs.size !== h.xattrs.size) bad('the xattrs', [...e.xattrs.keys()].join(','), [...h.xattrs.keys()].join(','));
-    for (const [k, v] of e.xattrs) {
-      const t = h.xattrs.get(k);
-      if (!t || !t.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
-    }
-    fileName = e.type === 'reg' ? name! : undefined;
+    if (!h) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry the tar-split does not have', { ...ctx, entry: displayName(e.name) });
+    const { name, linkName } = bindEntry(e, h, ctx);
+    fileName = e.type === 'reg' ? name : undefined;
     const fixed = name !== e.name || (linkName !== undefined && linkName !== e.linkName);
-    out.push(fixed ? { ...e, name: name!, ...(linkName !== undefined ? { linkName } : {}) } : e);
+    out.push(fixed ? { ...e, name, ...(linkName !== undefined ? { linkName } : {}) } : e);
   }
   if (i !== ts.entries.length) {
     throw new FormatError('FORMAT_CONFLICT', 'tar-split has an entry the TOC does not list', { ...ctx, entry: displayName(ts.entries[i]!.name) });
   }
   return out;
-}
-
-/**
- * The name to serve when the TOC says `toc` and the tar header says `tar`: the tar's bytes when they
- * are the same name (as paths when `asPath`: "./a/" = "a") or the TOC holds Go's U+FFFD mangling
- * of them; undefined when they differ.
- */
-function sameName(toc: ByteString, tar: ByteString, asPath: boolean): ByteString | undefined {
-  if (toc === tar) return tar;
-  // Only the spelling is compared here ("./a/" = "a"); limits are the index builder's job, and the
-  // TOC's mangled form of a legal 255-byte name may itself be up to 765 bytes long.
-  const norm = (n: ByteString): ByteString => (asPath ? (n.split('/').filter((p) => p !== '' && p !== '.').join('/') as ByteString) : n);
-  const t = norm(toc);
-  const h = norm(tar);
-  if (t === h || t === goJsonMangle(h)) return tar;
-  return undefined;
 }

@@ -33,11 +33,19 @@ export async function readCapped(body: BodyStream, cap: number, what: string, ct
 }
 
 /**
- * Read exactly `length` bytes (a Range response) into `into` (of that length) or a new buffer;
- * short → retryable BODY_TRUNCATED, long → error.
+ * A buffer for a response body in shared memory: the decode worker threads read the spans in it
+ * without a copy (a SharedArrayBuffer crosses postMessage by reference).
+ */
+export function sharedBuffer(length: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(length));
+}
+
+/**
+ * Read exactly `length` bytes (a Range response) into `into` (of that length) or a new buffer
+ * (shared memory, see sharedBuffer); short → retryable BODY_TRUNCATED, long → error.
  */
 export async function readExact(body: BodyStream, length: number, what: string, ctx: SourceErrorContext, into?: Buffer): Promise<Buffer> {
-  const out = into ?? Buffer.allocUnsafe(length);
+  const out = into ?? sharedBuffer(length);
   let n = 0;
   try {
     for await (const c of body) {

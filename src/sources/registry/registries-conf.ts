@@ -123,12 +123,28 @@ async function readOptional(path: string): Promise<string | undefined> {
 }
 
 /**
- * Load `path` (default $CONTAINERS_REGISTRIES_CONF or /etc/containers/registries.conf) and the
+ * The file containers/image reads: $CONTAINERS_REGISTRIES_CONF, else for a non-root user
+ * $HOME/.config/containers/registries.conf when it exists (containers-registries.conf(5)), else
+ * /etc/containers/registries.conf.
+ */
+async function defaultRegistriesConf(env: NodeJS.ProcessEnv, uid: number): Promise<string> {
+  const given = env['CONTAINERS_REGISTRIES_CONF'];
+  if (given) return given;
+  const home = env['HOME'];
+  if (uid !== 0 && home) {
+    const user = join(home, '.config', 'containers', 'registries.conf');
+    if ((await readOptional(user)) !== undefined) return user;
+  }
+  return DEFAULT_REGISTRIES_CONF;
+}
+
+/**
+ * Load `path` (default: the file containers/image reads, see defaultRegistriesConf) and the
  * drop-ins in `dropInDir` (default `<path>.d`). A missing file is an empty configuration.
  */
 export async function loadRegistriesConf(opts: { path?: string; dropInDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RegistriesConf> {
   const env = opts.env ?? process.env;
-  const path = opts.path ?? env['CONTAINERS_REGISTRIES_CONF'] ?? DEFAULT_REGISTRIES_CONF;
+  const path = opts.path ?? (await defaultRegistriesConf(env, process.getuid?.() ?? 0));
   const dir = opts.dropInDir ?? `${path}.d`;
   const files: string[] = [];
   const byPrefix = new Map<string, RegistryConfig>();

@@ -17,7 +17,7 @@ import type { Digest } from '../../core/digest.js';
 import type { Logger } from '../../core/log.js';
 import { SourceError, type SourceErrorContext } from '../errors.js';
 import { withRetry, type RetryPolicy } from './backoff.js';
-import { discard, readCapped, readExact, transportError } from './body.js';
+import { discard, readCapped, readExact, sharedBuffer, transportError } from './body.js';
 import { header, redactUrl, type HttpClient, type HttpResponse } from './http-client.js';
 import { boundaryOf, parseMultipartByteranges } from './multipart.js';
 import { RangeFill } from './range-fill.js';
@@ -117,7 +117,7 @@ export class RegistryBlob implements RandomAccessBlob {
 
   /** One large range as parallel sub-range requests, each written into its place in one buffer. */
   async #fetchSplit(t: MergedRange, signal?: AbortSignal): Promise<Buffer> {
-    const out = Buffer.allocUnsafe(t.length);
+    const out = sharedBuffer(t.length);
     const n = Math.max(1, Math.min(Math.max(1, this.#opts.maxParallel), Math.floor(t.length / this.#opts.splitBytes)));
     const piece = Math.ceil(t.length / n);
     const subs: MergedRange[] = [];

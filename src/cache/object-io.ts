@@ -1,0 +1,287 @@
+/**
+ * The object store's per-object file work — write a verified chunk (temp file, rename into place)
+ * and read + re-hash a stored one — done for many objects per call, in worker threads with plain
+ * synchronous syscalls. On the event loop each object cost six promise-wrapped filesystem calls
+ * (stat, open, write, close, mkdir, rename), each a trip through libuv's pool: a 64 MiB file of
+ * 64 KiB chunks spent a quarter of the daemon's main thread there. Here the main thread sends one
+ * message per batch; the bytes travel without a copy when they are in shared memory (the decode
+ * workers produce chunks there), and stored objects come back in shared memory too.
+ *
+ * Semantics are the object store's (see object-store.ts): a write never overwrites a present object
+ * (reported 'present', so eviction counts bytes once), a failed write removes its temp file and
+ * reports the errno code; a read hashes the whole file and reports a mismatch (the store deletes and
+ * warns). When workers cannot start (running from TypeScript sources under a test runner) the same
+ * operations run in process with node:fs/promises.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { DigestHasher, type Digest } from '../core/digest.js';
+
+/** An errno-carrying failure as it crosses the thread boundary. */
+export interface IoFailure {
+  readonly code: string;
+  readonly message: string;
+}
+
+export type PutOutcome = 'stored' | 'present' | IoFailure;
+export type GetOutcome = { readonly ok: Buffer } | 'absent' | { readonly corrupt: string } | IoFailure;
+
+export interface PutItem {
+  readonly target: string;
+  readonly data: Uint8Array;
+}
+export interface GetItem {
+  readonly path: string;
+  readonly digest: Digest;
+}
+
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+const WORKER_FLAG = 'lazyAlsObjectIo';
+
+function failure(e: unknown): IoFailure {
+  const code = (e as { code?: unknown }).code;
+  return { code: typeof code === 'string' ? code : 'EIO', message: e instanceof Error ? e.message : String(e) };
+}
+
+function tempPath(tmpDir: string): string {
+  // the name pattern the store's startup sweep knows (writer's pid inside)
+  return join(tmpDir, `w-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
+}
+
+function putSync(tmpDir: string, fsync: boolean, target: string, data: Uint8Array): PutOutcome {
+  if (statSync(target, { throwIfNoEntry: false }) !== undefined) return 'present';
+  const tmp = tempPath(tmpDir);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx', FILE_MODE);
+    for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+    if (fsync) fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    try {
+      renameSync(tmp, target);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') throw e;
+      mkdirSync(dirname(target), { recursive: true, mode: DIR_MODE }); // first object of its shard
+      renameSync(tmp, target);
+    }
+    return 'stored';
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* never created */
+    }
+    return failure(e);
+  }
+}
+
+function getSync(path: string, digest: Digest): GetOutcome | { ok: SharedArrayBuffer } {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (e) {
+    return (e as { code?: string }).code === 'ENOENT' ? 'absent' : failure(e);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const sab = new SharedArrayBuffer(size);
+    const buf = Buffer.from(sab);
+    let n = 0;
+    while (n < size) {
+      const r = readSync(fd, buf, n, size - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    const actual = DigestHasher.for(digest).update(buf.subarray(0, n)).digest();
+    return actual === digest ? { ok: sab } : { corrupt: actual };
+  } catch (e) {
+    return failure(e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function putAsync(tmpDir: string, fsync: boolean, target: string, data: Uint8Array): Promise<PutOutcome> {
+  if (await stat(target).then(() => true, () => false)) return 'present';
+  const tmp = tempPath(tmpDir);
+  try {
+    const fh = await open(tmp, 'wx', FILE_MODE);
+    try {
+      for (let done = 0; done < data.length; ) done += (await fh.write(data, done, data.length - done)).bytesWritten;
+      if (fsync) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await mkdir(dirname(target), { recursive: true, mode: DIR_MODE });
+    await rename(tmp, target);
+    return 'stored';
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    return failure(e);
+  }
+}
+
+async function getAsync(path: string, digest: Digest): Promise<GetOutcome> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    return (e as { code?: string }).code === 'ENOENT' ? 'absent' : failure(e);
+  }
+  try {
+    const data = await fh.readFile();
+    const actual = DigestHasher.for(digest).update(data).digest();
+    return actual === digest ? { ok: data } : { corrupt: actual };
+  } catch (e) {
+    return failure(e);
+  } finally {
+    await fh.close();
+  }
+}
+
+type WireRequest =
+  | { readonly id: number; readonly op: 'put'; readonly tmpDir: string; readonly fsync: boolean; readonly items: ReadonlyArray<{ target: string; sab: SharedArrayBuffer; at: number; length: number }> }
+  | { readonly id: number; readonly op: 'get'; readonly items: readonly GetItem[] };
+type WireReply = { readonly id: number; readonly results: ReadonlyArray<PutOutcome | GetOutcome | { ok: SharedArrayBuffer }> } | { readonly id: number; readonly crash: string };
+
+/** Bytes in shared memory (a copy only when they are not there already). */
+function shared(b: Uint8Array): { sab: SharedArrayBuffer; at: number; length: number } {
+  if (b.buffer instanceof SharedArrayBuffer) return { sab: b.buffer, at: b.byteOffset, length: b.byteLength };
+  const sab = new SharedArrayBuffer(b.byteLength);
+  new Uint8Array(sab).set(b);
+  return { sab, at: 0, length: b.byteLength };
+}
+
+export class ObjectIo {
+  readonly #tmpDir: string;
+  readonly #fsync: boolean;
+  readonly #workers: Array<{ w: Worker; load: number }> = [];
+  readonly #waiting = new Map<number, { resolve: (r: WireReply) => void; reject: (e: unknown) => void; slot: { w: Worker; load: number } }>();
+  readonly #size: number;
+  #nextId = 0;
+  #closed = false;
+
+  /** `threads` workers (0: in process). Started now, so the first cold read does not wait for them. */
+  constructor(o: { tmpDir: string; fsync: boolean; threads?: number }) {
+    this.#tmpDir = o.tmpDir;
+    this.#fsync = o.fsync;
+    this.#size = ObjectIo.available ? Math.max(0, o.threads ?? Math.min(2, availableParallelism())) : 0;
+    for (let i = 0; i < this.#size; i++) this.#spawn();
+  }
+
+  /** Whether workers can run (false when running from TypeScript sources). */
+  static get available(): boolean {
+    return import.meta.url.endsWith('.js');
+  }
+
+  get threads(): number {
+    return this.#workers.length;
+  }
+
+  #spawn(): void {
+    const slot = { w: new Worker(new URL(import.meta.url), { workerData: { [WORKER_FLAG]: true } }), load: 0 };
+    slot.w.unref();
+    slot.w.on('message', (r: WireReply) => {
+      const p = this.#waiting.get(r.id);
+      if (!p) return;
+      this.#waiting.delete(r.id);
+      if (--slot.load === 0) slot.w.unref();
+      if ('crash' in r) p.reject(new Error(r.crash));
+      else p.resolve(r);
+    });
+    const fail = (e: unknown): void => {
+      const i = this.#workers.indexOf(slot);
+      if (i >= 0) this.#workers.splice(i, 1);
+      for (const [id, p] of this.#waiting) {
+        if (p.slot !== slot) continue;
+        this.#waiting.delete(id);
+        p.reject(e);
+      }
+    };
+    slot.w.on('error', fail);
+    slot.w.on('exit', (code) => fail(new Error(`object io worker exited with code ${code}`)));
+    this.#workers.push(slot);
+  }
+
+  /** Split `n` items over the workers (contiguous runs, least loaded first). */
+  #slices(n: number): Array<{ slot: { w: Worker; load: number }; from: number; to: number }> {
+    if (!this.#closed) while (this.#workers.length < this.#size) this.#spawn();
+    const slots = [...this.#workers].sort((a, b) => a.load - b.load).slice(0, Math.max(1, Math.min(this.#workers.length, Math.ceil(n / 8))));
+    const per = Math.ceil(n / slots.length);
+    return slots.map((slot, k) => ({ slot, from: k * per, to: Math.min(n, (k + 1) * per) })).filter((s) => s.from < s.to);
+  }
+
+  #send(slot: { w: Worker; load: number }, req: WireRequest): Promise<WireReply> {
+    return new Promise<WireReply>((resolve, reject) => {
+      this.#waiting.set(req.id, { resolve, reject, slot });
+      if (slot.load++ === 0) slot.w.ref();
+      slot.w.postMessage(req);
+    });
+  }
+
+  async putMany(items: readonly PutItem[]): Promise<PutOutcome[]> {
+    if (this.#closed || this.#workers.length === 0 && this.#size === 0) {
+      return Promise.all(items.map((it) => putAsync(this.#tmpDir, this.#fsync, it.target, it.data)));
+    }
+    const out = new Array<PutOutcome>(items.length);
+    await Promise.all(
+      this.#slices(items.length).map(async ({ slot, from, to }) => {
+        const part = items.slice(from, to);
+        try {
+          const r = await this.#send(slot, { id: this.#nextId++, op: 'put', tmpDir: this.#tmpDir, fsync: this.#fsync, items: part.map((it) => ({ target: it.target, ...shared(it.data) })) });
+          if ('crash' in r) throw new Error(r.crash);
+          r.results.forEach((x, k) => (out[from + k] = x as PutOutcome));
+        } catch (e) {
+          for (let k = from; k < to; k++) out[k] = failure(e);
+        }
+      }),
+    );
+    return out;
+  }
+
+  async getMany(items: readonly GetItem[]): Promise<GetOutcome[]> {
+    if (this.#closed || this.#workers.length === 0 && this.#size === 0) return Promise.all(items.map((it) => getAsync(it.path, it.digest)));
+    const out = new Array<GetOutcome>(items.length);
+    await Promise.all(
+      this.#slices(items.length).map(async ({ slot, from, to }) => {
+        try {
+          const r = await this.#send(slot, { id: this.#nextId++, op: 'get', items: items.slice(from, to) });
+          if ('crash' in r) throw new Error(r.crash);
+          r.results.forEach((x, k) => {
+            out[from + k] = typeof x === 'object' && 'ok' in x ? { ok: Buffer.from(x.ok as SharedArrayBuffer) } : (x as GetOutcome);
+          });
+        } catch (e) {
+          for (let k = from; k < to; k++) out[k] = failure(e);
+        }
+      }),
+    );
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#workers.splice(0).map((s) => s.w.terminate()));
+  }
+}
+
+if (!isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] === true) {
+  const port = parentPort!;
+  port.on('message', (req: WireRequest) => {
+    try {
+      const results =
+        req.op === 'put'
+          ? req.items.map((it) => putSync(req.tmpDir, req.fsync, it.target, new Uint8Array(it.sab, it.at, it.length)))
+          : req.items.map((it) => getSync(it.path, it.digest));
+      port.postMessage({ id: req.id, results } satisfies WireReply);
+    } catch (e) {
+      port.postMessage({ id: req.id, crash: e instanceof Error ? e.message : String(e) } satisfies WireReply);
+    }
+  });
+}

@@ -18,12 +18,12 @@ void als_fdc_init(struct als_fdc *c) {
 }
 
 void als_fdc_destroy(struct als_fdc *c) {
+  pthread_mutex_lock(&c->mu); /* kept usable: a slot thread that outlived unmount may still forget tables */
   for (uint32_t i = 0; i < ALS_FDC_SLOTS; i++) {
     if (c->e[i].fd >= 0) close(c->e[i].fd);
-    c->e[i].fd = -1;
-    c->e[i].t = NULL;
+    c->e[i] = (struct als_fdc_entry){.t = NULL, .ci = 0, .fd = -1, .refs = 0, .dead = 0};
   }
-  pthread_mutex_destroy(&c->mu);
+  pthread_mutex_unlock(&c->mu);
 }
 
 int als_fdc_get(struct als_fdc *c, const struct lt_table *t, uint32_t ci, int *slot) {

@@ -8,7 +8,7 @@
  * $XDG_RUNTIME_DIR/lazy-als/control.sock. Exit 0 when the daemon accepted it (2xx).
  */
 import { request } from 'node:http';
-import { defaultsFor } from '../daemon/config.js';
+import { defaultPaths } from '../daemon/paths.js';
 import { parseHelperPayload, MAX_HELPER_PAYLOAD_BYTES } from '../sources/helper-payload.js';
 
 
@@ -54,7 +54,7 @@ export function postCredentials(socketPath: string, body: Buffer, timeoutMs: num
 
 export async function main(argv: string[], io: HelperIo): Promise<number> {
   const env = io.env ?? process.env;
-  const socket = argv[0] || env['LAZY_ALS_SOCKET'] || defaultsFor(env, process.getuid?.() ?? 0).socketPath;
+  const socket = argv[0] || env['LAZY_ALS_SOCKET'] || defaultPaths(env).socketPath;
   try {
     const body = await readAll(io.stdin, MAX_HELPER_PAYLOAD_BYTES);
     const entries = parseHelperPayload(body); // refuse garbage here, with a readable message

@@ -8,13 +8,19 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
-import { BACKENDS, defaultBackend, isBackendName, type BackendName } from '../fuse/mount-als.js';
+import { BACKENDS, isBackendName, type BackendName } from '../fuse/mount-als.js';
 import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
+import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.js';
+
+export { defaultConfigFile, isRootless, userPaths } from './paths.js';
 
 export interface FuseConfig {
-  /** native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding. */
-  readonly backend: BackendName;
+  /**
+   * native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding.
+   * undefined: $LAZY_ALS_BACKEND, else native where its addon is built, else fuse-native (logged).
+   */
+  readonly backend: BackendName | undefined;
   /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
   readonly lookupTimeoutMs: number;
   /** Deadline for reads: may fetch chunks from a registry. */
@@ -82,49 +88,12 @@ export interface MetricsAddress {
 
 export type LogFormat = 'auto' | 'text' | 'json';
 
-/** Whether this process works for rootless podman: a non-root user, or root of podman's user namespace (`podman unshare`). */
-export function isRootless(env: NodeJS.ProcessEnv, uid: number): boolean {
-  const podmanUid = env['_CONTAINERS_ROOTLESS_UID'];
-  return uid !== 0 || (podmanUid !== undefined && podmanUid !== '' && podmanUid !== '0');
-}
-
-/** Where a rootless store lives by default (XDG base directories; docs/rootless.md). */
-export interface UserPaths {
-  readonly configFile: string;
-  readonly stateDir: string;
-  readonly mountpoint: string;
-  readonly socketPath: string;
-}
-
-export function userPaths(env: NodeJS.ProcessEnv): UserPaths {
-  const home = env['HOME'] || '/';
-  const abs = (v: string | undefined, fallback: string): string => (v !== undefined && v.startsWith('/') ? v : fallback);
-  const data = abs(env['XDG_DATA_HOME'], `${home.replace(/\/$/, '')}/.local/share`);
-  const config = abs(env['XDG_CONFIG_HOME'], `${home.replace(/\/$/, '')}/.config`);
-  const stateDir = `${data}/lazy-als`;
-  const runtime = env['XDG_RUNTIME_DIR'];
-  return {
-    configFile: `${config}/lazy-als/config.toml`,
-    stateDir,
-    mountpoint: `${stateDir}/store`,
-    // Without a runtime dir (no login session) the socket stays in the private state dir.
-    socketPath: runtime !== undefined && runtime.startsWith('/') ? `${runtime}/lazy-als/control.sock` : `${stateDir}/control.sock`,
-  };
-}
-
-const SYSTEM_CONFIG_FILE = '/etc/lazy-als/config.toml';
-
-/** The config file read when none is given: /etc/lazy-als/config.toml, or $XDG_CONFIG_HOME/lazy-als/config.toml when rootless. */
-export function defaultConfigFile(env: NodeJS.ProcessEnv = process.env, uid = process.getuid?.() ?? 0): string {
-  return isRootless(env, uid) ? userPaths(env).configFile : SYSTEM_CONFIG_FILE;
-}
-
 export const DEFAULT_CONFIG_FILE = defaultConfigFile();
 
 const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
-  stateDir: '/var/lib/lazy-als',
-  mountpoint: '/var/lib/lazy-als/store',
-  socketPath: '/run/lazy-als/control.sock',
+  stateDir: SYSTEM_PATHS.stateDir,
+  mountpoint: SYSTEM_PATHS.mountpoint,
+  socketPath: SYSTEM_PATHS.socketPath,
   logLevel: 'warn',
   cacheSizeBytes: 10 * 1024 ** 3,
   registriesConf: undefined,
@@ -134,8 +103,8 @@ const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
   backgroundFetch: false,
   maxIndexEntries: DEFAULT_MAX_INDEX_ENTRIES,
   fuse: Object.freeze({
-    // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
-    backend: defaultBackend(),
+    // Chosen at mount (mount-als.ts defaultBackend): $LAZY_ALS_BACKEND, else native where built.
+    backend: undefined,
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
     opTimeoutMs: 30_000,

@@ -303,28 +303,10 @@ function freshDctx(): InstanceType<typeof zstdBinding.DCtx> {
   return sharedDctx;
 }
 
+/** The first `need` bytes: the one-range case of decodeZstdInto. */
 function decodeZstdPrefix(src: Uint8Array, need: number, context: ErrorContext): Buffer {
   const out = Buffer.allocUnsafe(need);
-  const dctx = freshDctx();
-  let outPos = 0;
-  let inPos = 0;
-  while (outPos < need) {
-    if (inPos >= src.length) {
-      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends after ${outPos} of ${need} bytes`, context);
-    }
-    let produced: number;
-    let consumed: number;
-    try {
-      [, produced, consumed] = dctx.decompressStream(out.subarray(outPos, Math.min(need, outPos + ZSTD_WINDOW)), src.subarray(inPos));
-    } catch (e) {
-      throw new FormatError('DECOMPRESS_FAILED', `corrupt zstd data: ${(e as Error).message}`, context, { cause: e });
-    }
-    if (produced === 0 && consumed === 0) {
-      throw new FormatError('DECOMPRESS_FAILED', `zstd data ends inside a frame after ${outPos} of ${need} bytes`, context);
-    }
-    outPos += produced;
-    inPos += consumed;
-  }
+  decodeZstdInto(src, [{ start: 0, end: need, buf: out }], need, context);
   return out;
 }
 
@@ -369,38 +351,9 @@ export function decodeZstdExact(src: Uint8Array, expected: number, what: string,
   return out;
 }
 
-function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let have = 0;
-    let settled = false;
-    const d = createGunzip({ chunkSize: 64 * 1024 });
-    const done = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      d.removeAllListeners('data');
-      d.destroy();
-      if (have >= need) {
-        const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
-        resolve(all.subarray(0, need));
-      } else if (err !== undefined) {
-        reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
-      } else {
-        reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${have} of ${need} bytes`, context));
-      }
-    };
-    d.on('data', (b: Buffer) => {
-      if (settled) return;
-      parts.push(b);
-      have += b.length;
-      if (have >= need) done();
-    });
-    d.on('error', (e) => done(e));
-    d.on('end', () => done());
-    if (need === 0) {
-      done();
-      return;
-    }
-    feedInSlices(d, data, () => settled);
-  });
+/** The first `need` bytes: the one-range case of gunzipInto. */
+async function gunzipPrefix(data: Buffer, need: number, context: ErrorContext): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(need);
+  await gunzipInto(data, [{ start: 0, end: need, buf: out }], need, context);
+  return out;
 }

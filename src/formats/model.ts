@@ -62,25 +62,32 @@ export interface ChunkRef {
   readonly zeros?: boolean;
 }
 
-/** One archive entry as a reader found it (TOC entry or tar header), before normalisation. */
-export interface RawEntry {
-  /** Name as in the archive, as bytes (may start with "./", dirs may end in "/"). */
-  readonly name: ByteString;
-  readonly type: RawEntryType;
-  /** Tar mode; may include S_IFMT bits: only `mode & 0o7777` is used. */
+/**
+ * What a tar header and an inode both carry. `mode`: in a RawEntry the tar mode, which may include
+ * S_IFMT bits (only `mode & 0o7777` is used); in a LayerNode the permission bits including
+ * suid/sgid/sticky. `size`: a regular file's content length (a LayerNode's symlink: the target's byte
+ * length); 0 for others. `mtimeSec`/`mtimeNsec`: seconds since the epoch and nanoseconds (a RawEntry's as
+ * the archive says, may be negative; a LayerNode's as landed, see landedTime).
+ */
+export interface EntryStat {
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
-  /** Regular file size; 0 for others. */
   readonly size: number;
-  /** Modification time as the archive says: seconds since the epoch (may be negative) and nanoseconds. */
   readonly mtimeSec: number;
   readonly mtimeNsec: number;
+}
+
+/** One archive entry as a reader found it (TOC entry or tar header), before normalisation. */
+export interface RawEntry extends EntryStat {
+  /** Name as in the archive, as bytes (may start with "./", dirs may end in "/"). */
+  readonly name: ByteString;
+  readonly type: RawEntryType;
   /** Symlink target, or hardlink target path (archive name of the earlier entry), as bytes. */
   readonly linkName?: ByteString;
   readonly devMajor: number;
   readonly devMinor: number;
-  /** Raw xattr values (TOC base64 already decoded, PAX SCHILY.xattr.* values). */
+  /** xattr name (text: PAX keys and TOC keys are UTF-8) → raw value (TOC base64 already decoded, PAX SCHILY.xattr.* values). */
   readonly xattrs: ReadonlyMap<string, Buffer>;
   /** Whole-content digest, when the format records it. */
   readonly digest?: Digest;
@@ -89,18 +96,10 @@ export interface RawEntry {
 }
 
 /** An inode of the overlay view. Hardlinked names share one LayerNode. */
-export interface LayerNode {
+export interface LayerNode extends EntryStat {
   /** Stable inode number: 1 = root, then in order of first appearance; same TOC ⇒ same numbers. */
   readonly ino: number;
   readonly type: NodeType;
-  /** Permission bits including suid/sgid/sticky (0o7777 mask). */
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  /** reg: content length; symlink: byte length of the target; others 0. */
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
   /** Symlink target, as bytes. */
   readonly linkTarget?: ByteString;
   readonly rdevMajor: number;
@@ -141,4 +140,19 @@ export interface LayerIndex {
   readdir(dir: LayerNode): readonly [ByteString, LayerNode][];
   /** Every (path, node) pair in depth-first, name-sorted order, root first. */
   walk(): Iterable<[ByteString, LayerNode]>;
+}
+
+/** The S_IFMT bits of each node type, as stat(2) and FUSE report them. */
+const S_IF: Readonly<Record<NodeType, number>> = {
+  dir: 0o040000,
+  reg: 0o100000,
+  symlink: 0o120000,
+  char: 0o020000,
+  block: 0o060000,
+  fifo: 0o010000,
+};
+
+/** st_mode of a node: its type's S_IFMT bits and its permission bits. */
+export function statMode(node: Pick<LayerNode, 'type' | 'mode'>): number {
+  return (S_IF[node.type] | (node.mode & 0o7777)) >>> 0;
 }

@@ -17,19 +17,12 @@
  * extraction semantics (a later entry replaces an earlier one; dir over dir updates the metadata).
  */
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
-import type { Digest } from '../core/digest.js';
 import { asByteString, displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
-import type { ByteString, Compression, LayerFormat, LayerIndex, LayerNode, RawEntry } from './model.js';
+import type { ByteString, LayerIndex, LayerNode, RawEntry } from './model.js';
 
-export interface LayerMeta {
-  readonly format: LayerFormat;
-  readonly compression: Compression;
-  readonly blobSize: number;
-  readonly blobDigest?: Digest;
-  readonly tocDigest?: Digest;
-  readonly diffId?: Digest;
-  readonly uncompressedSize?: number;
+/** What the reader knows of the blob, carried into the index as it is. */
+export interface LayerMeta extends Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize'> {
   /** Blob name for error messages. */
   readonly blobName?: string;
 }

@@ -7,20 +7,11 @@
  */
 import type { Logger } from '../core/log.js';
 import { displayName } from '../formats/byte-string.js';
-import type { ByteString, LayerNode, NodeType } from '../formats/model.js';
+import { statMode, type ByteString, type LayerNode } from '../formats/model.js';
 import type { FsStat } from './adapter.js';
 import { FuseError, enoent } from './errors.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import type { ServedLayerView } from './layer-provider.js';
-
-const S_IF: Record<NodeType, number> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 
 /** glibc makedev(), truncated to the 32 bits fuse-native passes (major < 4096, minor < 2^20). */
 export function makedev32(major: number, minor: number): number {
@@ -57,7 +48,7 @@ export class DiffTree {
   stat(n: LayerNode): FsStat {
     const ms = n.mtimeSec * 1000 + Math.floor(n.mtimeNsec / 1e6);
     return {
-      mode: (S_IF[n.type] | (n.mode & 0o7777)) >>> 0,
+      mode: statMode(n),
       uid: this.ids.uid(n.uid),
       gid: this.ids.gid(n.gid),
       size: n.size,

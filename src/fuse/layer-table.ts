@@ -14,11 +14,12 @@
  *   xattrs  16 bytes each: u32 name off/len, value off/len
  *   strings raw bytes
  *
- * Names, link targets and xattr names are byte strings in the model (one char code per byte), so
- * they go in as their bytes ('latin1'), whatever encoding they had in the archive.
+ * Names and link targets are byte strings in the model (one char code per byte), so they go in as
+ * their bytes ('latin1'), whatever encoding they had in the archive. xattr names are text (PAX
+ * keys and TOC keys are UTF-8), so they go in as UTF-8.
  */
 import { digestAlgorithm, digestHex } from '../core/digest.js';
-import type { LayerIndex, LayerNode, NodeType } from '../formats/model.js';
+import { statMode, type LayerIndex, type LayerNode } from '../formats/model.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 
 const MAGIC = 0x4254414c;
@@ -28,15 +29,6 @@ const NODE = 88;
 const CHUNK = 56;
 const DIRENT = 12;
 const XATTR = 16;
-
-const S_IF: Record<NodeType, number> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 
 /** The bytes of a model byte string. */
 function bytesOf(s: string): Buffer {
@@ -107,7 +99,7 @@ export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): 
     const node = nodes[i]!;
     if (node.ino !== i + 1) throw new Error(`layer index node ${i} has ino ${node.ino}`);
     const o = i * NODE;
-    nodeBuf.writeUInt32LE((S_IF[node.type] | (node.mode & 0o7777)) >>> 0, o);
+    nodeBuf.writeUInt32LE(statMode(node), o);
     nodeBuf.writeUInt32LE(ids.uid(node.uid) >>> 0, o + 4);
     nodeBuf.writeUInt32LE(ids.gid(node.gid) >>> 0, o + 8);
     nodeBuf.writeUInt32LE(node.nlink >>> 0, o + 12);
@@ -129,7 +121,7 @@ export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): 
     nodeBuf.writeUInt32LE(xi, o + 72);
     const first = xi;
     for (const [name, value] of shown(node)) {
-      const [no, nl] = strings.add(bytesOf(name));
+      const [no, nl] = strings.add(Buffer.from(name, 'utf8')); // xattr names are text in the model (PAX keys are UTF-8)
       const [vo, vl] = strings.add(value);
       const x = xi++ * XATTR;
       xattrBuf.writeUInt32LE(no, x);

@@ -4,7 +4,7 @@
  * the LayerRecord round trip.
  */
 import { byteStringFromText as B, toText } from '../../src/formats/byte-string.js';
-import { parseRfc3339 } from '../../src/formats/zstd-chunked/rfc3339.js';
+import { parseRfc3339 } from '../../src/formats/rfc3339.js';
 import { describe, expect, it } from 'vitest';
 import { BufferBlob } from '../../src/core/blob.js';
 import { parseDigest, type Digest } from '../../src/core/digest.js';

@@ -68,3 +68,18 @@ describe('id map', () => {
     }
   });
 });
+
+describe('default paths (src/daemon/paths.ts)', () => {
+  it('root: system paths; a user or root of rootless podman namespace (as podman runs the auth helper): XDG paths', async () => {
+    const { defaultPaths, SYSTEM_PATHS } = await import('../../src/daemon/paths.js');
+    expect(defaultPaths({ HOME: '/root' }, 0)).toBe(SYSTEM_PATHS);
+    expect(defaultPaths({ HOME: '/home/u', XDG_RUNTIME_DIR: '/run/user/1000', _CONTAINERS_ROOTLESS_UID: '1000' }, 0)).toEqual({
+      configFile: '/home/u/.config/lazy-als/config.toml',
+      stateDir: '/home/u/.local/share/lazy-als',
+      mountpoint: '/home/u/.local/share/lazy-als/store',
+      socketPath: '/run/user/1000/lazy-als/control.sock',
+    });
+    const custom = defaultPaths({ HOME: '/home/u', XDG_DATA_HOME: '/data', XDG_CONFIG_HOME: '/cfg' }, 1000);
+    expect(custom).toEqual({ configFile: '/cfg/lazy-als/config.toml', stateDir: '/data/lazy-als', mountpoint: '/data/lazy-als/store', socketPath: '/data/lazy-als/control.sock' });
+  });
+});

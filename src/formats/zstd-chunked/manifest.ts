@@ -12,11 +12,13 @@ import { parseDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import type { Limits } from '../../core/limits.js';
 import { checkTocObjectCount } from '../json-count.js';
+import { parseRfc3339 } from '../rfc3339.js';
 import { byteStringFromText } from '../byte-string.js';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
 import { JsonNumber, JsonObject, JsonSyntaxError, parseStrictJson, type JsonValue } from './strict-json.js';
-import { parseRfc3339 } from './rfc3339.js';
+
 
 export type TocEntryType = 'reg' | 'hardlink' | 'char' | 'block' | 'dir' | 'fifo' | 'symlink' | 'chunk';
 const ENTRY_TYPES = new Set<string>(['reg', 'hardlink', 'char', 'block', 'dir', 'fifo', 'symlink', 'chunk']);
@@ -91,17 +93,6 @@ function fields(obj: JsonObject, what: string, ctx: ErrorContext | (() => ErrorC
     if (v !== null) m.set(f, v);
   }
   return m;
-}
-
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-export function decodeBase64Strict(s: string): Buffer | undefined {
-  // Fast path (tar-split carries a base64 tar header per entry): text that is exactly the canonical
-  // encoding of its decoding matches BASE64_RE; only other text needs the (slow) regex.
-  const b = Buffer.from(s, 'base64');
-  if (s.length % 4 === 0 && b.toString('base64') === s) return b;
-  if (!BASE64_RE.test(s)) return undefined;
-  return b;
 }
 
 class EntryReader {

@@ -136,6 +136,12 @@ export class LayerCatalog {
     return this.#o.blobStore.dir;
   }
 
+  /** Objects the native FUSE backend read directly: the eviction clock sees them as used now. */
+  noteCachedReads(digests: readonly Digest[]): void {
+    const ev = this.#o.eviction;
+    if (ev) for (const d of digests) ev.touch(d);
+  }
+
   /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
   async lookup(refElem: string | undefined, key: string, signal?: AbortSignal): Promise<ServedLayer | undefined> {
     const id = layerIdOf(refElem, key);
@@ -266,7 +272,7 @@ export class LayerCatalog {
       this.#log.warn('catalog.quarantine_not_persisted', { layer: layer.key, error: e });
     }
     const digests = new Set<Digest>([layer.blobDigest]);
-    for (const n of layer.index.nodes) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
+    for (const n of layer.index.allNodes()) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
     o.chunkCache.forget(digests);
     let freed = 0;
     for (const d of digests) {

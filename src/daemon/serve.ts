@@ -73,7 +73,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
-      backend: f.backend,
+      ...(f.backend !== undefined ? { backend: f.backend } : {}),
       logger,
       timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
       entryTimeoutSec: f.entryTimeoutSec,

@@ -8,6 +8,7 @@
  *  - No tag and no digest: ":latest". Tag and digest: the tag is dropped ("name@digest").
  */
 import { parseDigest, type Digest } from '../core/digest.js';
+import { decodeBase64Strict } from '../core/base64.js';
 import { InvalidReferenceError } from './errors.js';
 
 export interface ImageReference {
@@ -103,17 +104,16 @@ export function refToBase64(ref: ImageReference | string): string {
   return Buffer.from(s, 'utf8').toString('base64');
 }
 
-const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /**
  * Decode an ALS path element. Rejects anything that is not canonical padded standard base64 of a
  * reference that is already in normalised form (podman never writes any other spelling).
  */
 export function refFromBase64(elem: string): ImageReference {
-  if (elem.length === 0 || elem.length > 4096 || !B64_RE.test(elem)) {
+  const buf = elem.length > 0 && elem.length <= 4096 ? decodeBase64Strict(elem) : undefined;
+  if (buf === undefined) {
     throw new InvalidReferenceError(`reference element is not padded standard base64: ${JSON.stringify(elem.slice(0, 100))}`);
   }
-  const buf = Buffer.from(elem, 'base64');
+  // One spelling per reference: podman writes the canonical encoding, so only that names a layer.
   if (buf.toString('base64') !== elem) throw new InvalidReferenceError(`reference element is not canonical base64: ${JSON.stringify(elem.slice(0, 100))}`);
   const s = buf.toString('utf8');
   if (Buffer.from(s, 'utf8').compare(buf) !== 0) throw new InvalidReferenceError('reference element does not decode to UTF-8');

@@ -75,6 +75,9 @@ esac
     writeFileSync(f, '{"auths": {"x.example": {"auth": "' + b64('nocolon') + '"}}}');
     const p = new AuthFileCredentials({ authFile: f, env: { XDG_RUNTIME_DIR: join(dir, 'none') }, home: join(dir, 'nohome'), uid: 0 });
     await expect(p.lookup({ registry: 'x.example', repository: 'a' })).rejects.toBeInstanceOf(SourceError);
+    // Not base64 (podman's decoder refuses it too): refused, not decoded into some other user:password.
+    writeFileSync(f, '{"auths": {"x.example": {"auth": "dXNlcjpwYXNz_"}}}');
+    await expect(p.lookup({ registry: 'x.example', repository: 'a' })).rejects.toMatchObject({ code: 'REGISTRY_CONFIG', message: expect.stringMatching(/not base64/) });
     writeFileSync(f, 'not json');
     await expect(p.lookup({ registry: 'x.example', repository: 'a' })).rejects.toMatchObject({ code: 'REGISTRY_CONFIG' });
   });

@@ -6,6 +6,7 @@
  */
 import { isDigest, type Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import type { LayerRecord } from '../layer-reader.js';
 import type { LayerIndex } from '../model.js';
@@ -20,8 +21,6 @@ const FOOTER_SIZES: Readonly<Record<EStargzFormat, number>> = {
   'stargz-legacy': LEGACY_FOOTER_SIZE,
   'estargz-zstd': ZSTD_FOOTER_SIZE,
 };
-
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 export function loadEStargzRecord(record: LayerRecord, limits: Limits = DEFAULT_LIMITS): LayerIndex {
   const blobName = typeof record.blobDigest === 'string' ? record.blobDigest : 'layer record';
@@ -41,10 +40,9 @@ export function loadEStargzRecord(record: LayerRecord, limits: Limits = DEFAULT_
   const layout = { format, blobSize: record.blobSize, tocOffset, footerSize };
   const problem = layoutProblem(layout);
   if (problem !== undefined) throw new FormatError('TOC_OUT_OF_RANGE', problem, ctx);
-  if (typeof record.payload !== 'string' || !BASE64_RE.test(record.payload) || record.payload.length > Math.ceil(limits.maxTocBytes / 3) * 4) {
-    throw new FormatError('TOC_MALFORMED', 'record payload is not base64 within the TOC size limit', ctx);
-  }
-  const json = Buffer.from(record.payload, 'base64');
+  const json =
+    typeof record.payload === 'string' && record.payload.length <= Math.ceil(limits.maxTocBytes / 3) * 4 ? decodeBase64Strict(record.payload) : undefined;
+  if (json === undefined) throw new FormatError('TOC_MALFORMED', 'record payload is not base64 within the TOC size limit', ctx);
   const tocDigest = verifyTocBytes(json, record.tocDigest as Digest, ctx);
   const blobDigest = record.blobDigest !== undefined && isDigest(record.blobDigest) ? record.blobDigest : undefined;
   const toc = parseToc(json, ctx, limits.maxEntries);

@@ -12,8 +12,10 @@ import type { Digest } from '../../core/digest.js';
 import { isDigest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { byteStringFromText } from '../byte-string.js';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import { checkTocObjectCount } from '../json-count.js';
+import { parseRfc3339 } from '../rfc3339.js';
 import type { ByteString } from '../model.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
@@ -43,34 +45,6 @@ export interface TocEntry {
   readonly chunkDigest?: Digest;
 }
 
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const RFC3339_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
-
-/** Parse an RFC 3339 timestamp into (seconds since epoch, nanoseconds). */
-export function parseRfc3339(s: string, ctx: ErrorContext): { sec: number; nsec: number } {
-  const m = RFC3339_RE.exec(s);
-  const bad = (): never => {
-    throw new FormatError('ENTRY_INVALID', `modtime ${JSON.stringify(s.slice(0, 64))} is not RFC 3339`, ctx);
-  };
-  if (!m) return bad();
-  const [y, mo, d, h, mi, se] = [m[1], m[2], m[3], m[4], m[5], m[6]].map(Number) as [number, number, number, number, number, number];
-  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59) return bad();
-  const ms = Date.UTC(y, mo - 1, d, h, mi, se);
-  const check = new Date(ms);
-  // Date.UTC maps years 0..99 to 19xx; fix that, then reject days that overflowed the month.
-  if (y < 100) check.setUTCFullYear(y);
-  if (check.getUTCDate() !== d || check.getUTCMonth() !== mo - 1) return bad();
-  let sec = Math.floor(check.getTime() / 1000);
-  if (m[9] !== undefined) {
-    const offH = Number(m[10]);
-    const offM = Number(m[11]);
-    if (offH > 23 || offM > 59) return bad();
-    const off = (offH * 60 + offM) * 60;
-    sec -= m[9] === '+' ? off : -off;
-  }
-  const nsec = m[7] !== undefined ? Number(m[7].padEnd(9, '0')) : 0;
-  return { sec, nsec };
-}
 
 export function parseToc(json: Buffer, ctx: ErrorContext, maxEntries: number): TocEntry[] {
   checkTocObjectCount(json, maxEntries, ctx);
@@ -132,14 +106,19 @@ function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
   let mtimeSec = 0;
   let mtimeNsec = 0;
   const modtime = str('modtime');
-  if (modtime !== undefined && modtime !== '') ({ sec: mtimeSec, nsec: mtimeNsec } = parseRfc3339(modtime, ctx));
+  if (modtime !== undefined && modtime !== '') {
+    const t = parseRfc3339(modtime);
+    if (t === undefined) throw new FormatError('ENTRY_INVALID', `modtime ${JSON.stringify(modtime.slice(0, 64))} is not RFC 3339`, ctx);
+    ({ sec: mtimeSec, nsec: mtimeNsec } = t);
+  }
   const xattrs = new Map<string, Buffer>();
   const xo = o['xattrs'];
   if (xo !== undefined && xo !== null) {
     if (typeof xo !== 'object' || Array.isArray(xo)) fail('field "xattrs" is not an object');
     for (const [k, val] of Object.entries(xo as Record<string, unknown>)) {
-      if (typeof val !== 'string' || !BASE64_RE.test(val)) fail(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`);
-      xattrs.set(k, Buffer.from(val as string, 'base64'));
+      const bytes = typeof val === 'string' ? decodeBase64Strict(val) : undefined;
+      if (bytes === undefined) return fail(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`);
+      xattrs.set(k, bytes);
     }
   }
   const offset = int('offset');

@@ -13,6 +13,7 @@ import { readRanges, type RandomAccessBlob } from '../../core/blob.js';
 import { DigestHasher, parseDigest, type Digest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import type { LayerReader, LayerRecord, LayerRecordLoader, OpenLayerOptions } from '../layer-reader.js';
 import type { LayerIndex } from '../model.js';
@@ -35,7 +36,7 @@ import {
   SKIPPABLE_MAGIC,
   type Position,
 } from './footer.js';
-import { decodeBase64Strict, parseTocManifest, type TocManifest } from './manifest.js';
+import { parseTocManifest, type TocManifest } from './manifest.js';
 import { tocToRawEntries } from './raw-entries.js';
 import { bindTocToTar, parseTarSplit } from './tar-split.js';
 

@@ -15,11 +15,12 @@
 import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { byteStringFromText, byteStringOf, displayName } from '../byte-string.js';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import type { ByteString } from '../model.js';
 import { bindEntry } from '../toc-binding.js';
 import { TarScanner, type ScannedEntry } from '../tar/tar-scanner.js';
-import { decodeBase64Strict, type TocEntry } from './manifest.js';
+import type { TocEntry } from './manifest.js';
 
 export interface TarSplitSummary {
   /** Every tar entry, headers resolved (PAX, GNU long names), in archive order. */

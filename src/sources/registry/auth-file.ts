@@ -17,6 +17,7 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { decodeBase64Strict } from '../../core/base64.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
 import { isDockerHub } from '../reference.js';
@@ -74,7 +75,9 @@ export function decodeAuthEntry(e: unknown, where: string): Credentials | undefi
   const identityToken = typeof o['identitytoken'] === 'string' && o['identitytoken'] !== '' ? o['identitytoken'] : undefined;
   const auth = o['auth'];
   if (typeof auth === 'string' && auth !== '') {
-    const decoded = Buffer.from(auth, 'base64').toString('utf8').replace(/\0+$/, '');
+    const bytes = decodeBase64Strict(auth);
+    if (bytes === undefined) throw new SourceError('REGISTRY_CONFIG', `${where}: "auth" is not base64`);
+    const decoded = bytes.toString('utf8').replace(/\0+$/, '');
     const colon = decoded.indexOf(':');
     if (colon < 0) throw new SourceError('REGISTRY_CONFIG', `${where}: "auth" is not base64 of user:password`);
     const username = decoded.slice(0, colon);

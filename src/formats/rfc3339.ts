@@ -1,7 +1,9 @@
 /**
- * RFC 3339 timestamps as Go's time.Time marshals them into the TOC (`2023-11-14T22:13:20Z`,
- * `2023-11-14T23:13:20.123456789+01:00`) → seconds since the epoch + nanoseconds. Computed with
- * integer calendar arithmetic (no Date, which maps years 0–99 to 19xx and drops nanoseconds).
+ * The one RFC 3339 parser: timestamps as Go's time.Time marshals them into a TOC (eStargz `modtime`,
+ * zstd:chunked `modtime`/`accesstime`/`changetime`: `2023-11-14T22:13:20Z`,
+ * `2023-11-14T23:13:20.123456789+01:00`) → seconds since the epoch + nanoseconds, with Go's
+ * time.Parse rules (any number of fraction digits, kept to the nanosecond; second 60 rejected).
+ * Integer calendar arithmetic (no Date, which maps years 0–99 to 19xx and drops nanoseconds).
  */
 const RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 

@@ -26,6 +26,7 @@ import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import { asByteString } from '../../src/formats/byte-string.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../src/daemon/config.js';
 import { mountAls, type BackendName } from '../../src/fuse/mount-als.js';
 import { report } from '../e2e/report.js';
 
@@ -156,7 +157,7 @@ async function one(backend: BackendName): Promise<void> {
   }
   const layers = new Map<string, ServedLayerView>([[tree.view.key, tree.view]]);
   const provider: LayerProvider = { lookup: async (_r, k) => layers.get(k), use: () => undefined, release: () => undefined, cachedObjectsDir: objects };
-  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, backend });
+  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, ...alsMountSettings(DEFAULTS.fuse), backend });
   const fig = (name: string, value: number, baseline: number, unit: string, baselineName: string, note?: string) =>
     report({ group: 'fuse backends', name: `${backend}: ${name}`, value, baseline, unit, baselineName, ...(note ? { note } : {}) });
   try {

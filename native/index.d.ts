@@ -23,11 +23,14 @@ export interface NativeMountOptions {
   readonly rootAttr?: NativeAttr;
   /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; default false. */
   readonly passthrough?: boolean;
+  /** Layer slots at most (2..65,536, default 65,536; slot 0 is the control namespace). */
+  readonly maxSlots?: number;
 }
 
 /** Request kinds handed to JS (native/src/als.h enum als_op): 1 lookup, 2 getattr, 3 readdir,
- *  4 open, 5 read (control file), 6 release (notification), 7 create/mknod, 8 rmdir, 9 read miss. */
-export type NativeOp = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9;
+ *  4 open, 5 read (control file), 6 release (notification), 7 create/mknod, 8 rmdir, 9 read miss,
+ *  10 forget of a control node (notification, a = count), 11 slot a freed (notification). */
+export type NativeOp = 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 | 11;
 
 /**
  * Called on the JS thread for every miss. `id` 0 = a notification (no reply). `name` is the child
@@ -61,6 +64,12 @@ export interface NativeStats {
   readonly passthrough_opens: number;
   readonly pending: number;
   readonly passthrough: boolean;
+  /** FORGETs of control nodes passed to JS. */
+  readonly control_forgets: number;
+  /** Retired slots freed (the kernel forgot every id). */
+  readonly slots_freed: number;
+  /** Slots holding a table: published, or retired and still held by the kernel. */
+  readonly slots: number;
 }
 
 export interface NativeBinding {
@@ -69,14 +78,23 @@ export interface NativeBinding {
   publish(h: NativeHandle, table: Buffer, inoBase: number): number;
   /** Another slot over an already published table (same layer under another ref). */
   alias(h: NativeHandle, slot: number, inoBase: number): number;
+  /** JS no longer serves the slot's layer: C frees it once the kernel forgot its ids (then op 11);
+   *  the entry parent/name is invalidated in the kernel. False when the slot is unknown. */
+  unpublish(h: NativeHandle, slot: number, parentNodeid: number, name: Buffer): boolean;
+  /** After op 11: JS has forgotten the slot; its number may be reused. */
+  slotReleased(h: NativeHandle, slot: number): void;
+  /** sha256 digests (32 bytes each) of the chunk objects C served since the last call. */
+  takeUsed(h: NativeHandle): Buffer;
   /**
    * The layer of `slot` does not match its blob: every slot over its table answers EIO to open
    * and read (cached objects included), and the kernel's cached pages of its files are dropped.
    */
   quarantine(h: NativeHandle, slot: number): boolean;
-  /** Each returns false when the request was already answered (deadline passed, or unmounted). */
+  /** Each returns false when the request was already answered (deadline passed, or unmounted);
+   *  replyEntry also when the kernel did not take the entry (the caller was interrupted). */
   replyErr(h: NativeHandle, id: number, errno: number): boolean;
-  /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table. */
+  /** nodeid ≥ 2^32 names a layer node (slot·2^32 + index + 1): its attributes come from the table.
+   *  timeoutSec: entry and attr timeout for either kind. */
   replyEntry(h: NativeHandle, id: number, nodeid: number, attr: NativeAttr | null, timeoutSec: number): boolean;
   replyAttr(h: NativeHandle, id: number, attr: NativeAttr, timeoutSec: number): boolean;
   replyOpen(h: NativeHandle, id: number, fh: number, keepCache: boolean): boolean;

@@ -16,7 +16,8 @@ set +e
 npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORT" "$@"
 RC=$?
 # Conformance: the suites that mount run once more on the other FUSE backend (LAZY_ALS_BACKEND
-# picks it; the first pass used the default). Skipped when a path filter was given.
+# picks it; the first pass used the default: native where built, so this pass is fuse-native).
+# Skipped when a path filter was given.
 REPORT2=$(mktemp /tmp/lazy-als-vitest.XXXXXX.json)
 echo '{"numPassedTests":0,"numFailedTests":0}' > "$REPORT2"
 if [ $# -eq 0 ]; then

@@ -28,7 +28,6 @@ struct als_handle {
   struct als_fs *fs;
   atomic_int loop_done;
   int closed;
-  struct als_slot *owned[ALS_MAX_SLOTS]; /* slots whose table this handle frees */
 };
 
 static struct als_handle *handle_of(napi_env env, napi_value v) {
@@ -38,6 +37,12 @@ static struct als_handle *handle_of(napi_env env, napi_value v) {
     return NULL;
   }
   return p;
+}
+
+static napi_value bool_value_of(napi_env env, int b) {
+  napi_value v;
+  napi_get_boolean(env, b, &v);
+  return v;
 }
 
 static int get_prop_double(napi_env env, napi_value obj, const char *key, double *out) {
@@ -137,6 +142,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->ctl_timeout = ct;
   fs->miss_timeout_ms = mt > 0 ? (uint64_t)mt : 60000;
   int debug = get_prop_bool(env, argv[0], "debug");
+  double max_slots = ALS_MAX_SLOTS;
+  get_prop_double(env, argv[0], "maxSlots", &max_slots);
   napi_value root;
   napi_valuetype rt;
   if (napi_get_named_property(env, argv[0], "rootAttr", &root) == napi_ok && napi_typeof(env, root, &rt) == napi_ok && rt == napi_object) {
@@ -151,7 +158,6 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   pthread_mutex_init(&fs->slot_mu, NULL);
   pthread_mutex_init(&fs->pmu, NULL);
   pthread_cond_init(&fs->pcv, NULL);
-  fs->next_slot = 1;
   if (!fs->mountpoint || !opts) {
     free(opts);
     napi_throw_type_error(env, "EINVAL", "mountpoint and options are required strings");
@@ -172,7 +178,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   opts = all;
   char *args_v[] = {"lazy-als", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, args_v);
-  fs->se = fuse_session_new(&args, &als_ll_ops, sizeof als_ll_ops, fs);
+  struct fuse_lowlevel_ops ops; /* server.c's handlers, each inside an epoch (slots.c) */
+  als_guarded_ops(&ops);
+  fs->se = fuse_session_new(&args, &ops, sizeof ops, fs);
   free(opts);
   if (!fs->se) {
     napi_release_threadsafe_function(fs->tsfn, napi_tsfn_abort);
@@ -188,6 +196,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (fs->passthrough_wanted && fuse_session_custom_io(fs->se, &als_passthrough_io, fuse_session_fd(fs->se)) != 0)
     fs->passthrough_wanted = 0; /* the default session I/O stays: pread for every read */
   if (pthread_create(&fs->timer_thread, NULL, als_timer_main, fs) == 0) fs->timer_started = 1;
+  if (als_slots_start(fs, max_slots > 0 && max_slots <= ALS_MAX_SLOTS ? (unsigned)max_slots : ALS_MAX_SLOTS) != 0) {
+    fuse_session_unmount(fs->se);
+    fuse_session_destroy(fs->se);
+    napi_throw_error(env, "FUSE_MOUNT", "cannot start the slot thread");
+    return NULL;
+  }
   if (pthread_create(&fs->loop_thread, NULL, loop_main, h) != 0) {
     fuse_session_unmount(fs->se);
     fuse_session_destroy(fs->se);
@@ -217,17 +231,8 @@ static napi_value js_publish(napi_env env, napi_callback_info info) {
   const char *err;
   struct lt_table *t = lt_table_new(data, len, &err);
   if (!t) { napi_throw_error(env, "EBADTABLE", err); return NULL; }
-  struct als_slot *s = malloc(sizeof *s);
-  if (!s) { lt_table_free(t); napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
-  s->t = t;
-  s->ino_base = (uint64_t)base;
-  struct als_fs *fs = h->fs;
-  pthread_mutex_lock(&fs->slot_mu);
-  uint32_t slot = fs->next_slot < ALS_MAX_SLOTS ? fs->next_slot++ : 0;
-  pthread_mutex_unlock(&fs->slot_mu);
-  if (slot == 0) { free(s); lt_table_free(t); napi_throw_error(env, "ENOSPC", "too many layers on this mount"); return NULL; }
-  h->owned[slot] = s;
-  atomic_store_explicit(&fs->slots[slot], s, memory_order_release);
+  uint32_t slot = als_slot_add(h->fs, t, 0, (uint64_t)base, &err);
+  if (slot == 0) { lt_table_free(t); napi_throw_error(env, "ENOSPC", err); return NULL; }
   napi_value out;
   CHECK(napi_create_uint32(env, slot, &out));
   return out;
@@ -242,28 +247,73 @@ static napi_value js_alias(napi_env env, napi_callback_info info) {
   if (!h) return NULL;
   uint32_t from;
   double base;
-  if (napi_get_value_uint32(env, argv[1], &from) != napi_ok || napi_get_value_double(env, argv[2], &base) != napi_ok ||
-      from == 0 || from >= ALS_MAX_SLOTS || !h->owned[from]) {
+  if (napi_get_value_uint32(env, argv[1], &from) != napi_ok || napi_get_value_double(env, argv[2], &base) != napi_ok) {
     napi_throw_type_error(env, "EINVAL", "alias(handle, publishedSlot, inoBase)");
     return NULL;
   }
-  struct als_fs *fs = h->fs;
-  struct als_slot *s = malloc(sizeof *s);
-  if (!s) { napi_throw_error(env, "ENOMEM", "out of memory"); return NULL; }
-  s->t = h->owned[from]->t;
-  s->ino_base = (uint64_t)base;
-  pthread_mutex_lock(&fs->slot_mu);
-  uint32_t slot = fs->next_slot < ALS_MAX_SLOTS ? fs->next_slot++ : 0;
-  pthread_mutex_unlock(&fs->slot_mu);
-  if (slot == 0) { free(s); napi_throw_error(env, "ENOSPC", "too many layers on this mount"); return NULL; }
-  atomic_store_explicit(&fs->slots[slot], s, memory_order_release);
+  const char *err = NULL;
+  uint32_t slot = als_slot_add(h->fs, NULL, from, (uint64_t)base, &err);
+  if (slot == 0) { napi_throw_error(env, from > 0 && from < ALS_MAX_SLOTS && strstr(err, "too many") ? "ENOSPC" : "EINVAL", err); return NULL; }
   napi_value out;
   CHECK(napi_create_uint32(env, slot, &out));
   return out;
 }
 
+/* unpublish(handle, slot, parentNodeid, name: Buffer): JS no longer serves the layer of `slot`. The
+ * slot keeps answering the ids the kernel holds and is freed once it forgot them (slots.c); the
+ * kernel is asked to drop the entry parent/name (the layer's `diff`) so unused ids are forgotten. */
+static napi_value js_unpublish(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct als_handle *h = handle_of(env, argv[0]);
+  if (!h) return NULL;
+  uint32_t slot = 0;
+  double parent = 0;
+  void *name = NULL;
+  size_t len = 0;
+  if (argc < 4 || napi_get_value_uint32(env, argv[1], &slot) != napi_ok || napi_get_value_double(env, argv[2], &parent) != napi_ok ||
+      napi_get_buffer_info(env, argv[3], &name, &len) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "unpublish(handle, slot, parentNodeid, name)");
+    return NULL;
+  }
+  return bool_value_of(env, !h->closed && als_slot_retire(h->fs, slot, (uint64_t)parent, name, len) == 0);
+}
+
+/* slotReleased(handle, slot): JS has forgotten a freed slot (SLOT_FREED): its number may be reused. */
+static napi_value js_slot_released(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct als_handle *h = handle_of(env, argv[0]);
+  if (!h) return NULL;
+  uint32_t slot = 0;
+  if (napi_get_value_uint32(env, argv[1], &slot) == napi_ok && !h->closed) als_slot_release_number(h->fs, slot);
+  return NULL;
+}
+
+/* takeUsed(handle) → Buffer of 32-byte sha256 digests of the chunk objects C served since the last
+ * call (each once), for the cache's eviction clock. */
+static napi_value js_take_used(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct als_handle *h = handle_of(env, argv[0]);
+  if (!h) return NULL;
+  size_t cap = 65536; /* per call; the rest stays marked for the next one */
+  uint8_t *buf = h->closed ? NULL : malloc(cap * 32);
+  size_t n = buf ? als_take_used(h->fs, buf, cap) : 0;
+  napi_value out;
+  void *dst;
+  napi_status st = napi_create_buffer_copy(env, n * 32, buf ? (const void *)buf : (const void *)"", &dst, &out);
+  free(buf);
+  CHECK(st);
+  return out;
+}
+
 /* quarantine(handle, slot): the layer does not match its blob. Every slot over its table answers
- * EIO to open and read from now on, and the kernel drops the file pages it cached for them. */
+ * EIO to open and read from now on, and the kernel drops the file pages it cached for them (from
+ * the slot thread: dropping pages waits for page locks that reads waiting on JS may hold). */
 static napi_value js_quarantine(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -273,10 +323,12 @@ static napi_value js_quarantine(napi_env env, napi_callback_info info) {
   uint32_t slot;
   struct als_fs *fs = h->fs;
   const struct als_slot *s = NULL;
+  unsigned ep = als_enter(fs);
   if (napi_get_value_uint32(env, argv[1], &slot) == napi_ok && slot > 0 && slot < ALS_MAX_SLOTS) {
     s = atomic_load_explicit(&fs->slots[slot], memory_order_acquire);
   }
   if (!s) {
+    als_leave(fs, ep);
     napi_throw_type_error(env, "EINVAL", "quarantine(handle, slot)");
     return NULL;
   }
@@ -292,9 +344,10 @@ static napi_value js_quarantine(napi_env env, napi_callback_info info) {
     for (uint32_t i = 0; i < t->n_nodes; i++) {
       if ((t->nodes[i].mode & S_IFMT) != S_IFREG) continue;
       /* unknown to the kernel (never looked up) is -ENOENT: nothing cached, nothing to do */
-      fuse_lowlevel_notify_inval_inode(fs->se, ((uint64_t)k << ALS_SLOT_SHIFT) | (uint64_t)(i + 1), 0, 0);
+      als_queue_inval_inode(fs, ((uint64_t)k << ALS_SLOT_SHIFT) | (uint64_t)(i + 1));
     }
   }
+  als_leave(fs, ep);
   napi_value out;
   CHECK(napi_get_boolean(env, true, &out));
   return out;
@@ -355,7 +408,8 @@ static napi_value js_reply_err(napi_env env, napi_callback_info info) {
   return bool_value(env, 1);
 }
 
-/* replyEntry(handle, id, nodeid, attr | null, timeoutSec): nodeid ≥ 2^32 is a layer node (attr from its table). */
+/* replyEntry(handle, id, nodeid, attr | null, timeoutSec): nodeid ≥ 2^32 is a layer node (attr from its table).
+ * timeoutSec is the entry and attr timeout for either kind. */
 static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -371,24 +425,40 @@ static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
   e.ino = (fuse_ino_t)nodeid;
   e.generation = 1;
   uint64_t slot = (uint64_t)e.ino >> ALS_SLOT_SHIFT;
+  struct als_fs *fs = h->fs;
+  struct als_slot *s = NULL;
+  unsigned ep = als_enter(fs);
   if (slot != 0) {
-    const struct als_slot *s = slot < ALS_MAX_SLOTS ? atomic_load_explicit(&h->fs->slots[slot], memory_order_acquire) : NULL;
+    s = slot < ALS_MAX_SLOTS ? atomic_load_explicit(&fs->slots[slot], memory_order_acquire) : NULL;
     uint64_t low = (uint64_t)e.ino & 0xffffffffu;
-    if (!s || low == 0 || low > s->t->n_nodes) {
-      fuse_reply_err(p->req, EIO);
+    int gone = 0;
+    if (s) {
+      /* A slot JS retired meanwhile may still be held by the kernel (then one more id is fine);
+       * one already queued for freeing must not be handed out again: the walk retries (ESTALE). */
+      pthread_mutex_lock(&fs->slot_mu);
+      gone = s->queued;
+      if (!gone) als_slot_hold(fs, s);
+      pthread_mutex_unlock(&fs->slot_mu);
+    }
+    if (!s || gone || low == 0 || low > s->t->n_nodes) {
+      if (s && !gone) als_slot_forget(fs, s, 1);
+      als_leave(fs, ep);
+      fuse_reply_err(p->req, !s || gone ? ESTALE : EIO);
       als_pending_unref(p);
-      return bool_value(env, 1);
+      return bool_value(env, 0);
     }
     als_fill_attr(s, (uint32_t)(low - 1), &e.attr);
-    timeout = h->fs->layer_timeout;
+    /* JS says how long: the layer's timeout, or 0 when every lookup must reach the access check. */
   } else {
     attr_from_js(env, argv[3], &e.attr);
   }
   e.attr_timeout = timeout;
   e.entry_timeout = timeout;
-  fuse_reply_entry(p->req, &e);
+  int sent = fuse_reply_entry(p->req, &e) == 0;
+  if (!sent && s) als_slot_forget(fs, s, 1); /* the kernel did not take the id */
+  als_leave(fs, ep);
   als_pending_unref(p);
-  return bool_value(env, 1);
+  return bool_value(env, sent); /* JS counts control ids the kernel holds by this */
 }
 
 /* replyAttr(handle, id, attr, timeoutSec) */
@@ -551,6 +621,7 @@ static void unmount_execute(napi_env env, void *data) {
   if (atomic_load(&w->h->loop_done)) {
     pthread_join(fs->loop_thread, NULL);
     w->joined = 1;
+    als_slots_stop(fs); /* no FUSE thread left: nothing can be forgotten or invalidated any more */
   }
   als_fail_all_pending(fs, EIO);
   if (w->joined) {
@@ -566,13 +637,7 @@ static void unmount_complete(napi_env env, napi_status status, void *data) {
   if (w->joined) {
     napi_release_threadsafe_function(h->fs->tsfn, napi_tsfn_abort);
     /* Every FUSE thread has ended: the tables can go. */
-    for (uint32_t i = 1; i < ALS_MAX_SLOTS; i++) {
-      struct als_slot *s = atomic_load(&h->fs->slots[i]);
-      if (!s) continue;
-      atomic_store(&h->fs->slots[i], NULL);
-      if (h->owned[i]) lt_table_free(s->t);
-      free(s);
-    }
+    if (!h->fs->slot_started) als_slots_free_all(h->fs);
   } else {
     napi_unref_threadsafe_function(env, h->fs->tsfn); /* a FUSE thread is stuck: leave it, let node exit */
   }
@@ -628,8 +693,12 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->field), &v);               \
   napi_set_named_property(env, o, #field, v);
   STAT(ops) STAT(misses) STAT(cached_reads) STAT(cached_bytes) STAT(verified_objects) STAT(verify_failures) STAT(timeouts)
-  STAT(passthrough_opens)
+  STAT(passthrough_opens) STAT(control_forgets) STAT(slots_freed)
 #undef STAT
+  pthread_mutex_lock(&h->fs->slot_mu);
+  napi_create_uint32(env, h->fs->live_slots, &v);
+  pthread_mutex_unlock(&h->fs->slot_mu);
+  napi_set_named_property(env, o, "slots", v);
   pthread_mutex_lock(&h->fs->pmu);
   unsigned pending = 0;
   for (struct als_pending *p = h->fs->phead; p; p = p->next) pending++;
@@ -666,6 +735,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
     {"publish", NULL, js_publish, NULL, NULL, NULL, napi_default, NULL},
     {"alias", NULL, js_alias, NULL, NULL, NULL, napi_default, NULL},
+    {"unpublish", NULL, js_unpublish, NULL, NULL, NULL, napi_default, NULL},
+    {"slotReleased", NULL, js_slot_released, NULL, NULL, NULL, napi_default, NULL},
+    {"takeUsed", NULL, js_take_used, NULL, NULL, NULL, napi_default, NULL},
     {"quarantine", NULL, js_quarantine, NULL, NULL, NULL, napi_default, NULL},
     {"replyErr", NULL, js_reply_err, NULL, NULL, NULL, napi_default, NULL},
     {"replyEntry", NULL, js_reply_entry, NULL, NULL, NULL, napi_default, NULL},

@@ -30,12 +30,21 @@ enum als_op {
   ALS_OP_RELEASE = 6,  /* control file: a = fh (notification: no reply expected) */
   ALS_OP_CREATE = 7,   /* nodeid = control parent, name (create and mknod) */
   ALS_OP_RMDIR = 8,    /* nodeid = control parent, name */
-  ALS_OP_READ_MISS = 9 /* layer file: a = slot, b = offset, c = size, d = node index, name = path */
+  ALS_OP_READ_MISS = 9, /* layer file: a = slot, b = offset, c = size, d = node index, name = path */
+  ALS_OP_FORGET = 10,    /* notification: control node `nodeid` forgotten `a` times by the kernel */
+  ALS_OP_SLOT_FREED = 11 /* notification: slot `a` (retired) is freed; JS forgets it, then slotReleased */
 };
 
+/* A published layer table under one slot number (slots.c has the lifecycle). */
 struct als_slot {
   struct lt_table *t;
   uint64_t ino_base; /* st_ino of node 0; node i has st_ino ino_base + i */
+  uint32_t num;
+  struct als_slot *owner; /* the slot that published t (itself, or the one an alias shares) */
+  atomic_uint trefs;      /* on the owner: slots sharing t, freed with the last */
+  atomic_ullong nlookup;  /* node ids of this slot the kernel holds (lookups − forgets) */
+  int retired, queued;    /* slot_mu: JS dropped it / on the reclaim list */
+  struct als_slot *next;  /* slot_mu: reclaim lists */
 };
 
 struct als_pending {
@@ -56,6 +65,7 @@ struct als_pending {
 
 struct als_stats {
   atomic_ullong ops, misses, cached_reads, cached_bytes, verified_objects, verify_failures, timeouts, passthrough_opens;
+  atomic_ullong control_forgets, slots_freed;
 };
 
 struct als_fs {
@@ -73,8 +83,20 @@ struct als_fs {
   atomic_int passthrough_denied; /* FUSE_DEV_IOC_BACKING_OPEN refused (EPERM when not privileged) */
   atomic_ullong init_unique;     /* unique of the kernel's INIT request, when it offers passthrough */
   _Atomic(struct als_slot *) slots[ALS_MAX_SLOTS];
-  pthread_mutex_t slot_mu;
-  uint32_t next_slot;
+  pthread_mutex_t slot_mu; /* guards everything slot-related below */
+  uint32_t next_slot, max_slots, live_slots;
+  uint32_t free_nums[ALS_MAX_SLOTS];
+  uint32_t n_free;
+  struct als_slot *ready;  /* retired, forgotten: to unlink and free */
+  struct als_slot *grace;  /* unlinked: freed once epoch `grace_epoch` has drained */
+  unsigned grace_epoch;
+  struct als_inval *invals; /* kernel entry invalidations for the slot thread */
+  pthread_cond_t slot_cv;
+  pthread_t slot_thread;
+  int slot_started, slot_stopping;
+  atomic_int slot_done;
+  atomic_uint epoch;        /* handlers run inside an epoch; see slots.c */
+  atomic_ullong active[2];
   napi_threadsafe_function tsfn;
   pthread_mutex_t pmu;
   pthread_cond_t pcv;
@@ -96,6 +118,26 @@ void als_pending_unref(struct als_pending *p);
 struct als_pending *als_pending_take(struct als_fs *fs, uint64_t id);
 void als_fail_all_pending(struct als_fs *fs, int err);
 void *als_timer_main(void *arg);
+
+/* Slot lifecycle, epochs and the guarded ops table (slots.c). */
+struct als_inval;
+unsigned als_enter(struct als_fs *fs);
+void als_leave(struct als_fs *fs, unsigned e);
+/* t: publish it (the slot owns it); t NULL: share the table of slot `alias_of`. 0 + *err when refused. */
+uint32_t als_slot_add(struct als_fs *fs, struct lt_table *t, uint32_t alias_of, uint64_t ino_base, const char **err);
+/* JS dropped the layer: free the slot once the kernel forgot its ids; invalidate parent/name (0: none). */
+int als_slot_retire(struct als_fs *fs, uint32_t num, uint64_t parent, const uint8_t *name, size_t len);
+void als_slot_release_number(struct als_fs *fs, uint32_t num);
+/* Drop the kernel's cached pages of node `ino`, from the slot thread (never the JS thread). */
+void als_queue_inval_inode(struct als_fs *fs, uint64_t ino);
+int als_slot_hold(struct als_fs *fs, struct als_slot *s); /* one more id handed to the kernel */
+void als_slot_forget(struct als_fs *fs, struct als_slot *s, uint64_t n);
+void als_forget_one(struct als_fs *fs, fuse_ino_t ino, uint64_t nlookup);
+int als_slots_start(struct als_fs *fs, unsigned max_slots);
+void als_slots_stop(struct als_fs *fs);
+void als_slots_free_all(struct als_fs *fs);
+size_t als_take_used(struct als_fs *fs, uint8_t *out, size_t cap_digests);
+void als_guarded_ops(struct fuse_lowlevel_ops *out);
 
 /* Attributes of a layer node (server.c). */
 void als_fill_attr(const struct als_slot *s, uint32_t idx, struct stat *st);

@@ -69,7 +69,9 @@ static void reply_layer_entry(struct als_fs *fs, fuse_req_t req, uint64_t slot, 
   als_fill_attr(s, idx, &e.attr);
   e.attr_timeout = fs->layer_timeout;
   e.entry_timeout = fs->layer_timeout;
-  fuse_reply_entry(req, &e);
+  /* Counted before the kernel can forget it; given back when the kernel did not take it. */
+  als_slot_hold(fs, (struct als_slot *)s);
+  if (fuse_reply_entry(req, &e) != 0) als_slot_forget(fs, (struct als_slot *)s, 1);
 }
 
 /* --- pending requests ------------------------------------------------------------------------ */
@@ -381,13 +383,15 @@ static void als_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
   reply_layer_entry(fs, req, (uint64_t)parent >> ALS_SLOT_SHIFT, s, (uint32_t)child);
 }
 
+/* Layer ids: the slot's lookup count (a retired slot is freed at zero); control ids: told to JS. */
 static void als_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
-  (void)ino; (void)nlookup;
-  fuse_reply_none(req); /* node ids are static: nothing to free */
+  als_forget_one(fs_of(req), ino, nlookup);
+  fuse_reply_none(req);
 }
 
 static void als_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
-  (void)count; (void)forgets;
+  struct als_fs *fs = fs_of(req);
+  for (size_t i = 0; i < count; i++) als_forget_one(fs, forgets[i].ino, forgets[i].nlookup);
   fuse_reply_none(req);
 }
 
@@ -513,6 +517,7 @@ static void layer_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
   if (!buf) return (void)fuse_reply_err(req, ENOMEM);
   uint64_t slot = (uint64_t)ino >> ALS_SLOT_SHIFT;
   size_t pos = 0;
+  uint64_t linked = 0; /* entries that hand the kernel a node id (readdirplus, not . and ..) */
   uint64_t total = 2 + (uint64_t)dir->child_count;
   char name[256];
   for (uint64_t i = (uint64_t)off; i < total; i++) {
@@ -541,6 +546,7 @@ static void layer_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
         e.entry_timeout = fs->layer_timeout;
       }
       used = fuse_add_direntry_plus(req, buf + pos, size - pos, name, &e, (off_t)(i + 1));
+      if (used <= size - pos && e.ino != 0) linked++;
     } else {
       struct stat st;
       als_fill_attr(s, child, &st);
@@ -549,7 +555,9 @@ static void layer_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off
     if (used > size - pos) break;
     pos += used;
   }
-  fuse_reply_buf(req, buf, pos);
+  /* The kernel links every entry with a node id or forgets it (it never drops one silently). */
+  if (linked) atomic_fetch_add(&((struct als_slot *)s)->nlookup, linked);
+  if (fuse_reply_buf(req, buf, pos) != 0 && linked) als_slot_forget(fs, (struct als_slot *)s, linked);
   free(buf);
 }
 
@@ -688,7 +696,10 @@ static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci) {
   pthread_mutex_lock(&t->vmu);
   struct lt_verified v = t->verified[ci];
   pthread_mutex_unlock(&t->vmu);
-  if (v.ok && v.dev == now.dev && v.ino == now.ino && v.size == now.size && v.ctime_sec == now.ctime_sec && v.ctime_nsec == now.ctime_nsec) return fd;
+  if (v.ok && v.dev == now.dev && v.ino == now.ino && v.size == now.size && v.ctime_sec == now.ctime_sec && v.ctime_nsec == now.ctime_nsec) {
+    lt_mark_used(t, ci);
+    return fd;
+  }
   if (!object_hashes_to(fd, c->size, c->digest)) {
     atomic_fetch_add(&fs->stats.verify_failures, 1);
     close(fd);
@@ -698,6 +709,7 @@ static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci) {
   pthread_mutex_lock(&t->vmu);
   t->verified[ci] = now;
   pthread_mutex_unlock(&t->vmu);
+  lt_mark_used(t, ci);
   return fd;
 }
 

@@ -70,8 +70,9 @@ struct lt_table *lt_table_new(const uint8_t *data, size_t len, const char **err)
   t->buf = malloc(len);
   t->verified = calloc(h[5] ? h[5] : 1, sizeof *t->verified);
   t->backing = calloc(h[2] ? h[2] : 1, sizeof *t->backing);
-  if (!t->buf || !t->verified || !t->backing) {
-    free(t->buf); free(t->verified); free(t->backing); free(t);
+  t->used = calloc(h[5] ? h[5] : 1, sizeof *t->used);
+  if (!t->buf || !t->verified || !t->backing || !t->used) {
+    free(t->buf); free(t->verified); free(t->backing); free((void *)t->used); free(t);
     *err = "out of memory";
     return NULL;
   }
@@ -95,6 +96,7 @@ void lt_table_free(struct lt_table *t) {
   pthread_mutex_destroy(&t->vmu);
   free(t->verified);
   free(t->backing);
+  free((void *)t->used);
   free(t->buf);
   free(t);
 }

@@ -80,6 +80,10 @@ struct lt_table {
   pthread_mutex_t vmu; /* guards verified[] and backing[] */
   struct lt_verified *verified; /* [n_chunks] */
   struct lt_backing *backing;   /* [n_nodes]: passthrough backing file ids of open files */
+  /* Chunks served from their cache objects since JS last collected them (the eviction clock must see
+   * reads C answers); any_used says whether to look. Relaxed: a lost mark only ages an object early. */
+  _Atomic unsigned char *used; /* [n_chunks] */
+  atomic_int any_used;
   atomic_int quarantined;       /* set from JS: the layer does not match its blob, reads answer EIO */
 };
 
@@ -92,6 +96,13 @@ int64_t lt_lookup(const struct lt_table *t, uint32_t dir, const uint8_t *name, s
 
 /* Index of the first chunk of node `n` whose end lies after `pos` (n->chunk_count when none). */
 uint32_t lt_first_chunk_after(const struct lt_table *t, const struct lt_node *n, uint64_t pos);
+
+/* Note that chunk `ci` was served from its cache object (cheap: one relaxed load on repeat reads). */
+static inline void lt_mark_used(struct lt_table *t, uint32_t ci) {
+  if (atomic_load_explicit(&t->used[ci], memory_order_relaxed)) return;
+  atomic_store_explicit(&t->used[ci], 1, memory_order_relaxed);
+  atomic_store_explicit(&t->any_used, 1, memory_order_relaxed);
+}
 
 /* Path of node `idx` relative to the layer root ("a/b"), for logs; bytes written (≤ cap). */
 size_t lt_path(const struct lt_table *t, uint32_t idx, uint8_t *out, size_t cap);

@@ -136,6 +136,12 @@ export class LayerCatalog {
     return this.#o.blobStore.dir;
   }
 
+  /** Objects the native FUSE backend read directly: the eviction clock sees them as used now. */
+  noteCachedReads(digests: readonly Digest[]): void {
+    const ev = this.#o.eviction;
+    if (ev) for (const d of digests) ev.touch(d);
+  }
+
   /** The layer at `[refElem/]key`, or undefined (malformed names, unknown or unservable layers, errors). */
   async lookup(refElem: string | undefined, key: string, signal?: AbortSignal): Promise<ServedLayer | undefined> {
     const id = layerIdOf(refElem, key);

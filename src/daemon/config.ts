@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
-import { BACKENDS, defaultBackend, isBackendName, type AlsMountOptions, type BackendName } from '../fuse/mount-als.js';
+import { BACKENDS, isBackendName, type AlsMountOptions, type BackendName } from '../fuse/mount-als.js';
 import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
 import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.js';
@@ -16,8 +16,11 @@ import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.
 export { defaultConfigFile, isRootless, userPaths } from './paths.js';
 
 export interface FuseConfig {
-  /** native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding. */
-  readonly backend: BackendName;
+  /**
+   * native: the C libfuse3 server (native/); fuse-native: the portable libfuse 2 binding.
+   * undefined: $LAZY_ALS_BACKEND, else native where its addon is built, else fuse-native (logged).
+   */
+  readonly backend: BackendName | undefined;
   /** Deadline for lookups (getattr/open/create): may resolve a layer from a registry. */
   readonly lookupTimeoutMs: number;
   /** Deadline for reads: may fetch chunks from a registry. */
@@ -100,8 +103,8 @@ const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
   backgroundFetch: false,
   maxIndexEntries: DEFAULT_MAX_INDEX_ENTRIES,
   fuse: Object.freeze({
-    // $LAZY_ALS_BACKEND overrides the embedded default (how the conformance suite runs each backend).
-    backend: defaultBackend(),
+    // Chosen at mount (mount-als.ts defaultBackend): $LAZY_ALS_BACKEND, else native where built.
+    backend: undefined,
     lookupTimeoutMs: 60_000,
     readTimeoutMs: 120_000,
     opTimeoutMs: 30_000,
@@ -147,7 +150,7 @@ export type AlsMountSettings = Pick<AlsMountOptions, 'backend' | 'timeouts' | 'e
 /** FuseConfig → mount settings. `suid` only as root (a user mount cannot honour it). */
 export function alsMountSettings(f: FuseConfig, uid: number = process.getuid?.() ?? 0): AlsMountSettings {
   return {
-    backend: f.backend,
+    ...(f.backend !== undefined ? { backend: f.backend } : {}),
     timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
     entryTimeoutSec: f.entryTimeoutSec,
     attrTimeoutSec: f.attrTimeoutSec,

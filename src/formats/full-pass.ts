@@ -20,6 +20,7 @@ import { displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
 import type { ByteString, LayerIndex, LayerNode } from './model.js';
 import { landedTime, normalizeEntryPath } from './overlay-view.js';
+import { tocRoundedSeconds } from './toc-binding.js';
 import { TarScanner, type ScannedEntry } from './tar/tar-scanner.js';
 import { decodeWholeBlob, readWholeBlob } from './whole-blob.js';
 
@@ -202,9 +203,10 @@ class FullPassCheck {
     if (n.mode !== (e.mode & 0o7777)) throw conflict('the mode', n.mode.toString(8), (e.mode & 0o7777).toString(8));
     if (n.uid !== e.uid || n.gid !== e.gid) throw conflict('the owner', `${n.uid}:${n.gid}`, `${e.uid}:${e.gid}`);
     const t = landedTime(e.mtimeSec, e.mtimeNsec);
-    // eStargz TOCs carry whole seconds (RFC 3339 without a fraction): the header's nanoseconds are dropped.
-    const nsecOk = n.mtimeNsec === t.mtimeNsec || (this.#estargz && n.mtimeNsec === 0);
-    if (n.mtimeSec !== t.mtimeSec || !nsecOk) throw conflict('the mtime', `${n.mtimeSec}.${n.mtimeNsec}`, `${t.mtimeSec}.${t.mtimeNsec}`);
+    // eStargz TOCs carry the header's time rounded to the second (toc-binding.ts).
+    const r = landedTime(tocRoundedSeconds(e.mtimeSec, e.mtimeNsec), 0);
+    const rounded = this.#estargz && n.mtimeSec === r.mtimeSec && n.mtimeNsec === 0;
+    if ((n.mtimeSec !== t.mtimeSec || n.mtimeNsec !== t.mtimeNsec) && !rounded) throw conflict('the mtime', `${n.mtimeSec}.${n.mtimeNsec}`, `${t.mtimeSec}.${t.mtimeNsec}`);
     if (e.type === 'symlink' && n.linkTarget !== e.linkName) {
       throw conflict('the link target', displayName(n.linkTarget ?? ('' as ByteString)), displayName(e.linkName ?? ('' as ByteString)));
     }

@@ -87,7 +87,7 @@ export interface RawEntry extends EntryStat {
   readonly linkName?: ByteString;
   readonly devMajor: number;
   readonly devMinor: number;
-  /** Raw xattr values (TOC base64 already decoded, PAX SCHILY.xattr.* values). */
+  /** xattr name (text: PAX keys and TOC keys are UTF-8) → raw value (TOC base64 already decoded, PAX SCHILY.xattr.* values). */
   readonly xattrs: ReadonlyMap<string, Buffer>;
   /** Whole-content digest, when the format records it. */
   readonly digest?: Digest;

@@ -36,11 +36,16 @@ export interface BoundNames {
 }
 
 /**
- * `toc` mtimes of whole seconds only: eStargz writers format modtime as RFC 3339 without a
- * fraction, so a header's nanoseconds are dropped; the seconds must still agree.
+ * `toc` mtimes of whole seconds only: the eStargz writer (stargz-snapshotter) formats modtime as
+ * RFC 3339 of the header's time rounded to the second (half up), without a fraction.
  */
 export interface BindOptions {
   readonly tocSeconds?: boolean;
+}
+
+/** A time as an eStargz TOC records it: rounded to the nearest second, half up. */
+export function tocRoundedSeconds(sec: number, nsec: number): number {
+  return nsec >= 500_000_000 ? sec + 1 : sec;
 }
 
 /**
@@ -59,8 +64,9 @@ export function bindEntry(toc: BindableEntry, tar: BindableEntry, ctx: ErrorCont
   if (toc.uid !== tar.uid) bad('the uid', toc.uid, tar.uid);
   if (toc.gid !== tar.gid) bad('the gid', toc.gid, tar.gid);
   if (toc.type === 'reg' && toc.size !== tar.size) bad('the size', toc.size, tar.size);
-  const nsecOk = toc.mtimeNsec === tar.mtimeNsec || (opts.tocSeconds === true && toc.mtimeNsec === 0);
-  if (toc.mtimeSec !== tar.mtimeSec || !nsecOk) bad('the mtime', `${toc.mtimeSec}.${toc.mtimeNsec}`, `${tar.mtimeSec}.${tar.mtimeNsec}`);
+  const exact = toc.mtimeSec === tar.mtimeSec && toc.mtimeNsec === tar.mtimeNsec;
+  const rounded = opts.tocSeconds === true && toc.mtimeNsec === 0 && toc.mtimeSec === tocRoundedSeconds(tar.mtimeSec, tar.mtimeNsec);
+  if (!exact && !rounded) bad('the mtime', `${toc.mtimeSec}.${toc.mtimeNsec}`, `${tar.mtimeSec}.${tar.mtimeNsec}`);
   let linkName: ByteString | undefined;
   if (toc.type === 'symlink' || toc.type === 'hardlink') {
     const none = '' as ByteString;
@@ -73,7 +79,7 @@ export function bindEntry(toc: BindableEntry, tar: BindableEntry, ctx: ErrorCont
   if (toc.xattrs.size !== tar.xattrs.size) bad('the xattrs', [...toc.xattrs.keys()].join(','), [...tar.xattrs.keys()].join(','));
   for (const [k, v] of toc.xattrs) {
     const t = tar.xattrs.get(k);
-    if (!t || !t.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
+    if (!t?.equals(v)) bad(`xattr ${JSON.stringify(k.slice(0, 100))}`, v.toString('base64').slice(0, 60), t?.toString('base64').slice(0, 60) ?? 'absent');
   }
   return { name: name!, ...(linkName !== undefined ? { linkName } : {}) };
 }

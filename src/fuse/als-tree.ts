@@ -62,6 +62,9 @@ export interface AlsTreeOptions {
   readonly ids?: IdMap;
 }
 
+/** Told when the tree stops serving (ref, key): evicted past maxLayers, or released by `rmdir`. */
+export type DropListener = (ref: string | undefined, key: Digest) => void;
+
 const O_ACCMODE = 3;
 const WRITE_FLAGS = constants.O_WRONLY | constants.O_RDWR | constants.O_TRUNC | constants.O_APPEND | constants.O_CREAT;
 
@@ -78,6 +81,7 @@ export class AlsTree implements FuseOps {
   readonly #validRefs = new Map<string, boolean>();
   readonly #open = new Map<number, OpenFile>();
   #nextFh = 1;
+  #onDrop: DropListener | undefined;
 
   constructor(opts: AlsTreeOptions) {
     this.#provider = opts.provider;
@@ -151,7 +155,7 @@ export class AlsTree implements FuseOps {
           const base = this.#inodes.layerBase(key, layer.index.nodes.length);
           const served: Served = { tree: new DiffTree(layer, base, this.#logger, this.#ids), ref, key };
           this.#served.set(ck, served);
-          while (this.#served.size > this.#maxLayers) this.#served.delete(this.#served.keys().next().value!);
+          while (this.#served.size > this.#maxLayers) this.#drop(this.#served.keys().next().value!);
           return served;
         } finally {
           this.#inflight.delete(ck);
@@ -160,6 +164,18 @@ export class AlsTree implements FuseOps {
       this.#inflight.set(ck, p);
     }
     return p;
+  }
+
+  #drop(ck: string): void {
+    const s = this.#served.get(ck);
+    if (!s) return;
+    this.#served.delete(ck);
+    this.#onDrop?.(s.ref, s.key);
+  }
+
+  /** One listener (the native backend unpublishes the layer's table; see DropListener). */
+  setDropListener(f: DropListener | undefined): void {
+    this.#onDrop = f;
   }
 
   /**
@@ -364,6 +380,8 @@ export class AlsTree implements FuseOps {
     const w = this.where(path);
     if (w.kind === 'key') {
       this.#provider.release(w.ref, w.key);
+      // c/storage no longer uses it here: stop holding it (a later walk resolves it again, cheaply).
+      this.#drop(this.#cacheKey(w.ref, w.key));
       throw enoent(path); // contract §5.5: nothing is removed
     }
     throw erofs(path);

@@ -41,4 +41,9 @@ export interface LayerProvider {
    * through readFile.
    */
   readonly cachedObjectsDir?: string;
+  /**
+   * Chunk objects the native backend served straight from `cachedObjectsDir` (in batches, some
+   * seconds late): they count as used for the cache's eviction order, as reads through readFile do.
+   */
+  noteCachedReads?(digests: readonly Digest[]): void;
 }

@@ -14,8 +14,9 @@
  *   xattrs  16 bytes each: u32 name off/len, value off/len
  *   strings raw bytes
  *
- * Names, link targets and xattr names are byte strings in the model (one char code per byte), so
- * they go in as their bytes ('latin1'), whatever encoding they had in the archive.
+ * Names and link targets are byte strings in the model (one char code per byte), so they go in as
+ * their bytes ('latin1'), whatever encoding they had in the archive. xattr names are text (PAX
+ * keys and TOC keys are UTF-8), so they go in as UTF-8.
  */
 import { digestAlgorithm, digestHex } from '../core/digest.js';
 import { statMode, type LayerIndex, type LayerNode } from '../formats/model.js';
@@ -120,7 +121,7 @@ export function encodeLayerTable(index: LayerIndex, ids: IdMap = IDENTITY_IDS): 
     nodeBuf.writeUInt32LE(xi, o + 72);
     const first = xi;
     for (const [name, value] of shown(node)) {
-      const [no, nl] = strings.add(bytesOf(name));
+      const [no, nl] = strings.add(Buffer.from(name, 'utf8')); // xattr names are text in the model (PAX keys are UTF-8)
       const [vo, vl] = strings.add(value);
       const x = xi++ * XATTR;
       xattrBuf.writeUInt32LE(no, x);

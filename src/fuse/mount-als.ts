@@ -2,12 +2,15 @@
  * Mount an ALS tree over a LayerProvider: the one entry point the daemon and the tests use.
  *
  * Two backends behind one seam (the AlsTree over the provider):
- *  - 'fuse-native': adapter.ts, path callbacks through fuse-native (libfuse 2, every op in JS);
- *  - 'native': native-backend.ts, a libfuse3 low-level server in C answering layer content from
- *    per-layer tables and cached chunk objects, calling JS only on misses.
+ *  - 'native' (the default where its addon is built): native-backend.ts, a libfuse3 low-level
+ *    server in C answering layer content from per-layer tables and cached chunk objects, calling
+ *    JS only on misses;
+ *  - 'fuse-native': adapter.ts, path callbacks through fuse-native (libfuse 2, every op in JS),
+ *    the portable fallback.
  * `LAZY_ALS_BACKEND` (native | fuse-native) picks the default when the caller does not: it is how
  * the conformance suite runs the same tests against each backend.
  */
+import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import { AccessPolicy, mountOptionList } from './access-policy.js';
 import { mountFuse, type FuseOps, type MountHandle, type OpTimeouts } from './adapter.js';
@@ -16,7 +19,7 @@ import { errnoOf } from './errno.js';
 import type { InodeAllocator } from './inodes.js';
 import type { LayerProvider } from './layer-provider.js';
 import type { IdMap } from './id-map.js';
-import { mountNative } from './native-backend.js';
+import { mountNative, nativeAvailable, nativeUnavailableReason } from './native-backend.js';
 
 export const BACKENDS = ['native', 'fuse-native'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -25,10 +28,19 @@ export function isBackendName(s: unknown): s is BackendName {
   return typeof s === 'string' && (BACKENDS as readonly string[]).includes(s);
 }
 
-/** The backend used when none is given: $LAZY_ALS_BACKEND, else fuse-native. */
-export function defaultBackend(): BackendName {
+/**
+ * The backend used when none is given: $LAZY_ALS_BACKEND, else native where its addon is built,
+ * else fuse-native — said once on `logger` (warn), since it is slower and cannot serve every name.
+ */
+export function defaultBackend(logger?: Logger): BackendName {
   const env = process.env['LAZY_ALS_BACKEND'];
-  return isBackendName(env) ? env : 'fuse-native';
+  if (isBackendName(env)) return env;
+  if (nativeAvailable()) return 'native';
+  logger?.warn('fuse.backend_fallback', {
+    backend: 'fuse-native',
+    reason: `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); run scripts/setup.sh to build it, or choose --backend fuse-native to silence this`,
+  });
+  return 'fuse-native';
 }
 
 /**
@@ -55,6 +67,10 @@ export interface AlsMountOptions {
   readonly objectsDir?: string;
   /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
   readonly passthrough?: boolean;
+  /** native: layer slots at most (default 65,535; tests use a few to reach the bound). */
+  readonly maxLayerSlots?: number;
+  /** native: how often reads C served from cache objects reach provider.noteCachedReads (default 10 s). */
+  readonly cachedReadsFlushMs?: number;
   readonly debug?: boolean;
   /** Called after every FUSE operation (metrics): op name, seconds, errno (0 = success). */
   readonly onOp?: OpObserver;
@@ -67,10 +83,12 @@ export interface AlsMount extends MountHandle {
   readonly backend: BackendName;
   /** Backend counters for `status` (native: C-side ops, misses, cached reads…). */
   backendStats(): Record<string, unknown>;
+  /** native: pass the reads C served from cache objects to the provider now (else every few s). */
+  flushCachedReads?(): void;
 }
 
 export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
-  const backend = o.backend ?? defaultBackend();
+  const backend = o.backend ?? defaultBackend(o.logger);
   // The native backend passes every caller's ids; fuse-native has only the control dirs' modes.
   const base = o.policy ?? AccessPolicy.rootOnly();
   const policy = backend === 'native' ? base.withCallerIds() : base;
@@ -91,11 +109,22 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       timeouts,
       mountOptions: mountOptionList({ allowOther, suid }),
       controlTimeoutSec: o.entryTimeoutSec,
+      checkEveryResolve: !policy.kernelEnforceable,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
       ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
+      ...(o.maxLayerSlots !== undefined ? { maxSlots: o.maxLayerSlots + 1 } : {}),
+      ...(o.provider.noteCachedReads ? { onCachedReads: (d: Digest[]) => o.provider.noteCachedReads!(d) } : {}),
+      ...(o.cachedReadsFlushMs !== undefined ? { cachedReadsFlushMs: o.cachedReadsFlushMs } : {}),
       debug: o.debug ?? false,
     });
-    return { tree, backend, mountpoint: handle.mountpoint, unmount: () => handle.unmount(), backendStats: () => ({ ...handle.stats() }) };
+    return {
+      tree,
+      backend,
+      mountpoint: handle.mountpoint,
+      unmount: () => handle.unmount(),
+      backendStats: () => ({ ...handle.stats() }),
+      flushCachedReads: () => handle.flushCachedReads(),
+    };
   }
   const handle = await mountFuse(o.onOp ? observed(tree, o.onOp) : tree, {
     mountpoint: o.mountpoint,

@@ -33,9 +33,11 @@ import { remountSuid } from './mount-flags.js';
 
 const E = constants.errno;
 const SLOT = 2 ** 32;
-const OP = { lookup: 1, getattr: 2, readdir: 3, open: 4, read: 5, release: 6, create: 7, rmdir: 8, readMiss: 9 } as const;
+const OP = { lookup: 1, getattr: 2, readdir: 3, open: 4, read: 5, release: 6, create: 7, rmdir: 8, readMiss: 9, forget: 10, slotFreed: 11 } as const;
+const DIFF = Buffer.from('diff');
 
 let binding: NativeBinding | undefined;
+let loadError: Error | undefined;
 
 /** The addon, or a FuseError saying why it cannot be loaded (not built: run scripts/setup.sh). */
 export function loadNative(): NativeBinding {
@@ -43,9 +45,15 @@ export function loadNative(): NativeBinding {
   try {
     binding = createRequire(import.meta.url)(addonPath()) as NativeBinding;
   } catch (e) {
-    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${(e as Error).message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
+    loadError = e as Error;
+    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${loadError.message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
   }
   return binding;
+}
+
+/** Why the addon could not be loaded (after nativeAvailable() said false), first line only. */
+export function nativeUnavailableReason(): string | undefined {
+  return loadError?.message.split('\n')[0];
 }
 
 const ADDON = join('native', 'build', 'Release', 'lazy_als_native.node');
@@ -81,18 +89,43 @@ export interface NativeBackendOptions {
   readonly controlTimeoutSec: number;
   /** Timeout for layer content: immutable, so long. */
   readonly layerTimeoutSec?: number;
+  /**
+   * The access policy is enforced only by the daemon (AccessPolicy.kernelEnforceable false): the
+   * entries whose lookup resolves a layer (`diff`, `info`, `blob`) get timeout 0, so every path walk
+   * through them reaches the check instead of the kernel's dentry cache.
+   */
+  readonly checkEveryResolve?: boolean;
   readonly objectsDir?: string;
   /** FUSE passthrough for fully cached files when privileged (default: $LAZY_ALS_NATIVE_PASSTHROUGH=1). */
   readonly passthrough?: boolean;
   readonly debug?: boolean;
+  /** Layer slots at most (default and maximum 65,535; tests use a few to reach the bound). */
+  readonly maxSlots?: number;
+  /** Chunk objects C served, in batches (the eviction clock: LayerProvider.noteCachedReads). */
+  readonly onCachedReads?: (digests: Digest[]) => void;
+  /** How often those batches are collected (default 10 s). */
+  readonly cachedReadsFlushMs?: number;
 }
 
 export interface NativeMountHandle extends MountHandle {
-  stats(): NativeStats & { layers: number };
+  stats(): NativeStats & { layers: number; controlNodes: number };
+  /** Hand the chunk objects C served since the last batch to onCachedReads now. */
+  flushCachedReads(): void;
 }
 
 interface SlotLayer {
   readonly tree: DiffTree;
+  readonly key: Digest;
+  /** The `<key>` control node the slot's `diff` entry hangs from (0: unknown). */
+  parent: number;
+  /** JS dropped it; C still answers the ids the kernel holds until it says SLOT_FREED. */
+  retired: boolean;
+}
+
+/** A control node's path while the kernel holds its id (lookups it was given − forgets). */
+interface ControlNode {
+  readonly path: string;
+  refs: number;
 }
 
 function attrOf(st: FsStat): NativeAttr {
@@ -109,26 +142,64 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   const ops: FuseOps = tree;
   const { logger, timeouts: t } = o;
   const ctlTimeout = o.controlTimeoutSec;
-  const controlPaths = new Map<number, string>([[1, '/']]);
-  const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot
-  const slotByKey = new Map<Digest, number>(); // key → the slot that owns its table
-  const layers = new Map<number, SlotLayer>();
+  const layerTimeout = o.layerTimeoutSec ?? 86_400;
+  // Entries whose lookup is the access check: cached only when the kernel enforces the same policy.
+  const resolveTimeout = (t: number): number => (o.checkEveryResolve ? 0 : t);
+  // Bounded by what the kernel holds: an entry goes with the FORGET of its last lookup.
+  const controlPaths = new Map<number, ControlNode>([[1, { path: '/', refs: 1 }]]);
+  const slotByLayer = new Map<string, number>(); // "<ref>/<key>" → slot (published, not retired)
+  const slotByKey = new Map<Digest, number>(); // key → a published slot whose table aliases may share
+  const layers = new Map<number, SlotLayer>(); // every slot C still has, retired ones included
+  const watched = new WeakSet<object>(); // layers whose quarantine reaches C
   let h: NativeHandle | undefined;
 
   const pathOf = (nodeid: number): string => {
     const p = controlPaths.get(nodeid);
     if (p === undefined) throw new FuseError('ENOENT', 'unknown control node', { entry: String(nodeid) });
-    return p;
+    return p.path;
   };
+  const heldControl = (nodeid: number, path: string): void => {
+    const c = controlPaths.get(nodeid);
+    if (c && c.path === path) c.refs++;
+    else controlPaths.set(nodeid, { path, refs: 1 });
+  };
+  const forgotControl = (nodeid: number, n: number): void => {
+    const c = controlPaths.get(nodeid);
+    if (!c || nodeid === 1) return;
+    c.refs -= n;
+    if (c.refs <= 0) controlPaths.delete(nodeid);
+  };
+
+  /** The tree dropped (ref, key): retire its slot (C frees it once the kernel forgot its ids). */
+  const unpublish = (ref: string | undefined, key: Digest): void => {
+    const lk = (ref ?? '') + '/' + key;
+    const slot = slotByLayer.get(lk);
+    if (slot === undefined || !h) return;
+    slotByLayer.delete(lk);
+    if (slotByKey.get(key) === slot) {
+      const other = [...slotByLayer.values()].find((s) => layers.get(s)?.key === key);
+      if (other !== undefined) slotByKey.set(key, other);
+      else slotByKey.delete(key);
+    }
+    const l = layers.get(slot);
+    if (!l) return;
+    l.retired = true;
+    n.unpublish(h, slot, l.parent, DIFF);
+    logger.debug('fuse.native_unpublish', { layer: key, slot });
+  };
+  tree.setDropListener(unpublish);
   const child = (parent: string, name: Buffer): string => (parent === '/' ? '/' : parent + '/') + name.toString('latin1');
 
   /** Slot of (ref, key): resolves the layer (the tree checks the caller every time) and publishes its table once. */
-  const slotOf = async (ref: string | undefined, key: Digest, path: string, ctx: OpContext): Promise<number> => {
+  const slotOf = async (ref: string | undefined, key: Digest, path: string, parent: number, ctx: OpContext): Promise<number> => {
     const served = await tree.served(ref, key, path, ctx);
     if (!served) throw new FuseError('ENOENT', 'layer not served', { entry: path, layer: key });
     const lk = (ref ?? '') + '/' + key;
     const known = slotByLayer.get(lk);
-    if (known !== undefined) return known;
+    if (known !== undefined) {
+      layers.get(known)!.parent = parent;
+      return known;
+    }
     const owner = slotByKey.get(key);
     let slot: number;
     if (owner !== undefined) {
@@ -137,19 +208,27 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
       const table = encodeLayerTable(served.tree.layer.index, served.tree.ids);
       slot = n.publish(h!, table, served.tree.base);
       slotByKey.set(key, slot);
-      const published = slot;
-      // C serves cached objects without asking JS: the flag on the table (shared by its aliases) stops that.
-      served.tree.layer.onQuarantine?.(() => {
-        try {
-          if (h !== undefined) n.quarantine(h, published);
-        } catch (e) {
-          logger.warn('fuse.native_quarantine_failed', { layer: key, error: e }); // unmounted meanwhile
-        }
-      });
+      // C serves cached objects without asking JS: the flag on the table (shared by its aliases) stops
+      // that. Every slot C still has for this layer at that moment (numbers are reused: never one
+      // remembered from now), and once per layer object however often its table is published again.
+      const layer = served.tree.layer;
+      if (!watched.has(layer)) {
+        watched.add(layer);
+        layer.onQuarantine?.(() => {
+          for (const [s, l] of layers) {
+            if (l.tree.layer !== layer || h === undefined) continue;
+            try {
+              n.quarantine(h, s);
+            } catch (e) {
+              logger.warn('fuse.native_quarantine_failed', { layer: key, error: e }); // unmounted meanwhile
+            }
+          }
+        });
+      }
       logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
     }
     slotByLayer.set(lk, slot);
-    layers.set(slot, served);
+    layers.set(slot, { tree: served.tree, key, parent, retired: false });
     return slot;
   };
 
@@ -168,11 +247,14 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const path = child(pathOf(nodeid), name ?? Buffer.alloc(0));
           guard(logger, 'lookup', path, t.lookupMs, async (ctx) => {
             const w = tree.where(path);
-            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path, ctx)) * SLOT + 1, attr: null };
+            if (w.kind === 'diff' && w.rel === '') return { nodeid: (await slotOf(w.ref, w.key, path, nodeid, ctx)) * SLOT + 1, attr: null, timeout: resolveTimeout(layerTimeout), path };
             const st = await ops.getattr(path, ctx);
-            controlPaths.set(st.ino, path);
-            return { nodeid: st.ino, attr: attrOf(st) };
-          }, (ret, v) => (ret === 0 && v ? n.replyEntry(h!, id, v.nodeid, v.attr, ctlTimeout) : replyErr(id, ret)), caller);
+            return { nodeid: st.ino, attr: attrOf(st), timeout: w.kind === 'info' || w.kind === 'blob' ? resolveTimeout(ctlTimeout) : ctlTimeout, path };
+          }, (ret, v) => {
+            if (ret !== 0 || !v) return replyErr(id, ret);
+            // Layer ids are counted in C; a control id is remembered only if the kernel took it.
+            if (n.replyEntry(h!, id, v.nodeid, v.attr, v.timeout) && v.nodeid < SLOT) heldControl(v.nodeid, v.path);
+          }, caller);
           return;
         }
         case OP.getattr: {
@@ -204,8 +286,18 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           return;
         }
         case OP.release: {
-          const path = controlPaths.get(nodeid);
-          if (path !== undefined) tree.release(path, a);
+          const c = controlPaths.get(nodeid);
+          if (c !== undefined) tree.release(c.path, a);
+          return;
+        }
+        case OP.forget:
+          forgotControl(nodeid, a);
+          return;
+        case OP.slotFreed: {
+          // C freed a retired slot: forget it, then let C reuse the number (never before: a late
+          // notification could otherwise hit a newer layer in the same slot).
+          if (layers.get(a)?.retired) layers.delete(a);
+          if (h) n.slotReleased(h, a);
           return;
         }
         case OP.create: {
@@ -248,7 +340,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         mountpoint: o.mountpoint,
         options,
         ...(o.objectsDir !== undefined ? { objectsDir: o.objectsDir } : {}),
-        layerTimeoutSec: o.layerTimeoutSec ?? 86_400,
+        layerTimeoutSec: layerTimeout,
         controlTimeoutSec: ctlTimeout,
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
@@ -257,6 +349,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         // eStargz images failed to exec inside podman containers (EIO) although direct and
         // overlayfs reads and execs work; off until that is understood (docs/native.md).
         passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] === '1',
+        ...(o.maxSlots !== undefined ? { maxSlots: o.maxSlots } : {}),
       },
       dispatch,
     );
@@ -269,14 +362,34 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   // 1 MiB READs need a 1 MiB read-ahead window on the mount's bdi (root only; best effort).
   if (connId > 0) await writeFile(`/sys/class/bdi/0:${connId}/read_ahead_kb`, '1024').catch(() => undefined);
   logger.info('fuse.mounted', { mountpoint: o.mountpoint, backend: 'native' });
+  // Reads C answers from cache objects reach the eviction clock in batches (a mark per chunk in C).
+  const flushCachedReads = (): void => {
+    if (!o.onCachedReads) return;
+    const raw = n.takeUsed(handle);
+    if (raw.length === 0) return;
+    const digests: Digest[] = [];
+    for (let i = 0; i + 32 <= raw.length; i += 32) digests.push(`sha256:${raw.toString('hex', i, i + 32)}` as Digest);
+    try {
+      o.onCachedReads(digests);
+    } catch (e) {
+      logger.warn('fuse.native_cached_reads_failed', { error: e });
+    }
+  };
+  const usedTimer = o.onCachedReads ? setInterval(flushCachedReads, o.cachedReadsFlushMs ?? 10_000) : undefined;
+  usedTimer?.unref();
   let unmounting: Promise<void> | undefined;
   const mounted = {
     mountpoint: o.mountpoint,
-    stats: () => ({ ...n.stats(handle), layers: slotByLayer.size }),
+    stats: () => ({ ...n.stats(handle), layers: slotByLayer.size, controlNodes: controlPaths.size }),
+    flushCachedReads,
     unmount: () =>
-      (unmounting ??= n.unmount(handle, connId).then(() => {
+      (unmounting ??= (async () => {
+        if (usedTimer) clearInterval(usedTimer);
+        flushCachedReads();
+        tree.setDropListener(undefined);
+        await n.unmount(handle, connId);
         logger.info('fuse.unmounted', { mountpoint: o.mountpoint, backend: 'native' });
-      })),
+      })()),
   };
   // fusermount3 (auto_unmount) mounts nosuid unless told `suid`, and libfuse 3 does not pass it on.
   if (o.mountOptions.includes('suid')) {

@@ -15,7 +15,7 @@ export const LOWER: FileSpec[] = [
   { name: 'opq/', mode: 0o755 },
   { name: 'opq/old.txt', content: 'old\n' },
   { name: 'bin/', mode: 0o755 },
-  { name: 'bin/ping', content: 'ELF-ish', mode: 0o4755, uid: 0, gid: 0, xattrs: { 'security.capability': CAP, 'user.note': 'hi' } },
+  { name: 'bin/ping', content: 'ELF-ish', mode: 0o4755, uid: 0, gid: 0, xattrs: { 'security.capability': CAP, 'user.note': 'hi', 'user.naïve-名前': 'non-ASCII name' } },
   { name: 'bin/hl', type: 'hardlink', linkName: 'bin/ping' },
   { name: 'bin/sh', type: 'symlink', linkName: '/bin/busybox' },
   { name: 'dev/', mode: 0o755 },

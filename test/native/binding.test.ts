@@ -66,7 +66,7 @@ describe('raw binding over a real mount', () => {
         if (nm === 'throw') throw new Error('dispatcher bug');
         if (nm === 'layer') {
           slot ||= n.publish(h, table, 1000);
-          return void n.replyEntry(h, id, slot * 2 ** 32 + 1, null, 0);
+          return void n.replyEntry(h, id, slot * 2 ** 32 + 1, null, 60); // the timeout JS gives is the one the kernel gets
         }
       }
       if (id !== 0) n.replyErr(h, id, 2);

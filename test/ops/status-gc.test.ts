@@ -10,6 +10,7 @@ import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { cmd, probe, val } from '../integration/support/commands.js';
 import { CLI, leakedMounts, RealDaemon, writeRegistriesConf } from '../integration/support/daemon.js';
 import { L1_FILES, L2_FILES, pushTestImage, refElem, sha256hex, type TestImage } from '../integration/support/images.js';
+import { defaultBackend } from '../../src/fuse/mount-als.js';
 
 let reg: RegistryHandle;
 let dir: string;
@@ -51,7 +52,7 @@ describe('status, ready line, gc --all / purge', () => {
     const conf = await writeRegistriesConf(join(dir, 'registries.conf'), [reg.host]);
     daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf });
     // The backend named is the one serving ($LAZY_ALS_BACKEND picks it in the conformance runs).
-    const backend = process.env['LAZY_ALS_BACKEND'] ?? 'fuse-native';
+    const backend = defaultBackend();
     expect(daemon.stdout).toBe(`lazy-als: ready, serving ${daemon.mnt} (state ${daemon.stateDir}, backend ${backend}, control ${daemon.socket})\n`);
 
     const ref = `${reg.host}/${img.repo}:${img.tag}`;

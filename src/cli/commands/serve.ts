@@ -28,7 +28,7 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default ${DEFAULTS.registry})
   --background-fetch BOOL  fetch whole layers in the background after the prefetch (default ${DEFAULTS.backgroundFetch})
   --max-index-entries N    platform manifests fetched per image index at most, host's first (default ${DEFAULTS.maxIndexEntries})
-  --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default ${DEFAULTS.fuse.backend})
+  --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default native where built)
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default ${DEFAULTS.fuse.lookupTimeoutMs})
   --read-timeout-ms N      deadline for reads (default ${DEFAULTS.fuse.readTimeoutMs})
   --op-timeout-ms N        deadline for other operations (default ${DEFAULTS.fuse.opTimeoutMs})

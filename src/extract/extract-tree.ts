@@ -12,8 +12,7 @@
  * (verify-content.ts), each file created by its first verified chunk.
  * The filesystem calls themselves run in worker threads, in batches of synchronous calls
  * (fs-batch.ts): per-call promise round trips through libuv's pool cost more than the calls.
- * Staged files are matched to index nodes by the identity of their first ChunkRef (the plain reader
- * hands buildLayerIndex the very ChunkRef objects it passed to onPlainChunk).
+ * Staged files are matched to index nodes by the tar position of their first chunk (its span).
  *
  * No write ever goes through a symlink from the layer: every directory in the tree is one we
  * mkdir'ed (the index is a tree of unique names; no name contains "/" or is "." / ".."), files are
@@ -53,6 +52,14 @@ const FS_WORKERS = Math.min(4, Math.max(2, availableParallelism()));
  * Writes plain-layer pieces into content/<n> behind the verifying pass: all pieces of one file go
  * to the same fs worker, in order; the batcher's byte limit is the backpressure on the pass.
  */
+/**
+ * A plain layer's file content, by where its first chunk sits in the tar (index nodes are views read
+ * from the index table, so the ChunkRef handed to onPlainChunk is not the object the index returns).
+ */
+function stagingKey(c: ChunkRef): string {
+  return `${c.span.offset}:${c.span.innerOffset}`;
+}
+
 class StagingWriter {
   readonly #dir: ByteString;
   readonly #fs: FsBatcher;
@@ -62,12 +69,12 @@ class StagingWriter {
     this.#dir = dir;
     this.#fs = fs;
   }
-  write(chunk: ChunkRef, data: Buffer, staged: Map<ChunkRef, ByteString>): Promise<void> {
+  write(chunk: ChunkRef, data: Buffer, staged: Map<string, ByteString>): Promise<void> {
     const first = chunk.fileOffset === 0;
     if (first) {
       const n = this.#seq++;
       this.#cur = { path: under(this.#dir, String(n)), worker: n };
-      staged.set(chunk, this.#cur.path);
+      staged.set(stagingKey(chunk), this.#cur.path);
     }
     const c = this.#cur!;
     return this.#fs.add(c.worker, (start) => ['write', c.path, first, chunk.fileOffset, start, data.length], data);
@@ -101,7 +108,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
   try {
     await mkdir(tree, { mode: 0o700 });
     await mkdir(content, { mode: 0o700 });
-    const staged = new Map<ChunkRef, ByteString>();
+    const staged = new Map<string, ByteString>();
     const writer = new StagingWriter(byteStringFromText(content), fs);
     const treeB = byteStringFromText(tree);
     const layer = await open({
@@ -160,7 +167,7 @@ async function buildTree(
   index: LayerIndex,
   tree: ByteString,
   work: ByteString,
-  staged: ReadonlyMap<ChunkRef, ByteString>,
+  staged: ReadonlyMap<string, ByteString>,
   fs: FsBatcher,
   fetchContent: (written: (n: number) => void) => Promise<void>,
 ): Promise<ExtractSummary> {
@@ -197,7 +204,7 @@ async function buildTree(
     const abs = under(tree, path);
     switch (node.type) {
       case 'reg': {
-        const stagedPath = node.chunks[0] !== undefined ? staged.get(node.chunks[0]) : undefined;
+        const stagedPath = node.chunks[0] !== undefined ? staged.get(stagingKey(node.chunks[0])) : undefined;
         if (stagedPath !== undefined) {
           create.push(['rename', stagedPath, abs]);
           bytes += node.size;

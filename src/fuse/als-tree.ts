@@ -152,7 +152,7 @@ export class AlsTree implements FuseOps {
         try {
           const layer = await this.#provider.lookup(ref, key);
           if (!layer) return undefined;
-          const base = this.#inodes.layerBase(key, layer.index.nodes.length);
+          const base = this.#inodes.layerBase(key, layer.index.nodeCount);
           const served: Served = { tree: new DiffTree(layer, base, this.#logger, this.#ids), ref, key };
           this.#served.set(ck, served);
           while (this.#served.size > this.#maxLayers) this.#drop(this.#served.keys().next().value!);

@@ -61,7 +61,7 @@ export interface AlsMountOptions {
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
-  /** native: FUSE passthrough for large fully cached files when root (experimental, docs/native.md). */
+  /** native: FUSE passthrough for large fully cached files when root (default on, docs/native.md). */
   readonly passthrough?: boolean;
   /** native: layer slots at most (default 65,535; tests use a few to reach the bound). */
   readonly maxLayerSlots?: number;

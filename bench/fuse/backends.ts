@@ -26,6 +26,7 @@ import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import { asByteString } from '../../src/formats/byte-string.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../src/daemon/config.js';
 import { mountAls, type BackendName } from '../../src/fuse/mount-als.js';
 import { report } from '../e2e/report.js';
 
@@ -169,7 +170,7 @@ async function one(variant: Variant): Promise<void> {
   }
   const layers = new Map<string, ServedLayerView>([[tree.view.key, tree.view]]);
   const provider: LayerProvider = { lookup: async (_r, k) => layers.get(k), use: () => undefined, release: () => undefined, cachedObjectsDir: objects };
-  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, backend, ...(variant === 'native-noopen' ? { passthrough: false } : {}) });
+  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, ...alsMountSettings(DEFAULTS.fuse), backend, ...(variant === 'native-noopen' ? { passthrough: false } : {}) });
   const fig = (name: string, value: number, baseline: number, unit: string, baselineName: string, note?: string) =>
     report({ group: 'fuse backends', name: `${variant}: ${name}`, value, baseline, unit, baselineName, ...(note ? { note } : {}) });
   try {

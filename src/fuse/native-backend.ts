@@ -225,7 +225,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           }
         });
       }
-      logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
+      logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodeCount, bytes: table.length });
     }
     slotByLayer.set(lk, slot);
     layers.set(slot, { tree: served.tree, key, parent, retired: false });
@@ -323,8 +323,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const layer = layers.get(a);
           const rel = (name ?? Buffer.alloc(0)).toString('latin1');
           if (!layer) return replyErr(id, -E.EIO);
-          const node = layer.tree.layer.index.nodes[d];
-          if (!node) return replyErr(id, -E.EIO);
+          const index = layer.tree.layer.index;
+          if (!(d >= 0 && d < index.nodeCount)) return replyErr(id, -E.EIO);
+          const node = index.node(d + 1);
           guard(logger, 'read', rel, t.readMs, (ctx) => layer.tree.read(node, rel, b, c, ctx.signal),
             (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
           return;

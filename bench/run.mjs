@@ -6,7 +6,7 @@
 //   npm run bench                   everything
 //   npm run bench -- e2e fuse       only benchmarks whose path contains one of the words
 //
-// Benchmarks: bench/e2e/{large-image,reads}.ts, bench/sources/range-reads.ts, bench/fuse/*.ts and
+// Benchmarks: bench/e2e/{large-image,reads,cold-read,pull,runs}.ts, bench/sources/range-reads.ts, bench/fuse/*.ts and
 // bench/formats/*.{mjs,js,ts} when present. `.ts` files run with `npx vite-node`, the others with
 // node. Figures come from stdout: lines `RESULT {json}` (bench/e2e/report.ts: value, baseline,
 // ratio = value / baseline, both measured in the same run) and, for benchmarks printing prose,
@@ -33,7 +33,7 @@ function list(dir, exts) {
 }
 
 // bench/e2e holds helpers too: only these are entry points
-const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts', 'bench/e2e/cold-read.ts', 'bench/e2e/pull.ts'];
+const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts', 'bench/e2e/cold-read.ts', 'bench/e2e/pull.ts', 'bench/e2e/runs.ts', 'bench/e2e/fleet.ts'];
 const benches = [
   ...E2E_ENTRIES.filter((f) => existsSync(join(ROOT, f))),
   ...['bench/sources/range-reads.ts'].filter((f) => existsSync(join(ROOT, f))),

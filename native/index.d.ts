@@ -19,9 +19,9 @@ export interface NativeMountOptions {
   /** A request handed to JS is answered ETIMEDOUT after this long (backstop for JS's own deadline). */
   readonly missTimeoutMs: number;
   readonly debug?: boolean;
-  /** Attributes of the mount root, answered in C and never cached by the kernel. */
+  /** Attributes of the mount root, answered in C and cached by the kernel for at most a second. */
   readonly rootAttr?: NativeAttr;
-  /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; default false. */
+  /** Hand fully cached single-object files to the kernel (FUSE passthrough) when root; the caller decides the default. */
   readonly passthrough?: boolean;
   /** Layer slots at most (2..65,536, default 65,536; slot 0 is the control namespace). */
   readonly maxSlots?: number;
@@ -62,8 +62,12 @@ export interface NativeStats {
   readonly verify_failures: number;
   readonly timeouts: number;
   readonly passthrough_opens: number;
+  /** Chunk objects opened by path: verified fds are kept open between reads (fdcache.c). */
+  readonly object_opens: number;
   readonly pending: number;
   readonly passthrough: boolean;
+  /** The kernel opens files without asking (no passthrough on this mount: OPEN was answered ENOSYS). */
+  readonly no_open: boolean;
   /** FORGETs of control nodes passed to JS. */
   readonly control_forgets: number;
   /** Retired slots freed (the kernel forgot every id). */

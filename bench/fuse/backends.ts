@@ -11,8 +11,8 @@
  * and writes them as objects to an object directory, as the real chunk cache does (the native backend
  * reads those in C). One child process per backend, so RSS is per backend. Needs root (drop_caches).
  *
- *   npx vite-node bench/fuse/backends.ts            both backends
- *   BENCH_BACKEND=native npx vite-node bench/fuse/backends.ts
+ *   npx vite-node bench/fuse/backends.ts            both backends (native twice: passthrough, no-open)
+ *   BENCH_BACKEND=native npx vite-node bench/fuse/backends.ts      (or fuse-native, native-noopen)
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -26,6 +26,7 @@ import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import { asByteString } from '../../src/formats/byte-string.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../src/daemon/config.js';
 import { mountAls, type BackendName } from '../../src/fuse/mount-als.js';
 import { report } from '../e2e/report.js';
 
@@ -53,7 +54,12 @@ function py(code: string, args: string[]): Promise<number> {
   });
 }
 
-const dropCaches = () => writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
+// sync first: drop_caches only drops clean pages, and the ext4 copy was just written (a dirty
+// baseline file stays in the page cache, and its "cold" reads are page-cache hits).
+const dropCaches = async () => {
+  await sh('sync', []);
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
+};
 
 /** IOPS of 4 KiB random reads at QD1 (fadvise RANDOM; each block at most once). */
 const RANDOM_QD1 = `import os,random,sys,time
@@ -137,7 +143,12 @@ async function buildLayer(label: string, spec: [string, Buffer | undefined, numb
   return { view, files };
 }
 
-async function one(backend: BackendName): Promise<void> {
+/** 'native' mounts as the daemon does (passthrough when root); 'native-noopen' with passthrough off (the
+ *  kernel's no-open instead: what a rootless daemon gets). */
+type Variant = BackendName | 'native-noopen';
+
+async function one(variant: Variant): Promise<void> {
+  const backend: BackendName = variant === 'native-noopen' ? 'native' : variant;
   const dir = await mkdtemp('/var/tmp/lazy-als-bench-');
   const mnt = join(dir, 'mnt');
   const objects = join(dir, 'objects');
@@ -156,9 +167,9 @@ async function one(backend: BackendName): Promise<void> {
   }
   const layers = new Map<string, ServedLayerView>([[tree.view.key, tree.view]]);
   const provider: LayerProvider = { lookup: async (_r, k) => layers.get(k), use: () => undefined, release: () => undefined, cachedObjectsDir: objects };
-  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, backend });
+  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, ...alsMountSettings(DEFAULTS.fuse), backend, ...(variant === 'native-noopen' ? { passthrough: false } : {}) });
   const fig = (name: string, value: number, baseline: number, unit: string, baselineName: string, note?: string) =>
-    report({ group: 'fuse backends', name: `${backend}: ${name}`, value, baseline, unit, baselineName, ...(note ? { note } : {}) });
+    report({ group: 'fuse backends', name: `${variant}: ${name}`, value, baseline, unit, baselineName, ...(note ? { note } : {}) });
   try {
     const D = join(mnt, tree.view.key, 'diff');
     // Every chunk fetched and verified once (what a first run leaves behind).
@@ -186,11 +197,14 @@ async function one(backend: BackendName): Promise<void> {
       const ec = await sh('cat', [join(ext4, name)]);
       fig(`read of a ${what} after drop_caches (store's cache)`, fc, ec, 'ms', 'ext4 cold');
     }
-    await dropCaches();
-    const fr = await py(RANDOM_QD1, [join(D, 'big.bin')]);
-    await dropCaches();
-    const er = await py(RANDOM_QD1, [join(ext4, 'big.bin')]);
-    fig('4 KiB random reads QD1 on a cached file (IOPS, higher is better)', fr, er, 'IOPS', 'local disk');
+    for (const name of ['big.bin', 'big1.bin']) {
+      const what = name === 'big.bin' ? '64 MiB file of 1 MiB chunks' : '64 MiB single-object file';
+      await dropCaches();
+      const fr = await py(RANDOM_QD1, [join(D, name)]);
+      await dropCaches();
+      const er = await py(RANDOM_QD1, [join(ext4, name)]);
+      fig(`4 KiB random reads QD1 on a cached ${what}, caches dropped (IOPS, higher is better)`, fr, er, 'IOPS', 'local disk');
+    }
     const fs = await py(SMALL_FILES, [join(D, 'd0', '..')]);
     const es = await py(SMALL_FILES, [ext4]);
     fig('small cached files open+read+close, warm (files/s, higher is better)', fs, es, 'files/s', 'ext4');
@@ -206,7 +220,7 @@ async function one(backend: BackendName): Promise<void> {
       await sh('stat', [join(mnt, l.view.key, 'diff', 'd0', 'f0')]);
     }
     const stats = m.backendStats();
-    report({ group: 'fuse backends', name: `${backend}: daemon peak RSS, 11 layers / 106k files`, value: process.resourceUsage().maxRSS / 1024, unit: 'MiB', note: JSON.stringify(stats) });
+    report({ group: 'fuse backends', name: `${variant}: daemon peak RSS, 11 layers / 106k files`, value: process.resourceUsage().maxRSS / 1024, unit: 'MiB', note: JSON.stringify(stats) });
   } finally {
     await m.unmount();
     await rm(dir, { recursive: true, force: true });
@@ -215,8 +229,8 @@ async function one(backend: BackendName): Promise<void> {
 
 async function main(): Promise<void> {
   const only = process.env['BENCH_BACKEND'];
-  if (only === 'native' || only === 'fuse-native') return one(only);
-  for (const b of ['fuse-native', 'native'] as const) {
+  if (only === 'native' || only === 'fuse-native' || only === 'native-noopen') return one(only);
+  for (const b of ['fuse-native', 'native', 'native-noopen'] as const) {
     await new Promise<void>((resolve, reject) => {
       const p = spawn('npx', ['vite-node', fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...process.env, BENCH_BACKEND: b } });
       p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`${b} bench exited ${c}`))));

@@ -157,6 +157,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   fs->passthrough_wanted = get_prop_bool(env, argv[0], "passthrough") && geteuid() == 0;
   pthread_mutex_init(&fs->slot_mu, NULL);
   pthread_mutex_init(&fs->pmu, NULL);
+  als_fdc_init(&fs->fdc);
   pthread_cond_init(&fs->pcv, NULL);
   if (!fs->mountpoint || !opts) {
     free(opts);
@@ -638,6 +639,7 @@ static void unmount_complete(napi_env env, napi_status status, void *data) {
     napi_release_threadsafe_function(h->fs->tsfn, napi_tsfn_abort);
     /* Every FUSE thread has ended: the tables can go. */
     if (!h->fs->slot_started) als_slots_free_all(h->fs);
+    als_fdc_destroy(&h->fs->fdc); /* tables freed or not, no reader runs any more */
   } else {
     napi_unref_threadsafe_function(env, h->fs->tsfn); /* a FUSE thread is stuck: leave it, let node exit */
   }
@@ -693,7 +695,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_create_double(env, (double)atomic_load(&s->field), &v);               \
   napi_set_named_property(env, o, #field, v);
   STAT(ops) STAT(misses) STAT(cached_reads) STAT(cached_bytes) STAT(verified_objects) STAT(verify_failures) STAT(timeouts)
-  STAT(passthrough_opens) STAT(control_forgets) STAT(slots_freed)
+  STAT(passthrough_opens) STAT(object_opens) STAT(control_forgets) STAT(slots_freed)
 #undef STAT
   pthread_mutex_lock(&h->fs->slot_mu);
   napi_create_uint32(env, h->fs->live_slots, &v);
@@ -707,6 +709,8 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "pending", v);
   napi_get_boolean(env, atomic_load(&h->fs->passthrough), &v);
   napi_set_named_property(env, o, "passthrough", v);
+  napi_get_boolean(env, atomic_load(&h->fs->no_open), &v);
+  napi_set_named_property(env, o, "no_open", v);
   return o;
 }
 

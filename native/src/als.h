@@ -65,8 +65,41 @@ struct als_pending {
 
 struct als_stats {
   atomic_ullong ops, misses, cached_reads, cached_bytes, verified_objects, verify_failures, timeouts, passthrough_opens;
+  atomic_ullong object_opens; /* chunk objects opened by path (the fd cache missed) */
   atomic_ullong control_forgets, slots_freed;
 };
+
+/*
+ * Verified chunk objects kept open between reads (fdcache.c): direct-mapped by (table, chunk), at
+ * most ALS_FDC_SLOTS fds. A reader holds a reference while it preads; an entry found stale (the
+ * object was unlinked, replaced or rewritten: see server.c chunk_fd) is closed with its last
+ * reference. The timer thread closes idle fds of unlinked objects, so an object the store evicts
+ * does not keep its disk space for long.
+ */
+#define ALS_FDC_SLOTS 1024u
+struct als_fdc_entry {
+  const struct lt_table *t;
+  uint32_t ci;
+  int fd;
+  uint32_t refs;
+  int dead;
+};
+struct als_fdc {
+  pthread_mutex_t mu;
+  struct als_fdc_entry e[ALS_FDC_SLOTS];
+};
+void als_fdc_init(struct als_fdc *c);
+void als_fdc_destroy(struct als_fdc *c); /* closes every fd (at unmount: no reader may be running) */
+/* The cached fd of chunk `ci` of `t` with a reference taken (*slot set), or -1. */
+int als_fdc_get(struct als_fdc *c, const struct lt_table *t, uint32_t ci, int *slot);
+/* Offer a freshly verified fd: the slot now owning it with a reference taken, or -1 (the caller keeps it). */
+int als_fdc_offer(struct als_fdc *c, const struct lt_table *t, uint32_t ci, int fd);
+/* Give back a reference; `stale`: the fd must not be used again (closed with its last reference). */
+void als_fdc_release(struct als_fdc *c, int slot, int stale);
+/* Before a table is freed: close (or mark) every fd of its chunks. */
+void als_fdc_forget_table(struct als_fdc *c, const struct lt_table *t);
+/* Close idle fds whose object has been unlinked; how many. */
+unsigned als_fdc_sweep_unlinked(struct als_fdc *c);
 
 struct als_fs {
   struct fuse_session *se;
@@ -74,7 +107,7 @@ struct als_fs {
   int loop_started;
   char *mountpoint;
   char *objdir;
-  struct stat root_attr; /* answered here, never cached by the kernel (a dead daemon must show ENOTCONN) */
+  struct stat root_attr; /* answered here, cached by the kernel for ≤ 1 s (a dead daemon must soon show ENOTCONN) */
   double layer_timeout; /* entry/attr timeout for layer content (immutable) */
   double ctl_timeout;   /* default for control nodes when JS gives none */
   uint64_t miss_timeout_ms;
@@ -82,6 +115,7 @@ struct als_fs {
   atomic_int passthrough;        /* negotiated with the kernel (INIT reply patched, see server.c) */
   atomic_int passthrough_denied; /* FUSE_DEV_IOC_BACKING_OPEN refused (EPERM when not privileged) */
   atomic_ullong init_unique;     /* unique of the kernel's INIT request, when it offers passthrough */
+  atomic_int no_open;            /* OPEN answered ENOSYS: the kernel opens files without us (server.c als_open) */
   _Atomic(struct als_slot *) slots[ALS_MAX_SLOTS];
   pthread_mutex_t slot_mu; /* guards everything slot-related below */
   uint32_t next_slot, max_slots, live_slots;
@@ -106,6 +140,7 @@ struct als_fs {
   pthread_t timer_thread;
   int timer_started;
   struct als_stats stats;
+  struct als_fdc fdc;
 };
 
 extern const struct fuse_lowlevel_ops als_ll_ops;

@@ -112,6 +112,7 @@ void als_fail_all_pending(struct als_fs *fs, int err) {
 
 void *als_timer_main(void *arg) {
   struct als_fs *fs = arg;
+  uint64_t last_sweep = als_now_ms();
   pthread_mutex_lock(&fs->pmu);
   while (!fs->stopping) {
     struct timespec ts;
@@ -120,6 +121,12 @@ void *als_timer_main(void *arg) {
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
     pthread_cond_timedwait(&fs->pcv, &fs->pmu, &ts);
     uint64_t now = als_now_ms();
+    if (now - last_sweep >= 5000) { /* evicted objects must not keep their disk space in our fd cache */
+      last_sweep = now;
+      pthread_mutex_unlock(&fs->pmu);
+      als_fdc_sweep_unlinked(&fs->fdc);
+      pthread_mutex_lock(&fs->pmu);
+    }
     struct als_pending *p = fs->phead;
     while (p) {
       struct als_pending *next = p->next;
@@ -223,7 +230,8 @@ static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci);
 #define ALS_PASSTHROUGH_FLAGS2 (1u << 5) /* FUSE_PASSTHROUGH = 1 << 37 */
 #define ALS_FOPEN_NOFLUSH (1u << 5)
 #define ALS_FOPEN_PASSTHROUGH (1u << 7)
-#define ALS_PT_FH (1ull << 63)
+#define ALS_PT_FH (1ull << 63)     /* fh of a passthrough open: flag | node index */
+#define ALS_CACHED_FH (1ull << 62) /* fh of a cached-mode open of a passthrough candidate */
 #define ALS_PASSTHROUGH_MIN (1u << 20)
 struct als_backing_map {
   int32_t fd;
@@ -294,22 +302,11 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata) {
 
 const struct fuse_custom_io als_passthrough_io = {.writev = pt_writev, .read = pt_read};
 
-/* Backing id for node `idx` (whose one chunk object is the whole file), shared by its open files;
- * -1 when passthrough is not possible here (then the open takes the pread path). */
-static int32_t backing_get(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
-  const struct lt_node *n = &t->nodes[idx];
-  if (n->chunk_count != 1) return -1; /* passthrough needs the whole file as one object */
-  /* Small files gain nothing (their pages stay cached with keep_cache) and pay two ioctls per open. */
-  if (n->size < ALS_PASSTHROUGH_MIN) return -1;
-  pthread_mutex_lock(&t->vmu);
-  if (t->backing[idx].refs > 0) {
-    t->backing[idx].refs++;
-    int32_t id = t->backing[idx].id;
-    pthread_mutex_unlock(&t->vmu);
-    return id;
-  }
-  pthread_mutex_unlock(&t->vmu);
-  int fd = open_verified(fs, t, n->chunk_first);
+/* The backing file id for a passthrough open of node `idx`, or -1 when it cannot have one. The
+ * caller decides the open's I/O mode with open_io_mode (which keeps the kernel's one-mode-per-inode
+ * rule); this only makes the id. */
+static int32_t backing_open(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
+  int fd = open_verified(fs, t, t->nodes[idx].chunk_first);
   if (fd < 0) return -1;
   struct als_backing_map map = {.fd = fd, .flags = 0, .padding = 0};
   int id = ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_OPEN, &map);
@@ -319,32 +316,78 @@ static int32_t backing_get(struct als_fs *fs, struct lt_table *t, uint32_t idx) 
     if (err == EPERM || err == EOPNOTSUPP || err == ENOTTY || err == EINVAL) atomic_store(&fs->passthrough_denied, 1);
     return -1;
   }
-  pthread_mutex_lock(&t->vmu);
-  if (t->backing[idx].refs > 0) { /* another thread won the race: use its id */
-    t->backing[idx].refs++;
-    int32_t mine = id;
-    id = t->backing[idx].id;
-    pthread_mutex_unlock(&t->vmu);
-    uint32_t m = (uint32_t)mine;
-    ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_CLOSE, &m);
-    return id;
-  }
-  t->backing[idx].id = id;
-  t->backing[idx].refs = 1;
-  pthread_mutex_unlock(&t->vmu);
-  atomic_fetch_add(&fs->stats.passthrough_opens, 1);
   return id;
 }
 
-static void backing_put(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
+static void backing_close(struct als_fs *fs, int32_t id) {
+  uint32_t m = (uint32_t)id;
+  ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_CLOSE, &m);
+}
+
+/* Whether node `idx` may be opened in passthrough mode at all: its content is one verified object
+ * (the backing file is per whole file) of at least ALS_PASSTHROUGH_MIN bytes (below that, the two
+ * ioctls per open cost more than they save: such files stay in the page cache with keep_cache). */
+static int passthrough_candidate(struct als_fs *fs, const struct lt_table *t, uint32_t idx) {
+  const struct lt_node *n = &t->nodes[idx];
+  return atomic_load(&fs->passthrough) && n->chunk_count == 1 && n->size >= ALS_PASSTHROUGH_MIN &&
+         !(t->chunks[n->chunk_first].flags & LT_CHUNK_ZEROS);
+}
+
+/*
+ * The I/O mode of a new open of candidate node `idx`: a backing id (> 0, a reference taken) or 0
+ * for cached mode (counted). Never both at once for one node (struct lt_backing): a file first
+ * opened before its object was cached (cached mode) and still open — a running binary, mapped by
+ * exec — keeps every later open of it in cached mode until it is closed; and while a passthrough
+ * file is open, later opens share its backing id even if the object can no longer be opened.
+ */
+static int32_t open_io_mode(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
+  struct lt_backing *b = &t->backing[idx];
+  pthread_mutex_lock(&t->vmu);
+  if (b->refs > 0) {
+    b->refs++;
+    int32_t id = b->id;
+    pthread_mutex_unlock(&t->vmu);
+    return id;
+  }
+  if (b->cached > 0 || atomic_load(&fs->passthrough_denied)) {
+    b->cached++;
+    pthread_mutex_unlock(&t->vmu);
+    return 0;
+  }
+  pthread_mutex_unlock(&t->vmu);
+  int32_t mine = backing_open(fs, t, idx); /* may hash the object: not under the lock */
+  int32_t id = 0, spare = -1;
+  pthread_mutex_lock(&t->vmu);
+  if (b->refs > 0) { /* another open won the race: share its id */
+    b->refs++;
+    id = b->id;
+    spare = mine;
+  } else if (b->cached > 0 || mine <= 0) { /* a cached-mode open came first, or no backing file */
+    b->cached++;
+    spare = mine;
+  } else {
+    b->id = mine;
+    b->refs = 1;
+    id = mine;
+  }
+  pthread_mutex_unlock(&t->vmu);
+  if (spare > 0) backing_close(fs, spare);
+  if (id > 0 && id == mine) atomic_fetch_add(&fs->stats.passthrough_opens, 1);
+  return id;
+}
+
+/* A candidate's open file is closed (or its open reply could not be delivered). */
+static void close_io_mode(struct als_fs *fs, struct lt_table *t, uint32_t idx, int passthrough) {
+  struct lt_backing *b = &t->backing[idx];
   int32_t close_id = -1;
   pthread_mutex_lock(&t->vmu);
-  if (t->backing[idx].refs > 0 && --t->backing[idx].refs == 0) close_id = t->backing[idx].id;
-  pthread_mutex_unlock(&t->vmu);
-  if (close_id > 0) {
-    uint32_t m = (uint32_t)close_id;
-    ioctl(fuse_session_fd(fs->se), ALS_DEV_IOC_BACKING_CLOSE, &m);
+  if (passthrough) {
+    if (b->refs > 0 && --b->refs == 0) close_id = b->id;
+  } else if (b->cached > 0) {
+    b->cached--;
   }
+  pthread_mutex_unlock(&t->vmu);
+  if (close_id > 0) backing_close(fs, close_id);
 }
 
 /* --- init ------------------------------------------------------------------------------------ */
@@ -399,9 +442,11 @@ static void als_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   (void)fi;
   struct als_fs *fs = fs_of(req);
   atomic_fetch_add(&fs->stats.ops, 1);
-  /* The root in C with timeout 0: every stat of the mountpoint reaches the daemon (ENOTCONN when it
-   * is dead, which stale-mount detection relies on) without costing a trip to JS. */
-  if (ino == FUSE_ROOT_ID) return (void)fuse_reply_attr(req, &fs->root_attr, 0);
+  /* The root in C, cached for at most a second: with default_permissions every path walk from the
+   * mountpoint needs the root's attributes, and timeout 0 cost one more round trip per open by path
+   * (half of a warm small-file open); a second keeps a dead daemon's mountpoint showing ENOTCONN
+   * almost at once (stale-mount detection also checks mountinfo and the control socket). */
+  if (ino == FUSE_ROOT_ID) return (void)fuse_reply_attr(req, &fs->root_attr, fs->ctl_timeout < 1.0 ? fs->ctl_timeout : 1.0);
   if (is_control(ino)) return miss_simple(req, ALS_OP_GETATTR, ino, NULL);
   uint32_t idx;
   const struct als_slot *s = slot_of(fs, ino, &idx);
@@ -602,29 +647,39 @@ static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   if (type == S_IFDIR) return (void)fuse_reply_err(req, EISDIR);
   if (type != S_IFREG) return (void)fuse_reply_err(req, EINVAL);
   if (atomic_load(&s->t->quarantined)) return (void)fuse_reply_err(req, EIO);
-  if (atomic_load(&fs->passthrough) && !atomic_load(&fs->passthrough_denied)) {
-    int32_t id = backing_get(fs, s->t, idx);
+  /* Without passthrough no layer file needs an OPEN: ENOSYS makes the kernel stop sending OPEN and
+   * RELEASE for every file of this connection (FUSE no-open; keep_cache is then its default), which
+   * halves a warm small-file open. Control files then arrive with fh 0 (JS opens them per read).
+   * Not once a passthrough open succeeded: a no-open file of an inode that has a backing file
+   * could not be mmapped. */
+  if (!atomic_load(&fs->passthrough) || (atomic_load(&fs->passthrough_denied) && atomic_load(&fs->stats.passthrough_opens) == 0)) {
+    atomic_store(&fs->no_open, 1);
+    return (void)fuse_reply_err(req, ENOSYS);
+  }
+  fi->fh = 0;
+  if (passthrough_candidate(fs, s->t, idx)) {
+    int32_t id = open_io_mode(fs, s->t, idx);
     if (id > 0) {
       struct als_open_out out = {.fh = ALS_PT_FH | idx, .open_flags = ALS_FOPEN_PASSTHROUGH | ALS_FOPEN_NOFLUSH, .backing_id = id};
       struct iovec iov = {.iov_base = &out, .iov_len = sizeof out};
-      if (fuse_reply_iov(req, &iov, 1) != 0) backing_put(fs, s->t, idx); /* the opener is gone: no release will come */
+      if (fuse_reply_iov(req, &iov, 1) != 0) close_io_mode(fs, s->t, idx, 1); /* the opener is gone: no release will come */
       return;
     }
+    fi->fh = ALS_CACHED_FH | idx;
   }
-  fi->fh = 0;
   fi->keep_cache = 1; /* immutable content: what the kernel cached stays right */
   fi->noflush = 1;
-  fuse_reply_open(req, fi);
+  if (fuse_reply_open(req, fi) != 0 && fi->fh != 0) close_io_mode(fs, s->t, idx, 0);
 }
 
 static void als_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   struct als_fs *fs = fs_of(req);
   uint64_t fh = fi->fh;
   fuse_reply_err(req, 0);
-  if (!is_control(ino) && (fh & ALS_PT_FH)) {
+  if (!is_control(ino) && (fh & (ALS_PT_FH | ALS_CACHED_FH))) {
     uint32_t idx;
     const struct als_slot *s = slot_of(fs, ino, &idx);
-    if (s && idx == (uint32_t)(fh & 0xffffffffu)) backing_put(fs, s->t, idx);
+    if (s && idx == (uint32_t)(fh & 0xffffffffu)) close_io_mode(fs, s->t, idx, (fh & ALS_PT_FH) != 0);
     return;
   }
   if (is_control(ino) && fh != 0) {
@@ -713,6 +768,54 @@ static int open_verified(struct als_fs *fs, struct lt_table *t, uint32_t ci) {
   return fd;
 }
 
+/* Whether `st` is still the object verified for chunk `ci` (same inode, size and ctime, linked). */
+static int still_verified(struct lt_table *t, uint32_t ci, const struct stat *st) {
+  pthread_mutex_lock(&t->vmu);
+  struct lt_verified v = t->verified[ci];
+  pthread_mutex_unlock(&t->vmu);
+  return v.ok && st->st_nlink > 0 && v.dev == (uint64_t)st->st_dev && v.ino == (uint64_t)st->st_ino &&
+         v.size == (uint64_t)st->st_size && v.ctime_sec == st->st_ctim.tv_sec && v.ctime_nsec == st->st_ctim.tv_nsec;
+}
+
+/*
+ * A verified fd of chunk `ci`: kept open in the fd cache and re-checked with one fstat per use
+ * (unlinked, replaced or rewritten ⇒ dropped, and the object is opened and verified again), else
+ * opened by path (open_verified). *slot ≥ 0: give it back with chunk_fd_done; the fd is the cache's.
+ */
+static int chunk_fd(struct als_fs *fs, struct lt_table *t, uint32_t ci, int *slot) {
+  int fd = als_fdc_get(&fs->fdc, t, ci, slot);
+  if (fd >= 0) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && still_verified(t, ci, &st)) return fd;
+    als_fdc_release(&fs->fdc, *slot, 1);
+  }
+  *slot = -1;
+  atomic_fetch_add(&fs->stats.object_opens, 1);
+  fd = open_verified(fs, t, ci);
+  if (fd >= 0) *slot = als_fdc_offer(&fs->fdc, t, ci, fd);
+  return fd;
+}
+
+static void chunk_fd_done(struct als_fs *fs, int fd, int slot) {
+  if (slot >= 0) als_fdc_release(&fs->fdc, slot, 0);
+  else close(fd);
+}
+
+/* A sequential reader entering chunk `ci - 1` will want chunk `ci` next: each chunk is its own
+ * object file, so the kernel's readahead stops at the object's end; ask for the next one now (only
+ * when already verified: hashing is a synchronous read we do not do on speculation). */
+static void prefetch_chunk(struct als_fs *fs, struct lt_table *t, uint32_t ci) {
+  pthread_mutex_lock(&t->vmu);
+  int ok = t->verified[ci].ok;
+  pthread_mutex_unlock(&t->vmu);
+  if (!ok || (t->chunks[ci].flags & LT_CHUNK_ZEROS)) return;
+  int slot;
+  int fd = chunk_fd(fs, t, ci, &slot);
+  if (fd < 0) return;
+  (void)posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+  chunk_fd_done(fs, fd, slot);
+}
+
 /* Serve [off, off+size) of a layer file from verified cache objects; 0 when it replied. */
 static int read_cached(struct als_fs *fs, fuse_req_t req, const struct als_slot *s, uint32_t idx, uint64_t off, size_t size) {
   struct lt_table *t = s->t;
@@ -726,12 +829,15 @@ static int read_cached(struct als_fs *fs, fuse_req_t req, const struct als_slot 
   char *buf = malloc(len);
   if (!buf) return -1;
   size_t pos = 0;
+  uint32_t next = n->chunk_count; /* chunk to prefetch: the one after a chunk this read starts */
   for (uint32_t k = lt_first_chunk_after(t, n, off); k < n->chunk_count && pos < len; k++) {
     uint32_t ci = n->chunk_first + k;
     const struct lt_chunk *c = &t->chunks[ci];
     uint64_t from = off + pos - c->file_offset; /* within the chunk */
     uint64_t want = c->size - from < len - pos ? c->size - from : len - pos;
-    int fd = open_verified(fs, t, ci);
+    if (from == 0 && k + 1 < n->chunk_count) next = k + 1;
+    int slot;
+    int fd = chunk_fd(fs, t, ci, &slot);
     if (fd < 0) { free(buf); return -1; }
     size_t got = 0;
     while (got < want) {
@@ -740,7 +846,7 @@ static int read_cached(struct als_fs *fs, fuse_req_t req, const struct als_slot 
       if (r <= 0) break;
       got += (size_t)r;
     }
-    close(fd);
+    chunk_fd_done(fs, fd, slot);
     if (got != want) { free(buf); return -1; }
     pos += got;
   }
@@ -749,6 +855,7 @@ static int read_cached(struct als_fs *fs, fuse_req_t req, const struct als_slot 
   atomic_fetch_add(&fs->stats.cached_bytes, len);
   fuse_reply_buf(req, buf, len);
   free(buf);
+  if (next < n->chunk_count) prefetch_chunk(fs, t, n->chunk_first + next);
   return 0;
 }
 

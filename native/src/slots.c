@@ -190,9 +190,10 @@ void als_forget_one(struct als_fs *fs, fuse_ino_t ino, uint64_t nlookup) {
 
 /* Drop one slot struct (and its table with the last slot sharing it). slot_mu not needed: the slot
  * is unreachable from `slots[]` and past its grace period. */
-static void free_slot(struct als_slot *s) {
+static void free_slot(struct als_fs *fs, struct als_slot *s) {
   struct als_slot *owner = s->owner;
   if (atomic_fetch_sub(&owner->trefs, 1) == 1) {
+    als_fdc_forget_table(&fs->fdc, owner->t); /* before the pointer can be reused by a new table */
     lt_table_free(owner->t);
     if (owner != s) free(owner);
     free(s);
@@ -240,7 +241,7 @@ void *als_slot_main(void *arg) {
         list = s->next;
         uint32_t num = s->num;
         fs->live_slots--;
-        free_slot(s);
+        free_slot(fs, s);
         atomic_fetch_add(&fs->stats.slots_freed, 1);
         notify_js(fs, ALS_OP_SLOT_FREED, 0, num); /* JS forgets it, then gives the number back */
       }
@@ -282,12 +283,12 @@ void als_slots_free_all(struct als_fs *fs) {
     struct als_slot *s = atomic_load(&fs->slots[i]);
     if (!s) continue;
     atomic_store(&fs->slots[i], NULL);
-    free_slot(s);
+    free_slot(fs, s);
   }
   while (fs->grace) {
     struct als_slot *s = fs->grace;
     fs->grace = s->next;
-    free_slot(s);
+    free_slot(fs, s);
   }
   fs->ready = NULL; /* its slots were still in slots[]: freed above */
   while (fs->invals) {

@@ -62,10 +62,15 @@ struct lt_verified {
   int ok;
 };
 
-/* A kernel backing-file id shared by the open files of one node; closed with the last of them. */
+/* The kernel keeps one I/O mode per inode: while a file of it is open in passthrough mode, every
+ * other open must be passthrough with the same backing file, and while one is open in cached mode
+ * (page cache, READs to us) a passthrough open fails with EIO. So the open files of a node that
+ * could be passthrough are counted per mode: `refs` share the backing id `id` (closed with the last
+ * of them), `cached` are open in cached mode. */
 struct lt_backing {
   int32_t id;
   uint32_t refs;
+  uint32_t cached;
 };
 
 struct lt_table {

@@ -272,7 +272,7 @@ export class LayerCatalog {
       this.#log.warn('catalog.quarantine_not_persisted', { layer: layer.key, error: e });
     }
     const digests = new Set<Digest>([layer.blobDigest]);
-    for (const n of layer.index.nodes) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
+    for (const n of layer.index.allNodes()) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
     o.chunkCache.forget(digests);
     let freed = 0;
     for (const d of digests) {

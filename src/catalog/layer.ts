@@ -368,7 +368,7 @@ export class ServedLayer implements PrefetchTarget {
   /** How much of the layer's content is cached (one stat per distinct chunk: for `status`, not hot paths). */
   async cacheStatus(): Promise<LayerCacheStatus> {
     const seen = new Map<Digest, number>();
-    for (const node of this.index.nodes) {
+    for (const node of this.index.allNodes()) {
       if (node.type !== 'reg') continue;
       for (const c of node.chunks) if (!c.zeros) seen.set(c.digest, c.size);
     }

@@ -44,9 +44,13 @@ interface FileState {
   requested: number;
 }
 
+/** Files whose read position is remembered per layer (readers of more files at once get no read-ahead for the oldest). */
+const MAX_FILES = 4096;
+
 export class ReadAhead {
   readonly #o: ReadAheadOptions;
-  readonly #files = new WeakMap<LayerNode, FileState>();
+  /** Per file (by inode number: nodes are views read from the index table), most recent last; bounded. */
+  readonly #files = new Map<number, FileState>();
   #inFlight = 0;
 
   constructor(o: Partial<ReadAheadOptions> = {}) {
@@ -65,19 +69,23 @@ export class ReadAhead {
   plan(node: LayerNode & { readonly chunks: readonly ChunkRef[] }, offset: number, end: number, skip: (c: ChunkRef) => boolean): ChunkRef[][] {
     const o = this.#o;
     if (o.maxWindow <= 0) return [];
-    let st = this.#files.get(node);
+    let st = this.#files.get(node.ino);
+    if (st) {
+      this.#files.delete(node.ino); // most recently used last
+      this.#files.set(node.ino, st);
+    }
     const sequential = st ? offset >= st.next - SEQUENTIAL_SLACK && offset <= st.next + SEQUENTIAL_SLACK : offset === 0;
     if (!sequential) {
       if (st) {
         st.window = 0;
         st.next = end;
         st.requested = end;
-      } else this.#files.set(node, { next: end, window: 0, requested: end });
+      } else this.#remember(node.ino, { next: end, window: 0, requested: end });
       return [];
     }
     if (!st) {
       st = { next: end, window: o.minWindow, requested: end };
-      this.#files.set(node, st);
+      this.#remember(node.ino, st);
     } else {
       st.next = Math.max(st.next, end);
       st.window = Math.min(o.maxWindow, Math.max(o.minWindow, st.window * 2));
@@ -113,6 +121,11 @@ export class ReadAhead {
     }
     st.requested = Math.max(st.requested, reached);
     return pieces;
+  }
+
+  #remember(ino: number, st: FileState): void {
+    this.#files.set(ino, st);
+    if (this.#files.size > MAX_FILES) this.#files.delete(this.#files.keys().next().value!);
   }
 
   settle(bytes: number): void {

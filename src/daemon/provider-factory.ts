@@ -146,7 +146,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
       pinned.clear();
       for (const l of inUse) {
         pinned.add(l.blobDigest);
-        for (const node of l.index.nodes) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
+        for (const node of l.index.allNodes()) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
       }
       try {
         await chunkCache.drain(); // fetches in flight land first, so they are evicted too

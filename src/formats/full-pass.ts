@@ -168,7 +168,7 @@ class FullPassCheck {
     this.#described.add(path);
     if (e.type === 'hardlink') {
       const target = e.linkName ?? ('' as ByteString);
-      if (this.#index.lookup(normalizeEntryPath(target, this.#limits, this.#blobName)) !== n) {
+      if (this.#index.lookup(normalizeEntryPath(target, this.#limits, this.#blobName))?.ino !== n.ino) {
         throw this.#conflict(path, 'the hardlink target', 'another inode', displayName(target));
       }
       return;

@@ -95,23 +95,24 @@ export interface RawEntry extends EntryStat {
   readonly chunks: readonly ChunkRef[];
 }
 
-/** An inode of the overlay view. Hardlinked names share one LayerNode. */
+/**
+ * An inode of the overlay view. Hardlinked names share one inode. Nodes are read from the index's
+ * table when asked for (index-table.ts): key per-node state by `ino`, not by object identity.
+ */
 export interface LayerNode extends EntryStat {
   /** Stable inode number: 1 = root, then in order of first appearance; same TOC ⇒ same numbers. */
   readonly ino: number;
   readonly type: NodeType;
   /** Symlink target, as bytes. */
-  readonly linkTarget?: ByteString;
+  readonly linkTarget?: ByteString | undefined;
   readonly rdevMajor: number;
   readonly rdevMinor: number;
   /** xattrs as served (opaque dirs carry trusted.overlay.opaque and user.overlay.opaque = "y"). */
   readonly xattrs: ReadonlyMap<string, Buffer>;
   /** Number of names (hardlinks) for non-directories; for directories 2 + number of subdirectories. */
   readonly nlink: number;
-  readonly digest?: Digest;
+  readonly digest?: Digest | undefined;
   readonly chunks: readonly ChunkRef[];
-  /** Directories: child name → node, iterate sorted via LayerIndex.readdir(). */
-  readonly children?: ReadonlyMap<ByteString, LayerNode>;
 }
 
 export interface LayerIndex {
@@ -129,8 +130,14 @@ export interface LayerIndex {
   /** eStargz: blob offset at which `.prefetch.landmark`'s payload starts (prefetch [0, prefetchEnd)). */
   readonly prefetchEnd?: number;
   readonly root: LayerNode;
-  /** All nodes, nodes[ino - 1] is the node with that inode number. */
-  readonly nodes: readonly LayerNode[];
+  /** Number of nodes: inode numbers run 1..nodeCount. */
+  readonly nodeCount: number;
+  /** The node with inode number `ino` (views: two calls give equal, not identical, objects). */
+  node(ino: number): LayerNode;
+  /** Every node, in inode order (reachable or not: a replaced tar entry keeps its number). */
+  allNodes(): Iterable<LayerNode>;
+  /** The whole index as one flat table (index-table.ts), the buffer the native backend serves from. */
+  readonly table: Buffer;
   /** Distinct uids / gids in the layer, sorted (for the ALS `info` uidset/gidset). */
   readonly uids: readonly number[];
   readonly gids: readonly number[];

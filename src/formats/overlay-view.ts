@@ -19,7 +19,8 @@
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { asByteString, displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
-import type { ByteString, LayerIndex, LayerNode, RawEntry } from './model.js';
+import type { ByteString, LayerIndex, RawEntry } from './model.js';
+import { NodeColumns } from './table-builder.js';
 
 /** What the reader knows of the blob, carried into the index as it is. */
 export interface LayerMeta extends Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize'> {
@@ -36,26 +37,14 @@ export interface BuildOptions {
 }
 
 const OPAQUE = Buffer.from('y');
-/**
- * Most nodes have no xattrs and no chunks: they share these (never mutated; an opaque directory gets
- * a map of its own). Per-node empty Maps and arrays were a third of an index's memory.
- */
-const NO_XATTRS: Map<string, Buffer> = new Map();
+const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
 const NO_CHUNKS: readonly never[] = Object.freeze([]);
-const xattrsOf = (m: ReadonlyMap<string, Buffer>): Map<string, Buffer> => (m.size === 0 ? NO_XATTRS : new Map(m));
 const ESTARGZ_ARTEFACTS = new Set<string>(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
 /** Longest name the kernel takes for one path component (NAME_MAX), in bytes. */
 export const NAME_MAX = 255;
 const WHITEOUT_PREFIX = '.wh.';
 const ROOT = asByteString('');
 
-/** A LayerNode while it is being built: writable, with writable xattrs/children and the sorted listing. */
-type NodeAttrs = Omit<LayerNode, 'xattrs' | 'children'>;
-type MutableNode = { -readonly [K in keyof NodeAttrs]: NodeAttrs[K] } & {
-  xattrs: Map<string, Buffer>;
-  children?: Map<ByteString, MutableNode>;
-  sorted?: [ByteString, MutableNode][];
-};
 
 /**
  * Normalise an archive name (bytes) to "a/b" ("" = root). Throws ENTRY_PATH_UNSAFE for hostile
@@ -86,10 +75,6 @@ function splitPath(p: ByteString): [ByteString, ByteString] {
   return i < 0 ? [ROOT, p] : [p.slice(0, i) as ByteString, p.slice(i + 1) as ByteString];
 }
 
-/** Byte order: ByteStrings hold one byte per char code, so code-unit order is byte order. */
-function compareNames(a: ByteString, b: ByteString): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /**
  * Times as containers/storage unpacks them: an mtime before the epoch lands as 0 (its unpacker
@@ -100,52 +85,42 @@ export function landedTime(sec: number, nsec: number): { mtimeSec: number; mtime
   return sec < 0 ? { mtimeSec: 0, mtimeNsec: 0 } : { mtimeSec: sec, mtimeNsec: nsec };
 }
 
-export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts: BuildOptions): LayerIndex {
+export function buildLayerIndex(raw: Iterable<RawEntry>, meta: LayerMeta, opts: BuildOptions): LayerIndex {
   const limits = opts.limits ?? DEFAULT_LIMITS;
   const blob = meta.blobName ?? meta.blobDigest;
   const bctx = blob !== undefined ? { blob } : {};
-  if (raw.length > limits.maxEntries) {
-    throw new FormatError('TOC_TOO_LARGE', `${raw.length} entries exceed the limit of ${limits.maxEntries}`, bctx);
-  }
-  const nodes: MutableNode[] = [];
-  const newNode = (n: Omit<MutableNode, 'ino' | 'nlink'>): MutableNode => {
-    const node: MutableNode = { ...n, ino: nodes.length + 1, nlink: 0 };
-    nodes.push(node);
-    return node;
-  };
-  const root = newNode({
-    type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0,
-    rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS, children: new Map(),
-  });
-  /** path → node for every named path in the view (whiteouts added at the end). */
-  const byPath = new Map<ByteString, MutableNode>([[ROOT, root]]);
+  const tooMany = (count: number): FormatError => new FormatError('TOC_TOO_LARGE', `${count} entries exceed the limit of ${limits.maxEntries}`, bctx);
+  if (Array.isArray(raw) && raw.length > limits.maxEntries) throw tooMany(raw.length);
+  const nodes = new NodeColumns();
+  const dirAttrs = { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS } as const;
+  const root = nodes.add(dirAttrs);
+  /** path → node for every named path in the view (whiteouts added at the end); its entries become the dirents. */
+  const byPath = new Map<ByteString, number>([[ROOT, root]]);
   /** Directories created only because a descendant named them; an explicit entry may still come. */
-  const implied = new Set<MutableNode>();
-  const whiteouts: { dir: ByteString; name: ByteString; entry: RawEntry; path: ByteString }[] = [];
+  const implied = new Set<number>();
+  const whiteouts: { dir: ByteString; name: ByteString; uid: number; gid: number; mtimeSec: number; mtimeNsec: number }[] = [];
   const opaqueDirs: ByteString[] = [];
   let prefetchEnd: number | undefined;
 
-  const ensureDir = (path: ByteString, entryName: ByteString): MutableNode => {
+  const ensureDir = (path: ByteString, entryName: ByteString): number => {
     const existing = byPath.get(path);
-    if (existing) {
-      if (existing.type !== 'dir') {
+    if (existing !== undefined) {
+      if (!nodes.isDir(existing)) {
         throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(displayName(path))} is not a directory`, { ...bctx, entry: displayName(entryName) });
       }
       return existing;
     }
-    const [parentPath, base] = splitPath(path);
-    const parent = ensureDir(parentPath, entryName);
-    const dir = newNode({
-      type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0,
-      rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS, children: new Map(),
-    });
-    parent.children!.set(base, dir);
+    const [parentPath] = splitPath(path);
+    ensureDir(parentPath, entryName);
+    const dir = nodes.add(dirAttrs);
     byPath.set(path, dir);
     implied.add(dir);
     return dir;
   };
 
+  let count = 0;
   for (const e of raw) {
+    if (++count > limits.maxEntries) throw tooMany(count);
     const ectx = { ...bctx, entry: displayName(e.name) };
     const path = normalizeEntryPath(e.name, limits, blob);
     const [dirPath, base] = splitPath(path);
@@ -156,89 +131,97 @@ export function buildLayerIndex(raw: readonly RawEntry[], meta: LayerMeta, opts:
     if (base.startsWith('.wh.')) {
       if (base === '.wh.') throw new FormatError('ENTRY_INVALID', 'bare ".wh." whiteout', ectx);
       if (base === '.wh..wh..opq') opaqueDirs.push(dirPath);
-      else if (!base.startsWith('.wh..wh.')) whiteouts.push({ dir: dirPath, name: base.slice(4) as ByteString, entry: e, path });
+      else if (!base.startsWith('.wh..wh.')) {
+        whiteouts.push({ dir: dirPath, name: base.slice(4) as ByteString, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) });
+      }
       ensureDir(dirPath, e.name);
       continue;
     }
     checkEntry(e, meta, limits, ectx);
-    const xattrs = xattrsOf(e.xattrs);
     if (path === '') {
       if (e.type !== 'dir') throw new FormatError('ENTRY_INVALID', 'root entry is not a directory', ectx);
-      Object.assign(root, attrsOf(e), { xattrs });
+      nodes.set(root, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
       continue;
     }
-    const parent = ensureDir(dirPath, e.name);
+    ensureDir(dirPath, e.name);
     const prev = byPath.get(path);
-    if (prev && implied.has(prev) && e.type === 'dir') {
+    if (prev !== undefined && implied.has(prev) && e.type === 'dir') {
       // TOCs may list a directory after entries inside it: the explicit entry supplies the metadata.
       implied.delete(prev);
-      Object.assign(prev, attrsOf(e), { xattrs });
+      nodes.set(prev, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
       continue;
     }
-    if (prev) {
+    if (prev !== undefined) {
       if (opts.duplicates === 'error') throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
-      if (prev.type === 'dir' && e.type === 'dir') {
-        Object.assign(prev, attrsOf(e), { xattrs });
+      if (nodes.isDir(prev) && e.type === 'dir') {
+        nodes.set(prev, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
         continue;
       }
-      removePath(byPath, parent, path, base);
+      removePath(byPath, path, nodes.isDir(prev));
     }
-    let node: MutableNode;
+    let node: number;
     if (e.type === 'hardlink') {
       const target = normalizeEntryPath(e.linkName ?? ROOT, limits, blob);
       const t = byPath.get(target);
-      if (!t || t.type === 'dir' || target === path) {
+      if (t === undefined || nodes.isDir(t) || target === path) {
         throw new FormatError('ENTRY_LINK_INVALID', `hardlink target ${JSON.stringify(displayName(target))} is missing or a directory`, ectx);
       }
       node = t;
     } else {
-      node = newNode({
+      node = nodes.add({
         ...attrsOf(e),
         type: e.type,
         size: e.type === 'reg' ? e.size : e.type === 'symlink' ? (e.linkName ?? '').length : 0,
         ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? ROOT } : {}),
         rdevMajor: e.type === 'char' || e.type === 'block' ? e.devMajor : 0,
         rdevMinor: e.type === 'char' || e.type === 'block' ? e.devMinor : 0,
-        xattrs,
+        xattrs: e.xattrs,
         ...(e.type === 'reg' && e.digest !== undefined ? { digest: e.digest } : {}),
-        chunks: e.type === 'reg' && e.chunks.length > 0 ? e.chunks : NO_CHUNKS,
-        ...(e.type === 'dir' ? { children: new Map<ByteString, MutableNode>() } : {}),
+        chunks: e.type === 'reg' ? e.chunks : NO_CHUNKS,
       });
     }
-    parent.children!.set(base, node);
     byPath.set(path, node);
   }
 
   for (const d of opaqueDirs) {
     const dir = byPath.get(d);
-    if (dir?.type !== 'dir') continue; // replaced by a later non-directory entry
-    dir.xattrs = new Map([...dir.xattrs, ['trusted.overlay.opaque', OPAQUE], ['user.overlay.opaque', OPAQUE]]);
+    if (dir === undefined || !nodes.isDir(dir)) continue; // replaced by a later non-directory entry
+    nodes.setXattrs(dir, new Map([...nodes.xattrs(dir), ['trusted.overlay.opaque', OPAQUE], ['user.overlay.opaque', OPAQUE]]));
   }
   for (const w of whiteouts) {
     const full = (w.dir === '' ? w.name : `${w.dir}/${w.name}`) as ByteString;
     if (byPath.has(full)) continue; // a real entry of the same layer wins over its whiteout
     const dir = byPath.get(w.dir);
-    if (dir?.type !== 'dir') continue;
-    const node = newNode({
-      type: 'char', mode: 0, uid: w.entry.uid, gid: w.entry.gid, size: 0,
-      ...landedTime(w.entry.mtimeSec, w.entry.mtimeNsec), rdevMajor: 0, rdevMinor: 0,
-      xattrs: NO_XATTRS, chunks: NO_CHUNKS,
+    if (dir === undefined || !nodes.isDir(dir)) continue;
+    const node = nodes.add({
+      type: 'char', mode: 0, uid: w.uid, gid: w.gid, size: 0, mtimeSec: w.mtimeSec, mtimeNsec: w.mtimeNsec,
+      rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS,
     });
-    dir.children!.set(w.name, node);
     byPath.set(full, node);
   }
 
-  return finish(nodes, root, byPath, meta, prefetchEnd);
+  return nodes.pack(byPath, {
+    format: meta.format,
+    compression: meta.compression,
+    blobSize: meta.blobSize,
+    ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
+    ...(meta.tocDigest !== undefined ? { tocDigest: meta.tocDigest } : {}),
+    ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
+    ...(meta.uncompressedSize !== undefined ? { uncompressedSize: meta.uncompressedSize } : {}),
+    ...(prefetchEnd !== undefined ? { prefetchEnd } : {}),
+  });
 }
 
-function attrsOf(e: RawEntry): Pick<MutableNode, 'mode' | 'uid' | 'gid' | 'mtimeSec' | 'mtimeNsec'> {
+function attrsOf(e: RawEntry): { mode: number; uid: number; gid: number; mtimeSec: number; mtimeNsec: number } {
   return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) };
 }
 
-function removePath(byPath: Map<ByteString, MutableNode>, parent: MutableNode, path: ByteString, base: ByteString): void {
-  parent.children!.delete(base);
+/** Drop a replaced path (and, for a directory, everything under it) from the view. */
+function removePath(byPath: Map<ByteString, number>, path: ByteString, isDir: boolean): void {
+  byPath.delete(path);
+  if (!isDir) return; // only a directory has names under it: no scan of the whole view per replaced file
   const prefix = path + '/';
-  for (const k of [...byPath.keys()]) if (k === path || k.startsWith(prefix)) byPath.delete(k);
+  for (const k of [...byPath.keys()]) if (k.startsWith(prefix)) byPath.delete(k);
 }
 
 function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: string; blob?: string }): void {
@@ -288,64 +271,4 @@ function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: 
     pos += c.size;
   }
   if (pos !== e.size) throw new FormatError('CHUNK_INVALID', `chunks cover ${pos} bytes of a ${e.size}-byte file`, ctx);
-}
-
-function finish(
-  nodes: MutableNode[],
-  root: MutableNode,
-  byPath: Map<ByteString, MutableNode>,
-  meta: LayerMeta,
-  prefetchEnd: number | undefined,
-): LayerIndex {
-  const uids = new Set<number>();
-  const gids = new Set<number>();
-  // Only nodes still reachable count (a replaced entry's node may be orphaned).
-  const reachable = new Set<MutableNode>();
-  for (const n of byPath.values()) {
-    // One increment per name: hardlinked names share the node.
-    if (n.type !== 'dir') n.nlink += 1;
-    reachable.add(n);
-    uids.add(n.uid);
-    gids.add(n.gid);
-  }
-  for (const n of reachable) {
-    if (n.type !== 'dir') continue;
-    let sub = 0;
-    const sorted = [...n.children!].sort((a, b) => compareNames(a[0], b[0]));
-    for (const [, c] of sorted) if (c.type === 'dir') sub++;
-    n.nlink = 2 + sub;
-    n.sorted = sorted;
-  }
-  const lookup = (p: ByteString): LayerNode | undefined => byPath.get(p);
-  const readdir = (d: LayerNode): readonly [ByteString, LayerNode][] => (d as MutableNode).sorted ?? [];
-  function* walk(): Iterable<[ByteString, LayerNode]> {
-    const stack: [ByteString, MutableNode][] = [[ROOT, root]];
-    while (stack.length) {
-      const [p, n] = stack.pop()!;
-      yield [p, n];
-      if (n.sorted) {
-        for (let i = n.sorted.length - 1; i >= 0; i--) {
-          const [name, c] = n.sorted[i]!;
-          stack.push([(p === '' ? name : `${p}/${name}`) as ByteString, c]);
-        }
-      }
-    }
-  }
-  return {
-    format: meta.format,
-    compression: meta.compression,
-    blobSize: meta.blobSize,
-    ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
-    ...(meta.tocDigest !== undefined ? { tocDigest: meta.tocDigest } : {}),
-    ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
-    ...(meta.uncompressedSize !== undefined ? { uncompressedSize: meta.uncompressedSize } : {}),
-    ...(prefetchEnd !== undefined ? { prefetchEnd } : {}),
-    root,
-    nodes,
-    uids: [...uids].sort((a, b) => a - b),
-    gids: [...gids].sort((a, b) => a - b),
-    lookup,
-    readdir,
-    walk,
-  };
 }

@@ -15,7 +15,7 @@
  * Every request handed over is answered through `guard` (one reply, errno on throw, our deadline);
  * C answers ETIMEDOUT itself if even that does not happen (missTimeoutMs), so the mount never wedges.
  */
-import { existsSync } from 'node:fs';
+import { constants as fsConstants, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,7 +96,7 @@ export interface NativeBackendOptions {
    */
   readonly checkEveryResolve?: boolean;
   readonly objectsDir?: string;
-  /** FUSE passthrough for fully cached files when privileged (default: $LAZY_ALS_NATIVE_PASSTHROUGH=1). */
+  /** FUSE passthrough for fully cached files when privileged (default on; $LAZY_ALS_NATIVE_PASSTHROUGH=0 turns it off). */
   readonly passthrough?: boolean;
   readonly debug?: boolean;
   /** Layer slots at most (default and maximum 65,535; tests use a few to reach the bound). */
@@ -225,7 +225,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           }
         });
       }
-      logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodes.length, bytes: table.length });
+      logger.debug('fuse.native_table', { layer: key, nodes: served.tree.layer.index.nodeCount, bytes: table.length });
     }
     slotByLayer.set(lk, slot);
     layers.set(slot, { tree: served.tree, key, parent, retired: false });
@@ -281,8 +281,17 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         }
         case OP.read: {
           const path = pathOf(nodeid);
-          guard(logger, 'read', path, t.readMs, (ctx) => ops.read(path, a, b, c, ctx),
-            (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
+          // fh 0: the mount is in no-open mode (the kernel opened the file without us): open it for this read.
+          const read = async (ctx: OpContext): Promise<Buffer> => {
+            if (a !== 0) return ops.read(path, a, b, c, ctx);
+            const fh = await ops.open(path, fsConstants.O_RDONLY, ctx);
+            try {
+              return await ops.read(path, fh, b, c, ctx);
+            } finally {
+              tree.release(path, fh);
+            }
+          };
+          guard(logger, 'read', path, t.readMs, read, (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
           return;
         }
         case OP.release: {
@@ -314,8 +323,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const layer = layers.get(a);
           const rel = (name ?? Buffer.alloc(0)).toString('latin1');
           if (!layer) return replyErr(id, -E.EIO);
-          const node = layer.tree.layer.index.nodes[d];
-          if (!node) return replyErr(id, -E.EIO);
+          const index = layer.tree.layer.index;
+          if (!(d >= 0 && d < index.nodeCount)) return replyErr(id, -E.EIO);
+          const node = index.node(d + 1);
           guard(logger, 'read', rel, t.readMs, (ctx) => layer.tree.read(node, rel, b, c, ctx.signal),
             (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
           return;
@@ -330,7 +340,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
   };
 
   const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
-  // The root is answered in C, never cached by the kernel (a dead daemon must show ENOTCONN).
+  // The root is answered in C, cached by the kernel for at most a second (a dead daemon must soon show ENOTCONN).
   const root = ops.getattr('/', { signal: new AbortController().signal });
   if (root instanceof Promise) throw new FuseError('FUSE_MOUNT', 'the root attributes must be known synchronously', {});
   const options = [...o.mountOptions, 'auto_unmount', 'fsname=lazy-als', 'subtype=lazy-als'].join(',');
@@ -345,10 +355,9 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
         missTimeoutMs: maxMs + 5000,
         debug: o.debug ?? false,
         rootAttr: attrOf(root),
-        // Opt-in (LAZY_ALS_NATIVE_PASSTHROUGH=1): with it, busybox-sized single-object files in
-        // eStargz images failed to exec inside podman containers (EIO) although direct and
-        // overlayfs reads and execs work; off until that is understood (docs/native.md).
-        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] === '1',
+        // On by default (C uses it only as root, when the kernel accepts it; pread otherwise);
+        // LAZY_ALS_NATIVE_PASSTHROUGH=0 turns it off.
+        passthrough: o.passthrough ?? process.env['LAZY_ALS_NATIVE_PASSTHROUGH'] !== '0',
         ...(o.maxSlots !== undefined ? { maxSlots: o.maxSlots } : {}),
       },
       dispatch,

@@ -115,7 +115,7 @@ describe('quarantine', () => {
     expect(warn).toMatchObject({ level: 'warn', layer: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
 
     // the cache entries its reads produced are dropped: every chunk the background fetch stored
-    const chunks = layer.index.nodes.flatMap((n) => n.chunks.map((c) => c.digest));
+    const chunks = [...layer.index.allNodes()].flatMap((n) => n.chunks.map((c) => c.digest));
     expect(chunks.length).toBeGreaterThan(0);
     for (const d of chunks) expect(await blobStore.has(d), d).toBe(false);
 

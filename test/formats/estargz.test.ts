@@ -60,7 +60,6 @@ async function expectRoundTrip(index: LayerIndex, entries: readonly TarEntry[], 
     expect(n, p).toBeDefined();
     if (e.type === 'hardlink') {
       const t = index.lookup(B(norm(e.linkName!)))!;
-      expect(n).toBe(t);
       expect(n!.ino).toBe(t.ino);
       continue;
     }
@@ -158,7 +157,7 @@ describe('eStargz readers: round trip', () => {
     const fx = buildEStargz(sampleEntries());
     const { index } = await open(fx);
     const a = index.lookup(B('etc/passwd'))!;
-    expect(index.lookup(B('etc/hard'))).toBe(a);
+    expect(index.lookup(B('etc/hard'))?.ino).toBe(a.ino);
     expect(a.nlink).toBe(2);
   });
 

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { BufferBlob } from '../../src/core/blob.js';
 import { LazyAlsError } from '../../src/core/errors.js';
 import { readVerifiedChunks } from '../../src/formats/chunk-reader.js';
-import type { LayerIndex } from '../../src/formats/model.js';
+import type { LayerIndex, LayerNode } from '../../src/formats/model.js';
 import { normalizeEntryPath } from '../../src/formats/overlay-view.js';
 import { openZstdChunked } from '../../src/formats/zstd-chunked/index.js';
 import { buildZstdChunked, pseudoRandomBytes, type TocJson, type ZstdChunkedEntry, type ZstdChunkedOptions } from '../helpers/writers/zstd-chunked.js';
@@ -48,7 +48,7 @@ async function openOrNull(blob: Buffer, annotations: Record<string, string>): Pr
 }
 
 /** Read every regular file; `check` sees the bytes of each successful read. */
-async function readAll(index: LayerIndex, blob: Buffer, check: (path: string, data: Buffer[], node: LayerIndex['nodes'][number]) => void): Promise<void> {
+async function readAll(index: LayerIndex, blob: Buffer, check: (path: string, data: Buffer[], node: LayerNode) => void): Promise<void> {
   const b = new BufferBlob(blob, 'fuzz');
   for (const [path, node] of index.walk()) {
     if (node.type !== 'reg') continue;
@@ -169,7 +169,7 @@ describe('zstd:chunked fuzz', () => {
   }
 
   /** Any content that comes back must be what the (lying) TOC committed to, chunk by chunk. */
-  const committed = (path: string, parts: Buffer[], node: LayerIndex['nodes'][number]): void => {
+  const committed = (path: string, parts: Buffer[], node: LayerNode): void => {
     expect(parts.length).toBe(node.chunks.length);
     parts.forEach((p, i) => {
       expect(p.length).toBe(node.chunks[i]!.size);

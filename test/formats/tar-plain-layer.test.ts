@@ -101,8 +101,8 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
 
         const file = index.lookup(B('dir/file.txt'))!;
         expect(file.mode).toBe(0o640);
-        expect(index.lookup(B('dir/hard'))).toBe(file);
-        expect(index.lookup(B('hard2'))).toBe(file);
+        expect(index.lookup(B('dir/hard'))?.ino).toBe(file.ino);
+        expect(index.lookup(B('hard2'))?.ino).toBe(file.ino);
         expect(index.lookup(B('dir/sym'))).toMatchObject({ type: 'symlink', linkTarget: 'file.txt', uid: 1000, gid: 1000, size: 8 });
         expect(index.lookup(B('dir/abs-sym'))?.linkTarget).toBe('/etc/passwd');
         expect(index.lookup(B('dir/long-target-sym'))?.linkTarget).toBe('../' + 'x'.repeat(150));
@@ -275,7 +275,7 @@ describe('plain layers from the test tar writer', () => {
 
   it('empty blob is an empty layer; hostile names are refused', async () => {
     const { index } = await openPlainLayer(new BufferBlob(Buffer.alloc(0)), {});
-    expect(index.nodes.length).toBe(1);
+    expect(index.nodeCount).toBe(1);
     await expectCode(openPlainLayer(new BufferBlob(buildTar([{ name: '../escape', type: 'reg', data: Buffer.from('x') }])), {}), 'ENTRY_PATH_UNSAFE');
     await expectCode(openPlainLayer(new BufferBlob(buildTar([{ name: '/abs', type: 'reg' }])), {}), 'ENTRY_PATH_UNSAFE');
   });

@@ -66,7 +66,7 @@ describe('openZstdChunked round trip', () => {
       expect(tool.xattrs.get('security.capability')).toEqual(Buffer.from('0100000200200000000000000000000000000000', 'hex'));
       expect(tool.xattrs.get('user.comment')?.toString()).toBe('hello');
       // Hardlink: the same node under two names.
-      expect(index.lookup(B('bin/hard'))).toBe(tool);
+      expect(index.lookup(B('bin/hard'))?.ino).toBe(tool.ino);
       const link = index.lookup(B('bin/link'))!;
       expect([link.type, link.linkTarget, link.size]).toEqual(['symlink', 'tool', 4]);
       const dnull = index.lookup(B('dev/null'))!;
@@ -137,7 +137,7 @@ describe('openZstdChunked round trip', () => {
     await expectAllContent(index, blob, entries);
     const footerOnly = { 'io.containers.zstd-chunked.manifest-checksum': w.tocDigest };
     const r = await openZstdChunked(blob, { descriptor: { annotations: footerOnly } });
-    expect(r.index.nodes.length).toBe(index.nodes.length);
+    expect(r.index.nodeCount).toBe(index.nodeCount);
     // 2022-11…2023-06 layers: new annotation names, still the 40-byte footer (located by annotation).
     const renamed = Object.fromEntries(Object.entries(w.annotations).map(([k, v]) => [k.replace('io.containers.', 'io.github.containers.'), v]));
     const m = await openZstdChunked(blob, { descriptor: { annotations: renamed } });

@@ -51,22 +51,43 @@ describe('native backend: cached reads in C', () => {
     const paths = await fillObjects(layer, objects);
     m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects });
     const D = join(m.mnt, KEY1, 'diff');
-    const stats = () => m!.mount.backendStats() as { cached_reads: number; verified_objects: number; verify_failures: number; passthrough_opens: number; passthrough: boolean };
+    const stats = () =>
+      m!.mount.backendStats() as { cached_reads: number; verified_objects: number; verify_failures: number; passthrough_opens: number; passthrough: boolean; object_opens: number };
 
     const first = await probe([{ op: 'read', path: join(D, 'big.bin') }, { op: 'read', path: join(D, 'etc', 'base.txt') }]);
     expect(first[0]!.ok && first[0]!.value.sha256).toBe(sha(BIG));
     expect(first[1]!.ok && first[1]!.value.text).toBe('hello from base layer\n');
     const s1 = stats();
     expect(s1.verified_objects).toBe(Math.ceil(BIG.length / (64 * 1024)) + 1); // 5 chunks of big.bin + base.txt
-    expect(s1.passthrough).toBe(false); // opt-in only (docs/native.md)
+    expect(s1.passthrough).toBe(process.getuid?.() === 0); // on by default when root (none of these files is a candidate)
     expect(s1.cached_reads).toBeGreaterThan(0);
+    expect(s1.object_opens).toBe(s1.verified_objects); // each object opened by path once
 
-    // Again, with the page cache dropped: served from the objects, not hashed again.
+    // Again, with the page cache dropped: served from the objects, not hashed again, and through
+    // the fds kept open (not opened by path again).
     await dropFileCache(join(D, 'big.bin'));
     const again = await probe([{ op: 'read', path: join(D, 'big.bin') }]);
     expect(again[0]!.ok && again[0]!.value.sha256).toBe(sha(BIG));
     expect(stats().verified_objects).toBe(s1.verified_objects);
     expect(stats().cached_reads).toBeGreaterThan(s1.cached_reads);
+    expect(stats().object_opens).toBe(s1.object_opens);
+
+    // An object the store evicts (unlinks) is not served from a kept fd: C sees it unlinked, closes
+    // it (its disk space is freed), finds no object by path, and JS serves the read.
+    const evicted = paths.get('etc/base.txt')!;
+    const { unlink, readlink, readdir } = await import('node:fs/promises');
+    const kept = async () => {
+      const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')));
+      return links.filter((l) => l.startsWith(evicted)).length;
+    };
+    expect(await kept()).toBe(1);
+    await unlink(evicted);
+    await dropFileCache(join(D, 'etc', 'base.txt'));
+    const misses = (m.mount.backendStats() as { misses: number }).misses;
+    const gone = await probe([{ op: 'read', path: join(D, 'etc', 'base.txt') }]);
+    expect(gone[0]!.ok && gone[0]!.value.text).toBe('hello from base layer\n');
+    expect((m.mount.backendStats() as { misses: number }).misses).toBeGreaterThan(misses);
+    expect(await kept()).toBe(0);
 
     // An object replaced behind our back (new inode) is hashed again, found corrupt, not served.
     const obj = paths.get('big.bin')!;
@@ -111,7 +132,7 @@ describe('native backend: cached reads in C', () => {
     expect(st[0]!.ok).toBe(true);
   });
 
-  it('passthrough (root, opt-in): a fully cached single-object file of ≥ 1 MiB is read by the kernel from its object', async () => {
+  it('passthrough (root): a fully cached single-object file of ≥ 1 MiB is read by the kernel from its object', async () => {
     if (process.getuid?.() !== 0) return; // passthrough needs CAP_SYS_ADMIN; rootless it falls back to pread
     const data = Buffer.alloc(2 * 1024 * 1024, 7);
     const layer = buildStandInLayer(keyOf('passthrough'), [{ name: './', mode: 0o755 }, { name: 'one.bin', content: data }], { chunkSize: 4 * 1024 * 1024 });
@@ -126,5 +147,109 @@ describe('native backend: cached reads in C', () => {
     expect(st.passthrough).toBe(true);
     expect(st.passthrough_opens).toBe(1);
     expect(st.cached_reads).toBe(0); // no READ reached the daemon
+  });
+
+  it('passthrough: a file still open from before its object was cached opens again (the kernel refuses mixed I/O modes on one inode)', async () => {
+    if (process.getuid?.() !== 0) return;
+    // What podman hit with busybox: the first exec opens the binary before it is cached (cached
+    // mode, READs to the daemon) and keeps it mapped; the next exec of it found the object cached
+    // and asked for passthrough, which the kernel answers with EIO while a cached-mode file is open.
+    const data = Buffer.alloc(2 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+    const base = buildStandInLayer(keyOf('passthrough-mixed'), [{ name: './', mode: 0o755 }, { name: 'bin', content: data }], { chunkSize: 4 * 1024 * 1024 });
+    m = await tempMount(new StandInProvider().add(base), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    // The stand-in catalog fills the object store on the first read, as the real chunk cache does.
+    const layer: ServedLayerView = {
+      ...base,
+      async readFile(node, path, offset, length, signal) {
+        const out = await base.readFile(node, path, offset, length, signal);
+        const hex = digestHex(node.chunks[0]!.digest);
+        await mkdir(join(objects, 'sha256', hex.slice(0, 2)), { recursive: true });
+        await writeFile(join(objects, 'sha256', hex.slice(0, 2), hex.slice(2)), await base.readFile(node, path, 0, node.size));
+        return out;
+      },
+    };
+    await mkdir(objects, { recursive: true });
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: true });
+    const file = join(m.mnt, layer.key, 'diff', 'bin');
+    const script = `import hashlib,os,sys
+def all(fd):
+  out=b''
+  while True:
+    b=os.pread(fd,1<<20,len(out))
+    if not b: return out
+    out+=b
+first=os.open(sys.argv[1],os.O_RDONLY)
+a=all(first)
+try:
+  second=os.open(sys.argv[1],os.O_RDONLY)
+  b=all(second)
+  os.close(second)
+except OSError as e:
+  b=('error '+str(e.errno)).encode()
+os.close(first)
+third=os.open(sys.argv[1],os.O_RDONLY)
+c=all(third)
+print(hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest() if not b.startswith(b'error') else b.decode().replace(' ','-'), hashlib.sha256(c).hexdigest())`;
+    const r = await run('python3', ['-c', script, file]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split(' ')).toEqual([sha(data), sha(data), sha(data)]);
+    const st = m.mount.backendStats() as { passthrough: boolean; misses: number };
+    expect(st.passthrough).toBe(true);
+    expect(st.misses).toBeGreaterThan(0); // the first read really went to the catalog
+  });
+
+  /** ops C counted while `script` (python) ran. */
+  const opsDuring = async (script: string, args: readonly string[]): Promise<number> => {
+    const before = (m!.mount.backendStats() as { ops: number }).ops;
+    const r = await run('python3', ['-c', script, ...args]);
+    expect(r.stderr).toBe('');
+    return (m!.mount.backendStats() as { ops: number }).ops - before;
+  };
+  /** open+read+close of argv[1], argv[2] times */
+  const OPEN_ONE = `import os,sys
+for _ in range(int(sys.argv[2])):
+  fd=os.open(sys.argv[1],os.O_RDONLY); os.read(fd,1<<20); os.close(fd)`;
+  /** open+read+close of the files argv[2:] (relative to argv[1], from inside it: no walk from the mountpoint) */
+  const OPEN_IN = `import os,sys
+os.chdir(sys.argv[1])
+for p in sys.argv[2:]:
+  fd=os.open(p,os.O_RDONLY); os.read(fd,1<<20); os.close(fd)`;
+
+  it('warm opens by absolute path cost one round trip each, not two (the root attributes are cached for a second)', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    // Passthrough on (root) or off: either way an open of a cached file costs at most an OPEN (and a
+    // RELEASE, sent without waiting); with the root's attributes uncached, each walk from the
+    // mountpoint also cost a GETATTR of the root.
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: true });
+    const file = join(m.mnt, layer.key, 'diff', 'etc', 'base.txt');
+    await opsDuring(OPEN_ONE, [file, '1']);
+    expect(await opsDuring(OPEN_ONE, [file, '200'])).toBeLessThan(2.5 * 200);
+  });
+
+  it('without passthrough the kernel opens layer files itself (no-open: no round trip per open); control files still read', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects, passthrough: false });
+    const D = join(m.mnt, layer.key, 'diff');
+    const files = [...layer.index.walk()].filter(([, n]) => n.type === 'reg').map(([p]) => p);
+    expect(files.length).toBeGreaterThan(3);
+    await opsDuring(OPEN_IN, [D, ...files]); // first pass: lookups, reads, and the one OPEN answered ENOSYS
+    expect((m.mount.backendStats() as { no_open: boolean }).no_open).toBe(true);
+    // Second pass: nothing reaches the daemon (at most the root's GETATTR of the chdir); with OPEN
+    // it was an OPEN and a RELEASE per file.
+    expect(await opsDuring(OPEN_IN, [D, ...files])).toBeLessThanOrEqual(1);
+    // The control files now open without us too (fh 0): JS opens them per read.
+    const info = await probe([{ op: 'read', path: join(m.mnt, layer.key, 'info') }]);
+    expect(info[0]!.ok && info[0]!.value.text).toBe(layer.info.toString());
   });
 });

@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { podmanRootlessRanges, rangeIdMap } from '../../src/fuse/id-map.js';
 import { encodeLayerTable } from '../../src/fuse/layer-table.js';
 import { loadNative } from '../../src/fuse/native-backend.js';
 import type { NativeHandle } from '../../native/index.js';
@@ -41,6 +42,17 @@ describe('table checks', () => {
     const magic = Buffer.from(table);
     magic.writeUInt32LE(0, 0);
     expect(n.checkTable(magic)).toMatch(/magic/);
+  });
+
+  it('a root store publishes the index\'s own buffer; a mapped (rootless) store a checked copy with its ids and xattrs', () => {
+    expect(table).toBe(layer.index.table);
+    const ranges = podmanRootlessRanges(1000, [{ start: 100_000, count: 65_536 }]);
+    const mapped = encodeLayerTable(layer.index, rangeIdMap(ranges, ranges));
+    expect(mapped).not.toBe(layer.index.table);
+    expect(n.checkTable(mapped)).toBeNull();
+    // node 0 (the root, uid 0 in the layer) is shown as the user; xattr records still in range
+    expect(mapped.readUInt32LE(32 + 4)).toBe(1000);
+    expect(mapped.readUInt32LE(16)).toBeLessThanOrEqual(layer.index.table.readUInt32LE(16));
   });
 });
 

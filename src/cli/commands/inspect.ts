@@ -61,7 +61,7 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
       ...(index.tocDigest !== undefined ? { tocDigest: index.tocDigest, tocPinned: args.tocDigest !== undefined } : {}),
       ...(diffId !== undefined ? { diffId, diffIdVerified } : {}),
       ...(index.uncompressedSize !== undefined ? { uncompressedSize: index.uncompressedSize } : {}),
-      entries: index.nodes.length,
+      entries: index.nodeCount,
       verifiedChunks: plainCompressed ? 'streamed' : chunks,
       tarVerified: true,
     };

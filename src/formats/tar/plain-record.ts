@@ -8,6 +8,7 @@
  */
 import { parseDigest, sha256Of, type Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { compressionOfFormat } from '../detect.js';
 import { FormatError } from '../errors.js';
 import type { LayerRecord } from '../layer-reader.js';
 import { byteStringFromText } from '../byte-string.js';
@@ -34,10 +35,6 @@ interface CompactEntry {
 }
 
 const PLAIN_FORMATS: ReadonlySet<LayerFormat> = new Set(['tar', 'tar+gzip', 'tar+zstd']);
-
-export function compressionOfPlain(format: LayerFormat): Compression {
-  return format === 'tar+gzip' ? 'gzip' : format === 'tar+zstd' ? 'zstd' : 'none';
-}
 
 /** Span of a piece of content at tar offset `tarOffset` (see openPlainLayer for why). */
 export function plainSpan(compression: Compression, blobSize: number, tarOffset: number, size: number): ChunkRef['span'] {
@@ -121,97 +118,15 @@ function hexOf(d: Digest): string {
 }
 
 export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LIMITS): LayerIndex {
-  const bad = (why: string): never => {
-    throw new FormatError('TOC_MALFORMED', `plain layer record: ${why}`, record.blobDigest !== undefined ? { blob: record.blobDigest } : {});
-  };
-  if (record.version !== 1 || !PLAIN_FORMATS.has(record.format)) bad('not a plain layer record');
-  const compression = compressionOfPlain(record.format);
+  const fields = new RecordFields(record);
+  if (record.version !== 1 || !PLAIN_FORMATS.has(record.format)) fields.bad('not a plain layer record');
+  const compression = compressionOfFormat(record.format);
   const chunkSize = record.params['chunkSize'] ?? PLAIN_CHUNK_BYTES;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > limits.maxChunkBytes) bad('bad chunkSize');
+  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0 || chunkSize > limits.maxChunkBytes) fields.bad('bad chunkSize');
   const blobSize = record.blobSize;
-  if (!Number.isSafeInteger(blobSize) || blobSize < 0) bad('bad blobSize');
-  let list: unknown;
-  try {
-    list = JSON.parse(Buffer.from(record.payload, 'base64').toString('utf8'));
-  } catch {
-    return bad('payload is not JSON');
-  }
-  if (!Array.isArray(list)) return bad('payload is not an array');
-  if (list.length > limits.maxEntries) bad('too many entries');
-  const int = (v: unknown, what: string, signed = false): number =>
-    typeof v === 'number' && Number.isSafeInteger(v) && (signed || v >= 0) ? v : bad(`bad ${what}`);
-  const str = (v: unknown, what: string): string => (typeof v === 'string' ? v : bad(`bad ${what}`));
-  const namesAsBytes = record.params['names'] === PLAIN_NAMES_AS_BYTES;
-  const name = (v: unknown, what: string): ByteString => {
-    const s = str(v, what);
-    if (!namesAsBytes) return byteStringFromText(s);
-    // eslint-disable-next-line no-control-regex
-    return /^[\x00-\xff]*$/.test(s) ? (s as ByteString) : bad(`bad ${what}`);
-  };
-  const dig = (v: unknown, what: string): Digest => {
-    try {
-      return parseDigest('sha256:' + str(v, what), what);
-    } catch {
-      return bad(`bad ${what}`);
-    }
-  };
-  const types = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo']);
-  const raw: RawEntry[] = list.map((o: unknown): RawEntry => {
-    if (typeof o !== 'object' || o === null) return bad('entry is not an object');
-    const c = o as Record<string, unknown>;
-    const type = str(c['t'], 'type');
-    if (!types.has(type)) bad('bad type');
-    const size = int(c['s'], 'size');
-    const xattrs = new Map<string, Buffer>();
-    if (c['x'] !== undefined) {
-      if (typeof c['x'] !== 'object' || c['x'] === null) bad('bad xattrs');
-      for (const [k, v] of Object.entries(c['x'] as object)) xattrs.set(k, Buffer.from(str(v, 'xattr'), 'base64'));
-    }
-    const chunks: ChunkRef[] = [];
-    let digest: Digest | undefined;
-    if (type === 'reg' && size > 0) {
-      const off = int(c['o'], 'data offset');
-      const list = Array.isArray(c['c']) ? (c['c'] as unknown[]) : bad('bad chunk list');
-      if (c['sp'] !== undefined) {
-        const nums = Array.isArray(c['sp']) ? (c['sp'] as unknown[]).map((v) => int(v, 'sparse map')) : bad('bad sparse map');
-        const segs: SparseSegment[] = [];
-        let end = 0;
-        for (let k = 0; k + 1 < nums.length; k += 2) {
-          if (nums[k]! < end || nums[k + 1]! <= 0 || nums[k]! + nums[k + 1]! > size) bad('bad sparse map');
-          segs.push({ offset: nums[k]!, length: nums[k + 1]! });
-          end = nums[k]! + nums[k + 1]!;
-        }
-        const pieces = sparsePieces(size, segs, chunkSize);
-        let d = 0;
-        for (const p of pieces) chunks.push(sparseChunk(p, p.stored === undefined ? undefined : dig(list[d++], 'chunk digest'), compression, blobSize, off));
-        if (d !== list.length) bad('chunk count does not match the sparse map');
-      } else {
-      if (list.length !== Math.ceil(size / chunkSize)) bad('chunk count does not match the size');
-      list.forEach((h, i) => {
-        const fileOffset = i * chunkSize;
-        const n = Math.min(chunkSize, size - fileOffset);
-        chunks.push({ digest: dig(h, 'chunk digest'), fileOffset, size: n, span: plainSpan(compression, blobSize, off + fileOffset, n) });
-      });
-      }
-      if (c['d'] !== undefined) digest = dig(c['d'], 'file digest');
-    }
-    return {
-      name: name(c['n'], 'name'),
-      type: type as RawEntryType,
-      mode: int(c['m'], 'mode'),
-      uid: int(c['u'], 'uid'),
-      gid: int(c['g'], 'gid'),
-      size,
-      mtimeSec: int(c['ts'], 'mtime', true),
-      mtimeNsec: int(c['tn'], 'mtime nsec'),
-      ...(c['l'] !== undefined ? { linkName: name(c['l'], 'link name') } : {}),
-      devMajor: c['dj'] === undefined ? 0 : int(c['dj'], 'devmajor'),
-      devMinor: c['dn'] === undefined ? 0 : int(c['dn'], 'devminor'),
-      xattrs,
-      ...(digest !== undefined ? { digest } : {}),
-      chunks,
-    };
-  });
+  if (!Number.isSafeInteger(blobSize) || blobSize < 0) fields.bad('bad blobSize');
+  const cut: PieceCut = { compression, blobSize, chunkSize };
+  const raw = fields.payload(limits).map((o) => fields.entry(o, cut));
   const opt = <K extends string>(k: K, v: string | undefined): Partial<Record<K, Digest>> =>
     v === undefined ? {} : ({ [k]: parseDigest(v, k) } as Record<K, Digest>);
   return buildLayerIndex(
@@ -226,4 +141,128 @@ export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LI
     },
     { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(limits, blobSize) },
   );
+}
+
+/** How openPlainLayer cut the files into pieces: what turns a stored data offset back into chunk spans. */
+interface PieceCut {
+  readonly compression: Compression;
+  readonly blobSize: number;
+  readonly chunkSize: number;
+}
+
+const ENTRY_TYPES = new Set<string>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo']);
+
+/** A record's payload read field by field; any field of the wrong type is TOC_MALFORMED. */
+class RecordFields {
+  readonly #record: LayerRecord;
+  readonly #namesAsBytes: boolean;
+
+  constructor(record: LayerRecord) {
+    this.#record = record;
+    this.#namesAsBytes = record.params['names'] === PLAIN_NAMES_AS_BYTES;
+  }
+
+  bad(why: string): never {
+    const blob = this.#record.blobDigest;
+    throw new FormatError('TOC_MALFORMED', `plain layer record: ${why}`, blob !== undefined ? { blob } : {});
+  }
+
+  payload(limits: Limits): unknown[] {
+    let list: unknown;
+    try {
+      list = JSON.parse(Buffer.from(this.#record.payload, 'base64').toString('utf8'));
+    } catch {
+      return this.bad('payload is not JSON');
+    }
+    if (!Array.isArray(list)) return this.bad('payload is not an array');
+    if (list.length > limits.maxEntries) this.bad('too many entries');
+    return list;
+  }
+
+  entry(o: unknown, cut: PieceCut): RawEntry {
+    if (typeof o !== 'object' || o === null) return this.bad('entry is not an object');
+    const c = o as Record<string, unknown>;
+    const type = this.#str(c['t'], 'type');
+    if (!ENTRY_TYPES.has(type)) this.bad('bad type');
+    const size = this.#int(c['s'], 'size');
+    const content = type === 'reg' && size > 0 ? this.#content(c, size, cut) : { chunks: [] };
+    return {
+      name: this.#name(c['n'], 'name'),
+      type: type as RawEntryType,
+      mode: this.#int(c['m'], 'mode'),
+      uid: this.#int(c['u'], 'uid'),
+      gid: this.#int(c['g'], 'gid'),
+      size,
+      mtimeSec: this.#int(c['ts'], 'mtime', true),
+      mtimeNsec: this.#int(c['tn'], 'mtime nsec'),
+      ...(c['l'] !== undefined ? { linkName: this.#name(c['l'], 'link name') } : {}),
+      devMajor: c['dj'] === undefined ? 0 : this.#int(c['dj'], 'devmajor'),
+      devMinor: c['dn'] === undefined ? 0 : this.#int(c['dn'], 'devminor'),
+      xattrs: this.#xattrs(c['x']),
+      ...content,
+    };
+  }
+
+  /** A regular file's pieces (spans from its data offset) and whole-file digest. */
+  #content(c: Record<string, unknown>, size: number, cut: PieceCut): Pick<RawEntry, 'chunks' | 'digest'> {
+    const off = this.#int(c['o'], 'data offset');
+    const list = Array.isArray(c['c']) ? (c['c'] as unknown[]) : this.bad('bad chunk list');
+    if (c['sp'] !== undefined) return { chunks: this.#sparse(c['sp'], list, size, off, cut) };
+    if (list.length !== Math.ceil(size / cut.chunkSize)) this.bad('chunk count does not match the size');
+    const chunks = list.map((h, i): ChunkRef => {
+      const fileOffset = i * cut.chunkSize;
+      const n = Math.min(cut.chunkSize, size - fileOffset);
+      return { digest: this.#digest(h, 'chunk digest'), fileOffset, size: n, span: plainSpan(cut.compression, cut.blobSize, off + fileOffset, n) };
+    });
+    return { chunks, ...(c['d'] !== undefined ? { digest: this.#digest(c['d'], 'file digest') } : {}) };
+  }
+
+  /** A GNU sparse file: the pieces openPlainLayer cut from its map (stored ones named by `list`, holes zeros). */
+  #sparse(sp: unknown, list: readonly unknown[], size: number, off: number, cut: PieceCut): ChunkRef[] {
+    const nums = Array.isArray(sp) ? (sp as unknown[]).map((v) => this.#int(v, 'sparse map')) : this.bad('bad sparse map');
+    const segs: SparseSegment[] = [];
+    let end = 0;
+    for (let k = 0; k + 1 < nums.length; k += 2) {
+      if (nums[k]! < end || nums[k + 1]! <= 0 || nums[k]! + nums[k + 1]! > size) this.bad('bad sparse map');
+      segs.push({ offset: nums[k]!, length: nums[k + 1]! });
+      end = nums[k]! + nums[k + 1]!;
+    }
+    let d = 0;
+    const chunks = sparsePieces(size, segs, cut.chunkSize).map((p) =>
+      sparseChunk(p, p.stored === undefined ? undefined : this.#digest(list[d++], 'chunk digest'), cut.compression, cut.blobSize, off),
+    );
+    if (d !== list.length) this.bad('chunk count does not match the sparse map');
+    return chunks;
+  }
+
+  #xattrs(x: unknown): Map<string, Buffer> {
+    const xattrs = new Map<string, Buffer>();
+    if (x === undefined) return xattrs;
+    if (typeof x !== 'object' || x === null) this.bad('bad xattrs');
+    for (const [k, v] of Object.entries(x as object)) xattrs.set(k, Buffer.from(this.#str(v, 'xattr'), 'base64'));
+    return xattrs;
+  }
+
+  #int(v: unknown, what: string, signed = false): number {
+    return typeof v === 'number' && Number.isSafeInteger(v) && (signed || v >= 0) ? v : this.bad(`bad ${what}`);
+  }
+
+  #str(v: unknown, what: string): string {
+    return typeof v === 'string' ? v : this.bad(`bad ${what}`);
+  }
+
+  #name(v: unknown, what: string): ByteString {
+    const s = this.#str(v, what);
+    if (!this.#namesAsBytes) return byteStringFromText(s);
+    // eslint-disable-next-line no-control-regex
+    return /^[\x00-\xff]*$/.test(s) ? (s as ByteString) : this.bad(`bad ${what}`);
+  }
+
+  #digest(v: unknown, what: string): Digest {
+    try {
+      return parseDigest('sha256:' + this.#str(v, what), what);
+    } catch {
+      return this.bad(`bad ${what}`);
+    }
+  }
 }

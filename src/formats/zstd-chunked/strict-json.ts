@@ -33,140 +33,165 @@ const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b
 const QUOTE = 0x22;
 
 export function parseStrictJson(text: string): JsonValue {
-  let i = 0;
-  const n = text.length;
-  const fail = (msg: string): never => {
-    throw new JsonSyntaxError(msg, i);
-  };
-  const skipWs = (): void => {
+  const parser = new StrictJsonParser(text);
+  const v = parser.value(0);
+  parser.skipWs();
+  if (parser.i !== text.length) parser.fail('unexpected data after the top-level value');
+  return v;
+}
+
+/** Recursive descent over `text`; `i` is the offset of the next unread character. */
+class StrictJsonParser {
+  i = 0;
+  readonly #text: string;
+  readonly #n: number;
+
+  constructor(text: string) {
+    this.#text = text;
+    this.#n = text.length;
+  }
+
+  fail(msg: string): never {
+    throw new JsonSyntaxError(msg, this.i);
+  }
+
+  skipWs(): void {
     for (;;) {
-      const c = text.charCodeAt(i);
-      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
+      const c = this.#text.charCodeAt(this.i);
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) this.i++;
       else return;
     }
-  };
-  const slowString = (): string => {
-    // From i, just after the opening quote: escapes and control characters handled one by one.
+  }
+
+  value(depth: number): JsonValue {
+    if (depth > MAX_DEPTH) this.fail('nesting too deep');
+    this.skipWs();
+    if (this.i >= this.#n) this.fail('unexpected end of input');
+    const c = this.#text.charCodeAt(this.i);
+    if (c === QUOTE) return this.#string();
+    if (c === 0x7b /* { */) return this.#object(depth);
+    if (c === 0x5b /* [ */) return this.#array(depth);
+    return this.#literal();
+  }
+
+  /** At '"': the fast path slices a body without escapes or control characters. */
+  #string(): string {
+    const text = this.#text;
+    this.i++;
+    const end = text.indexOf('"', this.i);
+    if (end < 0) this.fail('unterminated string');
+    const body = text.slice(this.i, end);
+    if (SLOW_STRING_RE.test(body)) return this.#slowString();
+    this.i = end + 1;
+    return body;
+  }
+
+  /** From just after the opening quote: escapes and control characters handled one by one. */
+  #slowString(): string {
+    const text = this.#text;
     let out = '';
-    let start = i;
+    let start = this.i;
     for (;;) {
-      if (i >= n) fail('unterminated string');
-      const c = text.charCodeAt(i);
+      if (this.i >= this.#n) this.fail('unterminated string');
+      const c = text.charCodeAt(this.i);
       if (c === QUOTE) {
-        out += text.slice(start, i);
-        i++;
+        out += text.slice(start, this.i);
+        this.i++;
         return out;
       }
-      if (c < 0x20) fail('control character in string');
+      if (c < 0x20) this.fail('control character in string');
       if (c !== 0x5c) {
-        i++;
+        this.i++;
         continue;
       }
-      out += text.slice(start, i);
-      const e = text[i + 1];
-      if (e === undefined) fail('unterminated escape');
-      if (e === 'u') {
-        const hex = text.slice(i + 2, i + 6);
-        if (!/^[0-9a-fA-F]{4}$/.test(hex)) fail('bad \\u escape');
-        out += String.fromCharCode(parseInt(hex, 16));
-        i += 6;
-      } else {
-        const r = ESCAPES[e!];
-        if (r === undefined) fail('bad escape');
-        out += r;
-        i += 2;
-      }
-      start = i;
+      out += text.slice(start, this.i) + this.#escape();
+      start = this.i;
     }
-  };
-  const parseString = (): string => {
-    // text[i] === '"'
-    i++;
-    const end = text.indexOf('"', i);
-    if (end < 0) fail('unterminated string');
-    const body = text.slice(i, end);
-    if (SLOW_STRING_RE.test(body)) return slowString();
-    i = end + 1;
-    return body;
-  };
-  const parseValue = (depth: number): JsonValue => {
-    if (depth > MAX_DEPTH) fail('nesting too deep');
-    skipWs();
-    if (i >= n) fail('unexpected end of input');
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) return parseString();
-    if (c === 0x7b /* { */) {
-      i++;
-      const entries: [string, JsonValue][] = [];
-      skipWs();
-      if (text.charCodeAt(i) === 0x7d) {
-        i++;
-        return new JsonObject(entries);
-      }
-      for (;;) {
-        skipWs();
-        if (text.charCodeAt(i) !== QUOTE) fail('expected object key');
-        const k = parseString();
-        skipWs();
-        if (text.charCodeAt(i) !== 0x3a /* : */) fail('expected ":"');
-        i++;
-        entries.push([k, parseValue(depth + 1)]);
-        skipWs();
-        const d = text.charCodeAt(i);
-        if (d === 0x2c /* , */) {
-          i++;
-          continue;
-        }
-        if (d === 0x7d /* } */) {
-          i++;
-          return new JsonObject(entries);
-        }
-        fail('expected "," or "}"');
-      }
+  }
+
+  /** At a backslash: the escaped character, `i` moved past the escape. */
+  #escape(): string {
+    const e = this.#text[this.i + 1];
+    if (e === undefined) this.fail('unterminated escape');
+    if (e === 'u') {
+      const hex = this.#text.slice(this.i + 2, this.i + 6);
+      if (!/^[0-9a-fA-F]{4}$/.test(hex)) this.fail('bad \\u escape');
+      this.i += 6;
+      return String.fromCharCode(parseInt(hex, 16));
     }
-    if (c === 0x5b /* [ */) {
-      i++;
-      const arr: JsonValue[] = [];
-      skipWs();
-      if (text.charCodeAt(i) === 0x5d) {
-        i++;
-        return arr;
-      }
-      for (;;) {
-        arr.push(parseValue(depth + 1));
-        skipWs();
-        const d = text.charCodeAt(i);
-        if (d === 0x2c) {
-          i++;
-          continue;
-        }
-        if (d === 0x5d /* ] */) {
-          i++;
-          return arr;
-        }
-        fail('expected "," or "]"');
-      }
+    const r = ESCAPES[e];
+    if (r === undefined) this.fail('bad escape');
+    this.i += 2;
+    return r;
+  }
+
+  /** At '{': every key kept in document order, duplicates included (the caller decides). */
+  #object(depth: number): JsonObject {
+    const text = this.#text;
+    this.i++;
+    const entries: [string, JsonValue][] = [];
+    this.skipWs();
+    if (text.charCodeAt(this.i) === 0x7d) {
+      this.i++;
+      return new JsonObject(entries);
     }
-    if (text.startsWith('true', i)) {
-      i += 4;
+    for (;;) {
+      this.skipWs();
+      if (text.charCodeAt(this.i) !== QUOTE) this.fail('expected object key');
+      const k = this.#string();
+      this.skipWs();
+      if (text.charCodeAt(this.i) !== 0x3a /* : */) this.fail('expected ":"');
+      this.i++;
+      entries.push([k, this.value(depth + 1)]);
+      this.skipWs();
+      const d = text.charCodeAt(this.i);
+      if (d === 0x2c /* , */ || d === 0x7d /* } */) this.i++;
+      if (d === 0x2c) continue;
+      if (d === 0x7d) return new JsonObject(entries);
+      this.fail('expected "," or "}"');
+    }
+  }
+
+  /** At '['. */
+  #array(depth: number): JsonValue[] {
+    const text = this.#text;
+    this.i++;
+    const arr: JsonValue[] = [];
+    this.skipWs();
+    if (text.charCodeAt(this.i) === 0x5d) {
+      this.i++;
+      return arr;
+    }
+    for (;;) {
+      arr.push(this.value(depth + 1));
+      this.skipWs();
+      const d = text.charCodeAt(this.i);
+      if (d === 0x2c /* , */ || d === 0x5d /* ] */) this.i++;
+      if (d === 0x2c) continue;
+      if (d === 0x5d) return arr;
+      this.fail('expected "," or "]"');
+    }
+  }
+
+  /** true, false, null or a number (kept as its literal text). */
+  #literal(): JsonValue {
+    const text = this.#text;
+    if (text.startsWith('true', this.i)) {
+      this.i += 4;
       return true;
     }
-    if (text.startsWith('false', i)) {
-      i += 5;
+    if (text.startsWith('false', this.i)) {
+      this.i += 5;
       return false;
     }
-    if (text.startsWith('null', i)) {
-      i += 4;
+    if (text.startsWith('null', this.i)) {
+      this.i += 4;
       return null;
     }
-    NUMBER_RE.lastIndex = i;
+    NUMBER_RE.lastIndex = this.i;
     const m = NUMBER_RE.exec(text);
-    if (!m || m[0].length === 0) fail('unexpected character');
-    i += m![0].length;
-    return new JsonNumber(m![0]);
-  };
-  const v = parseValue(0);
-  skipWs();
-  if (i !== n) fail('unexpected data after the top-level value');
-  return v;
+    if (!m || m[0].length === 0) this.fail('unexpected character');
+    this.i += m[0].length;
+    return new JsonNumber(m[0]);
+  }
 }

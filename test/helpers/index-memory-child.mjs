@@ -1,0 +1,36 @@
+// Child process of the index-memory test and bench: open one layer file with the built dist/ code,
+// keep its index (and, with --table, the table the native backend publishes), and print what it cost:
+//   {"baseKiB", "peakKiB", "keptKiB", "heapKiB", "externalKiB", "seconds", "nodes"} or {"error": "..."}
+// baseKiB = RSS after the imports (before the open); peakKiB = VmHWM; keptKiB = RSS after two GCs with
+// the index still referenced. Run with --expose-gc.
+import { readFileSync } from 'node:fs';
+
+const [file, tocDigest, mediaType, table] = process.argv.slice(2);
+const root = new URL('../../dist/', import.meta.url);
+const { FileBlob } = await import(new URL('core/blob.js', root).href);
+const { openLayer } = await import(new URL('formats/open-layer.js', root).href);
+const { encodeLayerTable } = await import(new URL('fuse/layer-table.js', root).href);
+const status = (key) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(key)))[1]);
+globalThis.gc(); globalThis.gc();
+const baseKiB = status('VmRSS:');
+const t0 = process.hrtime.bigint();
+let kept;
+try {
+  const blob = await FileBlob.open(file);
+  const opened = await openLayer(blob, {
+    ...(tocDigest && tocDigest !== '-' ? { expectedTocDigest: tocDigest } : {}),
+    ...(mediaType && mediaType !== '-' ? { descriptor: { mediaType } } : {}),
+  });
+  await blob.close();
+  kept = { index: opened.index, table: table === '--table' ? encodeLayerTable(opened.index) : undefined };
+} catch (e) {
+  process.stdout.write(JSON.stringify({ error: `${e.code ?? ''} ${e.message}`.trim() }));
+  process.exit(0);
+}
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+globalThis.gc(); globalThis.gc();
+const m = process.memoryUsage();
+process.stdout.write(JSON.stringify({
+  baseKiB, peakKiB: status('VmHWM:'), keptKiB: status('VmRSS:'), heapKiB: Math.round(m.heapUsed / 1024),
+  externalKiB: Math.round(m.external / 1024), seconds, nodes: kept.index.nodeCount ?? kept.index.nodes.length, tableKiB: Math.round((kept.index.table ?? kept.table ?? { length: 0 }).length / 1024),
+}));

@@ -33,7 +33,7 @@ function list(dir, exts) {
 }
 
 // bench/e2e holds helpers too: only these are entry points
-const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts', 'bench/e2e/cold-read.ts', 'bench/e2e/pull.ts', 'bench/e2e/runs.ts'];
+const E2E_ENTRIES = ['bench/e2e/large-image.ts', 'bench/e2e/reads.ts', 'bench/e2e/cold-read.ts', 'bench/e2e/pull.ts', 'bench/e2e/runs.ts', 'bench/e2e/fleet.ts'];
 const benches = [
   ...E2E_ENTRIES.filter((f) => existsSync(join(ROOT, f))),
   ...['bench/sources/range-reads.ts'].filter((f) => existsSync(join(ROOT, f))),

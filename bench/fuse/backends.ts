@@ -26,6 +26,7 @@ import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import { asByteString } from '../../src/formats/byte-string.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../src/daemon/config.js';
 import { mountAls, type BackendName } from '../../src/fuse/mount-als.js';
 import { report } from '../e2e/report.js';
 
@@ -69,13 +70,16 @@ t=time.perf_counter()
 for b in blocks: os.pread(fd,4096,b*4096)
 print(len(blocks)/(time.perf_counter()-t))`;
 
-/** files/s of open+read+close over every file of a tree (second pass: warm). */
+/** files/s of open+read+close over every file of a tree, warm: the best of 3 passes after a first
+ *  one (the machine is shared: the best pass is the least disturbed one, for store and ext4 alike). */
 const SMALL_FILES = `import os,sys,time
 paths=[os.path.join(r,f) for r,_,fs in os.walk(sys.argv[1]) for f in fs]
 def run():
+  t=time.perf_counter()
   for p in paths:
     fd=os.open(p,os.O_RDONLY); os.read(fd,65536); os.close(fd)
-run(); t=time.perf_counter(); run(); print(len(paths)/(time.perf_counter()-t))`;
+  return time.perf_counter()-t
+run(); print(len(paths)/min(run() for _ in range(3)))`;
 
 function entry(name: string, type: RawEntry['type'], size = 0, chunks: ChunkRef[] = []): RawEntry {
   return { name: asByteString(name), type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size, mtimeSec: 1_704_067_200, mtimeNsec: 0, devMajor: 0, devMinor: 0, xattrs: new Map(), chunks };
@@ -166,7 +170,7 @@ async function one(variant: Variant): Promise<void> {
   }
   const layers = new Map<string, ServedLayerView>([[tree.view.key, tree.view]]);
   const provider: LayerProvider = { lookup: async (_r, k) => layers.get(k), use: () => undefined, release: () => undefined, cachedObjectsDir: objects };
-  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, backend, ...(variant === 'native-noopen' ? { passthrough: false } : {}) });
+  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, ...alsMountSettings(DEFAULTS.fuse), backend, ...(variant === 'native-noopen' ? { passthrough: false } : {}) });
   const fig = (name: string, value: number, baseline: number, unit: string, baselineName: string, note?: string) =>
     report({ group: 'fuse backends', name: `${variant}: ${name}`, value, baseline, unit, baselineName, ...(note ? { note } : {}) });
   try {
@@ -185,23 +189,37 @@ async function one(variant: Variant): Promise<void> {
     fig(`find+stat ${entries} entries, warm`, (fWarm * 1000) / entries, (eWarm * 1000) / entries, 'µs/entry', 'ext4 copy');
     for (const name of ['big.bin', 'big1.bin']) {
       const what = name === 'big.bin' ? '64 MiB file (1 MiB chunks)' : '64 MiB single-object file';
+      // Best of 3 (warm) / 2 (cold), store and ext4 alternating: the machine is shared, and the
+      // fastest run is the least disturbed one.
       await sh('cat', [join(D, name)]);
-      const fw = await sh('cat', [join(D, name)]);
       await sh('cat', [join(ext4, name)]);
-      const ew = await sh('cat', [join(ext4, name)]);
+      let fw = Infinity;
+      let ew = Infinity;
+      for (let i = 0; i < 3; i++) {
+        fw = Math.min(fw, await sh('cat', [join(D, name)]));
+        ew = Math.min(ew, await sh('cat', [join(ext4, name)]));
+      }
       fig(`re-read of a ${what}, page cache warm`, fw, ew, 'ms', 'ext4 warm');
-      await dropCaches();
-      const fc = await sh('cat', [join(D, name)]);
-      await dropCaches();
-      const ec = await sh('cat', [join(ext4, name)]);
+      let fc = Infinity;
+      let ec = Infinity;
+      for (let i = 0; i < 2; i++) {
+        await dropCaches();
+        fc = Math.min(fc, await sh('cat', [join(D, name)]));
+        await dropCaches();
+        ec = Math.min(ec, await sh('cat', [join(ext4, name)]));
+      }
       fig(`read of a ${what} after drop_caches (store's cache)`, fc, ec, 'ms', 'ext4 cold');
     }
     for (const name of ['big.bin', 'big1.bin']) {
       const what = name === 'big.bin' ? '64 MiB file of 1 MiB chunks' : '64 MiB single-object file';
-      await dropCaches();
-      const fr = await py(RANDOM_QD1, [join(D, name)]);
-      await dropCaches();
-      const er = await py(RANDOM_QD1, [join(ext4, name)]);
+      let fr = 0;
+      let er = 0;
+      for (let i = 0; i < 2; i++) {
+        await dropCaches();
+        fr = Math.max(fr, await py(RANDOM_QD1, [join(D, name)]));
+        await dropCaches();
+        er = Math.max(er, await py(RANDOM_QD1, [join(ext4, name)]));
+      }
       fig(`4 KiB random reads QD1 on a cached ${what}, caches dropped (IOPS, higher is better)`, fr, er, 'IOPS', 'local disk');
     }
     const fs = await py(SMALL_FILES, [join(D, 'd0', '..')]);

@@ -22,6 +22,7 @@ import { readVerifiedChunks } from '../../src/formats/chunk-reader.js';
 import type { ChunkRef, LayerNode, RawEntry } from '../../src/formats/model.js';
 import { buildLayerIndex } from '../../src/formats/overlay-view.js';
 import type { LayerProvider, ServedLayerView } from '../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../src/daemon/config.js';
 import { mountAls } from '../../src/fuse/mount-als.js';
 import { asByteString } from '../../src/formats/byte-string.js';
 
@@ -107,7 +108,7 @@ async function main(): Promise<void> {
   layers.set(tree.key, tree);
   const local = join(dir, 'local.bin');
   await writeFile(local, data);
-  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger });
+  const m = await mountAls({ mountpoint: mnt, provider, logger: silentLogger, ...alsMountSettings(DEFAULTS.fuse) });
   try {
     const results: Record<string, string | number> = {};
     // 1. sequential

@@ -786,7 +786,10 @@ static int chunk_fd(struct als_fs *fs, struct lt_table *t, uint32_t ci, int *slo
   int fd = als_fdc_get(&fs->fdc, t, ci, slot);
   if (fd >= 0) {
     struct stat st;
-    if (fstat(fd, &st) == 0 && still_verified(t, ci, &st)) return fd;
+    if (fstat(fd, &st) == 0 && still_verified(t, ci, &st)) {
+      lt_mark_used(t, ci); /* served from its object: the eviction clock must see it (hot fds most of all) */
+      return fd;
+    }
     als_fdc_release(&fs->fdc, *slot, 1);
   }
   *slot = -1;

@@ -17,9 +17,14 @@
  * waiting on it has gone, and the aborted flight is unregistered at that moment so that newcomers start
  * a fresh one instead of inheriting the abort.
  *
- * Storing comes before serving: a fetched chunk is written to the object store before its flight
- * resolves. It is best effort: a failed put (full disk, I/O error) is logged and counted, the
- * verified bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
+ * Serving does not wait for the disk: a flight resolves as soon as its chunks are verified, and
+ * their write to the object store runs behind it (io worker threads, object-io.ts). The flight stays
+ * registered — joinable, holding the bytes — until the write is done, so a reader arriving in
+ * between gets them from the flight instead of fetching again (no byte twice), and the native
+ * backend, which serves from the object files, falls back to us for a chunk not on disk yet. A
+ * crash before the write only loses cache entries (refetched later, verified again); drain() and
+ * `pendingStores` let a shutdown or a test wait for the writes. Storing is best effort: a failed put
+ * (full disk, I/O error) is logged and counted, the verified bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
  * them.
  */
 import { LRUCache } from 'lru-cache';
@@ -240,15 +245,19 @@ export class ChunkCache {
     const sig = batch.controller.signal;
     const work = this.#runBatch(layer, reqs, fetcher, sig, hot);
     work.catch(() => undefined);
+    // registered until the chunks are on disk (or the batch failed), not merely until they are served
+    const settled = work.then((w) => w.stored);
     for (const r of reqs) {
       const d = r.chunk.digest;
-      const promise = work.then((m) => m.get(d)!);
+      const promise = work.then((w) => w.result.get(d)!);
       promise.catch(() => undefined);
       const flight: Flight = { promise, batch };
       this.#flights.set(d, flight);
-      void work.finally(() => {
-        if (this.#flights.get(d) === flight) this.#flights.delete(d);
-      }).catch(() => undefined);
+      void settled
+        .finally(() => {
+          if (this.#flights.get(d) === flight) this.#flights.delete(d);
+        })
+        .catch(() => undefined);
     }
     return batch;
   }
@@ -258,7 +267,14 @@ export class ChunkCache {
     b.controller.abort(new AbortedError());
   }
 
-  async #runBatch(layer: ChunkLayerContext, reqs: ChunkRequest[], fetcher: ChunkFetcher, signal: AbortSignal, hot: boolean): Promise<Map<Digest, Buffer>> {
+  /** The batch's verified bytes, and when their write to the object store has finished. */
+  async #runBatch(
+    layer: ChunkLayerContext,
+    reqs: ChunkRequest[],
+    fetcher: ChunkFetcher,
+    signal: AbortSignal,
+    hot: boolean,
+  ): Promise<{ result: Map<Digest, Buffer>; stored: Promise<void> }> {
     const result = new Map<Digest, Buffer>();
     let missing = reqs;
     if (this.#store) {
@@ -276,7 +292,7 @@ export class ChunkCache {
         } else missing.push(r);
       });
     }
-    if (missing.length === 0) return result;
+    if (missing.length === 0) return { result, stored: Promise.resolve() };
     signal.throwIfAborted();
     this.#stats.misses += missing.length;
     this.#stats.fetches++;
@@ -287,14 +303,11 @@ export class ChunkCache {
       if (hot) this.#hot.set(r.chunk.digest, b);
       result.set(r.chunk.digest, b);
     });
-    // Persist before the flight resolves: every chunk is written (renamed into place) before any
-    // caller gets its bytes, so a crash right after a read never loses what was served (read-ahead
-    // chunks included: they are served only through this flight or from disk). A failed store
-    // (full disk, I/O error) is a warning; the verified bytes are still served.
+    // Written behind the flight (see the file comment); #storeAll never rejects (failures are
+    // counted and warned). A failed store (full disk, I/O error) leaves the verified bytes served.
     const storing = this.#storeAll(layer, missing, bufs).finally(() => this.#pending.delete(storing));
     this.#pending.add(storing);
-    await storing;
-    return result;
+    return { result, stored: storing };
   }
 
   async #storeAll(layer: ChunkLayerContext, reqs: ChunkRequest[], bufs: VerifiedBytes[]): Promise<void> {

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
-import { BACKENDS, isBackendName, type BackendName } from '../fuse/mount-als.js';
+import { BACKENDS, isBackendName, type AlsMountOptions, type BackendName } from '../fuse/mount-als.js';
 import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
 import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.js';
@@ -143,6 +143,23 @@ export function defaultsFor(env: NodeJS.ProcessEnv, uid: number): DaemonConfig {
 }
 
 export const DEFAULTS: DaemonConfig = defaultsFor(process.env, process.getuid?.() ?? 0);
+
+/** The configured settings of the FUSE mount (what mountAls takes beyond the mountpoint, provider and logger). */
+export type AlsMountSettings = Pick<AlsMountOptions, 'backend' | 'timeouts' | 'entryTimeoutSec' | 'attrTimeoutSec' | 'allowOther' | 'suid' | 'maxLayers' | 'debug'>;
+
+/** FuseConfig → mount settings. `suid` only as root (a user mount cannot honour it). */
+export function alsMountSettings(f: FuseConfig, uid: number = process.getuid?.() ?? 0): AlsMountSettings {
+  return {
+    ...(f.backend !== undefined ? { backend: f.backend } : {}),
+    timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
+    entryTimeoutSec: f.entryTimeoutSec,
+    attrTimeoutSec: f.attrTimeoutSec,
+    allowOther: f.allowOther,
+    suid: f.suid && uid === 0,
+    maxLayers: f.maxLayers,
+    debug: f.debug,
+  };
+}
 
 const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 const SIZE_RE = /^(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|K|M|G|T)?$/i;

@@ -103,7 +103,16 @@ async function checkFuse(o: DoctorOptions, uid: number, env: NodeJS.ProcessEnv):
 }
 
 interface StorageConf {
-  storage?: { options?: { additionallayerstores?: unknown } };
+  storage?: { driver?: unknown; options?: { additionallayerstores?: unknown } };
+}
+
+/** Only the overlay driver consults additional layer stores; rootless podman without a driver line may pick vfs. */
+function checkDriver(driver: string | undefined, uid: number, main: string): CheckResult[] {
+  const fix = `in ${main}, under [storage]: driver = "overlay" (then \`podman system reset\` if podman already chose another)`;
+  if (driver === 'overlay') return [{ check: 'storage driver', level: 'ok', message: 'overlay (the only driver that uses additional layer stores)' }];
+  if (driver !== undefined) return [{ check: 'storage driver', level: 'fail', message: `driver "${driver}" ignores additional layer stores`, fix }];
+  if (uid !== 0) return [{ check: 'storage driver', level: 'warn', message: 'no driver set: rootless podman may choose vfs, which has no additional layer stores', fix }];
+  return [];
 }
 
 async function checkStorageConf(o: DoctorOptions, uid: number, env: NodeJS.ProcessEnv): Promise<CheckResult[]> {
@@ -111,6 +120,7 @@ async function checkStorageConf(o: DoctorOptions, uid: number, env: NodeJS.Proce
   const files = [main, ...(await dropIns(main))];
   const want = `${o.config.mountpoint}:ref`;
   let stores: string[] | undefined;
+  let driver: string | undefined;
   const read: string[] = [];
   for (const f of files) {
     const text = await readText(f);
@@ -124,21 +134,23 @@ async function checkStorageConf(o: DoctorOptions, uid: number, env: NodeJS.Proce
     read.push(f);
     const v = conf.storage?.options?.additionallayerstores;
     if (Array.isArray(v)) stores = v.map(String); // a later file overrides an earlier one
+    if (typeof conf.storage?.driver === 'string' && conf.storage.driver !== '') driver = conf.storage.driver;
   }
+  const drv = checkDriver(driver, uid, main);
   const where = read.length > 0 ? read.join(', ') : `${main} (absent)`;
   const fix = `in ${main}, under [storage.options]: additionallayerstores = ["${want}"]`;
-  if (!stores || stores.length === 0) return [{ check: 'storage.conf', level: 'fail', message: `no additionallayerstores in ${where}`, fix }];
+  if (!stores || stores.length === 0) return [...drv, { check: 'storage.conf', level: 'fail', message: `no additionallayerstores in ${where}`, fix }];
   const i = stores.findIndex((s) => s === want);
   if (i < 0) {
     if (stores.includes(o.config.mountpoint)) {
-      return [{ check: 'storage.conf', level: 'fail', message: `${o.config.mountpoint} is listed without :ref (podman cannot name the image, so nothing is pulled lazily)`, fix: `use "${want}"` }];
+      return [...drv, { check: 'storage.conf', level: 'fail', message: `${o.config.mountpoint} is listed without :ref (podman cannot name the image, so nothing is pulled lazily)`, fix: `use "${want}"` }];
     }
-    return [{ check: 'storage.conf', level: 'fail', message: `additionallayerstores (${stores.join(', ')}) does not list ${want}`, fix }];
+    return [...drv, { check: 'storage.conf', level: 'fail', message: `additionallayerstores (${stores.join(', ')}) does not list ${want}`, fix }];
   }
   if (i > 0) {
-    return [{ check: 'storage.conf', level: 'warn', message: `${want} is entry ${i + 1} of additionallayerstores; podman 4 only asks the first store`, fix: `move "${want}" to the front of the list` }];
+    return [...drv, { check: 'storage.conf', level: 'warn', message: `${want} is entry ${i + 1} of additionallayerstores; podman 4 only asks the first store`, fix: `move "${want}" to the front of the list` }];
   }
-  return [{ check: 'storage.conf', level: 'ok', message: `${want} is the first additional layer store (${where})` }];
+  return [...drv, { check: 'storage.conf', level: 'ok', message: `${want} is the first additional layer store (${where})` }];
 }
 
 async function checkRegistriesConf(o: DoctorOptions, env: NodeJS.ProcessEnv): Promise<CheckResult[]> {

@@ -44,6 +44,24 @@ export interface BuiltProvider {
 /** `telemetry`: when given (metrics on), the source, formats, provider and prefetcher report to it. */
 export type ProviderFactory = (config: DaemonConfig, logger: Logger, telemetry?: Telemetry) => Promise<BuiltProvider>;
 
+/** Everything the provider is wired from; the control endpoints below read and steer these. */
+interface StoreParts {
+  readonly config: DaemonConfig;
+  readonly logger: Logger;
+  readonly activity: LayerActivity;
+  readonly blobStore: ObjectStore;
+  readonly eviction: Eviction;
+  readonly chunkCache: ChunkCache;
+  /** Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge. */
+  readonly pinned: Set<string>;
+  readonly credentials: CredentialStore;
+  readonly credentialFile: CredentialFile;
+  readonly source: SourceChain | undefined;
+  readonly prefetcher: Prefetcher;
+  readonly chunkDecoder: ChunkDecoderPool;
+  readonly catalog: LayerCatalog;
+}
+
 export const buildProvider: ProviderFactory = async (config, logger, metrics) => {
   // Always on: last access per layer and recent refusals, for `status`; plus the metrics if enabled.
   const activity = new LayerActivity();
@@ -53,7 +71,6 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // (a refetch, never a wrong byte). Chunk writes and reads run in io worker threads (issue 11).
   const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger, ioThreads: 2 });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
-  // Objects `gc --all` must keep (chunks and blobs of layers in use); empty outside a purge.
   const pinned = new Set<string>();
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
@@ -62,18 +79,7 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // The auth helper's credentials survive restarts (0600 file in the state dir, expiring).
   const credentialFile = new CredentialFile(config.stateDir, config.credentialsTtlMs, logger);
   credentials.add(await credentialFile.load());
-  const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger, { maxIndexEntries: config.maxIndexEntries }));
-  if (config.registry) {
-    const registry = await createRegistrySource({
-      ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
-      ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
-      credentials: [credentials],
-      extra: { maxIndexEntries: config.maxIndexEntries },
-      logger,
-    });
-    sources.push(meteredSource(registry, telemetry));
-  }
-  const source = sources.length > 0 ? new SourceChain(sources, logger) : undefined;
+  const source = await buildSource(config, logger, credentials, telemetry);
   const scheduler = new PrefetchScheduler({ concurrency: 2 });
   // decode + sha256 of fetched chunks run in worker threads, beside the fetch (issue 11)
   const chunkDecoder = new ChunkDecoderPool();
@@ -86,100 +92,128 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     // The background fetch reads every byte anyway: check the layer is the tar its TOC claims.
     verifyWholeLayers: config.backgroundFetch,
   });
+  const parts: StoreParts = {
+    config, logger, activity, blobStore, eviction, chunkCache, pinned, credentials, credentialFile, source, prefetcher, chunkDecoder, catalog,
+  };
   return {
     provider: meteredProvider(catalog, telemetry),
-    metricsSnapshot() {
-      const c = chunkCache.stats;
-      const ev = eviction.evicted;
-      return {
-        layers: catalog.served().map((l) => ({
-          key: l.key,
-          keyKind: l.keyKind,
-          blobDigest: l.blobDigest,
-          blobSize: l.blobSize,
-          fetchedBytes: l.stats.fetchedBytes,
-          readBytes: l.stats.readBytes,
-          uses: catalog.useCount(l.refElem, l.key),
-        })),
-        cache: {
-          hotHits: c.hotHits, diskHits: c.diskHits, misses: c.misses, joined: c.joined, bytesFetched: c.bytesFetched,
-          storeFailures: c.storeFailures, hotBytes: c.hotBytes, usageBytes: eviction.usageBytes, limitBytes: config.cacheSizeBytes,
-          evictedObjects: ev.objects, evictedBytes: ev.bytes, gcRuns: ev.runs,
-        },
-      };
-    },
-    async status() {
-      const layers = await Promise.all(
-        catalog.served().map(async (l) => ({
-          ref: l.refElem === undefined ? undefined : Buffer.from(l.refElem, 'base64').toString('utf8'),
-          key: l.key,
-          keyKind: l.keyKind,
-          format: l.index.format,
-          blobSize: l.blobSize,
-          uses: catalog.useCount(l.refElem, l.key),
-          lastAccessMs: activity.lastAccess(l.key) ?? null,
-          ...l.stats,
-          ...(await l.cacheStatus().catch(() => ({}))),
-        })),
-      );
-      const c = chunkCache.stats;
-      const lookups = c.hotHits + c.diskHits + c.misses + c.joined;
-      return {
-        layers,
-        cache: {
-          usageBytes: eviction.usageBytes,
-          limitBytes: config.cacheSizeBytes,
-          evictionRunning: eviction.running,
-          hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
-          ...c,
-        },
-        prefetch: prefetcher.stats,
-        refused: activity.refusedLayers,
-        credentials: credentials.size,
-        catalog: catalog.status(),
-      };
-    },
-    async gc(options: GcOptions = {}) {
-      if (!options.all) return eviction.gc();
-      // Layers with a use count (c/storage `use` not yet released) keep every chunk and their blob.
-      const inUse = catalog.served().filter((l) => catalog.useCount(l.refElem, l.key) > 0);
-      pinned.clear();
-      for (const l of inUse) {
-        pinned.add(l.blobDigest);
-        for (const node of l.index.allNodes()) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
-      }
-      try {
-        await chunkCache.drain(); // fetches in flight land first, so they are evicted too
-        const r = await eviction.gc({ targetBytes: 0 });
-        chunkCache.dropHot((d) => pinned.has(d));
-        return { ...r, all: true, layersInUse: inUse.length, keptObjects: r.objectsBefore - r.deleted };
-      } finally {
-        pinned.clear();
-      }
-    },
+    metricsSnapshot: () => metricsSnapshotOf(parts),
+    status: () => statusOf(parts),
+    gc: (options: GcOptions = {}) => (options.all ? purgeUnused(parts) : eviction.gc()),
     async credentials(payload: unknown) {
       const entries = parseHelperPayload(JSON.stringify(payload));
       credentials.add(entries);
       await credentialFile.save(entries);
       return entries.map((e) => e.ref.string);
     },
-    async close() {
-      // Each step is bounded: a registry that hangs (a fetch that never ends, a connection that
-      // never closes) must not keep a stopping daemon alive until the supervisor kills it.
-      const bounded = (what: string, ms: number, p: Promise<unknown>): Promise<unknown> => {
-        let t: NodeJS.Timeout | undefined;
-        return Promise.race([
-          p.catch((e: unknown) => logger.warn('daemon.close_step_failed', { step: what, error: e })),
-          new Promise((r) => (t = setTimeout(() => r(logger.warn('daemon.close_step_timeout', { step: what, ms })), ms))),
-        ]).finally(() => clearTimeout(t));
-      };
-      await bounded('prefetch', 5000, prefetcher.close());
-      await bounded('drain', 5000, chunkCache.drain());
-      await bounded('catalog', 2000, catalog.close());
-      await eviction.stop();
-      await bounded('source', 2000, source?.close?.() ?? Promise.resolve());
-      await bounded('decoder', 2000, chunkDecoder.close());
-      await bounded('object io', 2000, blobStore.close());
-    },
+    close: () => closeParts(parts),
   };
 };
+
+/** Every dfs root (OCI layouts) first, then the registry; undefined when there is none. */
+async function buildSource(config: DaemonConfig, logger: Logger, credentials: CredentialStore, telemetry: Telemetry): Promise<SourceChain | undefined> {
+  const sources: BlobSource[] = config.dfsRoots.map((root) => new OciLayoutSource(root, logger, { maxIndexEntries: config.maxIndexEntries }));
+  if (config.registry) {
+    const registry = await createRegistrySource({
+      ...(config.registriesConf !== undefined ? { registriesConf: config.registriesConf } : {}),
+      ...(config.authFile !== undefined ? { authFile: config.authFile } : {}),
+      credentials: [credentials],
+      extra: { maxIndexEntries: config.maxIndexEntries },
+      logger,
+    });
+    sources.push(meteredSource(registry, telemetry));
+  }
+  return sources.length > 0 ? new SourceChain(sources, logger) : undefined;
+}
+
+function metricsSnapshotOf({ catalog, chunkCache, eviction, config }: StoreParts): MetricsSnapshot {
+  const c = chunkCache.stats;
+  const ev = eviction.evicted;
+  return {
+    layers: catalog.served().map((l) => ({
+      key: l.key,
+      keyKind: l.keyKind,
+      blobDigest: l.blobDigest,
+      blobSize: l.blobSize,
+      fetchedBytes: l.stats.fetchedBytes,
+      readBytes: l.stats.readBytes,
+      uses: catalog.useCount(l.refElem, l.key),
+    })),
+    cache: {
+      hotHits: c.hotHits, diskHits: c.diskHits, misses: c.misses, joined: c.joined, bytesFetched: c.bytesFetched,
+      storeFailures: c.storeFailures, hotBytes: c.hotBytes, usageBytes: eviction.usageBytes, limitBytes: config.cacheSizeBytes,
+      evictedObjects: ev.objects, evictedBytes: ev.bytes, gcRuns: ev.runs,
+    },
+  };
+}
+
+async function statusOf({ catalog, activity, chunkCache, eviction, config, prefetcher, credentials }: StoreParts): Promise<unknown> {
+  const layers = await Promise.all(
+    catalog.served().map(async (l) => ({
+      ref: l.refElem === undefined ? undefined : Buffer.from(l.refElem, 'base64').toString('utf8'),
+      key: l.key,
+      keyKind: l.keyKind,
+      format: l.index.format,
+      blobSize: l.blobSize,
+      uses: catalog.useCount(l.refElem, l.key),
+      lastAccessMs: activity.lastAccess(l.key) ?? null,
+      ...l.stats,
+      ...(await l.cacheStatus().catch(() => ({}))),
+    })),
+  );
+  const c = chunkCache.stats;
+  const lookups = c.hotHits + c.diskHits + c.misses + c.joined;
+  return {
+    layers,
+    cache: {
+      usageBytes: eviction.usageBytes,
+      limitBytes: config.cacheSizeBytes,
+      evictionRunning: eviction.running,
+      hitRate: lookups === 0 ? null : (c.hotHits + c.diskHits) / lookups,
+      ...c,
+    },
+    prefetch: prefetcher.stats,
+    refused: activity.refusedLayers,
+    credentials: credentials.size,
+    catalog: catalog.status(),
+  };
+}
+
+/** `gc --all`: evict everything except what layers in use need (a c/storage `use` not yet released). */
+async function purgeUnused({ catalog, pinned, chunkCache, eviction }: StoreParts) {
+  const inUse = catalog.served().filter((l) => catalog.useCount(l.refElem, l.key) > 0);
+  pinned.clear();
+  for (const l of inUse) {
+    pinned.add(l.blobDigest);
+    for (const node of l.index.allNodes()) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
+  }
+  try {
+    await chunkCache.drain(); // fetches in flight land first, so they are evicted too
+    const r = await eviction.gc({ targetBytes: 0 });
+    chunkCache.dropHot((d) => pinned.has(d));
+    return { ...r, all: true, layersInUse: inUse.length, keptObjects: r.objectsBefore - r.deleted };
+  } finally {
+    pinned.clear();
+  }
+}
+
+/**
+ * Each step is bounded: a registry that hangs (a fetch that never ends, a connection that never
+ * closes) must not keep a stopping daemon alive until the supervisor kills it.
+ */
+async function closeParts({ logger, prefetcher, chunkCache, catalog, eviction, source, chunkDecoder, blobStore }: StoreParts): Promise<void> {
+  const bounded = (what: string, ms: number, p: Promise<unknown>): Promise<unknown> => {
+    let t: NodeJS.Timeout | undefined;
+    return Promise.race([
+      p.catch((e: unknown) => logger.warn('daemon.close_step_failed', { step: what, error: e })),
+      new Promise((r) => (t = setTimeout(() => r(logger.warn('daemon.close_step_timeout', { step: what, ms })), ms))),
+    ]).finally(() => clearTimeout(t));
+  };
+  await bounded('prefetch', 5000, prefetcher.close());
+  await bounded('drain', 5000, chunkCache.drain());
+  await bounded('catalog', 2000, catalog.close());
+  await eviction.stop();
+  await bounded('source', 2000, source?.close?.() ?? Promise.resolve());
+  await bounded('decoder', 2000, chunkDecoder.close());
+  await bounded('object io', 2000, blobStore.close());
+}

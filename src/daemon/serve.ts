@@ -9,7 +9,7 @@ import { relative } from 'node:path';
 import type { Logger } from '../core/log.js';
 import { AccessPolicy } from '../fuse/access-policy.js';
 import { mountAls, type AlsMount } from '../fuse/mount-als.js';
-import type { DaemonConfig } from './config.js';
+import { alsMountSettings, type DaemonConfig } from './config.js';
 import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer, type MetricsSnapshot } from './metrics.js';
 import { buildProvider as defaultFactory, type BuiltProvider, type ProviderFactory } from './provider-factory.js';
@@ -73,17 +73,10 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
     mount = await mountAls({
       mountpoint: config.mountpoint,
       provider: built.provider,
-      ...(f.backend !== undefined ? { backend: f.backend } : {}),
       logger,
-      timeouts: { lookupMs: f.lookupTimeoutMs, readMs: f.readTimeoutMs, defaultMs: f.opTimeoutMs },
-      entryTimeoutSec: f.entryTimeoutSec,
-      attrTimeoutSec: f.attrTimeoutSec,
-      allowOther: f.allowOther,
-      suid: f.suid && process.getuid?.() === 0,
+      ...alsMountSettings(f),
       policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
       ids,
-      maxLayers: f.maxLayers,
-      debug: f.debug,
       ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),
     });
     const m = mount;

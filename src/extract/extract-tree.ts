@@ -64,16 +64,17 @@ class StagingWriter {
   readonly #dir: ByteString;
   readonly #fs: FsBatcher;
   #seq = 0;
-  #cur: { path: ByteString; worker: number } | undefined;
+  #cur: { path: ByteString; worker: number; entry: string } | undefined;
   constructor(dir: ByteString, fs: FsBatcher) {
     this.#dir = dir;
     this.#fs = fs;
   }
-  write(chunk: ChunkRef, data: Buffer, staged: Map<string, ByteString>): Promise<void> {
-    const first = chunk.fileOffset === 0;
+  /** `entry` is the file's path in the layer: its first piece (a sparse file's may lie past 0) starts a staged file. */
+  write(chunk: ChunkRef, data: Buffer, entry: string, staged: Map<string, ByteString>): Promise<void> {
+    const first = this.#cur?.entry !== entry || chunk.fileOffset === 0;
     if (first) {
       const n = this.#seq++;
-      this.#cur = { path: under(this.#dir, String(n)), worker: n };
+      this.#cur = { path: under(this.#dir, String(n)), worker: n, entry };
       staged.set(stagingKey(chunk), this.#cur.path);
     }
     const c = this.#cur!;
@@ -112,7 +113,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
     const writer = new StagingWriter(byteStringFromText(content), fs);
     const treeB = byteStringFromText(tree);
     const layer = await open({
-      onPlainChunk: (chunk, data) => writer.write(chunk, data, staged),
+      onPlainChunk: (chunk, data, entry) => writer.write(chunk, data, entry, staged),
     }).finally(() => fs.flush());
     try {
       const summary = await buildTree(layer.index, treeB, byteStringFromText(work), staged, fs, async (write) => {
@@ -158,6 +159,17 @@ async function checkDestination(dest: string): Promise<void> {
   }
 }
 
+type Named = [ByteString, LayerNode];
+
+/** The index's names by what creates them: directories, the first name of every other inode, further (hard) links. */
+interface TreePlan {
+  readonly entries: number;
+  readonly dirs: Named[];
+  readonly inodes: Named[];
+  readonly links: Named[];
+  readonly firstPath: ReadonlyMap<number, ByteString>;
+}
+
 /**
  * Create every entry of the index under `tree` (an existing empty dir), then apply attributes.
  * `fetchContent` creates and fills the regular files of TOC layers through verified reads; plain
@@ -171,43 +183,74 @@ async function buildTree(
   fs: FsBatcher,
   fetchContent: (written: (n: number) => void) => Promise<void>,
 ): Promise<ExtractSummary> {
-  const firstPath = new Map<number, ByteString>();
-  const dirs: [ByteString, LayerNode][] = [];
-  const inodes: [ByteString, LayerNode][] = [];
-  const devices: [ByteString, LayerNode][] = [];
-  const fifos: ByteString[] = [];
-  const others: [ByteString, LayerNode][] = [];
-  const plain = isPlain(index);
-  let entries = 0;
+  const plan = planTree(index, tree, fs);
+  await fs.flush();
+  // Every directory exists now: content (TOC layers), then the other first names, then hardlinks.
   let bytes = 0;
+  await fetchContent((n) => {
+    bytes += n;
+  });
+  await fs.flush();
+  const first = firstNames(plan.inodes, tree, staged, isPlain(index));
+  bytes += first.renamedBytes;
+  await fs.runAll(first.create);
+  await fs.runAll(plan.links.map(([path, node]): FsOp => ['link', under(tree, plan.firstPath.get(node.ino)!), under(tree, path)]));
+  await makeSpecialFiles(first.fifos, first.devices, tree, work, fs);
+  await applyAttributes(plan, tree, work, fs);
+  return { entries: plan.entries, files: plan.inodes.filter(([, n]) => n.type === 'reg').length, bytes };
+}
+
+/** One walk of the index: directories are queued for mkdir at once (walk order puts parents first). */
+function planTree(index: LayerIndex, tree: ByteString, fs: FsBatcher): TreePlan {
+  const firstPath = new Map<number, ByteString>();
+  const dirs: Named[] = [];
+  const inodes: Named[] = [];
+  const links: Named[] = [];
+  let entries = 0;
   for (const [path, node] of index.walk()) {
     entries++;
     if (node.type === 'dir') {
-      // Walk order puts parents first; one worker runs them in that order.
+      // One worker runs the mkdirs in walk order.
       if (path !== '') void fs.add(0, ['mkdir', under(tree, path), 0o700]).catch(() => undefined);
       dirs.push([path, node]);
     } else if (firstPath.has(node.ino)) {
-      others.push([path, node]);
+      links.push([path, node]);
     } else {
       firstPath.set(node.ino, path);
       inodes.push([path, node]);
     }
   }
-  await fs.flush();
-  // Every directory exists now: content (TOC layers), then the other first names, then hardlinks.
-  await fetchContent((n) => {
-    bytes += n;
-  });
-  await fs.flush();
+  return { entries, dirs, inodes, links, firstPath };
+}
+
+/** The operations that create each inode's first name; fifos and devices are made by tools (makeSpecialFiles). */
+interface FirstNames {
+  readonly create: FsOp[];
+  readonly fifos: ByteString[];
+  readonly devices: Named[];
+  /** Content bytes of the staged files renamed in. */
+  readonly renamedBytes: number;
+}
+
+function firstNames(inodes: readonly Named[], tree: ByteString, staged: ReadonlyMap<string, ByteString>, plain: boolean): FirstNames {
   const create: FsOp[] = [];
+  const fifos: ByteString[] = [];
+  const devices: Named[] = [];
+  let renamedBytes = 0;
   for (const [path, node] of inodes) {
     const abs = under(tree, path);
     switch (node.type) {
       case 'reg': {
-        const stagedPath = node.chunks[0] !== undefined ? staged.get(stagingKey(node.chunks[0])) : undefined;
+        // A sparse file's holes are never staged: its first stored piece names it, truncate adds a trailing hole.
+        const firstStored = node.chunks.find((c) => !c.zeros);
+        const stagedPath = firstStored !== undefined ? staged.get(stagingKey(firstStored)) : undefined;
+        const holes = plain && node.chunks.some((c) => c.zeros);
         if (stagedPath !== undefined) {
           create.push(['rename', stagedPath, abs]);
-          bytes += node.size;
+          if (holes) create.push(['truncate', abs, node.size]);
+          renamedBytes += node.size;
+        } else if (holes && firstStored === undefined) {
+          create.push(['touch', abs], ['truncate', abs, node.size]);
         } else if (node.size > 0 && plain) {
           throw new ExtractError(`no staged content for ${path}`);
         } else if (node.size === 0) {
@@ -227,13 +270,18 @@ async function buildTree(
         break;
     }
   }
-  await fs.runAll(create);
-  await fs.runAll(others.map(([path, node]): FsOp => ['link', under(tree, firstPath.get(node.ino)!), under(tree, path)]));
-  // fifos and devices are made by tools that take names as argv text, so they are made under
-  // ASCII names in the work dir (same filesystem) and renamed into place with their exact bytes.
+  return { create, fifos, devices, renamedBytes };
+}
+
+/**
+ * fifos and devices are made by tools that take names as argv text, so they are made under ASCII
+ * names in the work dir (same filesystem) and renamed into place with their exact bytes.
+ */
+async function makeSpecialFiles(fifos: readonly ByteString[], devices: readonly Named[], tree: ByteString, work: ByteString, fs: FsBatcher): Promise<void> {
+  if (fifos.length + devices.length === 0) return;
   const special = under(work, 'special');
   const workText = toBuffer(work).toString('utf8');
-  if (fifos.length + devices.length > 0) await fs.runAll([['mkdir', special, 0o700]]);
+  await fs.runAll([['mkdir', special, 0o700]]);
   const moves: FsOp[] = [];
   for (let i = 0; i < fifos.length; i += 500) {
     const batch = fifos.slice(i, i + 500);
@@ -245,29 +293,26 @@ async function buildTree(
   );
   devices.forEach(([p], k) => moves.push(['rename', under(special, `d${k}`), under(tree, p)]));
   await fs.runAll(moves);
-  // Ownership, modes and (non-directory) mtimes, once per inode (hardlinks share them); the root
-  // dir included. xattrs come after lchown (which clears capabilities); setting xattrs does not
-  // touch mtimes, so the files' mtimes may be set before them.
+}
+
+/**
+ * Ownership, modes and (non-directory) mtimes, once per inode (hardlinks share them); the root dir
+ * included. xattrs come after lchown (which clears capabilities); setting xattrs does not touch
+ * mtimes, so the files' mtimes may be set before them. Directories' mtimes last: all creation inside
+ * them is over (setting a child's times never touches its parent's), so their order does not matter.
+ */
+async function applyAttributes(plan: TreePlan, tree: ByteString, work: ByteString, fs: FsBatcher): Promise<void> {
+  const owned = [...plan.inodes, ...plan.dirs];
   await fs.runAll(
-    [...inodes, ...dirs].map(([p, n]): FsOp => [
-      'attrs',
-      under(tree, p),
-      n.uid,
-      n.gid,
-      n.type === 'symlink' ? -1 : n.mode & 0o7777,
-      n.type === 'dir' ? NaN : mtime(n),
-    ]),
+    owned.map(([p, n]): FsOp => ['attrs', under(tree, p), n.uid, n.gid, n.type === 'symlink' ? -1 : n.mode & 0o7777, n.type === 'dir' ? NaN : mtime(n)]),
   );
-  const xattrFile = join(toBuffer(work).toString('utf8'), 'xattrs.restore');
-  const restore = xattrRestore([...inodes, ...dirs]);
+  const restore = xattrRestore(owned);
   if (restore.length > 0) {
+    const xattrFile = join(toBuffer(work).toString('utf8'), 'xattrs.restore');
     await writeFile(xattrFile, restore, { mode: 0o600 });
     await tool('setfattr', ['-h', `--restore=${xattrFile}`], toBuffer(tree).toString('utf8'));
   }
-  // Directories last: all creation inside them is over (setting a child's times never touches its
-  // parent's), so their order does not matter.
-  await fs.runAll(dirs.map(([p, n]): FsOp => ['utimes', under(tree, p), mtime(n)]));
-  return { entries, files: inodes.filter(([, n]) => n.type === 'reg').length, bytes };
+  await fs.runAll(plan.dirs.map(([p, n]): FsOp => ['utimes', under(tree, p), mtime(n)]));
 }
 
 function mtime(n: LayerNode): number {

@@ -262,6 +262,56 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
   opts.policy.assertKernelEnforceable('fuse-native');
   const wanted = mountOptionList(opts);
   const Fuse = loadFuse();
+  const t = opts.timeouts;
+  const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
+  const fuse = new Fuse(opts.mountpoint, fuseNativeOps(fs, opts), {
+    fsname: smuggledOptions(opts),
+    allowOther: wanted.includes('allow_other'),
+    autoUnmount: true,
+    kernelCache: true,
+    defaultPermissions: wanted.includes('default_permissions'),
+    entryTimeout: opts.entryTimeoutSec,
+    attrTimeout: opts.attrTimeoutSec,
+    debug: opts.debug ?? false,
+    force: false,
+    mkdir: false,
+    // Backstop only: guard answers first (see essay).
+    timeout: { default: maxMs + 5000 },
+  });
+  await new Promise<void>((resolve, reject) =>
+    fuse.mount((err) => (err ? reject(new FuseError('FUSE_MOUNT', `mount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err })) : resolve())),
+  );
+  const handle = unmountHandle(fuse, opts);
+  if (wanted.includes('suid')) {
+    try {
+      await remountSuid(opts.mountpoint, opts.logger);
+    } catch (e) {
+      await handle.unmount().catch(() => undefined);
+      throw e;
+    }
+  }
+  opts.logger.info('fuse.mounted', { mountpoint: opts.mountpoint, options: wanted });
+  return handle;
+}
+
+/** A handle whose unmount runs once, however often it is called. */
+function unmountHandle(fuse: InstanceType<ReturnType<typeof loadFuse>>, opts: MountOptions): MountHandle {
+  let unmounting: Promise<void> | undefined;
+  return {
+    mountpoint: opts.mountpoint,
+    unmount: () =>
+      (unmounting ??= new Promise<void>((resolve, reject) =>
+        fuse.unmount((err) => {
+          if (err) return reject(new FuseError('FUSE_MOUNT', `unmount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err }));
+          opts.logger.info('fuse.unmounted', { mountpoint: opts.mountpoint });
+          resolve();
+        }),
+      )),
+  };
+}
+
+/** fuse-native's operation table: every call guarded (deadline, errno mapping), paths turned into ByteStrings. */
+function fuseNativeOps(fs: FuseOps, opts: MountOptions): Record<string, unknown> {
   const { logger, timeouts: t } = opts;
   const g = <T>(op: string, path: string, ms: number, run: (ctx: OpContext) => R<T>, reply: (ret: number, value?: T) => void): void =>
     guard(logger, op, path, ms, run, reply);
@@ -310,44 +360,5 @@ export async function mountFuse(fs: FuseOps, opts: MountOptions): Promise<MountH
     };
   }
 
-  const maxMs = Math.max(t.lookupMs, t.readMs, t.defaultMs);
-  const fuse = new Fuse(opts.mountpoint, ops, {
-    fsname: smuggledOptions(opts),
-    allowOther: wanted.includes('allow_other'),
-    autoUnmount: true,
-    kernelCache: true,
-    defaultPermissions: wanted.includes('default_permissions'),
-    entryTimeout: opts.entryTimeoutSec,
-    attrTimeout: opts.attrTimeoutSec,
-    debug: opts.debug ?? false,
-    force: false,
-    mkdir: false,
-    // Backstop only: guard answers first (see essay).
-    timeout: { default: maxMs + 5000 },
-  });
-  await new Promise<void>((resolve, reject) =>
-    fuse.mount((err) => (err ? reject(new FuseError('FUSE_MOUNT', `mount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err })) : resolve())),
-  );
-  let unmounting: Promise<void> | undefined;
-  const handle: MountHandle = {
-    mountpoint: opts.mountpoint,
-    unmount: () =>
-      (unmounting ??= new Promise<void>((resolve, reject) =>
-        fuse.unmount((err) => {
-          if (err) return reject(new FuseError('FUSE_MOUNT', `unmount of ${opts.mountpoint} failed: ${err.message}`, {}, { cause: err }));
-          logger.info('fuse.unmounted', { mountpoint: opts.mountpoint });
-          resolve();
-        }),
-      )),
-  };
-  if (wanted.includes('suid')) {
-    try {
-      await remountSuid(opts.mountpoint, logger);
-    } catch (e) {
-      await handle.unmount().catch(() => undefined);
-      throw e;
-    }
-  }
-  logger.info('fuse.mounted', { mountpoint: opts.mountpoint, options: wanted });
-  return handle;
+  return ops;
 }

@@ -53,7 +53,7 @@ export interface AlsTreeOptions {
   readonly provider: LayerProvider;
   readonly logger: Logger;
   /** Layers kept resolved here (the catalog keeps its own cache behind this one). */
-  readonly maxLayers?: number;
+  readonly maxLayers: number;
   readonly inodes?: InodeAllocator;
   readonly now?: () => number;
   /** Who may make the store resolve layers (default: root and the daemon's uid). */
@@ -86,7 +86,7 @@ export class AlsTree implements FuseOps {
   constructor(opts: AlsTreeOptions) {
     this.#provider = opts.provider;
     this.#logger = opts.logger;
-    this.#maxLayers = opts.maxLayers ?? 512;
+    this.#maxLayers = opts.maxLayers;
     this.#inodes = opts.inodes ?? new InodeAllocator();
     this.#mtime = (opts.now ?? Date.now)();
     this.#policy = opts.policy ?? AccessPolicy.rootOnly();

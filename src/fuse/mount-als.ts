@@ -43,21 +43,25 @@ export function defaultBackend(logger?: Logger): BackendName {
   return 'fuse-native';
 }
 
+/**
+ * The mount's settings. Those the daemon configures have no default here: their values live in one
+ * place, src/daemon/config.ts (`alsMountSettings(config.fuse)`), which tests and benches use too.
+ */
 export interface AlsMountOptions {
   readonly mountpoint: string;
   readonly provider: LayerProvider;
   readonly logger: Logger;
   readonly backend?: BackendName;
-  readonly timeouts?: Partial<OpTimeouts>;
-  readonly entryTimeoutSec?: number;
-  readonly attrTimeoutSec?: number;
-  readonly allowOther?: boolean;
-  readonly suid?: boolean;
+  readonly timeouts: OpTimeouts;
+  readonly entryTimeoutSec: number;
+  readonly attrTimeoutSec: number;
+  readonly allowOther: boolean;
+  readonly suid: boolean;
   /** Who may make the store resolve layers (default: root and the daemon's uid). */
   readonly policy?: AccessPolicy;
   /** How layer ids are shown (default identity; a store mounted by a user maps them: id-map.ts). */
   readonly ids?: IdMap;
-  readonly maxLayers?: number;
+  readonly maxLayers: number;
   readonly inodes?: InodeAllocator;
   /** Verified chunk objects the native backend may read directly (see LayerProvider.cachedObjectsDir). */
   readonly objectsDir?: string;
@@ -73,8 +77,6 @@ export interface AlsMountOptions {
 }
 
 export type OpObserver = (op: string, seconds: number, errno: number) => void;
-
-export const DEFAULT_TIMEOUTS: OpTimeouts = Object.freeze({ lookupMs: 60_000, readMs: 120_000, defaultMs: 30_000 });
 
 export interface AlsMount extends MountHandle {
   readonly tree: AlsTree;
@@ -95,12 +97,10 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     logger: o.logger,
     policy,
     ...(o.ids !== undefined ? { ids: o.ids } : {}),
-    ...(o.maxLayers !== undefined ? { maxLayers: o.maxLayers } : {}),
+    maxLayers: o.maxLayers,
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
   });
-  const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
-  const allowOther = o.allowOther ?? true;
-  const suid = o.suid ?? process.getuid?.() === 0;
+  const { timeouts, allowOther, suid } = o;
   if (backend === 'native') {
     const objectsDir = o.objectsDir ?? o.provider.cachedObjectsDir;
     const handle = await mountNative(tree, {
@@ -108,7 +108,7 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
       logger: o.logger,
       timeouts,
       mountOptions: mountOptionList({ allowOther, suid }),
-      controlTimeoutSec: o.entryTimeoutSec ?? 60,
+      controlTimeoutSec: o.entryTimeoutSec,
       checkEveryResolve: !policy.kernelEnforceable,
       ...(objectsDir !== undefined ? { objectsDir } : {}),
       ...(o.passthrough !== undefined ? { passthrough: o.passthrough } : {}),
@@ -132,8 +132,8 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     timeouts,
     // One value for the whole mount (libfuse 2 high-level API): layer content is immutable and
     // control nodes never change meaning once they resolve, so a long value is safe (see adapter.ts).
-    entryTimeoutSec: o.entryTimeoutSec ?? 60,
-    attrTimeoutSec: o.attrTimeoutSec ?? 60,
+    entryTimeoutSec: o.entryTimeoutSec,
+    attrTimeoutSec: o.attrTimeoutSec,
     allowOther,
     suid,
     policy,

@@ -173,13 +173,19 @@ describe('native backend: what the mount remembers', () => {
       await chunkCache.drain();
       await access(hot);
       await access(cold);
-      // t=3000 the hot file is read again, its page cache dropped: C serves it from the object
-      clock = T + 3000;
-      await run('python3', ['-c', 'import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nos.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)', join(D, 'hot')]);
-      const before = (m.mount.backendStats() as { cached_reads: number }).cached_reads;
-      expect(await sum(join(D, 'hot'))).toBe(digestHex(sha256Of(BIG)));
-      expect((m.mount.backendStats() as { cached_reads: number }).cached_reads).toBeGreaterThan(before);
-      m.mount.flushCachedReads!();
+      // Then each is read again with its page cache dropped, so C serves it from its object: hot at
+      // t=3000 (C opens the object), cold at t=4000, hot at t=5000 (C's open fd of it, if it keeps one).
+      const viaC = async (name: string, at: number, digest: Digest): Promise<void> => {
+        clock = T + at;
+        await run('python3', ['-c', 'import os,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nos.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED)', join(D, name)]);
+        const before = (m!.mount.backendStats() as { cached_reads: number }).cached_reads;
+        expect(await sum(join(D, name))).toBe(digestHex(digest));
+        expect((m!.mount.backendStats() as { cached_reads: number }).cached_reads).toBeGreaterThan(before);
+        m!.mount.flushCachedReads!();
+      };
+      await viaC('hot', 3000, sha256Of(BIG));
+      await viaC('cold', 4000, sha256Of(SMALL));
+      await viaC('hot', 5000, sha256Of(BIG));
       // Keep only as many bytes as the hot object: the least recently used go first.
       await eviction.gc({ targetBytes: BIG.length });
       await expect(access(hot)).resolves.toBeUndefined();

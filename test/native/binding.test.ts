@@ -115,7 +115,11 @@ describe('raw binding over a real mount', () => {
     expect(await getxattrSized(ping, 'security.capability', CAP.length)).toBe(String(CAP.length));
     expect(await getxattrSized(ping, 'user.absent', 64)).toBe('No data available');
     // Nothing inside the layer reached JS: only the root and the `layer` lookup did.
-    expect(seen.filter((s) => s.op === 1).map((s) => s.name)).toEqual(['layer']);
+    // (`layer` itself may be looked up again: anything dropping the kernel's dentries on this shared
+    // machine, a bench's drop_caches, makes the kernel ask again.)
+    const lookups = seen.filter((s) => s.op === 1).map((s) => s.name);
+    expect(lookups.length).toBeGreaterThan(0);
+    expect(new Set(lookups)).toEqual(new Set(['layer']));
   });
 
   it('a dispatcher that throws ⇒ EIO; one that never answers ⇒ ETIMEDOUT from C; the mount keeps serving', async () => {

@@ -84,6 +84,12 @@ describe('lazy-als doctor', () => {
     expect(badHelper.checks.get('registries.conf')).toMatchObject({ level: 'fail' });
     expect(badHelper.code).toBe(1);
 
+    // Only the overlay driver consults additional layer stores (rootless podman may pick vfs).
+    const vfs = await doctor('vfs', `[storage]\ndriver = "vfs"\n[storage.options]\nadditionallayerstores = ["${STORE}:ref"]\n`, helperLine);
+    expect(vfs.checks.get('storage driver')).toMatchObject({ level: 'fail' });
+    expect(vfs.checks.get('storage driver')!.fix).toContain('driver = "overlay"');
+    expect(vfs.code).toBe(1);
+
     const badToml = await doctor('badtoml', '[storage.options\n', helperLine);
     expect(badToml.checks.get('storage.conf')!.message).toContain('not valid TOML');
   });
@@ -116,7 +122,7 @@ describe('log lines', () => {
     const sink = { write: (s: string) => lines.push(s) };
     const err = Object.assign(new Error('TOC digest mismatch'), { code: 'TOC_DIGEST_MISMATCH' });
     createLogger('info', sink, { pid: 7 }, 'text').child({ layer: 'sha256:ab' }).warn('catalog.refused', { file: 'a b', error: err, n: 3 });
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN  catalog\.refused layer=sha256:ab file="a b" error="TOC_DIGEST_MISMATCH: TOC digest mismatch" n=3\n$/);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN {2}catalog\.refused layer=sha256:ab file="a b" error="TOC_DIGEST_MISMATCH: TOC digest mismatch" n=3\n$/);
     createLogger('info', sink, { pid: 7 }, 'json').info('daemon.ready', { mountpoint: '/m' });
     expect(JSON.parse(lines[1]!)).toMatchObject({ level: 'info', event: 'daemon.ready', pid: 7, mountpoint: '/m' });
   });

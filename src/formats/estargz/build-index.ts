@@ -8,6 +8,7 @@ import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import type { LayerRecord, OpenedLayer } from '../layer-reader.js';
 import type { LayerFormat, LayerIndex } from '../model.js';
 import { buildLayerIndex } from '../overlay-view.js';
+import type { VerifiedToc } from '../verified-toc.js';
 import { ZSTD_FOOTER_FRAME_SIZE } from './footer.js';
 import { applyHeaderNames, encodeHeaderNames, type HeaderNames } from './header-names.js';
 import { tocToRawEntries } from './raw-entries.js';
@@ -23,7 +24,6 @@ export interface EStargzLayout {
 }
 
 export interface EStargzMeta extends EStargzLayout {
-  readonly tocDigest: Digest;
   readonly blobDigest?: Digest;
   readonly diffId?: Digest;
   readonly blobName: string;
@@ -44,16 +44,16 @@ export function layoutProblem(l: EStargzLayout): string | undefined {
   return undefined;
 }
 
-/** Parsed, verified TOC entries (with the header names applied) → LayerIndex. */
-export function indexFromToc(toc: readonly TocEntry[], meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
-  const raw = tocToRawEntries(toc, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes });
+/** A verified TOC and its entries (parsed from it, header names applied) → LayerIndex. */
+export function indexFromToc(toc: VerifiedToc, entries: readonly TocEntry[], meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
+  const raw = tocToRawEntries(entries, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes });
   return buildLayerIndex(
     raw,
     {
       format: meta.format,
       compression: meta.format === 'estargz-zstd' ? 'zstd' : 'gzip',
       blobSize: meta.blobSize,
-      tocDigest: meta.tocDigest,
+      tocDigest: toc.digest,
       ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
       blobName: meta.blobName,
     },
@@ -61,20 +61,20 @@ export function indexFromToc(toc: readonly TocEntry[], meta: EStargzMeta, limits
   );
 }
 
-/** `json` is the verified TOC as hashed (persisted as is), `toc` its parse, `names` the header names read for it. */
-export function openedFromToc(json: Buffer, toc: readonly TocEntry[], names: HeaderNames, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
-  const index = indexFromToc(applyHeaderNames(toc, names), meta, limits);
+/** `toc` is the verified TOC (its bytes persisted as is), `entries` its parse, `names` the header names read for it. */
+export function openedFromToc(toc: VerifiedToc, entries: readonly TocEntry[], names: HeaderNames, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
+  const index = indexFromToc(toc, applyHeaderNames(entries, names), meta, limits);
   const headerNames = encodeHeaderNames(names);
   const record: LayerRecord = {
     version: 1,
     format: meta.format,
     blobSize: meta.blobSize,
     ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
-    tocDigest: meta.tocDigest,
+    tocDigest: toc.digest,
     // Recorded, not verified: a lazily read layer's diffID cannot be checked without a full pass.
     ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
     params: { tocOffset: meta.tocOffset, footerSize: meta.footerSize },
-    payload: json.toString('base64'),
+    payload: toc.bytes.toString('base64'),
     ...(headerNames !== undefined ? { headerNames } : {}),
   };
   return { index, record };

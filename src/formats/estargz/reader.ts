@@ -14,7 +14,8 @@ import type { OpenLayerOptions, OpenedLayer } from '../layer-reader.js';
 import { layoutProblem, openedFromToc, payloadEndOf, type EStargzFormat, type EStargzLayout } from './build-index.js';
 import { readHeaderNames } from './header-names.js';
 import { LEGACY_FOOTER_SIZE, parseEStargzFooter, parseLegacyFooter, type GzipFooter } from './footer.js';
-import { expectedTocDigest, extractTocFromGzipMember, verifyTocBytes } from './toc-member.js';
+import { VerifiedToc } from '../verified-toc.js';
+import { expectedTocDigest, extractTocFromGzipMember } from './toc-member.js';
 import { parseToc } from './toc.js';
 
 /** How much of the tail to fetch in the first read: footer plus, usually, the whole TOC. */
@@ -96,17 +97,16 @@ export async function openVerifiedToc(
   limits: Limits,
   ctx: ErrorContext,
 ): Promise<OpenedLayer> {
-  const tocDigest = verifyTocBytes(json, expected, ctx);
-  const toc = parseToc(json, { blob: blob.name }, limits.maxEntries);
+  const toc = VerifiedToc.verify(json, expected, 'TOC', ctx);
+  const entries = parseToc(toc, { blob: blob.name }, limits.maxEntries);
   const compression = layout.format === 'estargz-zstd' ? 'zstd' : 'gzip';
-  const names = await readHeaderNames(blob, toc, { compression, payloadEnd: payloadEndOf(layout) }, limits, { blob: blob.name }, options.signal);
+  const names = await readHeaderNames(blob, entries, { compression, payloadEnd: payloadEndOf(layout) }, limits, { blob: blob.name }, options.signal);
   return openedFromToc(
-    json,
     toc,
+    entries,
     names,
     {
       ...layout,
-      tocDigest,
       blobName: blob.name,
       ...(blobDigest !== undefined ? { blobDigest } : {}),
       ...(options.diffId !== undefined ? { diffId: options.diffId } : {}),

@@ -13,7 +13,7 @@ import type { LayerIndex } from '../model.js';
 import { indexFromToc, layoutProblem, type EStargzFormat } from './build-index.js';
 import { applyHeaderNames, decodeHeaderNames } from './header-names.js';
 import { ESTARGZ_FOOTER_SIZE, LEGACY_FOOTER_SIZE, ZSTD_FOOTER_SIZE } from './footer.js';
-import { verifyTocBytes } from './toc-member.js';
+import { VerifiedToc } from '../verified-toc.js';
 import { parseToc } from './toc.js';
 
 const FOOTER_SIZES: Readonly<Record<EStargzFormat, number>> = {
@@ -43,9 +43,9 @@ export function loadEStargzRecord(record: LayerRecord, limits: Limits = DEFAULT_
   const json =
     typeof record.payload === 'string' && record.payload.length <= Math.ceil(limits.maxTocBytes / 3) * 4 ? decodeBase64Strict(record.payload) : undefined;
   if (json === undefined) throw new FormatError('TOC_MALFORMED', 'record payload is not base64 within the TOC size limit', ctx);
-  const tocDigest = verifyTocBytes(json, record.tocDigest as Digest, ctx);
+  const toc = VerifiedToc.verify(json, record.tocDigest as Digest, 'TOC', ctx);
   const blobDigest = record.blobDigest !== undefined && isDigest(record.blobDigest) ? record.blobDigest : undefined;
-  const toc = parseToc(json, ctx, limits.maxEntries);
-  const names = decodeHeaderNames(record.headerNames, toc, ctx);
-  return indexFromToc(applyHeaderNames(toc, names), { ...layout, tocDigest, blobName, ...(blobDigest !== undefined ? { blobDigest } : {}) }, limits);
+  const entries = parseToc(toc, ctx, limits.maxEntries);
+  const names = decodeHeaderNames(record.headerNames, entries, ctx);
+  return indexFromToc(toc, applyHeaderNames(entries, names), { ...layout, blobName, ...(blobDigest !== undefined ? { blobDigest } : {}) }, limits);
 }

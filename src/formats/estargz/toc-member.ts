@@ -5,7 +5,7 @@
  * looks inside them. Decompression is always bounded by the number of bytes we need (never "inflate
  * the whole member"), so a TOC member that inflates hugely costs at most maxTocBytes + 512.
  */
-import { DigestHasher, isDigest, sha256Of, type Digest } from '../../core/digest.js';
+import { isDigest, type Digest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import type { Limits } from '../../core/limits.js';
 import { decodePrefix } from '../decompress.js';
@@ -32,16 +32,6 @@ export function expectedTocDigest(options: OpenLayerOptions, ctx: ErrorContext):
   }
   if (options.allowUnpinnedToc) return undefined;
   throw new FormatError('TOC_MISSING', `no TOC digest to verify the TOC against (annotation ${TOC_DIGEST_ANNOTATION})`, ctx);
-}
-
-/** Hash the TOC JSON and compare it with the expected digest; returns the digest to record. */
-export function verifyTocBytes(json: Buffer, expected: Digest | undefined, ctx: ErrorContext): Digest {
-  if (expected === undefined) return sha256Of(json);
-  const actual = DigestHasher.for(expected).update(json).digest();
-  if (actual !== expected) {
-    throw new FormatError('TOC_DIGEST_MISMATCH', `TOC hashes to ${actual}, expected ${expected}`, ctx);
-  }
-  return expected;
 }
 
 /** Parse a tar numeric field: octal (NUL/space terminated) or GNU base-256. */

@@ -16,6 +16,7 @@ import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
 import { checkTocObjectCount, splitTopLevelArray } from '../json-count.js';
 import { parseRfc3339 } from '../rfc3339.js';
+import type { VerifiedToc } from '../verified-toc.js';
 import type { ByteString } from '../model.js';
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo' | 'chunk';
@@ -46,7 +47,9 @@ export interface TocEntry {
 }
 
 
-export function parseToc(json: Buffer, ctx: ErrorContext, maxEntries: number): TocEntry[] {
+/** The entries of a TOC whose bytes were verified (only a VerifiedToc is parsed). */
+export function parseToc(toc: VerifiedToc, ctx: ErrorContext, maxEntries: number): TocEntry[] {
+  const json = toc.bytes;
   checkTocObjectCount(json, maxEntries, ctx);
   // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.
   const decoder = new TextDecoder('utf-8', { fatal: true });

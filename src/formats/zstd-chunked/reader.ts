@@ -36,6 +36,7 @@ import {
   SKIPPABLE_MAGIC,
   type Position,
 } from './footer.js';
+import { VerifiedToc } from '../verified-toc.js';
 import { parseTocManifest, type TocManifest } from './manifest.js';
 import { tocToRawEntries } from './raw-entries.js';
 import { bindTocToTar, parseTarSplit } from './tar-split.js';
@@ -116,20 +117,34 @@ function framed(buf: Buffer, p: Position, what: string, ctx: ErrorContext): Buff
   return buf.subarray(FRAME_HEADER);
 }
 
-function metaOf(blobSize: number, tocDigest: Digest, blobName: string, blobDigest?: Digest, uncompressedSize?: number): LayerMeta {
+function metaOf(blobSize: number, toc: VerifiedToc, blobName: string, blobDigest?: Digest, uncompressedSize?: number): LayerMeta {
   return {
     format: 'zstd-chunked',
     compression: 'zstd',
     blobSize,
-    tocDigest,
+    tocDigest: toc.digest,
     blobName,
     ...(blobDigest !== undefined ? { blobDigest } : {}),
     ...(uncompressedSize !== undefined ? { uncompressedSize } : {}),
   };
 }
 
-function indexOf(toc: TocManifest, manifestOffset: number, meta: LayerMeta, limits: Limits, ctx: ErrorContext): LayerIndex {
-  const raw = tocToRawEntries(toc.entries, { dataEnd: manifestOffset - FRAME_HEADER, blobCtx: ctx });
+/** The manifest of a verified TOC: decompressed to exactly its recorded length, then parsed. */
+function manifestOf(toc: VerifiedToc, uncompressedLength: number, limits: Limits, ctx: ErrorContext): TocManifest {
+  return parseTocManifest(decodeZstdExact(toc.bytes, uncompressedLength, 'zstd:chunked manifest', ctx), limits, ctx);
+}
+
+/** A verified TOC and its manifest (parsed from it, bound to the tar-split) → LayerIndex. */
+function indexOf(
+  toc: VerifiedToc,
+  manifest: TocManifest,
+  manifestOffset: number,
+  layer: { blobSize: number; blobName: string; blobDigest: Digest | undefined; uncompressedSize: number | undefined },
+  limits: Limits,
+  ctx: ErrorContext,
+): LayerIndex {
+  const raw = tocToRawEntries(manifest.entries, { dataEnd: manifestOffset - FRAME_HEADER, blobCtx: ctx });
+  const meta = metaOf(layer.blobSize, toc, layer.blobName, layer.blobDigest, layer.uncompressedSize);
   return buildLayerIndex(raw, meta, { duplicates: 'error', hideEstargzArtefacts: false, limits });
 }
 
@@ -176,13 +191,9 @@ export const openZstdChunked: LayerReader = async (blob: RandomAccessBlob, optio
   const [mBuf, tsBuf] = await readRanges(blob, ranges, options.signal);
   const compressed = framed(mBuf!, loc.manifest, 'manifest', ctx);
   // Authenticate before a single byte is decompressed.
-  const actual = (expected ? DigestHasher.for(expected) : new DigestHasher()).update(compressed).digest();
-  if (expected !== undefined && actual !== expected) {
-    throw new FormatError('TOC_DIGEST_MISMATCH', `zstd:chunked manifest hashes to ${actual}, expected ${expected}`, ctx);
-  }
-  const tocDigest = expected ?? actual;
-  const json = decodeZstdExact(compressed, loc.manifest.uncompressedLength, 'zstd:chunked manifest', ctx);
-  const toc = parseTocManifest(json, limits, ctx);
+  const verified = VerifiedToc.verify(compressed, expected, 'zstd:chunked manifest', ctx);
+  const tocDigest = verified.digest;
+  const toc = manifestOf(verified, loc.manifest.uncompressedLength, limits, ctx);
 
   let uncompressedSize: number | undefined;
   let bound = toc;
@@ -194,7 +205,7 @@ export const openZstdChunked: LayerReader = async (blob: RandomAccessBlob, optio
     tarSplit = { compressed: tsCompressed, uncompressedLength: loc.tarSplit.uncompressedLength };
   }
 
-  const index = indexOf(bound, loc.manifest.offset, metaOf(blob.size, tocDigest, blob.name, blobDigest, uncompressedSize), limits, ctx);
+  const index = indexOf(verified, bound, loc.manifest.offset, { blobSize: blob.size, blobName: blob.name, blobDigest, uncompressedSize }, limits, ctx);
   const record: LayerRecord = {
     version: 1,
     format: 'zstd-chunked',
@@ -235,11 +246,10 @@ export const loadZstdChunkedRecord: LayerRecordLoader = (record: LayerRecord, li
   if (!compressed || compressed.length !== manifest.length) {
     throw new FormatError('TOC_MALFORMED', 'record payload is not the base64 of a manifest of the recorded length', ctx);
   }
-  const actual = DigestHasher.for(tocDigest).update(compressed).digest();
-  if (actual !== tocDigest) throw new FormatError('TOC_DIGEST_MISMATCH', `record manifest hashes to ${actual}, expected ${tocDigest}`, ctx);
+  const verified = VerifiedToc.verify(compressed, tocDigest, 'record manifest', ctx);
   const us = record.uncompressedSize;
   if (us !== undefined && !(Number.isSafeInteger(us) && us >= 0)) throw new FormatError('TOC_MALFORMED', 'record uncompressedSize is not a byte count', ctx);
-  const toc = parseTocManifest(decodeZstdExact(compressed, manifest.uncompressedLength, 'zstd:chunked manifest', ctx), limits, ctx);
+  const toc = manifestOf(verified, manifest.uncompressedLength, limits, ctx);
   let bound = toc;
   if (toc.tarSplitDigest !== undefined && record.tarSplit !== undefined) {
     const ts = typeof record.tarSplit === 'string' ? decodeBase64Strict(record.tarSplit) : undefined;
@@ -249,5 +259,5 @@ export const loadZstdChunkedRecord: LayerRecordLoader = (record: LayerRecord, li
     }
     ({ toc: bound } = bindTarSplit(toc, ts, tsLen, limits, ctx));
   }
-  return indexOf(bound, manifest.offset, metaOf(record.blobSize, tocDigest, name, blobDigest, us), limits, ctx);
+  return indexOf(verified, bound, manifest.offset, { blobSize: record.blobSize, blobName: name, blobDigest, uncompressedSize: us }, limits, ctx);
 };

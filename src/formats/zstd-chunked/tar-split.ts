@@ -33,95 +33,126 @@ const TYPE_FILE = 1;
 const TYPE_SEGMENT = 2;
 
 export function parseTarSplit(data: Buffer, ctx: ErrorContext, limits: Limits = DEFAULT_LIMITS): TarSplitSummary {
+  const reader = new TarSplitReader(ctx, limits);
   const text = data.toString('utf8');
-  const scanner = new TarScanner(limits, typeof ctx.blob === 'string' ? ctx.blob : undefined);
-  const entries: ScannedEntry[] = [];
-  /** Entries whose "file" line has not come yet (exactly one per entry, right after its header). */
-  let unpaired = 0;
-  let tarSize = 0;
-  let lastPosition = -1;
   let lineNo = 0;
-  let start = 0;
-  const push = (b: Buffer, bad: (m: string) => FormatError): void => {
-    for (const ev of scanner.push(b)) {
-      if (ev.kind === 'entry') {
-        entries.push(ev.entry);
-        unpaired++;
-      } else if (ev.kind === 'data') {
-        throw bad('a segment carries file content');
-      }
-    }
-  };
-  while (start < text.length) {
+  for (let start = 0; start < text.length; ) {
     let nl = text.indexOf('\n', start);
     if (nl < 0) nl = text.length;
     const line = text.slice(start, nl);
     start = nl + 1;
     lineNo++;
-    if (line.trim() === '') continue;
-    const bad = (msg: string): FormatError => new FormatError('TOC_MALFORMED', `tar-split line ${lineNo}: ${msg}`, ctx);
-    const conflict = (msg: string): FormatError => new FormatError('FORMAT_CONFLICT', `tar-split line ${lineNo}: ${msg}`, ctx);
+    if (line.trim() !== '') reader.line(line, lineNo);
+  }
+  return reader.end();
+}
+
+/** One tar-split line after another: segments scanned as tar headers, file lines paired with them. */
+class TarSplitReader {
+  readonly #ctx: ErrorContext;
+  readonly #scanner: TarScanner;
+  readonly #entries: ScannedEntry[] = [];
+  /** Entries whose "file" line has not come yet (exactly one per entry, right after its header). */
+  #unpaired = 0;
+  #tarSize = 0;
+  #lastPosition = -1;
+  #lineNo = 0;
+
+  constructor(ctx: ErrorContext, limits: Limits) {
+    this.#ctx = ctx;
+    this.#scanner = new TarScanner(limits, typeof ctx.blob === 'string' ? ctx.blob : undefined);
+  }
+
+  line(line: string, lineNo: number): void {
+    this.#lineNo = lineNo;
     let v: unknown;
     try {
       v = JSON.parse(line);
     } catch {
-      throw bad('not JSON');
+      throw this.#bad('not JSON');
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('not an object');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw this.#bad('not an object');
     const o = v as Record<string, unknown>;
     const position = o['position'];
-    if (!Number.isSafeInteger(position) || (position as number) <= lastPosition) throw bad('position missing or not increasing');
-    lastPosition = position as number;
+    if (!Number.isSafeInteger(position) || (position as number) <= this.#lastPosition) throw this.#bad('position missing or not increasing');
+    this.#lastPosition = position as number;
     const payload = o['payload'];
-    if (payload !== undefined && payload !== null && typeof payload !== 'string') throw bad('payload is not a string');
-    if (o['type'] === TYPE_SEGMENT) {
-      const b = typeof payload === 'string' ? decodeBase64Strict(payload) : Buffer.alloc(0);
-      if (!b) throw bad('segment payload is not base64');
-      tarSize += b.length;
-      try {
-        push(b, conflict);
-      } catch (e) {
-        if (e instanceof FormatError && e.code === 'TAR_INVALID') throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${e.message}`, ctx, { cause: e });
-        throw e;
+    if (payload !== undefined && payload !== null && typeof payload !== 'string') throw this.#bad('payload is not a string');
+    if (o['type'] === TYPE_SEGMENT) this.#segment(typeof payload === 'string' ? payload : undefined);
+    else if (o['type'] === TYPE_FILE) this.#file(o);
+    else throw this.#bad(`unknown entry type ${JSON.stringify(o['type'])}`);
+  }
+
+  end(): TarSplitSummary {
+    const ctx = this.#ctx;
+    if (this.#unpaired !== 0) throw new FormatError('FORMAT_CONFLICT', 'tar-split ends with a tar header without its file entry', ctx);
+    try {
+      this.#scanner.finish();
+    } catch (e) {
+      throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${(e as Error).message}`, ctx, { cause: e });
+    }
+    if (!Number.isSafeInteger(this.#tarSize)) throw new FormatError('TOC_MALFORMED', 'tar-split describes an impossibly large tar', ctx);
+    return { entries: this.#entries, tarSize: this.#tarSize };
+  }
+
+  #bad(msg: string): FormatError {
+    return new FormatError('TOC_MALFORMED', `tar-split line ${this.#lineNo}: ${msg}`, this.#ctx);
+  }
+
+  #conflict(msg: string): FormatError {
+    return new FormatError('FORMAT_CONFLICT', `tar-split line ${this.#lineNo}: ${msg}`, this.#ctx);
+  }
+
+  /** Raw tar bytes between file contents: headers only, scanned as the tar they are. */
+  #segment(payload: string | undefined): void {
+    const b = payload !== undefined ? decodeBase64Strict(payload) : Buffer.alloc(0);
+    if (!b) throw this.#bad('segment payload is not base64');
+    this.#tarSize += b.length;
+    try {
+      for (const ev of this.#scanner.push(b)) {
+        if (ev.kind === 'entry') {
+          this.#entries.push(ev.entry);
+          this.#unpaired++;
+        } else if (ev.kind === 'data') {
+          throw this.#conflict('a segment carries file content');
+        }
       }
-    } else if (o['type'] === TYPE_FILE) {
-      const size = o['size'] ?? 0;
-      if (!Number.isSafeInteger(size) || (size as number) < 0) throw bad('bad file size');
-      let name: ByteString;
-      if (typeof o['name_raw'] === 'string' && o['name_raw'] !== '') {
-        const raw = decodeBase64Strict(o['name_raw']);
-        if (!raw) throw bad('name_raw is not base64');
-        name = byteStringOf(raw);
-      } else if (typeof o['name'] === 'string') {
-        name = byteStringFromText(o['name']);
-      } else {
-        throw bad('file entry without a name');
-      }
-      if (unpaired !== 1) throw conflict(unpaired === 0 ? 'a file entry without a tar header' : 'a tar header without its file entry');
-      unpaired = 0;
-      const e = entries[entries.length - 1]!;
-      if (name !== e.name) throw conflict(`file entry ${JSON.stringify(displayName(name))} ≠ its header's name ${JSON.stringify(displayName(e.name))}`);
-      // Header-only types have no content however large their size field (Go's reader skips none).
-      let skipped: number;
-      try {
-        skipped = scanner.skipData(size as number);
-      } catch (err) {
-        throw conflict((err as Error).message);
-      }
-      if (e.type === 'reg' && (skipped !== e.size || size !== e.size)) throw conflict(`file entry size ${String(size)} ≠ header size ${e.size}`);
-      tarSize += skipped;
-    } else {
-      throw bad(`unknown entry type ${JSON.stringify(o['type'])}`);
+    } catch (e) {
+      if (e instanceof FormatError && e.code === 'TAR_INVALID') throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${e.message}`, this.#ctx, { cause: e });
+      throw e;
     }
   }
-  if (unpaired !== 0) throw new FormatError('FORMAT_CONFLICT', 'tar-split ends with a tar header without its file entry', ctx);
-  try {
-    scanner.finish();
-  } catch (e) {
-    throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${(e as Error).message}`, ctx, { cause: e });
+
+  /** The content of the entry whose header came last: same name, and for regular files the same size. */
+  #file(o: Record<string, unknown>): void {
+    const size = o['size'] ?? 0;
+    if (!Number.isSafeInteger(size) || (size as number) < 0) throw this.#bad('bad file size');
+    const name = this.#fileName(o);
+    if (this.#unpaired !== 1) throw this.#conflict(this.#unpaired === 0 ? 'a file entry without a tar header' : 'a tar header without its file entry');
+    this.#unpaired = 0;
+    const e = this.#entries[this.#entries.length - 1]!;
+    if (name !== e.name) throw this.#conflict(`file entry ${JSON.stringify(displayName(name))} ≠ its header's name ${JSON.stringify(displayName(e.name))}`);
+    // Header-only types have no content however large their size field (Go's reader skips none).
+    let skipped: number;
+    try {
+      skipped = this.#scanner.skipData(size as number);
+    } catch (err) {
+      throw this.#conflict((err as Error).message);
+    }
+    if (e.type === 'reg' && (skipped !== e.size || size !== e.size)) throw this.#conflict(`file entry size ${String(size)} ≠ header size ${e.size}`);
+    this.#tarSize += skipped;
   }
-  if (!Number.isSafeInteger(tarSize)) throw new FormatError('TOC_MALFORMED', 'tar-split describes an impossibly large tar', ctx);
-  return { entries, tarSize };
+
+  /** name_raw (base64 of the bytes) when present, else name (UTF-8 text). */
+  #fileName(o: Record<string, unknown>): ByteString {
+    if (typeof o['name_raw'] === 'string' && o['name_raw'] !== '') {
+      const raw = decodeBase64Strict(o['name_raw']);
+      if (!raw) throw this.#bad('name_raw is not base64');
+      return byteStringOf(raw);
+    }
+    if (typeof o['name'] === 'string') return byteStringFromText(o['name']);
+    throw this.#bad('file entry without a name');
+  }
 }
 
 /**

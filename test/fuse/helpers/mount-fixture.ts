@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger, type Logger, type LogSink } from '../../../src/core/log.js';
 import type { LayerProvider } from '../../../src/fuse/layer-provider.js';
+import { alsMountSettings, DEFAULTS } from '../../../src/daemon/config.js';
+import type { OpTimeouts } from '../../../src/fuse/adapter.js';
 import { mountAls, type AlsMount, type AlsMountOptions } from '../../../src/fuse/mount-als.js';
 
 export const PROBE = fileURLToPath(new URL('./probe.mjs', import.meta.url));
@@ -72,7 +74,10 @@ export interface TempMount {
 }
 
 /** Mount `provider` on <fresh tmp>/mnt. close() unmounts (even after failures) and removes the dir. */
-export async function tempMount(provider: LayerProvider, opts: Partial<AlsMountOptions> = {}): Promise<TempMount> {
+/** Mount options a test may override; the rest are the daemon's defaults (daemon/config.ts). */
+export type TempMountOptions = Partial<Omit<AlsMountOptions, 'timeouts'>> & { readonly timeouts?: Partial<OpTimeouts> };
+
+export async function tempMount(provider: LayerProvider, opts: TempMountOptions = {}): Promise<TempMount> {
   const dir = await mkdtemp(join(tmpdir(), 'lazy-als-fuse-'));
   const mnt = join(dir, 'mnt');
   await mkdir(mnt);
@@ -80,7 +85,8 @@ export async function tempMount(provider: LayerProvider, opts: Partial<AlsMountO
   const logger = createLogger('info', log);
   let mount: AlsMount;
   try {
-    mount = await mountAls({ mountpoint: mnt, provider, logger, ...opts });
+    const settings = alsMountSettings(DEFAULTS.fuse);
+    mount = await mountAls({ mountpoint: mnt, provider, logger, ...settings, ...opts, timeouts: { ...settings.timeouts, ...opts.timeouts } });
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;

@@ -6,8 +6,10 @@
  * blob from the origin several times. So: the first open of a blob through a mirror goes alone
  * (later opens of the same blob wait for it, then go in parallel), and when the mirror answered its
  * probe with a 200 (not stored yet), it waits until a probe is answered with 206 (stored; ranges
- * served locally) or `maxWaitMs` passes. The gate lives in one source instance; an entry exists only
- * while its first open runs (bounded by `maxPending`; past that, opens are not gated).
+ * served locally) or `maxWaitMs` passes. A mirror that never answered a range with 206 and made us
+ * wait in vain (one that ignores Range altogether) is not waited for again. The gate lives in one
+ * source instance; an entry exists only while its first open runs (bounded by `maxPending`; past
+ * that, opens are not gated).
  */
 
 export interface MirrorFillOptions {
@@ -19,7 +21,7 @@ export interface MirrorFillOptions {
   readonly maxPending: number;
 }
 
-export const DEFAULT_MIRROR_FILL: MirrorFillOptions = Object.freeze({ maxWaitMs: 60_000, firstDelayMs: 100, maxDelayMs: 2_000, maxPending: 1024 });
+export const DEFAULT_MIRROR_FILL: MirrorFillOptions = Object.freeze({ maxWaitMs: 30_000, firstDelayMs: 100, maxDelayMs: 2_000, maxPending: 1024 });
 
 function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (!signal) return p;
@@ -49,6 +51,10 @@ export class MirrorFillGate {
   readonly #o: MirrorFillOptions;
   readonly #now: () => number;
   readonly #pending = new Map<string, Promise<unknown>>();
+  /** Mirrors (origins) seen to serve a range: 206 to some probe. */
+  readonly #ranged = new Set<string>();
+  /** Mirrors waited for in vain without ever serving a range: not waited for again. */
+  readonly #rangeless = new Set<string>();
 
   constructor(o: Partial<MirrorFillOptions> = {}, now: () => number = Date.now) {
     this.#o = { ...DEFAULT_MIRROR_FILL, ...o };
@@ -80,18 +86,28 @@ export class MirrorFillGate {
     }
   }
 
+  /** Record a probe's answer from `mirror`: true = 206 (it served the range itself). */
+  saw(mirror: string, ranged: boolean): void {
+    if (ranged && this.#ranged.size < this.#o.maxPending) this.#ranged.add(mirror);
+  }
+
   /**
    * Poll `stored()` (true: the mirror served a range itself) with growing delays until it says so
    * or maxWaitMs passes. Returns whether the mirror reported the blob stored.
    */
-  async untilStored(stored: (signal?: AbortSignal) => Promise<boolean>, signal?: AbortSignal): Promise<boolean> {
+  async untilStored(mirror: string, stored: (signal?: AbortSignal) => Promise<boolean>, signal?: AbortSignal): Promise<boolean> {
+    if (this.#rangeless.has(mirror)) return false;
     const deadline = this.#now() + this.#o.maxWaitMs;
     let delay = this.#o.firstDelayMs;
     while (this.#now() + delay <= deadline) {
       await sleep(delay, signal);
-      if (await stored(signal)) return true;
+      if (await stored(signal)) {
+        this.saw(mirror, true);
+        return true;
+      }
       delay = Math.min(this.#o.maxDelayMs, Math.round(delay * 1.5));
     }
+    if (!this.#ranged.has(mirror) && this.#rangeless.size < this.#o.maxPending) this.#rangeless.add(mirror);
     return false;
   }
 }

@@ -152,8 +152,9 @@ export class RegistrySource implements BlobSource {
     const open = (): Promise<RandomAccessBlob | undefined> => this.#client.openBlob(ep, digest, size, signal);
     const first = async (): Promise<RandomAccessBlob | undefined> => {
       const blob = await this.#client.openBlob(ep, digest, size, signal);
+      if (blob !== undefined) this.#fill.saw(ep.origin, blob.rangeHonoured);
       if (blob === undefined || blob.rangeHonoured) return blob;
-      const stored = await this.#fill.untilStored(async (s) => (await this.#client.openBlob(ep, digest, size, s))?.rangeHonoured === true, signal);
+      const stored = await this.#fill.untilStored(ep.origin, async (s) => (await this.#client.openBlob(ep, digest, size, s))?.rangeHonoured === true, signal);
       this.#logger.debug('registry.mirror-fill', { mirror: ep.origin, blob: digest, stored });
       return blob;
     };

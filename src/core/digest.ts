@@ -7,11 +7,12 @@ declare const digestBrand: unique symbol;
  * with parseDigest() and carry the brand inward; never compare raw strings from the wire.
  */
 export type Digest = string & { readonly [digestBrand]: true };
-/** Documentation aliases: the brand is shared, the name says which digest a field holds. */
-export type BlobDigest = Digest;
-export type TocDigest = Digest;
-export type DiffId = Digest;
-export type ChunkDigest = Digest;
+/*
+ * One brand for every digest, not one per role (blob, TOC, diff_id, chunk): the four role aliases that
+ * stood here were plain synonyms nothing used. Fields say their role by name (blobDigest, tocDigest,
+ * diffId, chunk.digest), and a TOC is trusted through VerifiedToc (formats/verified-toc.ts), not
+ * through its digest's type.
+ */
 
 const HEX_LEN: Record<string, number> = { sha256: 64, sha512: 128 };
 const DIGEST_RE = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/;

@@ -64,16 +64,17 @@ class StagingWriter {
   readonly #dir: ByteString;
   readonly #fs: FsBatcher;
   #seq = 0;
-  #cur: { path: ByteString; worker: number } | undefined;
+  #cur: { path: ByteString; worker: number; entry: string } | undefined;
   constructor(dir: ByteString, fs: FsBatcher) {
     this.#dir = dir;
     this.#fs = fs;
   }
-  write(chunk: ChunkRef, data: Buffer, staged: Map<string, ByteString>): Promise<void> {
-    const first = chunk.fileOffset === 0;
+  /** `entry` is the file's path in the layer: its first piece (a sparse file's may lie past 0) starts a staged file. */
+  write(chunk: ChunkRef, data: Buffer, entry: string, staged: Map<string, ByteString>): Promise<void> {
+    const first = this.#cur?.entry !== entry || chunk.fileOffset === 0;
     if (first) {
       const n = this.#seq++;
-      this.#cur = { path: under(this.#dir, String(n)), worker: n };
+      this.#cur = { path: under(this.#dir, String(n)), worker: n, entry };
       staged.set(stagingKey(chunk), this.#cur.path);
     }
     const c = this.#cur!;
@@ -112,7 +113,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
     const writer = new StagingWriter(byteStringFromText(content), fs);
     const treeB = byteStringFromText(tree);
     const layer = await open({
-      onPlainChunk: (chunk, data) => writer.write(chunk, data, staged),
+      onPlainChunk: (chunk, data, entry) => writer.write(chunk, data, entry, staged),
     }).finally(() => fs.flush());
     try {
       const summary = await buildTree(layer.index, treeB, byteStringFromText(work), staged, fs, async (write) => {
@@ -240,10 +241,16 @@ function firstNames(inodes: readonly Named[], tree: ByteString, staged: Readonly
     const abs = under(tree, path);
     switch (node.type) {
       case 'reg': {
-        const stagedPath = node.chunks[0] !== undefined ? staged.get(stagingKey(node.chunks[0])) : undefined;
+        // A sparse file's holes are never staged: its first stored piece names it, truncate adds a trailing hole.
+        const firstStored = node.chunks.find((c) => !c.zeros);
+        const stagedPath = firstStored !== undefined ? staged.get(stagingKey(firstStored)) : undefined;
+        const holes = plain && node.chunks.some((c) => c.zeros);
         if (stagedPath !== undefined) {
           create.push(['rename', stagedPath, abs]);
+          if (holes) create.push(['truncate', abs, node.size]);
           renamedBytes += node.size;
+        } else if (holes && firstStored === undefined) {
+          create.push(['touch', abs], ['truncate', abs, node.size]);
         } else if (node.size > 0 && plain) {
           throw new ExtractError(`no staged content for ${path}`);
         } else if (node.size === 0) {

@@ -15,7 +15,7 @@
  * Paths and symlink targets are ByteStrings (names are bytes): every call gets them as Buffers, so
  * a name that is not UTF-8 lands with exactly its bytes.
  */
-import { closeSync, constants, chmodSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, chmodSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, truncateSync, writeSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { ByteString } from '../formats/model.js';
 
@@ -32,6 +32,7 @@ export type FsOp =
   | readonly ['mkdir', B, number]
   | readonly ['write', B, boolean, number, number, number] // path, create, file offset, data start, length
   | readonly ['touch', B]
+  | readonly ['truncate', B, number] // path, size: a sparse file's trailing hole
   | readonly ['rename', B, B]
   | readonly ['symlink', B, B] // target, path
   | readonly ['link', B, B] // existing, new
@@ -77,6 +78,9 @@ function runBatch(b: Batch): void {
           break;
         case 'rename':
           renameSync(P(op[1]), P(op[2]));
+          break;
+        case 'truncate':
+          truncateSync(P(op[1]), op[2]);
           break;
         case 'symlink':
           symlinkSync(P(op[1]), P(op[2]));

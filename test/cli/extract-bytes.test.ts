@@ -71,6 +71,30 @@ describe.skipIf(!isRoot)('extract writes exact name bytes', () => {
     expect(lstatSync(join(dest, 'old')).mtimeMs).toBe(0);
   });
 
+  it('GNU tar PAX sparse files (0.0, 0.1, 1.0): real names, sizes and bytes land, holes included (a leading, trailing, every-other and all-hole file)', async () => {
+    const src = join(work, 'sparse-src');
+    execFileSync('/usr/bin/python3', [join(repo, 'test/helpers/corpus/corpus.py'), 'sparse', join(src, 's')]);
+    const want = readdirSync(Buffer.from(join(src, 's')), { encoding: 'buffer' });
+    expect(want.length).toBeGreaterThan(4);
+    for (const version of ['0.0', '0.1', '1.0']) {
+      const out = join(work, `sparse-${version}.tar`);
+      execFileSync('tar', ['--format=posix', '--sparse', `--sparse-version=${version}`, '--numeric-owner', '-C', src, '-cf', out, 's']);
+      const tar = readFileSync(out);
+      const dest = join(work, `sparse-${version}`);
+      await extractLayer(dest, async (hooks) => {
+        const blob = new BufferBlob(tar, out);
+        const { index } = await openPlainLayer(blob, { onPlainChunk: hooks.onPlainChunk });
+        return { index, blob };
+      });
+      for (const name of want) {
+        const a = readFileSync(P(Buffer.from(join(src, 's')), name));
+        const b = readFileSync(P(Buffer.from(join(dest, 's')), name));
+        expect(b.length, `${version} ${name.toString('latin1')}`).toBe(a.length);
+        expect(b.equals(a), `${version} ${name.toString('latin1')}`).toBe(true);
+      }
+    }
+  });
+
   it('zstd:chunked: the tar-split name bytes, not the TOC mangled name, land on disk', async () => {
     const w = buildZstdChunked([{ name: 'x', rawName: raw('n\xff'), type: 'reg', data: Buffer.from('zz') }]);
     const dest = join(work, 'zc');

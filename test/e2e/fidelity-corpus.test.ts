@@ -91,10 +91,8 @@ const FUSE_NATIVE_NS =
   'nanosecond mtimes: the fuse-native backend serves milliseconds (issue 8 item 3; the native backend of issue 10 carries ns)';
 const FUSE_NATIVE_NAMES =
   'non-UTF-8 names and link targets: fuse-native hands names over as UTF-8 text, so they reach readdir as U+FFFD and lookups fail (issue 8 item 1 needs the native backend of issue 10)';
-const SPARSE = 'layers holding GNU tar PAX sparse files (GNU.sparse.* 0.0, 0.1, 1.0) are refused: sparse entries unsupported';
 
 function missingFix(version: PodmanVersion, kind: ImageKind, format: CorpusFormat, part: CorpusLayerName | 'no-layer-get'): string | undefined {
-  if (kind === 'sparse') return part === 'no-layer-get' && version === 5 ? undefined : SPARSE;
   const reasons: string[] = [];
   if (part !== 'no-layer-get' && BACKEND === 'fuse-native') reasons.push(part === 'debian' ? FUSE_NATIVE_NS : `${FUSE_NATIVE_NAMES}; ${FUSE_NATIVE_NS}`);
   return reasons.length > 0 ? reasons.join('; ') : undefined;

@@ -193,19 +193,60 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
     await expectCode(openPlainLayer(new BufferBlob(readFileSync(files['tar+zstd']!)), { maxUncompressedBytes: 100_000 }), 'DECOMPRESS_LIMIT');
   });
 
-  it('GNU sparse files are refused naming the entry (GNU S typeflag and PAX GNU.sparse)', async () => {
+  it('GNU tar PAX sparse files (0.0, 0.1, 1.0) are served as their real bytes, holes as zeros, also from the record; the old GNU S type is refused', async () => {
     const sp = join(work, 'sparse-src');
     mkdirSync(sp);
-    const fd = openSync(join(sp, 'holes'), 'w');
-    writeSync(fd, 'x', 8 * 1024 * 1024);
-    closeSync(fd);
-    for (const format of ['gnu', 'pax']) {
-      const out = join(work, `sparse-${format}.tar`);
-      execFileSync('tar', ['--sparse', `--format=${format}`, '-C', sp, '-cf', out, 'holes']);
-      const e = await expectCode(openPlainLayer(new BufferBlob(readFileSync(out)), {}), 'TAR_INVALID');
-      expect(e.message).toMatch(/sparse/);
-      expect(e.message).toContain('holes');
+    // holes first, data in the middle and at the end, a file that is all hole, a non-UTF-8 name
+    const files: [string, number, [number, Buffer][]][] = [
+      ['holes', 8 * 1024 * 1024 + 5, [[3 * 1024 * 1024, Buffer.alloc(70_000, 0x61)], [8 * 1024 * 1024, Buffer.from('tail!')]]],
+      ['all-hole', 2 * 1024 * 1024, []],
+      ['many', 64 * 65536, Array.from({ length: 64 }, (_, i) => [i * 65536, Buffer.alloc(4096, i + 1)] as [number, Buffer])],
+    ];
+    const want = new Map<string, Buffer>();
+    for (const [name, size, extents] of files) {
+      const fd = openSync(join(sp, name), 'w');
+      const content = Buffer.alloc(size);
+      for (const [off, data] of extents) {
+        writeSync(fd, data, 0, data.length, off);
+        data.copy(content, off);
+      }
+      closeSync(fd);
+      execFileSync('truncate', ['-s', String(size), join(sp, name)]);
+      want.set(name, content);
     }
+    for (const version of ['0.0', '0.1', '1.0']) {
+      const out = join(work, `sparse-${version}.tar`);
+      execFileSync('tar', ['--sparse', '--format=posix', `--sparse-version=${version}`, '--sort=name', '-C', sp, '-cf', out, '.']);
+      const tar = readFileSync(out);
+      expect(tar.length, 'GNU tar really wrote sparse entries').toBeLessThan(1024 * 1024);
+      const blob = new BufferBlob(tar, out);
+      const { index, record } = await openPlainLayer(blob, { descriptor: { digest: sha256Of(tar), size: tar.length } });
+      for (const ix of [index, loadPlainRecord(JSON.parse(JSON.stringify(record)) as typeof record)]) {
+        for (const [name, content] of want) {
+          const node = ix.lookup(B(name));
+          expect(node?.size, `${version} ${name}`).toBe(content.length);
+          const bufs = await readVerifiedChunks(blob, { compression: 'none', blobName: out }, node!.chunks.map((chunk) => ({ chunk, entry: name })));
+          expect(sha256Of(Buffer.concat(bufs)), `${version} ${name}`).toBe(sha256Of(content));
+          expect(node!.chunks.some((c) => c.zeros), 'holes are zero chunks, never fetched').toBe(true);
+        }
+      }
+      expect([...index.walk()].map(([p]) => p).filter((p) => p.includes('GNUSparse'))).toEqual([]); // 1.0's header name is not served
+    }
+    const old = join(work, 'sparse-gnu.tar');
+    execFileSync('tar', ['--sparse', '--format=gnu', '-C', sp, '-cf', old, 'holes']);
+    const e = await expectCode(openPlainLayer(new BufferBlob(readFileSync(old)), {}), 'TAR_INVALID');
+    expect(e.message).toMatch(/sparse/);
+    expect(e.message).toContain('holes');
+  });
+
+  it('sparse holes count against the bomb guard (a 5 GiB hole in a tiny tar)', async () => {
+    const sp = join(work, 'sparse-bad');
+    mkdirSync(sp);
+    execFileSync('truncate', ['-s', '5G', join(sp, 'huge-hole')]);
+    const out = join(work, 'sparse-huge.tar');
+    execFileSync('tar', ['--sparse', '--format=posix', '-C', sp, '-cf', out, 'huge-hole']);
+    const tar = readFileSync(out);
+    await expectCode(openPlainLayer(new BufferBlob(tar), { maxUncompressedBytes: 1024 * 1024 * 1024 }), 'DECOMPRESS_LIMIT');
   });
 
   it('a symlink in the layer is recorded, never followed', async () => {

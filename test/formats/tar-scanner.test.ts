@@ -188,7 +188,29 @@ describe('TarScanner', () => {
     const sparse = Buffer.concat([hdr('holes', 'S'), TAR_EOF]);
     expect(code(() => scan(sparse))).toMatch(/^TAR_INVALID: unsupported tar entry type 'S' \(GNU sparse\) \(entry "holes"\)/);
     expect(code(() => scan(Buffer.concat([hdr('v', 'V'), TAR_EOF])))).toMatch(/unsupported tar entry type "V"/);
-    expect(code(() => scan(Buffer.concat([ext('x', pax({ 'GNU.sparse.major': '1' })), hdr('s'), TAR_EOF])))).toMatch(/sparse/);
+    expect(code(() => scan(Buffer.concat([ext('x', pax({ 'GNU.sparse.major': '1' })), hdr('s'), TAR_EOF])))).toMatch(/unknown GNU sparse format 1\.\?/);
+    // GNU sparse maps must add up (Go's archive/tar: errMissData / errUnrefData), stay inside the
+    // file and not overlap
+    const sparse01 = (map: string, stored: number, size = '100'): Buffer =>
+      Buffer.concat([ext('x', pax({ 'GNU.sparse.size': size, 'GNU.sparse.map': map })), hdr('s', '0', stored), padTo512(Buffer.alloc(stored, 1)), TAR_EOF]);
+    expect(code(() => scan(sparse01('10,5', 5)))).toBe('no error');
+    expect(code(() => scan(sparse01('10,6', 5)))).toMatch(/segments hold 6 bytes, the entry stores 5/);
+    expect(code(() => scan(sparse01('10,5,12,5', 10)))).toMatch(/overlaps/);
+    expect(code(() => scan(sparse01('98,5', 5)))).toMatch(/past the real size 100/);
+    expect(code(() => scan(sparse01('1,2,3', 3)))).toMatch(/map of 3 numbers/);
+    const sparse10 = (map: string, stored: number): Buffer =>
+      Buffer.concat([
+        ext('x', pax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '100', 'GNU.sparse.name': 'real' })),
+        hdr('./GNUSparseFile.0/real', '0', 512 + stored),
+        padTo512(Buffer.from(map)),
+        padTo512(Buffer.alloc(stored, 2)),
+        TAR_EOF,
+      ]);
+    const ok = scan(sparse10('1\n50\n7\n', 7), 100);
+    expect(ok.entries[0]!.entry).toMatchObject({ name: 'real', size: 100, sparse: [{ offset: 50, length: 7 }] });
+    expect(ok.entries[0]!.data.length).toBe(7);
+    expect(code(() => scan(sparse10('2\n50\n7\n', 7)))).toMatch(/map of 2 entries|GNU sparse 1.0 map/);
+    expect(code(() => scan(sparse10('1\n50\nx\n', 7)))).toMatch(/is not a number/);
     const limits = { ...DEFAULT_LIMITS, maxTarHeaderExtBytes: 1000 };
     expect(code(() => scan(Buffer.concat([ext('L', Buffer.alloc(1001, 0x61)), hdr('s')]), 512, limits))).toMatch(/exceeds the limit/);
     expect(code(() => scan(Buffer.concat([ext('g', Buffer.alloc(1001, 0x61)), hdr('s')]), 512, limits))).toMatch(/exceeds the limit/);

@@ -30,8 +30,8 @@ import { decodeWholeBlob, readWholeBlob } from '../whole-blob.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
-import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES } from './plain-record.js';
-import { TarScanner, type ScannedEntry } from './tar-scanner.js';
+import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES, sparseChunk, sparsePieces, type SparsePiece } from './plain-record.js';
+import { TarScanner, type ScannedEntry, type SparseSegment } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
 
 const GiB = 1024 * 1024 * 1024;
@@ -56,6 +56,8 @@ interface OpenFile {
   piece: Buffer | undefined;
   fill: number;
   fileOffset: number;
+  /** A GNU sparse file: its pieces (holes and stored data) and the next one to emit. */
+  readonly sparse?: { readonly pieces: readonly SparsePiece[]; next: number };
 }
 
 /** Which plain format a blob is, from the forced format, the media type, then the magic bytes. */
@@ -108,6 +110,10 @@ class PlainPass {
   readonly #scanner: TarScanner;
   readonly #raw: RawEntry[] = [];
   readonly #dataOffsets: number[] = [];
+  /** Sparse maps by entry index (for the record). */
+  readonly #sparse = new Map<number, readonly SparseSegment[]>();
+  /** Zero bytes of sparse files' holes: served, never stored, so bounded with the tar (bomb guard). */
+  #holes = 0;
   /** Uncompressed (tar) bytes seen. */
   #out = 0;
   /** The regular file whose content the scanner is emitting. */
@@ -162,7 +168,7 @@ class PlainPass {
       diffId,
       uncompressedSize: this.#out,
       params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
-      payload: encodePlainPayload(this.#raw, this.#dataOffsets),
+      payload: encodePlainPayload(this.#raw, this.#dataOffsets, this.#sparse),
     };
     return { index, record };
   }
@@ -214,6 +220,10 @@ class PlainPass {
     };
     this.#raw.push(r);
     this.#dataOffsets.push(e.dataOffset);
+    if (e.sparse) {
+      this.#openSparse(e, r, path);
+      return;
+    }
     if (e.type === 'reg' && e.size > 0) {
       this.#cur = {
         raw: r, path, dataOffset: e.dataOffset,
@@ -221,6 +231,32 @@ class PlainPass {
         piece: undefined, fill: 0, fileOffset: 0,
       };
     }
+  }
+
+  /** A GNU sparse file: its holes become zero chunks (never fetched), its stored segments pieces as usual. */
+  #openSparse(e: ScannedEntry, r: OpenFile['raw'], path: string): void {
+    const stored = e.sparse!.reduce((n, g) => n + g.length, 0);
+    this.#holes += e.size - stored;
+    if (this.#out + this.#holes > this.#maxOut) {
+      throw new FormatError('DECOMPRESS_LIMIT', `sparse files' holes take the layer past ${this.#maxOut} bytes (bomb guard)`, { ...this.#ctx, entry: path });
+    }
+    this.#sparse.set(this.#raw.length - 1, e.sparse!);
+    const f: OpenFile = {
+      raw: r, path, dataOffset: e.dataOffset, hasher: undefined, piece: undefined, fill: 0, fileOffset: 0,
+      sparse: { pieces: sparsePieces(e.size, e.sparse!), next: 0 },
+    };
+    this.#cur = f;
+    this.#sparseHoles(f);
+  }
+
+  /** Emit the holes up to the next stored piece; close the file after its last piece. */
+  #sparseHoles(f: OpenFile): void {
+    const sp = f.sparse!;
+    while (sp.next < sp.pieces.length && sp.pieces[sp.next]!.stored === undefined) {
+      const p = sp.pieces[sp.next++]!;
+      f.raw.chunks.push(sparseChunk(p, undefined, this.#compression, this.#blob.size, f.dataOffset));
+    }
+    if (sp.next === sp.pieces.length) this.#cur = undefined;
   }
 
   /**
@@ -232,7 +268,7 @@ class PlainPass {
     let p = 0;
     while (p < d.length) {
       const f = this.#cur!;
-      const want = Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset);
+      const want = f.sparse ? f.sparse.pieces[f.sparse.next]!.size : Math.min(PLAIN_CHUNK_BYTES, f.raw.size - f.fileOffset);
       if (f.fill === 0 && d.length - p >= want) {
         await this.#emitPiece(f, d.subarray(p, p + want));
         p += want;
@@ -248,6 +284,15 @@ class PlainPass {
   }
 
   async #emitPiece(f: OpenFile, data: Buffer): Promise<void> {
+    if (f.sparse) {
+      const chunk = sparseChunk(f.sparse.pieces[f.sparse.next++]!, sha256Of(data), this.#compression, this.#blob.size, f.dataOffset);
+      f.raw.chunks.push(chunk);
+      f.fill = 0;
+      f.piece = undefined;
+      if (this.#options.onPlainChunk) await this.#options.onPlainChunk(chunk, data, f.path);
+      this.#sparseHoles(f);
+      return;
+    }
     const chunk: ChunkRef = {
       digest: sha256Of(data),
       fileOffset: f.fileOffset,

@@ -6,7 +6,7 @@
  * and rebuilds the index with the same options as openPlainLayer; there is no TOC digest to
  * re-verify (the blob digest and diffID were verified by the pass that produced the record).
  */
-import { parseDigest, type Digest } from '../../core/digest.js';
+import { parseDigest, sha256Of, type Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import { compressionOfFormat } from '../detect.js';
 import { FormatError } from '../errors.js';
@@ -14,6 +14,7 @@ import type { LayerRecord } from '../layer-reader.js';
 import { byteStringFromText } from '../byte-string.js';
 import type { ByteString, ChunkRef, Compression, LayerFormat, LayerIndex, RawEntry, RawEntryType } from '../model.js';
 import { buildLayerIndex } from '../overlay-view.js';
+import type { SparseSegment } from './tar-scanner.js';
 
 /** Largest piece a plain layer's file content is cut into. */
 export const PLAIN_CHUNK_BYTES = 1024 * 1024;
@@ -27,8 +28,10 @@ export const PLAIN_NAMES_AS_BYTES = 1;
 interface CompactEntry {
   n: string; t: RawEntryType; m: number; u: number; g: number; s: number; ts: number; tn: number;
   l?: string; dj?: number; dn?: number; x?: Record<string, string>;
-  /** reg: tar offset of the content, whole-file sha256 hex, chunk sha256 hexes. */
+  /** reg: tar offset of the content, whole-file sha256 hex, chunk sha256 hexes (sparse: of the stored pieces). */
   o?: number; d?: string; c?: string[];
+  /** GNU sparse file: its stored segments as [offset, length, offset, length, …]. */
+  sp?: number[];
 }
 
 const PLAIN_FORMATS: ReadonlySet<LayerFormat> = new Set(['tar', 'tar+gzip', 'tar+zstd']);
@@ -40,12 +43,59 @@ export function plainSpan(compression: Compression, blobSize: number, tarOffset:
     : { offset: 0, end: blobSize, innerOffset: tarOffset };
 }
 
+/** A piece of a sparse file: `stored` = offset within the stored content, undefined for a hole (zeros). */
+export interface SparsePiece {
+  readonly fileOffset: number;
+  readonly size: number;
+  readonly stored?: number;
+}
+
+/**
+ * A GNU sparse file cut into pieces of at most `chunk` bytes, in file order: the stored segments
+ * (read from the tar) and the holes between and after them (zeros, never fetched). Segments come
+ * checked by the tar scanner (sorted, disjoint, inside `size`).
+ */
+export function sparsePieces(size: number, segments: readonly SparseSegment[], chunk: number = PLAIN_CHUNK_BYTES): SparsePiece[] {
+  const out: SparsePiece[] = [];
+  const cut = (from: number, to: number, stored?: number): void => {
+    for (let o = from; o < to; o += chunk) out.push({ fileOffset: o, size: Math.min(chunk, to - o), ...(stored !== undefined ? { stored: stored + (o - from) } : {}) });
+  };
+  let pos = 0;
+  let stored = 0;
+  for (const seg of segments) {
+    cut(pos, seg.offset);
+    cut(seg.offset, seg.offset + seg.length, stored);
+    stored += seg.length;
+    pos = seg.offset + seg.length;
+  }
+  cut(pos, size);
+  return out;
+}
+
+/** sha256 of `n` zero bytes (a hole piece), memoised: only a few sizes ever occur. */
+const zeroDigests = new Map<number, Digest>();
+export function zeroDigest(n: number): Digest {
+  let d = zeroDigests.get(n);
+  if (d === undefined) {
+    d = sha256Of(Buffer.alloc(n));
+    if (zeroDigests.size > 64) zeroDigests.clear();
+    zeroDigests.set(n, d);
+  }
+  return d;
+}
+
+/** The ChunkRef of a sparse piece (data: its digest; holes: zeros). */
+export function sparseChunk(p: SparsePiece, digest: Digest | undefined, compression: Compression, blobSize: number, dataOffset: number): ChunkRef {
+  if (p.stored === undefined) return { digest: zeroDigest(p.size), fileOffset: p.fileOffset, size: p.size, span: { offset: 0, end: 0, innerOffset: 0 }, zeros: true };
+  return { digest: digest!, fileOffset: p.fileOffset, size: p.size, span: plainSpan(compression, blobSize, dataOffset + p.stored, p.size) };
+}
+
 /** Limits for buildLayerIndex: compressed plain spans run from the blob start, so the span cap is lifted. */
 export function plainBuildLimits(limits: Limits, blobSize: number): Limits {
   return { ...limits, maxCompressedSpanBytes: Math.max(limits.maxCompressedSpanBytes, blobSize) };
 }
 
-export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readonly number[]): string {
+export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readonly number[], sparse: ReadonlyMap<number, readonly SparseSegment[]> = new Map()): string {
   const out: CompactEntry[] = raw.map((e, i) => {
     const c: CompactEntry = { n: e.name, t: e.type, m: e.mode, u: e.uid, g: e.gid, s: e.size, ts: e.mtimeSec, tn: e.mtimeNsec };
     if (e.linkName !== undefined) c.l = e.linkName;
@@ -54,7 +104,9 @@ export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readon
     if (e.type === 'reg' && e.size > 0) {
       c.o = dataOffsets[i]!;
       if (e.digest !== undefined) c.d = hexOf(e.digest);
-      c.c = e.chunks.map((k) => hexOf(k.digest));
+      c.c = e.chunks.filter((k) => !k.zeros).map((k) => hexOf(k.digest));
+      const sp = sparse.get(i);
+      if (sp) c.sp = sp.flatMap((g) => [g.offset, g.length]);
     }
     return c;
   });
@@ -155,6 +207,7 @@ class RecordFields {
   #content(c: Record<string, unknown>, size: number, cut: PieceCut): Pick<RawEntry, 'chunks' | 'digest'> {
     const off = this.#int(c['o'], 'data offset');
     const list = Array.isArray(c['c']) ? (c['c'] as unknown[]) : this.bad('bad chunk list');
+    if (c['sp'] !== undefined) return { chunks: this.#sparse(c['sp'], list, size, off, cut) };
     if (list.length !== Math.ceil(size / cut.chunkSize)) this.bad('chunk count does not match the size');
     const chunks = list.map((h, i): ChunkRef => {
       const fileOffset = i * cut.chunkSize;
@@ -162,6 +215,24 @@ class RecordFields {
       return { digest: this.#digest(h, 'chunk digest'), fileOffset, size: n, span: plainSpan(cut.compression, cut.blobSize, off + fileOffset, n) };
     });
     return { chunks, ...(c['d'] !== undefined ? { digest: this.#digest(c['d'], 'file digest') } : {}) };
+  }
+
+  /** A GNU sparse file: the pieces openPlainLayer cut from its map (stored ones named by `list`, holes zeros). */
+  #sparse(sp: unknown, list: readonly unknown[], size: number, off: number, cut: PieceCut): ChunkRef[] {
+    const nums = Array.isArray(sp) ? (sp as unknown[]).map((v) => this.#int(v, 'sparse map')) : this.bad('bad sparse map');
+    const segs: SparseSegment[] = [];
+    let end = 0;
+    for (let k = 0; k + 1 < nums.length; k += 2) {
+      if (nums[k]! < end || nums[k + 1]! <= 0 || nums[k]! + nums[k + 1]! > size) this.bad('bad sparse map');
+      segs.push({ offset: nums[k]!, length: nums[k + 1]! });
+      end = nums[k]! + nums[k + 1]!;
+    }
+    let d = 0;
+    const chunks = sparsePieces(size, segs, cut.chunkSize).map((p) =>
+      sparseChunk(p, p.stored === undefined ? undefined : this.#digest(list[d++], 'chunk digest'), cut.compression, cut.blobSize, off),
+    );
+    if (d !== list.length) this.bad('chunk count does not match the sparse map');
+    return chunks;
   }
 
   #xattrs(x: unknown): Map<string, Buffer> {

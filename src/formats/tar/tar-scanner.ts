@@ -11,9 +11,11 @@
  *
  * Semantics follow Go's archive/tar (what containers/storage applies layers with) where readers
  * differ: header-only types (links, devices, dirs, fifos) carry no payload whatever their size field
- * says; typeflag '\0' with a trailing '/' is a directory. Stricter than Go: bytes after the
- * end-of-archive blocks must be zero, PAX GNU.sparse.* and GNU 'S' (sparse) are refused, and a zero
- * block followed by a non-zero block is refused. End of input exactly at a header boundary (no EOF
+ * says; typeflag '\0' with a trailing '/' is a directory; GNU sparse files in PAX (GNU.sparse.*
+ * 0.0, 0.1, 1.0) are entries of their real name and size whose stored segments the `sparse` map
+ * places (holes read as zeros). Stricter than Go: bytes after the end-of-archive blocks must be
+ * zero, the old GNU 'S' sparse type (c/storage refuses it too) is refused, and a zero block
+ * followed by a non-zero block is refused. End of input exactly at a header boundary (no EOF
  * blocks) is accepted: the estargz-zstd variant's tar ends that way (docs/formats.md §3.4).
  */
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
@@ -28,8 +30,20 @@ export interface ScannedEntry extends Omit<RawEntry, 'chunks' | 'digest' | 'xatt
   readonly xattrs: Map<string, Buffer>;
   /** Offset of the header block (including extension headers) in the tar stream. */
   readonly headerOffset: number;
-  /** Offset of the content in the tar stream. */
+  /** Offset of the content in the tar stream (for a sparse file: of its first stored byte). */
   readonly dataOffset: number;
+  /**
+   * GNU sparse file (PAX GNU.sparse.* 0.0, 0.1 or 1.0): `size` is the file's real size and the
+   * content stored in the tar (what `data` events carry) is the map's segments, in order; the
+   * rest of the file reads as zeros. Segments are sorted, disjoint, inside the file.
+   */
+  readonly sparse?: readonly SparseSegment[];
+}
+
+/** A stored run of a sparse file: `length` bytes at file offset `offset`. */
+export interface SparseSegment {
+  readonly offset: number;
+  readonly length: number;
 }
 
 export type TarEvent =
@@ -44,7 +58,7 @@ const TYPES: Readonly<Record<string, RawEntryType>> = {
 /** Shared by every entry without xattrs (consumers copy before they change a map). */
 const NO_XATTRS = new Map<string, Buffer>();
 
-type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof';
+type State = 'header' | 'data' | 'pad' | 'ext' | 'zero1' | 'eof' | 'smap';
 
 interface Pending {
   pax: Map<string, Buffer>;
@@ -56,6 +70,21 @@ interface Pending {
   extBytes: number;
   /** Bytes of the xattrs currently held for this entry (names + values). */
   xattrBytes: number;
+  /** GNU sparse 0.0: the GNU.sparse.offset / GNU.sparse.numbytes records, in order. */
+  sparse00?: number[];
+}
+
+/** A GNU sparse 1.0 entry whose map (at the start of its content) is being read. */
+interface SparseMapRead {
+  readonly hdr: TarHeader;
+  readonly at: number;
+  readonly pending: Pending | undefined;
+  readonly name: ByteString;
+  readonly realSize: number;
+  /** Content bytes in the tar, map included. */
+  readonly stored: number;
+  buf: Buffer;
+  fill: number;
 }
 
 export class TarScanner {
@@ -70,6 +99,7 @@ export class TarScanner {
   #padAfter = 0;
   #ext: { type: string; buf: Buffer; fill: number; entry: ByteString } | undefined;
   #pending: Pending | undefined;
+  #smap: SparseMapRead | undefined;
   #entries = 0;
   #lastName = '' as ByteString;
   /** xattr bytes (names + values) of the entries emitted so far. */
@@ -122,6 +152,17 @@ export class TarScanner {
           this.#offset += n;
           this.#left -= n;
           if (this.#left === 0) this.#state = 'header';
+          break;
+        }
+        case 'smap': {
+          const m = this.#smap!;
+          const n = Math.min(avail, m.buf.length - m.fill);
+          buf.copy(m.buf, m.fill, p, p + n);
+          m.fill += n;
+          p += n;
+          this.#offset += n;
+          // The map is whole blocks of decimal lines; try after every block.
+          if (m.fill % BLOCK === 0 || m.fill === m.buf.length) this.#trySparseMap(events);
           break;
         }
         case 'ext': {
@@ -233,7 +274,11 @@ export class TarScanner {
       return;
     }
     for (const r of parsePaxRecords(buf, displayName(entry))) {
-      if (r.key.startsWith('GNU.sparse.')) throw this.#err('sparse files (PAX GNU.sparse.*) are not supported', entry);
+      if (r.key === 'GNU.sparse.offset' || r.key === 'GNU.sparse.numbytes') {
+        // 0.0: repeated pairs, in order (a Map would keep only the last)
+        (p.sparse00 ??= []).push(paxInt(r.value, r.key, displayName(entry)));
+        continue;
+      }
       if (r.key.startsWith('SCHILY.xattr.')) {
         const name = r.key.slice('SCHILY.xattr.'.length);
         if (name.length === 0) throw this.#err('empty xattr name', entry);
@@ -258,6 +303,9 @@ export class TarScanner {
     const paxPath = pax?.get('path');
     // PAX path/linkpath are raw bytes: Go's archive/tar writes a non-UTF-8 name there as is.
     if (paxPath) name = decodeName(paxPath);
+    // A GNU sparse file's real name (1.0 stores "GNUSparseFile.0/…" in the header), as Go reads it.
+    const sparseName = pax?.get('GNU.sparse.name');
+    if (sparseName) name = decodeName(sparseName);
     this.#lastName = name;
     let type = TYPES[hdr.typeflag];
     if (type === undefined) {
@@ -277,20 +325,131 @@ export class TarScanner {
     if (this.#layerXattrBytes > this.#limits.maxLayerXattrBytes) {
       throw this.#err(`xattrs of the layer exceed ${this.#limits.maxLayerXattrBytes} bytes`, name);
     }
-    let linkName = hdr.linkName;
-    if (p?.longLink !== undefined) linkName = p.longLink;
-    const paxLink = pax?.get('linkpath');
-    if (paxLink) linkName = decodeName(paxLink);
+    const num = (key: string, fallback: number): number => {
+      const v = pax?.get(key);
+      return v ? paxInt(v, key, displayName(name)) : fallback;
+    };
+    const sparse = this.#sparseOf(pax, p, type, name);
+    if (sparse?.version === '1.0') {
+      // The map is the start of the content: read it before the entry can be described.
+      const stored = num('size', hdr.size);
+      const room = Math.min(stored, this.#limits.maxTarHeaderExtBytes);
+      this.#smap = { hdr, at, pending: p, name, realSize: sparse.realSize, stored, buf: Buffer.alloc(room), fill: 0 };
+      this.#state = 'smap';
+      if (room === 0) this.#trySparseMap(events);
+      return;
+    }
+    this.#finishEntry(hdr, at, p, name, type, sparse ? { realSize: sparse.realSize, map: sparse.map!, mapBytes: 0 } : undefined, events);
+  }
+
+  /** Which GNU sparse encoding (if any) the PAX records describe, with the real size and (0.x) the map. */
+  #sparseOf(
+    pax: Map<string, Buffer> | undefined,
+    p: Pending | undefined,
+    type: RawEntryType,
+    name: ByteString,
+  ): { version: '0.0' | '0.1' | '1.0'; realSize: number; map?: SparseSegment[] } | undefined {
+    const keys = pax ? [...pax.keys()].filter((k) => k.startsWith('GNU.sparse.') && k !== 'GNU.sparse.name') : [];
+    if (keys.length === 0 && p?.sparse00 === undefined) return undefined;
+    const shown = displayName(name);
+    if (type !== 'reg') throw this.#err(`GNU sparse records on a ${type} entry`, name);
+    const int = (k: string): number | undefined => {
+      const v = pax?.get(k);
+      return v ? paxInt(v, k, shown) : undefined;
+    };
+    const major = pax?.get('GNU.sparse.major')?.toString('latin1');
+    const minor = pax?.get('GNU.sparse.minor')?.toString('latin1');
+    if (major !== undefined || minor !== undefined) {
+      if (major !== '1' || minor !== '0') throw this.#err(`unknown GNU sparse format ${major ?? '?'}.${minor ?? '?'}`, name);
+      const realSize = int('GNU.sparse.realsize') ?? int('GNU.sparse.size');
+      if (realSize === undefined) throw this.#err('GNU sparse 1.0 entry without GNU.sparse.realsize', name);
+      return { version: '1.0', realSize };
+    }
+    const realSize = int('GNU.sparse.size');
+    if (realSize === undefined) throw this.#err('GNU sparse 0.x entry without GNU.sparse.size', name);
+    const numbers = pax?.has('GNU.sparse.map')
+      ? pax.get('GNU.sparse.map')!.toString('latin1') === ''
+        ? []
+        : pax.get('GNU.sparse.map')!.toString('latin1').split(',').map((v) => paxInt(Buffer.from(v, 'latin1'), 'GNU.sparse.map', shown))
+      : (p?.sparse00 ?? []);
+    const blocks = int('GNU.sparse.numblocks');
+    if (numbers.length % 2 !== 0 || (blocks !== undefined && blocks * 2 !== numbers.length)) {
+      throw this.#err(`GNU sparse map of ${numbers.length} numbers for ${blocks ?? '?'} blocks`, name);
+    }
+    const map: SparseSegment[] = [];
+    for (let i = 0; i < numbers.length; i += 2) map.push({ offset: numbers[i]!, length: numbers[i + 1]! });
+    return { version: pax?.has('GNU.sparse.map') ? '0.1' : '0.0', realSize, map };
+  }
+
+  /** Parse the GNU sparse 1.0 map once enough of it is in; then describe the entry. */
+  #trySparseMap(events: TarEvent[]): void {
+    const m = this.#smap!;
+    const text = m.buf.subarray(0, m.fill).toString('latin1');
+    const lines = text.split('\n');
+    const complete = lines.length - 1; // the last piece has no newline yet
+    const bad = (why: string): FormatError => this.#err(`GNU sparse 1.0 map: ${why}`, m.name);
+    if (complete < 1) {
+      if (m.fill === m.buf.length) throw bad('no entry count');
+      return;
+    }
+    const num = (l: string): number => {
+      if (!/^\d{1,16}$/.test(l) || !Number.isSafeInteger(Number(l))) throw bad(`${JSON.stringify(l.slice(0, 20))} is not a number`);
+      return Number(l);
+    };
+    const count = num(lines[0]!);
+    if (complete < 1 + 2 * count) {
+      if (m.fill === m.buf.length) throw bad(`map of ${count} entries longer than ${m.buf.length} bytes`);
+      return;
+    }
+    const map: SparseSegment[] = [];
+    for (let i = 0; i < count; i++) map.push({ offset: num(lines[1 + 2 * i]!), length: num(lines[2 + 2 * i]!) });
+    let used = 0;
+    for (let i = 0; i < 1 + 2 * count; i++) used += lines[i]!.length + 1;
+    const mapBytes = used + padOf(used);
+    if (mapBytes > m.stored) throw bad(`map of ${mapBytes} bytes in ${m.stored} bytes of content`);
+    if (mapBytes > m.fill) {
+      if (m.fill === m.buf.length) throw bad('map padding past the limit');
+      return; // its padding is still to come
+    }
+    this.#smap = undefined;
+    const surplus = m.buf.subarray(mapBytes, m.fill); // segment bytes read along with the map's last block
+    this.#finishEntry(m.hdr, m.at, m.pending, m.name, 'reg', { realSize: m.realSize, map, mapBytes }, events);
+    if (surplus.length > 0) {
+      this.#offset -= surplus.length; // counted once already, as map bytes
+      events.push(...this.push(Buffer.from(surplus)));
+    }
+  }
+
+  #finishEntry(
+    hdr: TarHeader,
+    at: number,
+    p: Pending | undefined,
+    name: ByteString,
+    type: RawEntryType,
+    sparse: { realSize: number; map: SparseSegment[]; mapBytes: number } | undefined,
+    events: TarEvent[],
+  ): void {
+    const pax = p?.pax;
     const num = (key: string, fallback: number): number => {
       const v = pax?.get(key);
       return v ? paxInt(v, key, displayName(name)) : fallback;
     };
     let size = num('size', hdr.size);
+    let dataLen = type === 'reg' ? size : 0;
+    let segments: SparseSegment[] | undefined;
+    if (sparse) {
+      dataLen = size - sparse.mapBytes;
+      segments = checkSparseMap(sparse.map, sparse.realSize, dataLen, (why) => this.#err(`GNU sparse map: ${why}`, name));
+      size = sparse.realSize;
+    }
+    let linkName = hdr.linkName;
+    if (p?.longLink !== undefined) linkName = p.longLink;
+    const paxLink = pax?.get('linkpath');
+    if (paxLink) linkName = decodeName(paxLink);
     let [mtimeSec, mtimeNsec] = [hdr.mtime, 0];
     const mt = pax?.get('mtime');
     if (mt) [mtimeSec, mtimeNsec] = paxTime(mt, 'mtime', displayName(name));
     // Header-only types carry no payload whatever the size field says (Go archive/tar semantics).
-    const dataLen = type === 'reg' ? size : 0;
     if (type !== 'reg') size = 0;
     const link = type === 'symlink' || type === 'hardlink';
     if (link && linkName === '') throw this.#err(`${type} without a target`, name);
@@ -308,7 +467,8 @@ export class TarScanner {
       devMinor: type === 'char' || type === 'block' ? hdr.devMinor : 0,
       xattrs: p !== undefined && p.xattrs.size > 0 ? p.xattrs : NO_XATTRS,
       headerOffset: p?.firstOffset ?? at,
-      dataOffset: at + BLOCK,
+      dataOffset: at + BLOCK + (sparse?.mapBytes ?? 0),
+      ...(segments ? { sparse: segments } : {}),
     };
     events.push({ kind: 'entry', entry });
     if (dataLen > 0) {
@@ -319,6 +479,26 @@ export class TarScanner {
       this.#state = 'header';
     }
   }
+}
+
+/**
+ * A sparse map as Go's archive/tar accepts it: segments in order, not overlapping, inside the
+ * file, and their lengths summing to the content stored. Zero-length segments (GNU tar ends a map
+ * with one at the real size) are dropped.
+ */
+function checkSparseMap(map: readonly SparseSegment[], realSize: number, stored: number, bad: (why: string) => FormatError): SparseSegment[] {
+  const out: SparseSegment[] = [];
+  let end = 0;
+  let total = 0;
+  for (const s of map) {
+    if (s.offset < end) throw bad(`segment at ${s.offset} overlaps or goes backwards (previous ends at ${end})`);
+    if (s.offset + s.length > realSize) throw bad(`segment ${s.offset}+${s.length} past the real size ${realSize}`);
+    end = s.offset + s.length;
+    total += s.length;
+    if (s.length > 0) out.push(s);
+  }
+  if (total !== stored) throw bad(`segments hold ${total} bytes, the entry stores ${stored}`);
+  return out;
 }
 
 function padOf(n: number): number {

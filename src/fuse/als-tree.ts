@@ -22,7 +22,7 @@ import type { Logger } from '../core/log.js';
 import type { ByteString } from '../formats/model.js';
 import { refFromBase64 } from '../sources/reference.js';
 import { AccessPolicy } from './access-policy.js';
-import type { FsStat, FsStatfs, FuseOps, OpContext, WriteOp } from './adapter.js';
+import { statBlocks, type FsStat, type FsStatfs, type FuseOps, type OpContext, type WriteOp } from './adapter.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import { DiffTree } from './diff-tree.js';
 import { FuseError, enoent, erofs } from './errors.js';
@@ -222,7 +222,7 @@ export class AlsTree implements FuseOps {
       nlink: dir ? 2 : 1,
       ino: path === '/' ? ROOT_INO : this.#inodes.control(path),
       rdev: 0,
-      blocks: Math.ceil(size / 512),
+      blocks: statBlocks(size),
       blksize: 4096,
       atime: this.#mtime,
       mtime: this.#mtime,

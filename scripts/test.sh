@@ -15,9 +15,9 @@ REPORT=$(mktemp /tmp/lazy-als-vitest.XXXXXX.json)
 set +e
 npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORT" "$@"
 RC=$?
-# Conformance: the suites that mount run once more on the other FUSE backend (LAZY_ALS_BACKEND
-# picks it; the first pass used the default: native where built, so this pass is fuse-native).
-# Skipped when a path filter was given.
+# Conformance: the suites that mount, and podman's pull/run/lifecycle e2e, run once more on the other
+# FUSE backend (LAZY_ALS_BACKEND picks it; the first pass used the default: native where built, so
+# this pass is fuse-native). Skipped when a path filter was given.
 REPORT2=$(mktemp /tmp/lazy-als-vitest.XXXXXX.json)
 echo '{"numPassedTests":0,"numFailedTests":0}' > "$REPORT2"
 if [ $# -eq 0 ]; then
@@ -25,7 +25,7 @@ if [ $# -eq 0 ]; then
   OTHER=$([ "$DEFAULT_BACKEND" = native ] && echo fuse-native || echo native)
   echo "test.sh: conformance pass on the $OTHER backend" >&2
   LAZY_ALS_BACKEND=$OTHER npx vitest run --reporter=default --reporter=json --outputFile.json="$REPORT2" \
-    test/fuse test/daemon test/integration test/native || RC=1
+    test/fuse test/daemon test/integration test/native test/e2e/pull-run.test.ts test/e2e/lifecycle.test.ts || RC=1
 fi
 set -e
 # Tests must clean up after themselves: anything still mounted or running under a test path is a

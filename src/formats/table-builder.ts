@@ -25,7 +25,7 @@ import type { ByteString, ChunkRef, NodeType } from './model.js';
 
 type Typed = Float64Array | Uint32Array | Uint8Array;
 
-/** A typed column that doubles when full. */
+/** A typed column (of `make(n)` elements) that doubles when full. */
 class Column<T extends Typed> {
   a: T;
   readonly #make: (n: number) => T;
@@ -68,16 +68,16 @@ const BW = 8;
 
 export class NodeColumns {
   count = 0;
-  readonly #w = new Column((n) => new Uint32Array(n * BW));
-  readonly #f = new Column((n) => new Float64Array(n * 2));
+  readonly #w = new Column((n) => new Uint32Array(n));
+  readonly #f = new Column((n) => new Float64Array(n));
   readonly #links = new Map<number, ByteString>();
   readonly #xattrs = new Map<number, ReadonlyMap<string, Buffer>>();
   readonly #digests = new Map<number, Digest>();
   // chunks, appended as nodes are created (a replaced node's chunks stay: they are few and packed anyway)
   chunkCount = 0;
-  readonly #cw = new Column((n) => new Uint32Array(n * 2)); // detail, unused
-  readonly #cf = new Column((n) => new Float64Array(n * 5)); // file offset, size, span offset, end, inner
-  readonly #cd = new Column((n) => new Uint8Array(n * 32));
+  readonly #cw = new Column((n) => new Uint8Array(n)); // JS detail word
+  readonly #cf = new Column((n) => new Float64Array(n)); // file offset, size, span offset, end, inner
+  readonly #cd = new Column((n) => new Uint8Array(n));
   readonly #otherDigests = new Map<number, Digest>();
 
   add(a: NodeAttrs): number {
@@ -128,7 +128,7 @@ export class NodeColumns {
 
   #addChunk(c: ChunkRef): void {
     const k = this.chunkCount++;
-    const w = this.#cw.ensure(this.chunkCount * 2);
+    const w = this.#cw.ensure(this.chunkCount);
     const f = this.#cf.ensure(this.chunkCount * 5);
     const d = this.#cd.ensure(this.chunkCount * 32);
     f[k * 5] = c.fileOffset;
@@ -138,15 +138,15 @@ export class NodeColumns {
     f[k * 5 + 4] = c.span.innerOffset;
     if (digestAlgorithm(c.digest) === 'sha256') {
       Buffer.from(d.buffer, d.byteOffset + k * 32, 32).write(digestHex(c.digest), 'hex');
-      w[k * 2] = c.zeros ? CHUNK_ZEROS : 0;
+      w[k] = c.zeros ? CHUNK_ZEROS : 0;
     } else {
       this.#otherDigests.set(k, c.digest);
-      w[k * 2] = CHUNK_OTHER_DIGEST;
+      w[k] = CHUNK_OTHER_DIGEST;
     }
   }
 
   #chunkDigest(k: number): Digest {
-    if (this.#cw.a[k * 2] === CHUNK_OTHER_DIGEST) return this.#otherDigests.get(k)!;
+    if (this.#cw.a[k] === CHUNK_OTHER_DIGEST) return this.#otherDigests.get(k)!;
     const d = this.#cd.a;
     return ('sha256:' + Buffer.from(d.buffer, d.byteOffset + k * 32, 32).toString('hex')) as Digest;
   }
@@ -301,7 +301,7 @@ export class NodeColumns {
       writeU64(cw, o, cf[c * 5]!);
       writeU64(cw, o + 2, cf[c * 5 + 1]!);
       table.set(cd.subarray(c * 32, c * 32 + 32), chunkOff + c * CHUNK_BYTES + 16);
-      const detail = this.#cw.a[c * 2]!;
+      const detail = this.#cw.a[c]!;
       cw[o + 12] = detail !== 0 ? CHUNK_JS_ONLY : 0;
       cw[o + 13] = detail;
       spans[c * 3] = cf[c * 5 + 2]!;

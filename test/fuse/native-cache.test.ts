@@ -9,6 +9,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { digestHex } from '../../src/core/digest.js';
+import { asByteString } from '../../src/formats/byte-string.js';
 import type { ServedLayerView } from '../../src/fuse/layer-provider.js';
 import { BIG, KEY1, lowerLayer } from './fixtures.js';
 import { probe, run, tempMount, type TempMount } from './helpers/mount-fixture.js';
@@ -251,5 +252,51 @@ for p in sys.argv[2:]:
     // The control files now open without us too (fh 0): JS opens them per read.
     const info = await probe([{ op: 'read', path: join(m.mnt, layer.key, 'info') }]);
     expect(info[0]!.ok && info[0]!.value.text).toBe(layer.info.toString());
+  });
+
+  it('kept object fds: the next chunk is prefetched when a read starts a chunk; the fd of an evicted object nobody reads is closed', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native', objectsDir: objects });
+    const file = join(m.mnt, layer.key, 'diff', 'big.bin');
+    const node = layer.index.lookup(asByteString('big.bin'));
+    if (!node || node.type !== 'reg' || node.chunks.length < 3) throw new Error('fixture: big.bin should have several chunks');
+    const objectOf = (i: number) => {
+      const hex = digestHex(node.chunks[i]!.digest);
+      return join(objects, 'sha256', hex.slice(0, 2), hex.slice(2));
+    };
+    const residentPages = async (path: string) => Number((await run('fincore', ['--bytes', '--noheadings', '--output', 'PAGES', path])).stdout.trim());
+    const until = async (cond: () => Promise<boolean>, what: string) => {
+      for (let i = 0; i < 200 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await cond(), what).toBe(true);
+    };
+    // Verify every object once (a whole read), then drop all page caches involved (written just
+    // now: dirty pages would stay, hence the fsync).
+    expect((await probe([{ op: 'read', path: file }]))[0]!.ok).toBe(true);
+    const dropAll = `import os,sys
+for p in sys.argv[1:]:
+  fd=os.open(p,os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)`;
+    await run('python3', ['-c', dropAll, file, ...node.chunks.map((_, i) => objectOf(i))]);
+    expect(await residentPages(objectOf(1))).toBe(0);
+    // 4 KiB at the start of chunk 0, no readahead on our side: C reads chunk 0 and asks for chunk 1.
+    const r = await run('python3', ['-c', `import os,sys
+fd=os.open(sys.argv[1],os.O_RDONLY); os.posix_fadvise(fd,0,0,os.POSIX_FADV_RANDOM); os.pread(fd,4096,0)`, file]);
+    expect(r.stderr).toBe('');
+    await until(async () => (await residentPages(objectOf(1))) > 0, 'chunk 1 prefetched');
+    expect(await residentPages(objectOf(2))).toBe(0); // only the next one
+    // Evict chunk 2's object (kept open since the whole read) without reading it again: the timer
+    // thread closes the idle fd so its disk space is freed.
+    const { unlink, readlink, readdir } = await import('node:fs/promises');
+    const evicted = objectOf(2);
+    const held = async () => {
+      const links = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(join('/proc/self/fd', fd)).catch(() => '')));
+      return links.filter((l) => l.startsWith(evicted)).length;
+    };
+    expect(await held()).toBe(1);
+    await unlink(evicted);
+    await until(async () => (await held()) === 0, 'the evicted object closed');
   });
 });

@@ -42,7 +42,7 @@ interface Part {
   readonly path: string;
 }
 
-export function tocToRawEntries(toc: readonly TocEntry[], sc: SpanContext): RawEntry[] {
+export function tocToRawEntries(toc: readonly TocEntry[], sc: SpanContext): Iterable<RawEntry> {
   const bctx: ErrorContext = { blob: sc.blobName };
   // 1. Group chunk entries after their reg.
   const items: (TocEntry | FileGroup)[] = [];
@@ -95,12 +95,13 @@ export function tocToRawEntries(toc: readonly TocEntry[], sc: SpanContext): RawE
     return lo < offsets.length ? offsets[lo]! : sc.payloadEnd;
   };
 
-  // 4. RawEntries.
-  return items.map((it): RawEntry => {
-    if (!('reg' in it)) return rawOf(it, it.type as RawEntryType, []);
-    const parts = files.get(it)!;
-    return rawOf(it.reg, 'reg', chunkRefs(it.reg, parts, endOf, sc, bctx));
-  });
+  // 4. RawEntries, made as the index builder takes them: each is garbage once its node is in the table.
+  return (function* (): Generator<RawEntry> {
+    for (const it of items) {
+      if (!('reg' in it)) yield rawOf(it, it.type as RawEntryType, []);
+      else yield rawOf(it.reg, 'reg', chunkRefs(it.reg, files.get(it)!, endOf, sc, bctx));
+    }
+  })();
 }
 
 function rawOf(e: TocEntry, type: RawEntryType, chunks: readonly ChunkRef[]): RawEntry {

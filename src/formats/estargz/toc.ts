@@ -14,7 +14,7 @@ import type { ErrorContext } from '../../core/errors.js';
 import { byteStringFromText } from '../byte-string.js';
 import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
-import { checkTocObjectCount } from '../json-count.js';
+import { checkTocObjectCount, splitTopLevelArray } from '../json-count.js';
 import { parseRfc3339 } from '../rfc3339.js';
 import type { VerifiedToc } from '../verified-toc.js';
 import type { ByteString } from '../model.js';
@@ -51,18 +51,30 @@ export interface TocEntry {
 export function parseToc(toc: VerifiedToc, ctx: ErrorContext, maxEntries: number): TocEntry[] {
   const json = toc.bytes;
   checkTocObjectCount(json, maxEntries, ctx);
-  let doc: unknown;
-  try {
-    // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.
-    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
-  } catch (e) {
-    throw new FormatError('TOC_MALFORMED', `TOC is not valid JSON: ${(e as Error).message}`, ctx, { cause: e });
+  // TextDecoder with fatal: invalid UTF-8 in a TOC is an error, not silently replaced characters.
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const parse = (bytes: Uint8Array): unknown => {
+    try {
+      return JSON.parse(decoder.decode(bytes));
+    } catch (e) {
+      throw new FormatError('TOC_MALFORMED', `TOC is not valid JSON: ${(e as Error).message}`, ctx, { cause: e });
+    }
+  };
+  // One entry at a time when the text allows it: the whole document as JS objects is several times
+  // the text, and it would all be alive at once.
+  const split = splitTopLevelArray(json, 'entries');
+  if (split) {
+    const skeleton = Buffer.concat([json.subarray(0, split.arrayStart), Buffer.from('0'), json.subarray(split.arrayEnd)]);
+    const top = checkTop(parse(skeleton), ctx);
+    if (top['entries'] === 0) {
+      const n = split.elements.length / 2;
+      if (n > maxEntries) throw new FormatError('TOC_TOO_LARGE', `${n} TOC entries exceed the limit of ${maxEntries}`, ctx);
+      const out: TocEntry[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = parseEntry(parse(json.subarray(split.elements[2 * i], split.elements[2 * i + 1])), i, ctx);
+      return out;
+    }
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    throw new FormatError('TOC_MALFORMED', 'TOC is not a JSON object', ctx);
-  }
-  const top = doc as Record<string, unknown>;
-  if (top['version'] !== 1) throw new FormatError('TOC_MALFORMED', `TOC version ${JSON.stringify(top['version'])}, want 1`, ctx);
+  const top = checkTop(parse(json), ctx);
   const entries = top['entries'];
   if (!Array.isArray(entries)) throw new FormatError('TOC_MALFORMED', 'TOC "entries" is not an array', ctx);
   if (entries.length > maxEntries) {
@@ -70,6 +82,18 @@ export function parseToc(toc: VerifiedToc, ctx: ErrorContext, maxEntries: number
   }
   return entries.map((e, i) => parseEntry(e, i, ctx));
 }
+
+function checkTop(doc: unknown, ctx: ErrorContext): Record<string, unknown> {
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new FormatError('TOC_MALFORMED', 'TOC is not a JSON object', ctx);
+  }
+  const top = doc as Record<string, unknown>;
+  if (top['version'] !== 1) throw new FormatError('TOC_MALFORMED', `TOC version ${JSON.stringify(top['version'])}, want 1`, ctx);
+  return top;
+}
+
+/** Entries without xattrs share this map (never mutated). */
+const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
 
 function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
@@ -114,14 +138,16 @@ function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
     if (t === undefined) throw new FormatError('ENTRY_INVALID', `modtime ${JSON.stringify(modtime.slice(0, 64))} is not RFC 3339`, ctx);
     ({ sec: mtimeSec, nsec: mtimeNsec } = t);
   }
-  const xattrs = new Map<string, Buffer>();
+  let xattrs = NO_XATTRS;
   const xo = o['xattrs'];
   if (xo !== undefined && xo !== null) {
     if (typeof xo !== 'object' || Array.isArray(xo)) fail('field "xattrs" is not an object');
+    const m = new Map<string, Buffer>();
+    xattrs = m;
     for (const [k, val] of Object.entries(xo as Record<string, unknown>)) {
       const bytes = typeof val === 'string' ? decodeBase64Strict(val) : undefined;
       if (bytes === undefined) return fail(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`);
-      xattrs.set(k, bytes);
+      m.set(k, bytes);
     }
   }
   const offset = int('offset');
@@ -147,6 +173,7 @@ function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
     ...(dg !== undefined ? { digest: dg } : {}),
     chunkOffset: int('chunkOffset'),
     chunkSize: int('chunkSize'),
-    ...(cdg !== undefined ? { chunkDigest: cdg } : {}),
+    // the same string object when equal (every single-chunk file): one copy kept, not two
+    ...(cdg !== undefined ? { chunkDigest: cdg === dg ? dg : cdg } : {}),
   };
 }

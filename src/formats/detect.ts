@@ -16,9 +16,9 @@
 import { FormatError } from './errors.js';
 import type { LayerDescriptor } from './layer-reader.js';
 import type { Compression, LayerFormat } from './model.js';
-import { isZstdMagic, STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_SKIPPABLE_MAGIC } from './constants.js';
+import { isZstdMagic, STARGZ_TOC_DIGEST_ANNOTATION, ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION, ZSTD_SKIPPABLE_MAGIC } from './constants.js';
 
-export const ANNOTATION_ZSTD_CHUNKED_CHECKSUM = 'io.github.containers.zstd-chunked.manifest-checksum';
+export const ANNOTATION_ZSTD_CHUNKED_CHECKSUM = ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION;
 export const ANNOTATION_STARGZ_TOC_DIGEST = STARGZ_TOC_DIGEST_ANNOTATION;
 
 export interface DetectedFormat {

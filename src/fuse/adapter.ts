@@ -50,6 +50,11 @@ export interface FsStat {
   ctime: number;
 }
 
+/** st_blocks counts 512-byte units whatever the filesystem's block size (stat(2)). */
+export function statBlocks(size: number): number {
+  return Math.ceil(size / 512);
+}
+
 export interface FsStatfs {
   bsize: number;
   frsize: number;

@@ -22,7 +22,7 @@ import type { Logger } from '../core/log.js';
 import type { ByteString } from '../formats/model.js';
 import { refFromBase64 } from '../sources/reference.js';
 import { AccessPolicy } from './access-policy.js';
-import type { FsStat, FsStatfs, FuseOps, OpContext, WriteOp } from './adapter.js';
+import { statBlocks, type FsStat, type FsStatfs, type FuseOps, type OpContext, type WriteOp } from './adapter.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import { DiffTree } from './diff-tree.js';
 import { FuseError, enoent, erofs } from './errors.js';
@@ -170,7 +170,12 @@ export class AlsTree implements FuseOps {
     const s = this.#served.get(ck);
     if (!s) return;
     this.#served.delete(ck);
-    this.#onDrop?.(s.ref, s.key);
+    try {
+      this.#onDrop?.(s.ref, s.key);
+    } catch (e) {
+      // The drop already happened; a listener's failure must not fail the rmdir or lookup behind it.
+      this.#logger.error('fuse.drop_listener_failed', { layer: s.key, error: e });
+    }
   }
 
   /** One listener (the native backend unpublishes the layer's table; see DropListener). */
@@ -217,7 +222,7 @@ export class AlsTree implements FuseOps {
       nlink: dir ? 2 : 1,
       ino: path === '/' ? ROOT_INO : this.#inodes.control(path),
       rdev: 0,
-      blocks: Math.ceil(size / 512),
+      blocks: statBlocks(size),
       blksize: 4096,
       atime: this.#mtime,
       mtime: this.#mtime,

@@ -8,7 +8,7 @@
 import type { Logger } from '../core/log.js';
 import { displayName } from '../formats/byte-string.js';
 import { statMode, type ByteString, type LayerNode } from '../formats/model.js';
-import type { FsStat } from './adapter.js';
+import { statBlocks, type FsStat } from './adapter.js';
 import { FuseError, enoent } from './errors.js';
 import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import type { ServedLayerView } from './layer-provider.js';
@@ -55,7 +55,7 @@ export class DiffTree {
       nlink: n.nlink,
       ino: this.#base + n.ino - 1,
       rdev: n.type === 'char' || n.type === 'block' ? makedev32(n.rdevMajor, n.rdevMinor) : 0,
-      blocks: Math.ceil(n.size / 512),
+      blocks: statBlocks(n.size),
       blksize: 4096,
       atime: ms,
       mtime: ms,

@@ -7,6 +7,7 @@ import type { Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
 import type { LayerRecord, OpenedLayer } from '../layer-reader.js';
 import type { LayerFormat, LayerIndex } from '../model.js';
+import { compressionOfFormat } from '../detect.js';
 import { buildLayerIndex } from '../overlay-view.js';
 import type { VerifiedToc } from '../verified-toc.js';
 import { ZSTD_FOOTER_FRAME_SIZE } from './footer.js';
@@ -51,7 +52,7 @@ export function indexFromToc(toc: VerifiedToc, entries: readonly TocEntry[], met
     raw,
     {
       format: meta.format,
-      compression: meta.format === 'estargz-zstd' ? 'zstd' : 'gzip',
+      compression: compressionOfFormat(meta.format),
       blobSize: meta.blobSize,
       tocDigest: toc.digest,
       ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),

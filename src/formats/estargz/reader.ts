@@ -9,6 +9,7 @@ import type { RandomAccessBlob } from '../../core/blob.js';
 import { isDigest, type Digest } from '../../core/digest.js';
 import type { ErrorContext } from '../../core/errors.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { compressionOfFormat } from '../detect.js';
 import { FormatError } from '../errors.js';
 import type { OpenLayerOptions, OpenedLayer } from '../layer-reader.js';
 import { layoutProblem, openedFromToc, payloadEndOf, type EStargzFormat, type EStargzLayout } from './build-index.js';
@@ -99,7 +100,7 @@ export async function openVerifiedToc(
 ): Promise<OpenedLayer> {
   const toc = VerifiedToc.verify(json, expected, 'TOC', ctx);
   const entries = parseToc(toc, { blob: blob.name }, limits.maxEntries);
-  const compression = layout.format === 'estargz-zstd' ? 'zstd' : 'gzip';
+  const compression = compressionOfFormat(layout.format);
   const names = await readHeaderNames(blob, entries, { compression, payloadEnd: payloadEndOf(layout) }, limits, { blob: blob.name }, options.signal);
   return openedFromToc(
     toc,

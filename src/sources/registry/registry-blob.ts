@@ -47,6 +47,8 @@ export class RegistryBlob implements RandomAccessBlob {
   readonly size: number;
   readonly name: string;
   readonly digest: Digest;
+  /** The open's probe got a 206: the server honours Range for this blob (a mirror has it stored). */
+  readonly rangeHonoured: boolean;
   readonly #http: HttpClient;
   readonly #ep: Endpoint;
   readonly #retry: RetryPolicy;
@@ -55,7 +57,8 @@ export class RegistryBlob implements RandomAccessBlob {
   #directUrl: string | undefined;
   #multi = true;
 
-  constructor(a: { http: HttpClient; ep: Endpoint; digest: Digest; size: number; retry: RetryPolicy; logger: Logger; ranges: RangeOptions; directUrl?: string }) {
+  constructor(a: { http: HttpClient; ep: Endpoint; digest: Digest; size: number; retry: RetryPolicy; logger: Logger; ranges: RangeOptions; directUrl?: string; rangeHonoured?: boolean }) {
+    this.rangeHonoured = a.rangeHonoured ?? true;
     this.#http = a.http;
     this.#ep = a.ep;
     this.digest = a.digest;

@@ -143,6 +143,7 @@ export class RegistryClient {
           retry: this.#o.retry,
           logger: this.#o.logger,
           ranges: this.#o.ranges,
+          rangeHonoured: res.status === 206,
           ...(res.redirected ? { directUrl: res.url } : {}),
         });
       },

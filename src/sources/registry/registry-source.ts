@@ -17,6 +17,7 @@ import { EMPTY_REGISTRIES_CONF, type RegistriesConf } from './registries-conf.js
 import { DEFAULT_RANGE_OPTIONS, type RangeOptions } from './registry-blob.js';
 import { RegistryClient } from './registry-client.js';
 import { routeFor, type Endpoint } from './registry-route.js';
+import { MirrorFillGate, type MirrorFillOptions } from './mirror-fill.js';
 import type { Dispatcher } from 'undici';
 import type { BodyStream } from './body.js';
 
@@ -34,6 +35,8 @@ export interface RegistrySourceOptions {
   readonly dispatcher?: Dispatcher;
   /** Platform manifests fetched per image index at most (default DEFAULT_MAX_INDEX_ENTRIES). */
   readonly maxIndexEntries?: number;
+  /** Waiting for a proxy-mode mirror to store a blob before reading it in parallel ranges. */
+  readonly mirrorFill?: Partial<MirrorFillOptions>;
 }
 
 export class RegistrySource implements BlobSource {
@@ -43,11 +46,13 @@ export class RegistrySource implements BlobSource {
   readonly #client: RegistryClient;
   readonly #logger: Logger;
   readonly #maxIndexEntries: number | undefined;
+  readonly #fill: MirrorFillGate;
 
   constructor(o: RegistrySourceOptions = {}) {
     this.#conf = o.registries ?? EMPTY_REGISTRIES_CONF;
     this.#logger = o.logger ?? silentLogger;
     this.#maxIndexEntries = o.maxIndexEntries;
+    this.#fill = new MirrorFillGate(o.mirrorFill, o.now ?? Date.now);
     this.#http = new HttpClient({
       credentials: chainCredentials(...(o.credentials ?? [])),
       logger: this.#logger,
@@ -91,7 +96,7 @@ export class RegistrySource implements BlobSource {
       for (let i = from; i < eps.length; i++) {
         const ep = eps[i]!;
         try {
-          const blob = await this.#client.openBlob(ep, digest, size, signal);
+          const blob = ep.mirror ? await this.#openFromMirror(ep, digest, size, signal) : await this.#client.openBlob(ep, digest, size, signal);
           if (blob !== undefined) return { blob, at: i };
         } catch (e) {
           if (!ep.mirror) throw e;
@@ -135,6 +140,25 @@ export class RegistrySource implements BlobSource {
         await cur.blob.close?.();
       },
     };
+  }
+
+  /**
+   * Open through a mirror, gated per blob (see mirror-fill.ts): the first open goes alone and, when
+   * the mirror answered its probe with the whole blob (a 200: not stored yet, streaming from the
+   * origin), waits until the mirror serves ranges itself, so the parallel reads that follow do not
+   * each make it fetch the blob from the origin again.
+   */
+  #openFromMirror(ep: Endpoint, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob | undefined> {
+    const open = (): Promise<RandomAccessBlob | undefined> => this.#client.openBlob(ep, digest, size, signal);
+    const first = async (): Promise<RandomAccessBlob | undefined> => {
+      const blob = await this.#client.openBlob(ep, digest, size, signal);
+      if (blob !== undefined) this.#fill.saw(ep.origin, blob.rangeHonoured);
+      if (blob === undefined || blob.rangeHonoured) return blob;
+      const stored = await this.#fill.untilStored(ep.origin, async (s) => (await this.#client.openBlob(ep, digest, size, s))?.rangeHonoured === true, signal);
+      this.#logger.debug('registry.mirror-fill', { mirror: ep.origin, blob: digest, stored });
+      return blob;
+    };
+    return this.#fill.once(`${ep.origin}/${ep.repository}@${digest}`, first, open, signal);
   }
 
   /** Whole-blob stream (for export), from the first endpoint that has it. */

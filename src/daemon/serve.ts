@@ -45,6 +45,18 @@ const EMPTY_SNAPSHOT: MetricsSnapshot = {
   cache: { hotHits: 0, diskHits: 0, misses: 0, joined: 0, bytesFetched: 0, storeFailures: 0, hotBytes: 0, usageBytes: 0, limitBytes: 0, evictedObjects: 0, evictedBytes: 0, gcRuns: 0 },
 };
 
+/** The state dir (private) and the mountpoint (a dead mount left by a killed daemon cleared first). */
+async function prepareDirs(config: DaemonConfig, logger: ServeDeps['logger']): Promise<void> {
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  // Private whatever it was before (the stores inside are 0700 too). Search-only (0711) when the
+  // mountpoint lives inside it (the default layout), so allowed users can still reach the mount.
+  const rel = relative(config.stateDir, config.mountpoint);
+  await chmod(config.stateDir, rel !== '' && !rel.startsWith('..') ? 0o711 : 0o700);
+  // Before anything touches the mountpoint: on a dead mount even mkdir fails with ENOTCONN.
+  await clearStaleMount(config.mountpoint, logger, () => isControlAlive(config.socketPath));
+  await mkdir(config.mountpoint, { recursive: true, mode: 0o755 });
+}
+
 export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<number> {
   const { logger } = deps;
   const now = deps.now ?? Date.now;
@@ -55,14 +67,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
   let control: ControlServer | undefined;
   let metricsServer: MetricsServer | undefined;
   try {
-    await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
-    // Private whatever it was before (the stores inside are 0700 too). Search-only (0711) when the
-    // mountpoint lives inside it (the default layout), so allowed users can still reach the mount.
-    const rel = relative(config.stateDir, config.mountpoint);
-    await chmod(config.stateDir, rel !== '' && !rel.startsWith('..') ? 0o711 : 0o700);
-    // Before anything touches the mountpoint: on a dead mount even mkdir fails with ENOTCONN.
-    await clearStaleMount(config.mountpoint, logger, () => isControlAlive(config.socketPath));
-    await mkdir(config.mountpoint, { recursive: true, mode: 0o755 });
+    await prepareDirs(config, logger);
     // Metrics first (a bad address fails start-up before anything is mounted); the snapshot reads
     // the provider once it exists.
     const metrics = config.metricsAddress ? new DaemonMetrics(() => built?.metricsSnapshot?.() ?? EMPTY_SNAPSHOT, config.mountpoint) : undefined;

@@ -19,6 +19,8 @@ interface LayerRow {
 }
 
 interface RefusedRow {
+  /** `refused` (podman pulls it itself) or `quarantined` (served, then found not to match its blob: EIO). */
+  kind?: string;
   layer?: string;
   key?: string;
   reason?: string;
@@ -123,8 +125,8 @@ export function renderStatus(body: unknown, now: number = Date.now()): string {
     out.push('', `refused layers (${refused.length}):`);
     out.push(
       ...table(
-        ['LAYER', 'REASON', 'WHEN', 'DETAIL'],
-        refused.map((r) => [shortDigest(r.layer ?? r.key), r.reason ?? r.code ?? '-', humanAgo(r.at, now), r.message ?? '']),
+        ['LAYER', 'KIND', 'REASON', 'WHEN', 'DETAIL'],
+        refused.map((r) => [shortDigest(r.layer ?? r.key), r.kind ?? 'refused', r.reason ?? r.code ?? '-', humanAgo(r.at, now), r.message ?? '']),
       ).map((l) => `  ${l}`),
     );
   }

@@ -170,7 +170,12 @@ export class AlsTree implements FuseOps {
     const s = this.#served.get(ck);
     if (!s) return;
     this.#served.delete(ck);
-    this.#onDrop?.(s.ref, s.key);
+    try {
+      this.#onDrop?.(s.ref, s.key);
+    } catch (e) {
+      // The drop already happened; a listener's failure must not fail the rmdir or lookup behind it.
+      this.#logger.error('fuse.drop_listener_failed', { layer: s.key, error: e });
+    }
   }
 
   /** One listener (the native backend unpublishes the layer's table; see DropListener). */

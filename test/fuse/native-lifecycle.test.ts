@@ -199,4 +199,17 @@ describe('native backend: what the mount remembers', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('a drop listener that throws (e.g. an addon older than the JS) does not turn rmdir into EIO', async () => {
+    const provider = new StandInProvider().add(lowerLayer());
+    m = await tempMount(provider, { backend: 'native' });
+    expect(await run('cat', [join(m.mnt, KEY1, 'diff', 'etc', 'base.txt')])).toMatchObject({ code: 0 });
+    m.mount.tree.setDropListener(() => {
+      throw new TypeError('n.unpublish is not a function');
+    });
+    const r = await run('rmdir', [join(m.mnt, KEY1)]);
+    expect(r.stderr).toMatch(/No such file or directory/);
+    expect(provider.releases).toEqual([[undefined, KEY1]]);
+    expect(m.log.lines.some((l) => l['event'] === 'fuse.drop_listener_failed')).toBe(true);
+  });
 });

@@ -313,8 +313,9 @@ static napi_value js_take_used(napi_env env, napi_callback_info info) {
 }
 
 /* quarantine(handle, slot): the layer does not match its blob. Every slot over its table answers
- * EIO to open and read from now on, and the kernel drops the file pages it cached for them (from
- * the slot thread: dropping pages waits for page locks that reads waiting on JS may hold). */
+ * EIO to open and read from now on, its passthrough backing ids are closed (files already open in
+ * passthrough are not revoked: see docs/native.md), and the kernel drops the file pages it cached
+ * for them (from the slot thread: dropping pages waits for page locks that reads waiting on JS may hold). */
 static napi_value js_quarantine(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -335,6 +336,7 @@ static napi_value js_quarantine(napi_env env, napi_callback_info info) {
   }
   struct lt_table *t = s->t;
   atomic_store(&t->quarantined, 1);
+  if (!h->closed) als_quarantine_backing(fs, t);
   uint32_t n_slots;
   pthread_mutex_lock(&fs->slot_mu);
   n_slots = fs->next_slot;

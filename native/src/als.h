@@ -176,6 +176,7 @@ void als_guarded_ops(struct fuse_lowlevel_ops *out);
 
 /* Attributes of a layer node (server.c). */
 void als_fill_attr(const struct als_slot *s, uint32_t idx, struct stat *st);
+void als_quarantine_backing(struct als_fs *fs, struct lt_table *t); /* t->quarantined set: drop its backing ids */
 uint64_t als_now_ms(void);
 
 #endif

@@ -343,6 +343,11 @@ static int passthrough_candidate(struct als_fs *fs, const struct lt_table *t, ui
 static int32_t open_io_mode(struct als_fs *fs, struct lt_table *t, uint32_t idx) {
   struct lt_backing *b = &t->backing[idx];
   pthread_mutex_lock(&t->vmu);
+  /* Under vmu: als_quarantine_backing sets the flag before it takes vmu, so no open after it shares an id. */
+  if (atomic_load(&t->quarantined)) {
+    pthread_mutex_unlock(&t->vmu);
+    return -1;
+  }
   if (b->refs > 0) {
     b->refs++;
     int32_t id = b->id;
@@ -358,7 +363,10 @@ static int32_t open_io_mode(struct als_fs *fs, struct lt_table *t, uint32_t idx)
   int32_t mine = backing_open(fs, t, idx); /* may hash the object: not under the lock */
   int32_t id = 0, spare = -1;
   pthread_mutex_lock(&t->vmu);
-  if (b->refs > 0) { /* another open won the race: share its id */
+  if (atomic_load(&t->quarantined)) { /* refuted while the backing file was opened */
+    id = -1;
+    spare = mine;
+  } else if (b->refs > 0) { /* another open won the race: share its id */
     b->refs++;
     id = b->id;
     spare = mine;
@@ -374,6 +382,24 @@ static int32_t open_io_mode(struct als_fs *fs, struct lt_table *t, uint32_t idx)
   if (spare > 0) backing_close(fs, spare);
   if (id > 0 && id == mine) atomic_fetch_add(&fs->stats.passthrough_opens, 1);
   return id;
+}
+
+/* Quarantine (t->quarantined already set): close every backing id the table still holds so no
+ * later open can share it. Files already open in passthrough keep reading their backing file: the
+ * kernel holds its own reference per open file and FUSE cannot revoke it. refs stay counted (their
+ * releases still come); id 0 tells close_io_mode there is nothing left to close. */
+void als_quarantine_backing(struct als_fs *fs, struct lt_table *t) {
+  for (uint32_t i = 0; i < t->n_nodes; i++) {
+    struct lt_backing *b = &t->backing[i];
+    int32_t close_id = 0;
+    pthread_mutex_lock(&t->vmu);
+    if (b->refs > 0 && b->id > 0) {
+      close_id = b->id;
+      b->id = 0;
+    }
+    pthread_mutex_unlock(&t->vmu);
+    if (close_id > 0) backing_close(fs, close_id);
+  }
 }
 
 /* A candidate's open file is closed (or its open reply could not be delivered). */
@@ -659,6 +685,7 @@ static void als_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
   fi->fh = 0;
   if (passthrough_candidate(fs, s->t, idx)) {
     int32_t id = open_io_mode(fs, s->t, idx);
+    if (id < 0) return (void)fuse_reply_err(req, EIO); /* quarantined meanwhile */
     if (id > 0) {
       struct als_open_out out = {.fh = ALS_PT_FH | idx, .open_flags = ALS_FOPEN_PASSTHROUGH | ALS_FOPEN_NOFLUSH, .backing_id = id};
       struct iovec iov = {.iov_base = &out, .iov_len = sizeof out};

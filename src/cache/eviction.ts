@@ -163,7 +163,11 @@ export class Eviction {
       for (const o of objs) {
         if (bytes - freed <= target) break;
         if (this.#isPinned(o.d)) continue;
-        const n = await this.#store.delete(o.d);
+        // A failed unlink leaves the object to the next gc; say so rather than stop the pass.
+        const n = await this.#store.delete(o.d).catch((e: unknown) => {
+          this.#log.warn('cache.gc_delete_failed', { digest: o.d, error: e });
+          return 0;
+        });
         if (n > 0) {
           deleted++;
           freed += n;

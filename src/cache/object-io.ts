@@ -100,6 +100,8 @@ function getSync(path: string, digest: Digest): GetOutcome | { ok: SharedArrayBu
       n += r;
     }
     const actual = DigestHasher.for(digest).update(buf.subarray(0, n)).digest();
+    // Shrunk between fstat and read: the buffer's tail was never read nor hashed, so it is not the object.
+    if (n !== size) return { corrupt: actual };
     return actual === digest ? { ok: sab } : { corrupt: actual };
   } catch (e) {
     return failure(e);

@@ -294,7 +294,10 @@ export class ObjectStore {
     }
   }
 
-  /** Remove an object; returns the bytes freed (0 if it was absent). */
+  /**
+   * Remove an object; returns the bytes freed (0 if it was absent). A failed unlink (EACCES, EBUSY,
+   * EIO) rejects with the errno: the caller decides whether a left-behind object deserves a warn.
+   */
   async delete(d: Digest): Promise<number> {
     const st = await this.stat(d);
     if (!st) return 0;
@@ -302,8 +305,9 @@ export class ObjectStore {
     try {
       await unlink(this.pathOf(d));
       return st.size;
-    } catch {
-      return 0;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return 0;
+      throw e;
     }
   }
 

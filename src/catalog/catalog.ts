@@ -276,7 +276,11 @@ export class LayerCatalog {
     o.chunkCache.forget(digests);
     let freed = 0;
     for (const d of digests) {
-      const n = await o.blobStore.delete(d).catch(() => 0);
+      // A refuted layer's object left behind is what a later reader could be served: never silent.
+      const n = await o.blobStore.delete(d).catch((e: unknown) => {
+        this.#log.warn('catalog.quarantine_delete_failed', { layer: layer.key, digest: d, error: e });
+        return 0;
+      });
       if (n > 0) o.eviction?.noteDeleted(d, n);
       freed += n;
     }

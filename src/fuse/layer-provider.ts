@@ -25,6 +25,8 @@ export interface ServedLayerView {
    * already is): a backend that serves cached bytes without asking readFile must stop doing so.
    */
   onQuarantine?(cb: () => void): void;
+  /** Set once the layer is quarantined: a backend publishing its table again must flag it at once. */
+  readonly quarantined?: Error | undefined;
 }
 
 export interface LayerProvider {

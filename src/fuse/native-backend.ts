@@ -210,7 +210,7 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
       slotByKey.set(key, slot);
       // C serves cached objects without asking JS: the flag on the table (shared by its aliases) stops
       // that. Every slot C still has for this layer at that moment (numbers are reused: never one
-      // remembered from now), and once per layer object however often its table is published again.
+      // remembered from now), once per layer object; a table published after it fired: below.
       const layer = served.tree.layer;
       if (!watched.has(layer)) {
         watched.add(layer);
@@ -229,6 +229,8 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
     }
     slotByLayer.set(lk, slot);
     layers.set(slot, { tree: served.tree, key, parent, retired: false });
+    // Quarantined before this table existed (dropped by rmdir/LRU, looked up again): the callback fired already.
+    if (served.tree.layer.quarantined !== undefined) n.quarantine(h!, slot);
     return slot;
   };
 

@@ -60,6 +60,19 @@ describe('ObjectStore', () => {
     expect(await filesUnder(s.tmpDir)).toEqual([]);
   });
 
+  it('a delete that cannot unlink rejects with the errno (a quarantined layer\'s object left behind is never silent)', async () => {
+    if (process.getuid?.() !== 0) return; // chattr +i needs CAP_LINUX_IMMUTABLE: the one real way to make root's unlink fail
+    const { execFileSync } = await import('node:child_process');
+    const s = await openStore();
+    const data = Buffer.from('undeletable chunk');
+    const d = sha256Of(data);
+    await s.put(d, data);
+    execFileSync('chattr', ['+i', s.pathOf(d)]);
+    cleanups.push(async () => void execFileSync('chattr', ['-i', s.pathOf(d)]));
+    await expect(s.delete(d)).rejects.toMatchObject({ code: 'EPERM' });
+    expect(await s.has(d)).toBe(true);
+  });
+
   it('never serves a torn or corrupt object file, and deletes it', async () => {
     const s = await openStore();
     const data = Buffer.alloc(100_000, 7);

@@ -133,6 +133,44 @@ describe('native backend: cached reads in C', () => {
     expect(st[0]!.ok).toBe(true);
   });
 
+  it('a quarantined layer dropped from the tree (rmdir) and looked up again gets a new table that is flagged too: EIO, not its cached objects', async () => {
+    const layer = lowerLayer();
+    m = await tempMount(new StandInProvider().add(layer), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(layer, objects);
+    // As the catalog's ServedLayer: onQuarantine fires once (callbacks spliced), `quarantined` stays set,
+    // and the provider returns the same layer object on every lookup.
+    const cbs: (() => void)[] = [];
+    let reason: Error | undefined;
+    const view: ServedLayerView = {
+      ...layer,
+      readFile: (...a) => (reason ? Promise.reject(Object.assign(new Error('quarantined'), { code: 'LAYER_QUARANTINED' })) : layer.readFile(...a)),
+      onQuarantine: (cb) => void (reason ? queueMicrotask(cb) : cbs.push(cb)),
+      get quarantined() {
+        return reason;
+      },
+    };
+    const provider = new StandInProvider().add(view);
+    m = await tempMount(provider, { backend: 'native', objectsDir: objects });
+    const D = join(m.mnt, KEY1, 'diff');
+    const before = await probe([{ op: 'read', path: join(D, 'big.bin') }]);
+    expect(before[0]!.ok && before[0]!.value.sha256).toBe(sha(BIG));
+    expect(cbs.length).toBe(1);
+    const lookups = provider.lookups;
+    reason = new Error('layer does not match its blob');
+    for (const cb of cbs.splice(0)) cb();
+    // c/storage releases the layer (the ALS protocol's rmdir): the tree drops it, its table is unpublished.
+    const r = await run('rmdir', [join(m.mnt, KEY1)]);
+    expect(r.stderr).toMatch(/No such file or directory/);
+    const cached = (m.mount.backendStats() as { cached_reads: number }).cached_reads;
+    // Looked up again: a new table over the same (quarantined) layer object.
+    const after = await probe([{ op: 'read', path: join(D, 'big.bin') }, { op: 'read', path: join(D, 'etc', 'base.txt') }]);
+    for (const x of after) expect(x.ok ? 'served' : x.code).toBe('EIO');
+    expect((m.mount.backendStats() as { cached_reads: number }).cached_reads).toBe(cached);
+    expect(provider.lookups).toBeGreaterThan(lookups); // resolved (and its table published) again
+  });
+
   it('passthrough (root): a fully cached single-object file of ≥ 1 MiB is read by the kernel from its object', async () => {
     if (process.getuid?.() !== 0) return; // passthrough needs CAP_SYS_ADMIN; rootless it falls back to pread
     const data = Buffer.alloc(2 * 1024 * 1024, 7);

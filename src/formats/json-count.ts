@@ -62,6 +62,8 @@ export function splitTopLevelArray(json: Uint8Array, key: string): ArraySplit | 
   let elements = new Uint32Array(1024);
   let count = 0;
   let elemStart = -1;
+  // Inside the array: what may come next. Go's encoding/json refuses `[{}{}]`, `[,{}]`, `[{},]`.
+  let arr: 'first' | 'comma' | 'elem' = 'first';
   for (let i = 0; i < json.length; i++) {
     const c = json[i]!;
     if (inString) {
@@ -91,9 +93,10 @@ export function splitTopLevelArray(json: Uint8Array, key: string): ArraySplit | 
       if (depth === 1 && matched) {
         if (c !== 0x5b) return undefined;
         inArray = true;
+        arr = 'first';
         found = { start: i, end: -1 };
       } else if (inArray && depth === 2) {
-        if (c !== 0x7b) return undefined;
+        if (c !== 0x7b || arr === 'elem') return undefined;
         elemStart = i;
       }
       depth++;
@@ -113,11 +116,18 @@ export function splitTopLevelArray(json: Uint8Array, key: string): ArraySplit | 
         elements[2 * count + 1] = i + 1;
         count++;
         elemStart = -1;
+        arr = 'elem';
       } else if (inArray && depth === 1) {
+        if (c !== 0x5d || arr === 'comma') return undefined; // `[{},]`, or `}` closing the array
         inArray = false;
         matched = false;
         found!.end = i + 1;
       }
+      continue;
+    }
+    if (inArray && depth === 2 && c === 0x2c) {
+      if (arr !== 'elem') return undefined; // `[,{}]`, `[{},,{}]`
+      arr = 'comma';
       continue;
     }
     if (c === 0x2c && depth === 1) {

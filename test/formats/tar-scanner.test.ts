@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { FormatError } from '../../src/formats/errors.js';
 import { TarScanner, type ScannedEntry } from '../../src/formats/tar/tar-scanner.js';
@@ -188,16 +189,15 @@ describe('TarScanner', () => {
     const sparse = Buffer.concat([hdr('holes', 'S'), TAR_EOF]);
     expect(code(() => scan(sparse))).toMatch(/^TAR_INVALID: unsupported tar entry type 'S' \(GNU sparse\) \(entry "holes"\)/);
     expect(code(() => scan(Buffer.concat([hdr('v', 'V'), TAR_EOF])))).toMatch(/unsupported tar entry type "V"/);
-    expect(code(() => scan(Buffer.concat([ext('x', pax({ 'GNU.sparse.major': '1' })), hdr('s'), TAR_EOF])))).toMatch(/unknown GNU sparse format 1\.\?/);
     // GNU sparse maps must add up (Go's archive/tar: errMissData / errUnrefData), stay inside the
     // file and not overlap
     const sparse01 = (map: string, stored: number, size = '100'): Buffer =>
-      Buffer.concat([ext('x', pax({ 'GNU.sparse.size': size, 'GNU.sparse.map': map })), hdr('s', '0', stored), padTo512(Buffer.alloc(stored, 1)), TAR_EOF]);
+      Buffer.concat([ext('x', pax({ 'GNU.sparse.size': size, 'GNU.sparse.numblocks': String(Math.ceil(map.split(',').length / 2)), 'GNU.sparse.map': map })), hdr('s', '0', stored), padTo512(Buffer.alloc(stored, 1)), TAR_EOF]);
     expect(code(() => scan(sparse01('10,5', 5)))).toBe('no error');
     expect(code(() => scan(sparse01('10,6', 5)))).toMatch(/segments hold 6 bytes, the entry stores 5/);
     expect(code(() => scan(sparse01('10,5,12,5', 10)))).toMatch(/overlaps/);
     expect(code(() => scan(sparse01('98,5', 5)))).toMatch(/past the real size 100/);
-    expect(code(() => scan(sparse01('1,2,3', 3)))).toMatch(/map of 3 numbers/);
+    expect(code(() => scan(sparse01('1,2,3', 3)))).toMatch(/map of 3 numbers for 2 blocks/);
     const sparse10 = (map: string, stored: number): Buffer =>
       Buffer.concat([
         ext('x', pax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '100', 'GNU.sparse.name': 'real' })),
@@ -228,5 +228,74 @@ describe('TarScanner', () => {
     h.write('ustar  \0', 257, 'latin1');
     h.write('atime-junk', 345, 'latin1');
     expect(parseTarHeader(fixChecksum(h), 0)).toMatchObject({ name: 'gnuname', gnu: true });
+  });
+
+  // GNU sparse as Go's archive/tar (c/storage's unpack) reads it: sparse iff GNU.sparse.major/minor
+  // say 0.0/0.1/1.0 or (no version) a non-empty map; only then do GNU.sparse.name and .size apply.
+  // Entries written by Python tarfile (an independent writer) with the PAX records set by hand.
+  const pyTar = (script: string): Buffer =>
+    execFileSync('python3', ['-c', `import tarfile, io, sys
+b = io.BytesIO()
+t = tarfile.open(fileobj=b, mode='w', format=tarfile.PAX_FORMAT)
+def reg(name, data, pax):
+    i = tarfile.TarInfo(name); i.size = len(data); i.pax_headers = pax; t.addfile(i, io.BytesIO(data))
+${script}
+t.close(); sys.stdout.buffer.write(b.getvalue())`]);
+
+  it('GNU.sparse.name renames only an entry Go calls sparse (audit H2)', () => {
+    const tar = pyTar(`reg('usr/share/doc/x', b'hello', {'GNU.sparse.name': 'etc/passwd'})
+l = tarfile.TarInfo('usr/share/doc/l'); l.type = tarfile.SYMTYPE; l.linkname = 'x'; l.pax_headers = {'GNU.sparse.name': 'etc/.wh.shadow'}; t.addfile(l)
+reg('GNUSparseFile.0/real', b'1\\n2\\n3\\n'.ljust(512, b'\\0') + b'abc', {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': '10', 'GNU.sparse.name': 'real'})`);
+    const { entries } = scan(tar);
+    expect(entries.map((e) => e.entry.name)).toEqual(['usr/share/doc/x', 'usr/share/doc/l', 'real']);
+    expect(entries[0]!.entry.sparse).toBeUndefined();
+    expect(entries[0]!.data.toString()).toBe('hello');
+    expect(entries[2]!.entry).toMatchObject({ size: 10, sparse: [{ offset: 2, length: 3 }] });
+  });
+
+  it('GNU.sparse.* records without a version or a map leave a plain entry (audit H3a)', () => {
+    const tar = pyTar(`reg('empty', b'', {'GNU.sparse.size': '1048576'})
+reg('numblocks', b'ab', {'GNU.sparse.size': '1048576', 'GNU.sparse.numblocks': '0', 'GNU.sparse.name': 'elsewhere'})
+reg('realsize', b'', {'GNU.sparse.realsize': '4096'})
+reg('v2', b'xyz', {'GNU.sparse.major': '2', 'GNU.sparse.minor': '0', 'GNU.sparse.size': '100'})
+reg('major-only', b'q', {'GNU.sparse.major': '1', 'GNU.sparse.size': '100'})
+d = tarfile.TarInfo('dir'); d.type = tarfile.DIRTYPE; d.pax_headers = {'GNU.sparse.size': '10'}; t.addfile(d)`);
+    const { entries } = scan(tar);
+    expect(entries.map((e) => [e.entry.name, e.entry.size, e.entry.sparse, e.data.toString()])).toEqual([
+      ['empty', 0, undefined, ''],
+      ['numblocks', 2, undefined, 'ab'],
+      ['realsize', 0, undefined, ''],
+      ['v2', 3, undefined, 'xyz'],
+      ['major-only', 1, undefined, 'q'],
+      ['dir/', 0, undefined, ''],
+    ]);
+  });
+
+  it('GNU sparse size: GNU.sparse.size before .realsize, else the stored size (audit H3b)', () => {
+    const map = `b'1\\n5\\n3\\n'.ljust(512, b'\\0') + b'abc'`;
+    const v10 = (records: string): Scanned =>
+      scan(pyTar(`reg('GNUSparseFile.0/f', ${map}, {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'f', ${records}})`)).entries[0]!;
+    expect(v10(`'GNU.sparse.realsize': '2000', 'GNU.sparse.size': '1000'`).entry).toMatchObject({ name: 'f', size: 1000 });
+    expect(v10(`'GNU.sparse.realsize': '2000'`).entry.size).toBe(2000);
+    expect(v10(`'GNU.sparse.size': '8'`).entry).toMatchObject({ size: 8, sparse: [{ offset: 5, length: 3 }] });
+    expect(v10(``).entry.size).toBe(515); // no size record: Go keeps the header's (stored) size
+    const v01 = scan(pyTar(`reg('g', b'abc', {'GNU.sparse.map': '4,3', 'GNU.sparse.numblocks': '1', 'GNU.sparse.realsize': '20', 'GNU.sparse.size': '10'})`)).entries[0]!;
+    expect(v01.entry).toMatchObject({ name: 'g', size: 10, sparse: [{ offset: 4, length: 3 }] });
+  });
+
+  it('GNU sparse 0.x maps Go refuses are refused: records out of turn, no numblocks (audit H3c)', () => {
+    const raw = (pairs: [string, string][]): Buffer =>
+      Buffer.concat(pairs.map(([k, v]) => pax({ [k]: v })));
+    const v00 = (pairs: [string, string][], stored = 4): Buffer =>
+      Buffer.concat([ext('x', raw([['GNU.sparse.size', '100'], ['GNU.sparse.numblocks', '2'], ...pairs])), hdr('s', '0', stored), padTo512(Buffer.alloc(stored, 7)), TAR_EOF]);
+    const O = 'GNU.sparse.offset';
+    const N = 'GNU.sparse.numbytes';
+    const good = scan(v00([[O, '10'], [N, '2'], [O, '50'], [N, '2']]));
+    expect(good.entries[0]!.entry).toMatchObject({ name: 's', size: 100, sparse: [{ offset: 10, length: 2 }, { offset: 50, length: 2 }] });
+    expect(code(() => scan(v00([[O, '10'], [O, '50'], [N, '2'], [N, '2']])))).toMatch(/^TAR_INVALID: GNU sparse 0.0 map: GNU.sparse.offset where GNU.sparse.numbytes is due/);
+    expect(code(() => scan(v00([[N, '2'], [O, '10'], [N, '2'], [O, '50']])))).toMatch(/^TAR_INVALID: GNU sparse 0.0 map: GNU.sparse.numbytes where GNU.sparse.offset is due/);
+    expect(code(() => scan(v00([[O, '10,60'], [N, '2'], [O, '50'], [N, '2']])))).toMatch(/^TAR_INVALID: bad PAX GNU.sparse.offset|^TAR_INVALID/);
+    const noBlocks = Buffer.concat([ext('x', pax({ 'GNU.sparse.size': '100', 'GNU.sparse.map': '10,4' })), hdr('s', '0', 4), padTo512(Buffer.alloc(4)), TAR_EOF]);
+    expect(code(() => scan(noBlocks))).toMatch(/^TAR_INVALID: GNU sparse 0.x entry without GNU.sparse.numblocks/);
   });
 });

@@ -275,7 +275,10 @@ export class TarScanner {
     }
     for (const r of parsePaxRecords(buf, displayName(entry))) {
       if (r.key === 'GNU.sparse.offset' || r.key === 'GNU.sparse.numbytes') {
-        // 0.0: repeated pairs, in order (a Map would keep only the last)
+        // 0.0: repeated pairs, in order (a Map would keep only the last). Go refuses a map whose
+        // offset/numbytes records do not alternate starting with an offset.
+        const want = (p.sparse00?.length ?? 0) % 2 === 0 ? 'GNU.sparse.offset' : 'GNU.sparse.numbytes';
+        if (r.key !== want) throw this.#err(`GNU sparse 0.0 map: ${r.key} where ${want} is due`, entry);
         (p.sparse00 ??= []).push(paxInt(r.value, r.key, displayName(entry)));
         continue;
       }
@@ -303,9 +306,6 @@ export class TarScanner {
     const paxPath = pax?.get('path');
     // PAX path/linkpath are raw bytes: Go's archive/tar writes a non-UTF-8 name there as is.
     if (paxPath) name = decodeName(paxPath);
-    // A GNU sparse file's real name (1.0 stores "GNUSparseFile.0/…" in the header), as Go reads it.
-    const sparseName = pax?.get('GNU.sparse.name');
-    if (sparseName) name = decodeName(sparseName);
     this.#lastName = name;
     let type = TYPES[hdr.typeflag];
     if (type === undefined) {
@@ -329,10 +329,21 @@ export class TarScanner {
       const v = pax?.get(key);
       return v ? paxInt(v, key, displayName(name)) : fallback;
     };
-    const sparse = this.#sparseOf(pax, p, type, name);
+    const stored = num('size', hdr.size);
+    const sparse = this.#sparseOf(pax, p, type, name, stored);
+    if (sparse) {
+      // A GNU sparse file's real name (1.0 stores "GNUSparseFile.0/…" in the header). Go reads
+      // GNU.sparse.name only once it has called the entry sparse; on any other entry it is inert.
+      const sparseName = pax?.get('GNU.sparse.name');
+      if (sparseName) {
+        name = decodeName(sparseName);
+        this.#lastName = name;
+        // Go would turn a '\0' entry so named into a directory after reading its map: refuse.
+        if (name.endsWith('/')) throw this.#err('GNU sparse file named as a directory', name);
+      }
+    }
     if (sparse?.version === '1.0') {
       // The map is the start of the content: read it before the entry can be described.
-      const stored = num('size', hdr.size);
       const room = Math.min(stored, this.#limits.maxTarHeaderExtBytes);
       this.#smap = { hdr, at, pending: p, name, realSize: sparse.realSize, stored, buf: Buffer.alloc(room), fill: 0 };
       this.#state = 'smap';
@@ -342,43 +353,50 @@ export class TarScanner {
     this.#finishEntry(hdr, at, p, name, type, sparse ? { realSize: sparse.realSize, map: sparse.map!, mapBytes: 0 } : undefined, events);
   }
 
-  /** Which GNU sparse encoding (if any) the PAX records describe, with the real size and (0.x) the map. */
+  /**
+   * Which GNU sparse encoding (if any) the PAX records describe, with the real size and (0.x) the
+   * map — decided exactly as Go's archive/tar (readGNUSparsePAXHeaders) decides it, since c/storage
+   * unpacks with it: sparse iff GNU.sparse.major/minor name 0.0, 0.1 or 1.0, or (no version
+   * records) a non-empty GNU.sparse.map / 0.0 offset+numbytes pairs. Any other GNU.sparse.* record,
+   * and an unknown version, leave a plain entry. Size: GNU.sparse.size, else .realsize, else stored.
+   */
   #sparseOf(
     pax: Map<string, Buffer> | undefined,
     p: Pending | undefined,
     type: RawEntryType,
     name: ByteString,
+    stored: number,
   ): { version: '0.0' | '0.1' | '1.0'; realSize: number; map?: SparseSegment[] } | undefined {
-    const keys = pax ? [...pax.keys()].filter((k) => k.startsWith('GNU.sparse.') && k !== 'GNU.sparse.name') : [];
-    if (keys.length === 0 && p?.sparse00 === undefined) return undefined;
+    const str = (k: string): string => pax?.get(k)?.toString('latin1') ?? ''; // an empty value was deleted
+    const major = str('GNU.sparse.major');
+    const minor = str('GNU.sparse.minor');
+    // Go folds 0.0 offset/numbytes pairs into GNU.sparse.map, replacing any map record.
+    const map01 = p?.sparse00 === undefined ? str('GNU.sparse.map') : undefined;
+    let is10: boolean;
+    if (major === '0' && (minor === '0' || minor === '1')) is10 = false;
+    else if (major === '1' && minor === '0') is10 = true;
+    else if (major !== '' || minor !== '') return undefined; // unknown version: Go reads a plain file
+    else if (p?.sparse00 !== undefined || map01 !== '') is10 = false;
+    else return undefined;
     const shown = displayName(name);
     if (type !== 'reg') throw this.#err(`GNU sparse records on a ${type} entry`, name);
     const int = (k: string): number | undefined => {
       const v = pax?.get(k);
       return v ? paxInt(v, k, shown) : undefined;
     };
-    const major = pax?.get('GNU.sparse.major')?.toString('latin1');
-    const minor = pax?.get('GNU.sparse.minor')?.toString('latin1');
-    if (major !== undefined || minor !== undefined) {
-      if (major !== '1' || minor !== '0') throw this.#err(`unknown GNU sparse format ${major ?? '?'}.${minor ?? '?'}`, name);
-      const realSize = int('GNU.sparse.realsize') ?? int('GNU.sparse.size');
-      if (realSize === undefined) throw this.#err('GNU sparse 1.0 entry without GNU.sparse.realsize', name);
-      return { version: '1.0', realSize };
-    }
-    const realSize = int('GNU.sparse.size');
-    if (realSize === undefined) throw this.#err('GNU sparse 0.x entry without GNU.sparse.size', name);
-    const numbers = pax?.has('GNU.sparse.map')
-      ? pax.get('GNU.sparse.map')!.toString('latin1') === ''
-        ? []
-        : pax.get('GNU.sparse.map')!.toString('latin1').split(',').map((v) => paxInt(Buffer.from(v, 'latin1'), 'GNU.sparse.map', shown))
-      : (p?.sparse00 ?? []);
+    const realSize = int('GNU.sparse.size') ?? int('GNU.sparse.realsize') ?? stored;
+    if (is10) return { version: '1.0', realSize };
+    const numbers =
+      p?.sparse00 ??
+      (map01 === '' ? [] : map01!.split(',').map((v) => paxInt(Buffer.from(v, 'latin1'), 'GNU.sparse.map', shown)));
     const blocks = int('GNU.sparse.numblocks');
-    if (numbers.length % 2 !== 0 || (blocks !== undefined && blocks * 2 !== numbers.length)) {
-      throw this.#err(`GNU sparse map of ${numbers.length} numbers for ${blocks ?? '?'} blocks`, name);
+    if (blocks === undefined) throw this.#err('GNU sparse 0.x entry without GNU.sparse.numblocks', name);
+    if (blocks * 2 !== numbers.length) {
+      throw this.#err(`GNU sparse map of ${numbers.length} numbers for ${blocks} blocks`, name);
     }
     const map: SparseSegment[] = [];
     for (let i = 0; i < numbers.length; i += 2) map.push({ offset: numbers[i]!, length: numbers[i + 1]! });
-    return { version: pax?.has('GNU.sparse.map') ? '0.1' : '0.0', realSize, map };
+    return { version: p?.sparse00 !== undefined ? '0.0' : '0.1', realSize, map };
   }
 
   /** Parse the GNU sparse 1.0 map once enough of it is in; then describe the entry. */

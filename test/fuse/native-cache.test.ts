@@ -188,6 +188,34 @@ describe('native backend: cached reads in C', () => {
     expect(st.cached_reads).toBe(0); // no READ reached the daemon
   });
 
+  it('passthrough (root) and quarantine: new opens answer EIO; a file already open in passthrough keeps reading (the kernel cannot revoke it; docs/native.md)', async () => {
+    if (process.getuid?.() !== 0) return;
+    const data = Buffer.alloc(2 * 1024 * 1024, 9);
+    const base = buildStandInLayer(keyOf('passthrough-quarantine'), [{ name: './', mode: 0o755 }, { name: 'one.bin', content: data }], { chunkSize: 4 * 1024 * 1024 });
+    m = await tempMount(new StandInProvider().add(base), { backend: 'native' });
+    const objects = join(m.dir, 'objects');
+    await m.close();
+    await fillObjects(base, objects);
+    const cbs: (() => void)[] = [];
+    const view: ServedLayerView = { ...base, onQuarantine: (cb) => void cbs.push(cb) };
+    m = await tempMount(new StandInProvider().add(view), { backend: 'native', objectsDir: objects, passthrough: true });
+    const f = join(m.mnt, base.key, 'diff', 'one.bin');
+    const { open } = await import('node:fs/promises');
+    const held = await open(f, 'r'); // a running container's mapped binary
+    try {
+      expect((m.mount.backendStats() as { passthrough_opens: number }).passthrough_opens).toBe(1);
+      cbs[0]!();
+      const again = await probe([{ op: 'read', path: f }]);
+      expect(again[0]!.ok ? 'served' : again[0]!.code).toBe('EIO');
+      const b = Buffer.alloc(4096);
+      const { bytesRead } = await held.read(b, 0, b.length, 1024 * 1024);
+      expect(bytesRead).toBe(b.length); // not revoked: documented, not wished away
+      expect(b.equals(data.subarray(1024 * 1024, 1024 * 1024 + 4096))).toBe(true);
+    } finally {
+      await held.close();
+    }
+  });
+
   it('passthrough: a file still open from before its object was cached opens again (the kernel refuses mixed I/O modes on one inode)', async () => {
     if (process.getuid?.() !== 0) return;
     // What podman hit with busybox: the first exec opens the binary before it is cached (cached

@@ -74,18 +74,11 @@ export interface TableExtras {
   readonly chunkDigests: ReadonlyMap<number, Digest>;
 }
 
-export interface TableMeta {
-  readonly format: LayerFormat;
-  readonly compression: Compression;
-  readonly blobSize: number;
-  readonly blobDigest?: Digest;
-  readonly tocDigest?: Digest;
-  readonly diffId?: Digest;
-  readonly uncompressedSize?: number;
-  readonly prefetchEnd?: number;
+/** The index's own facts (declared once, on LayerIndex) plus the id lists the table builder gathered. */
+export type TableMeta = Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize' | 'prefetchEnd'> & {
   readonly uids: readonly number[];
   readonly gids: readonly number[];
-}
+};
 
 const u64 = (w: Uint32Array, i: number): number => w[i]! + w[i + 1]! * 0x1_0000_0000;
 const i64 = (w: Uint32Array, i: number): number => w[i]! + (w[i + 1]! | 0) * 0x1_0000_0000;

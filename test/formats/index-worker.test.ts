@@ -8,6 +8,8 @@
  */
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { Digest } from '../../src/core/digest.js';
+import type { OpenLayerOptions } from '../../src/formats/layer-reader.js';
 import type { LayerIndex } from '../../src/formats/model.js';
 import { ensureBuilt } from '../e2e/store.js';
 import { manyEntriesLayer } from '../helpers/many-entries.js';
@@ -50,11 +52,11 @@ describe('index worker', () => {
   const est = buildEStargz(entries);
   const zst = buildZstdChunked(entries);
   const plain = gzipSync(buildTar(entries));
-  const cases = [
+  const cases: [string, Buffer, OpenLayerOptions][] = [
     ['eStargz', est.blob, { expectedTocDigest: est.tocDigest }],
-    ['zstd:chunked', zst.blob, { expectedTocDigest: zst.tocDigest, descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' } }],
+    ['zstd:chunked', zst.blob, { expectedTocDigest: zst.tocDigest as Digest, descriptor: { mediaType: 'application/vnd.oci.image.layer.v1.tar+zstd' } }],
     ['plain tar+gzip', plain, {}],
-  ] as const;
+  ];
 
   it.each(cases)('%s: the worker builds the same index as in-process, and its record loads back to it', async (_name, bytes, options) => {
     expect(m.worker.IndexWorkers.available).toBe(true);
@@ -62,7 +64,7 @@ describe('index worker', () => {
     const blob = new m.blob.BufferBlob(bytes, 'test-blob');
     const pieces: string[] = [];
     const built = await workers.openLayer(blob, { ...options, onPlainChunk: (c, data) => void pieces.push(`${c.digest}:${data.length}`) });
-    const local = await m.open.openLayer(blob, options as never);
+    const local = await m.open.openLayer(blob, options);
     expect(snapshot(built.index)).toEqual(snapshot(local.index));
     expect(built.index.table.equals(local.index.table)).toBe(true);
     expect(Buffer.isBuffer(built.record)).toBe(true);
@@ -80,7 +82,7 @@ describe('index worker', () => {
     const workers = new m.worker.IndexWorkers();
     const blob = new m.blob.BufferBlob(est.blob, 'test-blob');
     const wrong = `sha256:${'0'.repeat(64)}`;
-    const err = await workers.openLayer(blob, { expectedTocDigest: wrong as never }).catch((e: unknown) => e);
+    const err = await workers.openLayer(blob, { expectedTocDigest: wrong as Digest }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(m.errors.FormatError);
     expect(err).toMatchObject({ code: 'TOC_DIGEST_MISMATCH', context: { blob: 'test-blob' } });
   });

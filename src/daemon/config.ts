@@ -111,7 +111,9 @@ const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
     entryTimeoutSec: 60,
     attrTimeoutSec: 60,
     allowOther: true,
-    suid: true,
+    // Off: a user allowed to resolve could fetch any image holding a setuid-root binary and run it
+    // from the mount (audit H4). Containers do not need it: overlayfs decides setuid for them.
+    suid: false,
     maxLayers: 512,
     resolveUids: Object.freeze([]) as readonly number[],
     resolveGids: Object.freeze([]) as readonly number[],

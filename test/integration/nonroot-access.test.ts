@@ -225,15 +225,16 @@ describe('a non-root user against a root daemon', () => {
     await d.stop();
   });
 
-  it('fuse.suid: true mounts without nosuid (a setuid-root binary of the layer runs as root); false mounts nosuid', async () => {
-    for (const suid of [true, false]) {
-      const d = await startDaemon(`suid-${suid}`, ['--suid', String(suid), '--resolve-uids', String(uid)]);
+  it('fuse.suid: true mounts without nosuid (a setuid-root binary of the layer runs as root); false and the default mount nosuid', async () => {
+    for (const suid of [true, false, undefined]) {
+      const flag = suid === undefined ? [] : ['--suid', String(suid)];
+      const d = await startDaemon(`suid-${suid}`, [...flag, '--resolve-uids', String(uid)]);
       const opts = await mountOptions(d.mnt);
-      expect(opts.flags.includes('nosuid')).toBe(!suid);
+      expect(opts.flags.includes('nosuid')).toBe(suid !== true);
       expect(opts.flags).toContain('nodev');
       const bin = join(d.mnt, R, layer.tocDigest, 'diff', 'suid-id');
       const r = await cmd('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', bin, '-u']);
-      expect({ code: r.code, euid: r.stdout.trim() }).toEqual({ code: 0, euid: suid ? '0' : String(uid) });
+      expect({ code: r.code, euid: r.stdout.trim() }).toEqual({ code: 0, euid: suid === true ? '0' : String(uid) });
       await d.stop();
     }
   });

@@ -221,8 +221,9 @@ export class LayerCatalog {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
+    const tFacts = performance.now();
     const index = await this.#indexes.indexFor(facts);
-    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
+    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0), factsMs: Math.round(tFacts - t0) });
     const o = this.#o;
     const openBlob = (signal?: AbortSignal): Promise<RandomAccessBlob> => this.#blobs.open(facts, signal);
     const layer = new ServedLayer({

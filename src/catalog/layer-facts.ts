@@ -120,14 +120,17 @@ export class LayerFactsResolver {
     const source = this.#o.source;
     if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, {});
     this.sourceResolutions++;
+    const t0 = performance.now();
     // An index is scanned only up to the manifest that has the key (sources bound the scan);
     // manifests found by earlier scans of the same index stay known (offline after a restart).
     const image = withKnownManifests(await source.resolve(ref, undefined, (m) => manifestHasKey(m, key)), previous?.image);
     const known = { image, checkedAt: this.#o.now() };
     this.#images.set(ref.string, known);
+    const t1 = performance.now();
     if (previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length) {
       await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
     }
+    this.#o.logger.debug('catalog.image_resolved', { reference: ref.string, ms: Math.round(t1 - t0), persistMs: Math.round(performance.now() - t1) });
     return known;
   }
 }

@@ -11,6 +11,8 @@ import type { Logger } from '../core/log.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
 import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
+import { tocReadHints } from '../formats/read-hints.js';
+import { PrefetchedBlob } from '../core/prefetched-blob.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
@@ -77,7 +79,9 @@ export class IndexLoader {
   async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
     this.opens++;
     const t0 = performance.now();
-    const blob = loggedBlob(await this.#o.openBlob(facts), this.#o.logger, { layer: facts.key });
+    const source = loggedBlob(await this.#o.openBlob(facts), this.#o.logger, { layer: facts.key });
+    // head, footer, TOC and tar-split in one request where the descriptor tells where they are
+    const blob = new PrefetchedBlob(source, tocReadHints({ size: source.size, annotations: facts.annotations }, limits));
     const tOpen = performance.now();
     const staging = this.#o.blobStore.createStaging();
     let stagingFailed = false;

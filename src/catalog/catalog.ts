@@ -220,6 +220,15 @@ export class LayerCatalog {
     } else {
       facts = await this.#facts.fromStore(key);
     }
+    try {
+      return await this.#serveFacts(refElem, ref, key, facts, imagePersisted, t0);
+    } catch (e) {
+      await imagePersisted; // a refusal too leaves no write running behind it
+      throw e;
+    }
+  }
+
+  async #serveFacts(refElem: string | undefined, ref: ImageReference | undefined, key: Digest, facts: LayerFacts, imagePersisted: Promise<void> | undefined, t0: number): Promise<ServedLayer> {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }

@@ -79,7 +79,10 @@ export class LayerFactsResolver {
       known = await this.#resolving.run(flight, () => this.#fromSource(ref, key, previous));
       match = findLayer(known.image, key);
     }
-    if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    if (!match) {
+      await known?.persisted; // no write left running behind an answer
+      throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    }
     const l = match.layer;
     const facts: LayerFacts = {
       key,

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { BufferBlob, type ByteRange, type RandomAccessBlob } from '../../src/core/blob.js';
 import { PrefetchedBlob } from '../../src/core/prefetched-blob.js';
 import { DEFAULT_LIMITS } from '../../src/core/limits.js';
+import { parseDigest, type Digest } from '../../src/core/digest.js';
 import { STARGZ_TOC_DIGEST_ANNOTATION } from '../../src/formats/constants.js';
 import { openLayer } from '../../src/formats/open-layer.js';
 import { tocReadHints } from '../../src/formats/read-hints.js';
@@ -38,7 +39,7 @@ class CountingBlob implements RandomAccessBlob {
 
 const paths = (i: LayerIndex): string[] => [...i.allNodes()].map((n) => `${n.type} ${n.size}`).sort();
 
-async function openBoth(blob: Buffer, annotations: Record<string, string>, digest: string): Promise<{ direct: LayerIndex; counted: CountingBlob; hinted: LayerIndex }> {
+async function openBoth(blob: Buffer, annotations: Record<string, string>, digest: Digest): Promise<{ direct: LayerIndex; counted: CountingBlob; hinted: LayerIndex }> {
   const descriptor = { digest, size: blob.length, annotations };
   const direct = (await openLayer(new BufferBlob(blob), { descriptor })).index;
   const counted = new CountingBlob(new BufferBlob(blob));
@@ -49,7 +50,7 @@ async function openBoth(blob: Buffer, annotations: Record<string, string>, diges
 describe('resolution reads (read hints + prefetched blob)', () => {
   it('zstd:chunked with position annotations: one request for head, TOC, tar-split and footer', async () => {
     const w = buildZstdChunked(zstdChunkedSampleEntries(), { chunkSize: 32 * 1024 });
-    const { direct, counted, hinted } = await openBoth(w.blob, w.annotations, w.blobDigest);
+    const { direct, counted, hinted } = await openBoth(w.blob, w.annotations, parseDigest(w.blobDigest));
     expect(counted.requests).toHaveLength(1);
     const tail = counted.requests[0]!.at(-1)!;
     expect(tail.offset + tail.length).toBe(w.blob.length);
@@ -74,7 +75,7 @@ describe('resolution reads (read hints + prefetched blob)', () => {
     const key = 'io.github.containers.zstd-chunked.manifest-position';
     const [off, ...rest] = w.annotations[key]!.split(':');
     const annotations = { ...w.annotations, [key]: [Number(off) - 16, ...rest].join(':') };
-    const descriptor = { digest: w.blobDigest, size: w.blob.length, annotations };
+    const descriptor = { digest: parseDigest(w.blobDigest), size: w.blob.length, annotations };
     const plain = openLayer(new BufferBlob(w.blob), { descriptor });
     const hinted = openLayer(new PrefetchedBlob(new CountingBlob(new BufferBlob(w.blob)), tocReadHints({ size: w.blob.length, annotations }, DEFAULT_LIMITS)), { descriptor });
     await expect(plain).rejects.toMatchObject({ code: 'FORMAT_CONFLICT' });

@@ -19,7 +19,7 @@ import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
 import type { ByteString, LayerIndex, LayerNode } from './model.js';
-import { landedTime, normalizeEntryPath } from './overlay-view.js';
+import { landedMode, landedTime, normalizeEntryPath } from './overlay-view.js';
 import { tocRoundedSeconds } from './toc-binding.js';
 import { TarScanner, type ScannedEntry } from './tar/tar-scanner.js';
 import { decodeWholeBlob, readWholeBlob } from './whole-blob.js';
@@ -200,7 +200,8 @@ class FullPassCheck {
   #compareHeader(path: ByteString, n: LayerNode, e: ScannedEntry): void {
     const conflict = (what: string, served: unknown, tar: unknown): FormatError => this.#conflict(path, what, served, tar);
     if (n.type !== e.type) throw conflict('the type', n.type, e.type);
-    if (n.mode !== (e.mode & 0o7777)) throw conflict('the mode', n.mode.toString(8), (e.mode & 0o7777).toString(8));
+    const mode = landedMode(e.type, e.mode);
+    if (n.mode !== mode) throw conflict('the mode', n.mode.toString(8), mode.toString(8));
     if (n.uid !== e.uid || n.gid !== e.gid) throw conflict('the owner', `${n.uid}:${n.gid}`, `${e.uid}:${e.gid}`);
     const t = landedTime(e.mtimeSec, e.mtimeNsec);
     // eStargz TOCs carry the header's time rounded to the second (toc-binding.ts).

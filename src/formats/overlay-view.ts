@@ -13,8 +13,10 @@
  *  - eStargz artefacts (the TOC entry and the prefetch landmarks at the root) are hidden;
  *  - hardlinks become extra names of their target's node (shared inode, nlink counted);
  *  - inode numbers: root = 1, then in order of creation, so the same TOC always gives the same numbers.
- * Duplicate names: TOC formats reject them (as containers/storage does); plain tars follow tar
- * extraction semantics (a later entry replaces an earlier one; dir over dir updates the metadata).
+ * Duplicate names are rejected (ENTRY_DUPLICATE) in every format, plain tars included: podman's own
+ * unpack refuses them (tar-split: "duplicates of file paths not supported"), so serving one would
+ * make runnable an image podman cannot pull (audit M1). A directory listed after entries inside it
+ * is not a duplicate: the explicit entry supplies the implied directory's metadata.
  */
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { asByteString, displayName } from './byte-string.js';
@@ -29,14 +31,14 @@ export interface LayerMeta extends Pick<LayerIndex, 'format' | 'compression' | '
 }
 
 export interface BuildOptions {
-  /** 'error' for TOC formats, 'replace' for plain tars. */
-  readonly duplicates: 'error' | 'replace';
   /** Hide `stargz.index.json`, `.prefetch.landmark`, `.no.prefetch.landmark` at the root. */
   readonly hideEstargzArtefacts: boolean;
   readonly limits?: Limits;
 }
 
 const OPAQUE = Buffer.from('y');
+/** Longest symlink target Linux stores: PATH_MAX (4096) less the terminating NUL. */
+const MAX_SYMLINK_TARGET = 4095;
 const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
 const NO_CHUNKS: readonly never[] = Object.freeze([]);
 const ESTARGZ_ARTEFACTS = new Set<string>(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
@@ -151,14 +153,7 @@ export function buildLayerIndex(raw: Iterable<RawEntry>, meta: LayerMeta, opts: 
       nodes.set(prev, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
       continue;
     }
-    if (prev !== undefined) {
-      if (opts.duplicates === 'error') throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
-      if (nodes.isDir(prev) && e.type === 'dir') {
-        nodes.set(prev, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
-        continue;
-      }
-      removePath(byPath, path, nodes.isDir(prev));
-    }
+    if (prev !== undefined) throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
     let node: number;
     if (e.type === 'hardlink') {
       const target = normalizeEntryPath(e.linkName ?? ROOT, limits, blob);
@@ -185,7 +180,7 @@ export function buildLayerIndex(raw: Iterable<RawEntry>, meta: LayerMeta, opts: 
 
   for (const d of opaqueDirs) {
     const dir = byPath.get(d);
-    if (dir === undefined || !nodes.isDir(dir)) continue; // replaced by a later non-directory entry
+    if (dir === undefined || !nodes.isDir(dir)) continue;
     nodes.setXattrs(dir, new Map([...nodes.xattrs(dir), ['trusted.overlay.opaque', OPAQUE], ['user.overlay.opaque', OPAQUE]]));
   }
   for (const w of whiteouts) {
@@ -212,16 +207,14 @@ export function buildLayerIndex(raw: Iterable<RawEntry>, meta: LayerMeta, opts: 
   });
 }
 
-function attrsOf(e: RawEntry): { mode: number; uid: number; gid: number; mtimeSec: number; mtimeNsec: number } {
-  return { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) };
+/** The permission bits an entry lands with: Linux symlinks are always 0777, whatever the header says
+ * (podman's unpack shows lrwxrwxrwx: audit L1). */
+export function landedMode(type: RawEntry['type'], mode: number): number {
+  return type === 'symlink' ? 0o777 : mode & 0o7777;
 }
 
-/** Drop a replaced path (and, for a directory, everything under it) from the view. */
-function removePath(byPath: Map<ByteString, number>, path: ByteString, isDir: boolean): void {
-  byPath.delete(path);
-  if (!isDir) return; // only a directory has names under it: no scan of the whole view per replaced file
-  const prefix = path + '/';
-  for (const k of [...byPath.keys()]) if (k.startsWith(prefix)) byPath.delete(k);
+function attrsOf(e: RawEntry): { mode: number; uid: number; gid: number; mtimeSec: number; mtimeNsec: number } {
+  return { mode: landedMode(e.type, e.mode), uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) };
 }
 
 function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: string; blob?: string }): void {
@@ -238,6 +231,11 @@ function checkEntry(e: RawEntry, meta: LayerMeta, limits: Limits, ctx: { entry: 
   if (xattrBytes > limits.maxXattrBytes) throw new FormatError('ENTRY_INVALID', 'xattrs too large', ctx);
   if ((e.type === 'symlink' || e.type === 'hardlink') && (e.linkName === undefined || e.linkName.includes('\0'))) {
     throw new FormatError('ENTRY_INVALID', `${e.type} without a valid link name`, ctx);
+  }
+  // No Linux filesystem holds a longer target (PATH_MAX incl. NUL): podman's unpack fails with
+  // ENAMETOOLONG, so serving it would run an image podman cannot pull (audit M1).
+  if (e.type === 'symlink' && e.linkName !== undefined && e.linkName.length > MAX_SYMLINK_TARGET) {
+    throw new FormatError('ENTRY_INVALID', `symlink target of ${e.linkName.length} bytes (at most ${MAX_SYMLINK_TARGET})`, ctx);
   }
   if (e.type !== 'reg') {
     if (e.chunks.length > 0) throw new FormatError('ENTRY_INVALID', `${e.type} entry carries content chunks`, ctx);

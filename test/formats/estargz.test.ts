@@ -66,7 +66,7 @@ async function expectRoundTrip(index: LayerIndex, entries: readonly TarEntry[], 
     }
     const node = n as LayerNode;
     expect(node.type, p).toBe(e.type);
-    expect(node.mode, p).toBe((e.mode ?? (e.type === 'dir' ? 0o755 : 0o644)) & 0o7777);
+    expect(node.mode, p).toBe(e.type === 'symlink' ? 0o777 : (e.mode ?? (e.type === 'dir' ? 0o755 : 0o644)) & 0o7777); // Linux symlinks are 0777
     expect([node.uid, node.gid, node.mtimeSec, node.mtimeNsec], p).toEqual([e.uid ?? 0, e.gid ?? 0, e.mtime ?? 0, 0]);
     const xattrs: Record<string, Buffer> = {};
     for (const [k, v] of Object.entries(e.xattrs ?? {})) xattrs[k] = typeof v === 'string' ? Buffer.from(v) : v;

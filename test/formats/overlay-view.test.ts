@@ -7,8 +7,8 @@ import { buildLayerIndex, normalizeEntryPath, type BuildOptions, type LayerMeta 
 import { asByteString } from '../../src/formats/byte-string.js';
 
 const META: LayerMeta = { format: 'tar', compression: 'none', blobSize: 1 << 20 };
-const PLAIN: BuildOptions = { duplicates: 'replace', hideEstargzArtefacts: false };
-const TOC: BuildOptions = { duplicates: 'error', hideEstargzArtefacts: true };
+const PLAIN: BuildOptions = { hideEstargzArtefacts: false };
+const TOC: BuildOptions = { hideEstargzArtefacts: true };
 
 function e(name: string, type: RawEntry['type'] = 'reg', extra: Partial<RawEntry> = {}): RawEntry {
   const size = extra.size ?? 0;
@@ -83,19 +83,18 @@ describe('overlay view', () => {
     expect(code(() => build([e('f'), e('f/g')]))).toBe('ENTRY_INVALID'); // parent is not a directory
   });
 
-  it('duplicates: TOC formats refuse them; plain tars replace (dir over dir keeps the children)', () => {
-    expect(code(() => build([e('a'), e('a')], TOC))).toBe('ENTRY_DUPLICATE');
-    const ix = build([
-      e('d/', 'dir', { mode: 0o700 }), e('d/child'), e('d/', 'dir', { mode: 0o711, uid: 5 }),
-      e('f', 'reg', { size: 1 }), e('f', 'symlink', { linkName: asByteString('t') }),
-      e('g/', 'dir'), e('g/sub'), e('g', 'reg'),
-    ]);
+  it('duplicates are refused in every format, as podman unpack refuses them (file, dir or mixed; ./a = a)', () => {
+    for (const opts of [TOC, PLAIN]) {
+      expect(code(() => build([e('a'), e('a')], opts))).toBe('ENTRY_DUPLICATE');
+      expect(code(() => build([e('d/', 'dir'), e('d/child'), e('d/', 'dir', { mode: 0o711 })], opts))).toBe('ENTRY_DUPLICATE');
+      expect(code(() => build([e('f', 'reg', { size: 1 }), e('f', 'symlink', { linkName: asByteString('t') })], opts))).toBe('ENTRY_DUPLICATE');
+      expect(code(() => build([e('g/', 'dir'), e('g/sub'), e('g', 'reg')], opts))).toBe('ENTRY_DUPLICATE');
+      expect(code(() => build([e('./x'), e('x')], opts))).toBe('ENTRY_DUPLICATE');
+    }
+    // not a duplicate: a directory listed after entries inside it supplies the implied dir's metadata
+    const ix = build([e('d/child'), e('d/', 'dir', { mode: 0o711, uid: 5 })]);
     expect(ix.lookup(asByteString('d'))).toMatchObject({ mode: 0o711, uid: 5 });
     expect(ix.lookup(asByteString('d/child'))?.type).toBe('reg');
-    expect(ix.lookup(asByteString('f'))).toMatchObject({ type: 'symlink', linkTarget: 't', size: 1 });
-    expect(ix.lookup(asByteString('g'))?.type).toBe('reg');
-    expect(ix.lookup(asByteString('g/sub'))).toBeUndefined();
-    expect(ix.uids).toEqual([0, 5]);
   });
 
   it('inode numbers are stable across rebuilds of the same entries, root = 1, node(ino)', () => {
@@ -139,5 +138,12 @@ describe('overlay view', () => {
 
   it('mode keeps only permission bits; S_IFMT bits from the producer are dropped', () => {
     expect(build([e('f', 'reg', { mode: 0o104755 })]).lookup(asByteString('f'))?.mode).toBe(0o4755);
+  });
+
+  it('symlinks are 0777 whatever the header says; a target over 4095 bytes is refused (as podman unpack fails)', () => {
+    const ix = build([e('l', 'symlink', { mode: 0o644, linkName: asByteString('t') })]);
+    expect(ix.lookup(asByteString('l'))).toMatchObject({ type: 'symlink', mode: 0o777 });
+    expect(code(() => build([e('ok', 'symlink', { linkName: asByteString('x'.repeat(4095)) })]))).toBe('ok');
+    expect(code(() => build([e('long', 'symlink', { linkName: asByteString('x'.repeat(4096)) })]))).toBe('ENTRY_INVALID');
   });
 });

@@ -261,15 +261,15 @@ describe('plain layers from the test tar writer', () => {
     const tar = buildTar([
       { name: './', type: 'dir', mode: 0o711, mtime: 5 },
       { name: 'a/b', type: 'reg', data },
-      { name: 'a/b', type: 'reg', data: Buffer.from('replaced') },
+      { name: 'a/c', type: 'reg', data: Buffer.from('second') },
     ]);
     const { index } = await openPlainLayer(new BufferBlob(tar), { diffId: sha256Of(tar) as Digest });
     expect(index.format).toBe('tar');
     expect(index.root).toMatchObject({ mode: 0o711, mtimeSec: 5 });
-    const n = index.lookup(B('a/b'))!;
-    expect(n.size).toBe(8); // tar semantics: the later entry replaces the earlier one
+    const n = index.lookup(B('a/c'))!;
+    expect(n.size).toBe(6);
     expect(n.chunks[0]!.span.innerOffset).toBe(0);
-    expect(tar.subarray(n.chunks[0]!.span.offset, n.chunks[0]!.span.end).toString()).toBe('replaced');
+    expect(tar.subarray(n.chunks[0]!.span.offset, n.chunks[0]!.span.end).toString()).toBe('second');
     expect(index.lookup(B('a'))).toMatchObject({ type: 'dir', mode: 0o755 }); // implied parent
   });
 
@@ -278,5 +278,8 @@ describe('plain layers from the test tar writer', () => {
     expect(index.nodeCount).toBe(1);
     await expectCode(openPlainLayer(new BufferBlob(buildTar([{ name: '../escape', type: 'reg', data: Buffer.from('x') }])), {}), 'ENTRY_PATH_UNSAFE');
     await expectCode(openPlainLayer(new BufferBlob(buildTar([{ name: '/abs', type: 'reg' }])), {}), 'ENTRY_PATH_UNSAFE');
+    // podman's unpack refuses a repeated path (tar-split): so does the store (audit M1)
+    const dup = buildTar([{ name: 'a/b', type: 'reg', data: Buffer.from('1') }, { name: 'a/b', type: 'reg', data: Buffer.from('2') }]);
+    await expectCode(openPlainLayer(new BufferBlob(dup), {}), 'ENTRY_DUPLICATE');
   });
 });

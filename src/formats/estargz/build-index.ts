@@ -59,7 +59,7 @@ export function indexFromToc(toc: VerifiedToc, entries: readonly TocEntry[], met
       ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
       blobName: meta.blobName,
     },
-    { duplicates: 'error', hideEstargzArtefacts: true, limits },
+    { hideEstargzArtefacts: true, limits },
   );
 }
 

@@ -159,7 +159,7 @@ class PlainPass {
     const index = buildLayerIndex(
       this.#raw,
       { format, compression, blobSize: blob.size, blobDigest, diffId, uncompressedSize: this.#out, blobName: blob.name },
-      { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(this.#limits, blob.size) },
+      { hideEstargzArtefacts: false, limits: plainBuildLimits(this.#limits, blob.size) },
     );
     const record: LayerRecord = {
       version: 1,

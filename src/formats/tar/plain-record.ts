@@ -143,7 +143,7 @@ export function loadPlainRecord(record: LayerRecord, limits: Limits = DEFAULT_LI
       ...opt('diffId', record.diffId),
       ...(record.uncompressedSize !== undefined ? { uncompressedSize: record.uncompressedSize } : {}),
     },
-    { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(limits, blobSize) },
+    { hideEstargzArtefacts: false, limits: plainBuildLimits(limits, blobSize) },
   );
 }
 

@@ -145,7 +145,7 @@ function indexOf(
 ): LayerIndex {
   const raw = tocToRawEntries(manifest.entries, { dataEnd: manifestOffset - FRAME_HEADER, blobCtx: ctx });
   const meta = metaOf(layer.blobSize, toc, layer.blobName, layer.blobDigest, layer.uncompressedSize);
-  return buildLayerIndex(raw, meta, { duplicates: 'error', hideEstargzArtefacts: false, limits });
+  return buildLayerIndex(raw, meta, { hideEstargzArtefacts: false, limits });
 }
 
 /**

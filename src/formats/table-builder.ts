@@ -4,8 +4,8 @@
  * what the nodes are; this module only stores and packs them.
  */
 import { digestAlgorithm, digestHex, type Digest } from '../core/digest.js';
-import { CHUNK_BYTES, CHUNK_JS_ONLY, CHUNK_OTHER_DIGEST, CHUNK_ZEROS, DIRENT_BYTES, N, NODE_BYTES, NODE_DIGEST_IS_CHUNK, S_IF, TableLayerIndex, XATTR_BYTES, type TableMeta } from './index-table.js';
-import type { ByteString, ChunkRef, NodeType } from './model.js';
+import { CHUNK_BYTES, CHUNK_JS_ONLY, CHUNK_OTHER_DIGEST, CHUNK_ZEROS, DIRENT_BYTES, N, NODE_BYTES, NODE_DIGEST_IS_CHUNK, TableLayerIndex, XATTR_BYTES, type TableMeta } from './index-table.js';
+import { type ByteString, type ChunkRef, type EntryStat, type NodeType, S_IF } from './model.js';
 import { groupDirents, type Dirents } from './table-dirents.js';
 import { type TableCounts, TableWriter } from './table-writer.js';
 
@@ -33,14 +33,8 @@ class Column<T extends Typed> {
 
 const TYPE_CODE: Readonly<Record<NodeType, number>> = S_IF;
 
-export interface NodeAttrs {
+export interface NodeAttrs extends EntryStat {
   readonly type: NodeType;
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
   readonly rdevMajor: number;
   readonly rdevMinor: number;
   readonly linkTarget?: ByteString;

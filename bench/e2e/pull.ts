@@ -15,6 +15,11 @@
  *   BENCH_CPU_PROF=DIR …                     (the daemons run with node --cpu-prof into DIR; the
  *                                            pull's window is printed for bench/profile-summary.mjs)
  *   BENCH_PODMAN=4 …                         (only podman 4, or 5; default both)
+ *   BENCH_TIMELINE=1 …                       (print each pull's timeline from the store's debug log:
+ *                                            podman's lookups, round trips, index opens, persists;
+ *                                            podman's own debug log has only 1 s timestamps)
+ * Also measured: podman's own floor, a fresh podman pulling the same image from the same store
+ * with every layer already resolved (warm store).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,6 +37,7 @@ import { cpuProfWrap, log, median, REPEAT, report, runMain, skip } from './repor
 import { referenceStoreMissing, startReferenceStore } from './reference-store.js';
 
 const VERSIONS = (process.env['BENCH_PODMAN'] ?? '4,5').split(',').map(Number) as PodmanVersion[];
+const TIMELINE = process.env['BENCH_TIMELINE'] === '1';
 /** The first run: a shell and a dynamically linked program reading a file of the image. */
 const RUN = ['run', '--rm', '--network=none'];
 const CMD = ['sh', '-c', 'head -1 /etc/os-release'];
@@ -69,15 +75,37 @@ async function pushImages(reg: RegistryHandle, work: string): Promise<Images> {
   return { gzip, zstdchunked: zc.ref, estargz: `${reg.host}/bench/pull:estargz` };
 }
 
-/** Pull (timed), then the first run (timed; its output checked). */
-async function pullAndRun(pm: PodmanHandle, ref: string): Promise<Times> {
+async function timedPull(pm: PodmanHandle, ref: string): Promise<number> {
   const t0 = performance.now();
   await pm.run(['pull', '-q', ref], { check: true, timeoutMs: 600_000 });
+  return performance.now() - t0;
+}
+
+/** Pull (timed; then `afterPull`, untimed), then the first run (timed; its output checked). */
+async function pullAndRun(pm: PodmanHandle, ref: string, afterPull?: () => void): Promise<Times> {
+  const pull = await timedPull(pm, ref);
+  afterPull?.();
   const t1 = performance.now();
   const r = await pm.run([...RUN, ref, ...CMD], { check: true, timeoutMs: 600_000 });
   const t2 = performance.now();
   if (!r.stdout.includes('Debian')) throw new Error(`podman run printed ${JSON.stringify(r.stdout.slice(0, 200))}`);
-  return { pull: t1 - t0, run: t2 - t1 };
+  return { pull, run: t2 - t1 };
+}
+
+/**
+ * The daemon's debug events during one pull, ms after it started: podman's lookups (als.lookup),
+ * the image resolution, each resolve read (round trip), index open and persist, resolved layers.
+ */
+function printTimeline(logText: string, startMs: number): void {
+  const wanted = /"(als\.lookup|catalog\.(image_resolved|image_persisted|resolve_read|index_opened|resolved))"/;
+  for (const l of logText.split('\n')) {
+    if (!wanted.test(l)) continue;
+    const { time, level: _l, event, pid: _p, layer, ...rest } = JSON.parse(l) as Record<string, unknown>;
+    const t = Date.parse(String(time)) - startMs;
+    if (t < 0) continue;
+    const short = typeof layer === 'string' ? layer.slice(7, 19) : '';
+    log(`  store  +${String(t).padStart(5)} ms  ${String(event).padEnd(24)} ${short} ${JSON.stringify(rest)}`);
+  }
 }
 
 /** Per-layer resolve times the daemon logged (catalog.resolved lines), ms. */
@@ -90,6 +118,7 @@ function resolveTimes(logText: string): number[] {
 }
 
 type Results = Record<string, Times[]>;
+const add = (res: Results, k: string, t: Times): number => (res[k] ??= []).push(t);
 
 /** One round for one podman version on fresh storages: store, plain baseline, reference store. */
 async function round(v: PodmanVersion, img: Images, reg: RegistryHandle, res: Results, perLayer: number[]): Promise<void> {
@@ -102,16 +131,25 @@ async function round(v: PodmanVersion, img: Images, reg: RegistryHandle, res: Re
     const pm = await createPodman(v, { workDir: join(dir, 'p'), als: { dir: store.mountpoint }, registries });
     pms.push(pm);
     const us0 = process.hrtime.bigint() / 1000n; // the daemon's --cpu-prof clock
-    (res[`s${v}`] ??= []).push(await pullAndRun(pm, img.zstdchunked));
-    if (wrap) log(`podman ${v} pull+run profile window (µs, monotonic): ${us0} ${process.hrtime.bigint() / 1000n} (daemon pid ${store.pid})`);
-    const times = resolveTimes(store.log());
-    perLayer.push(...times);
-    log(`podman ${v}: per-layer resolve ms ${times.join(' ')}`);
+    const wall0 = Date.now();
+    const afterPull = (): void => {
+      if (wrap) log(`podman ${v} pull profile window (µs, monotonic): ${us0} ${process.hrtime.bigint() / 1000n} (daemon pid ${store.pid})`);
+      if (TIMELINE) printTimeline(store.log(), wall0);
+      const times = resolveTimes(store.log());
+      perLayer.push(...times);
+      log(`podman ${v}: per-layer resolve ms ${times.join(' ')}`);
+    };
+    add(res, `s${v}`, await pullAndRun(pm, img.zstdchunked, afterPull));
+    // the floor: a fresh podman pulling the same image from the same store, every layer already
+    // resolved — podman's own cost plus lookups the store answers from memory
+    const warm = await createPodman(v, { workDir: join(dir, 'w'), als: { dir: store.mountpoint }, registries });
+    pms.push(warm);
+    add(res, `w${v}`, { pull: await timedPull(warm, img.zstdchunked), run: 0 });
     const plain = await createPodman(v, { workDir: join(dir, 'q'), registries });
     pms.push(plain);
     // podman 4: the plain gzip pull; podman 5: its own partial pull of the zstd:chunked image
-    (res[`p${v}`] ??= []).push(await pullAndRun(plain, v === 4 ? img.gzip : img.zstdchunked));
-    if (v === 4 && !referenceStoreMissing()) (res['r4'] ??= []).push(await referencePullAndRun(join(dir, 'r'), img, registries));
+    add(res, `p${v}`, await pullAndRun(plain, v === 4 ? img.gzip : img.zstdchunked));
+    if (v === 4 && !referenceStoreMissing()) add(res, 'r4', await referencePullAndRun(join(dir, 'r'), img, registries));
   } finally {
     for (const pm of pms) await pm.cleanup();
     await store.stop();
@@ -151,6 +189,9 @@ function reportAll(res: Results, perLayer: number[]): void {
     report({ group: g, name: "podman 5: pull + first run through the store vs podman 5's own partial pull + run", value: m('s5', both), baseline: m('p5', both), unit: 'ms' });
     skip('pull/podman5', 'stargz-store cannot serve TOC-keyed (podman ≥ 5.1) lookups nor zstd:chunked', 'reference');
   }
+  for (const v of VERSIONS) {
+    if (res[`w${v}`]) report({ group: g, name: `podman ${v}: pull through a warm store (layers already resolved: podman's own floor) vs the same baseline`, value: m(`w${v}`, pull), baseline: m(`p${v}`, pull), unit: 'ms' });
+  }
   if (perLayer.length > 0) {
     report({ group: g, name: 'store: resolve time per layer (median; manifest+config+footer+TOC+index)', value: median(perLayer), unit: 'ms', note: `max ${Math.max(...perLayer).toFixed(0)} ms over ${perLayer.length}` });
   }
@@ -167,7 +208,7 @@ async function main(): Promise<void> {
       for (const v of VERSIONS) {
         await round(v, img, reg, res, perLayer);
         const last = (k: string): string => (res[k]?.length ? `${res[k]!.at(-1)!.pull.toFixed(0)}+${res[k]!.at(-1)!.run.toFixed(0)} ms` : '-');
-        log(`run ${i} podman ${v}: pull+run store ${last(`s${v}`)}, baseline ${last(`p${v}`)}${v === 4 ? `, reference store ${last('r4')}` : ''}`);
+        log(`run ${i} podman ${v}: pull+run store ${last(`s${v}`)}, warm store pull ${last(`w${v}`)}, baseline ${last(`p${v}`)}${v === 4 ? `, reference store ${last('r4')}` : ''}`);
       }
     }
     reportAll(res, perLayer);

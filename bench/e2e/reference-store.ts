@@ -3,7 +3,8 @@
  * benchmarks run it beside lazy-als. Debian's stargz-snapshotter package ships only ctr-remote;
  * bench/reference/build-stargz-store.sh builds a minimal stargz-store command from Debian's
  * golang-github-containerd-stargz-snapshotter-dev (its store package, the same code upstream's
- * command mounts) into bench/reference/.build/stargz-store. BENCH_STARGZ_STORE names another binary.
+ * command mounts) into bench/reference/.build/stargz-store (install it as /usr/local/bin/stargz-store
+ * to keep it after the Go packages are gone). BENCH_STARGZ_STORE names another binary.
  *
  * It serves podman ≤ 5.0's blob-digest lookups of eStargz layers (no zstd:chunked, no TOC keys).
  */
@@ -14,7 +15,8 @@ import { join } from 'node:path';
 import { spawnCollect } from '../../test/helpers/podman.js';
 import { mountAt, ROOT, waitUntil } from '../../test/e2e/store.js';
 
-export const STARGZ_STORE = process.env['BENCH_STARGZ_STORE'] ?? join(ROOT, 'bench', 'reference', '.build', 'stargz-store');
+const CANDIDATES = [join(ROOT, 'bench', 'reference', '.build', 'stargz-store'), '/usr/local/bin/stargz-store'];
+export const STARGZ_STORE = process.env['BENCH_STARGZ_STORE'] ?? CANDIDATES.find((p) => existsSync(p)) ?? CANDIDATES[0]!;
 
 export interface ReferenceStore {
   readonly mountpoint: string;
@@ -24,7 +26,7 @@ export interface ReferenceStore {
 /** Why the reference store cannot run here, or undefined when it can. */
 export function referenceStoreMissing(): string | undefined {
   if (existsSync(STARGZ_STORE)) return undefined;
-  return `stargz-store not found at ${STARGZ_STORE}: Debian's stargz-snapshotter ships only ctr-remote; build it with bash bench/reference/build-stargz-store.sh (needs golang-go and golang-github-containerd-stargz-snapshotter-dev)`;
+  return `stargz-store not found (${process.env['BENCH_STARGZ_STORE'] ?? CANDIDATES.join(', ')}): Debian's stargz-snapshotter ships only ctr-remote; build it with bash bench/reference/build-stargz-store.sh (needs golang-go and golang-github-containerd-stargz-snapshotter-dev)`;
 }
 
 /** stargz-store on `<dir>/mnt` (state in `<dir>/root`, log `<dir>/stargz-store.log`), reaching `insecureHosts` over HTTP. */

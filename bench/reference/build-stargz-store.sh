@@ -6,6 +6,9 @@
 #
 #   apt-get install golang-go golang-github-containerd-stargz-snapshotter-dev   (once, ~270 packages)
 #   bash bench/reference/build-stargz-store.sh
+#   install -m 0755 bench/reference/.build/stargz-store /usr/local/bin/   (optional: outlives the packages)
+# The Go library packages add ~500 MiB under /usr/share (bench/formats/inspect-extract.mjs tars
+# /usr/share): remove them once the binary is installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/.build"

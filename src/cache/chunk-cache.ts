@@ -28,6 +28,7 @@
  * them.
  */
 import { LRUCache } from 'lru-cache';
+import { raceAbort } from '../core/abort.js';
 import type { Digest } from '../core/digest.js';
 import { AbortedError, type ErrorContext } from '../core/errors.js';
 import type { VerifiedBytes } from '../core/verified.js';
@@ -333,24 +334,4 @@ export class ChunkCache {
       }
     });
   }
-}
-
-/** Resolve with `p`, or reject with AbortedError as soon as `signal` aborts. */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, ctx: ErrorContext = {}): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(new AbortedError(ctx));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError(ctx));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

@@ -196,8 +196,9 @@ export class MetadataStore {
   }
 
   /** Persist a layer's record and descriptor facts under its key. Merges `refs` with what is stored. */
-  async saveLayer(layer: StoredLayer, record: LayerRecord): Promise<void> {
-    const bytes = Buffer.from(JSON.stringify(record));
+  /** `record`: the record, or its JSON bytes as the index worker made them (persisted as they are). */
+  async saveLayer(layer: StoredLayer, record: LayerRecord | Buffer): Promise<void> {
+    const bytes = Buffer.isBuffer(record) ? record : Buffer.from(JSON.stringify(record));
     const recordDigest = sha256Of(bytes);
     await this.objects.put(recordDigest, bytes);
     const prev = await this.loadLayerEntry(layer.key);
@@ -224,8 +225,11 @@ export class MetadataStore {
     }
   }
 
-  /** The stored layer and its (digest-verified) record, or undefined. */
-  async loadLayer(key: Digest): Promise<{ layer: StoredLayer; record: LayerRecord } | undefined> {
+  /**
+   * The stored layer and its (digest-verified) record as its JSON bytes, unparsed (the index worker
+   * parses it: a large layer's record never becomes strings on the daemon's heap), or undefined.
+   */
+  async loadLayerBytes(key: Digest): Promise<{ layer: StoredLayer; record: Buffer } | undefined> {
     const e = await this.loadLayerEntry(key);
     if (!e) return undefined;
     const bytes = await this.objects.get(e.recordDigest);
@@ -233,10 +237,18 @@ export class MetadataStore {
       this.#log.warn('metadata.record_missing', { layer: key, record: e.recordDigest });
       return undefined;
     }
+    return { layer: e.layer, record: bytes };
+  }
+
+  /** The stored layer and its (digest-verified) record, or undefined. */
+  async loadLayer(key: Digest): Promise<{ layer: StoredLayer; record: LayerRecord } | undefined> {
+    const raw = await this.loadLayerBytes(key);
+    if (!raw) return undefined;
+    const { layer: storedLayer, record: bytes } = raw;
     try {
       const record = JSON.parse(bytes.toString('utf8')) as LayerRecord;
       if (record?.version !== 1 || typeof record.payload !== 'string') throw invalid('bad record');
-      return { layer: e.layer, record };
+      return { layer: storedLayer, record };
     } catch (err) {
       this.#log.warn('metadata.record_invalid', { layer: key, error: err });
       return undefined;

@@ -17,6 +17,7 @@
  * is offline first (docs/architecture.md, "what survives a restart"). Every failure makes lookup()
  * answer undefined (ENOENT ⇒ podman pulls normally) and is logged; resolve() throws the typed error.
  */
+import { raceAbort } from '../core/abort.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { parseDigest } from '../core/digest.js';
@@ -26,7 +27,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import { refFromBase64, type ImageReference } from '../sources/reference.js';
 import type { BlobSource, LayerMatch } from '../sources/source.js';
-import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
+import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';

@@ -41,6 +41,7 @@ export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
         name: blob.name,
         read: (offset, length, sig) => timed(() => blob.read(offset, length, sig), (s, b, e) => report(b ? [b] : undefined, s, e)),
         ...(blob.readMany ? { readMany: (ranges, sig) => timed(() => blob.readMany!(ranges, sig), (s, b, e) => report(b, s, e)) } : {}),
+        ...(blob.release ? { release: (bufs) => blob.release!(bufs) } : {}),
         ...(blob.close ? { close: () => blob.close!() } : {}),
       };
       return metered;

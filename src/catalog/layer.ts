@@ -14,6 +14,7 @@
  * The blob (source connection) is opened lazily and only on a miss: after a restart a fully cached
  * layer is served without any network access.
  */
+import { raceAbort } from '../core/abort.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import { DigestHasher, type Digest } from '../core/digest.js';
 import { DigestMismatchError } from '../core/errors.js';
@@ -23,7 +24,7 @@ import { readVerifiedChunks, type ChunkRequest } from '../formats/chunk-reader.j
 import { openLayer } from '../formats/open-layer.js';
 import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import type { ChunkRef, LayerIndex, LayerNode } from '../formats/model.js';
-import { raceAbort, type ChunkCache, type ChunkFetcher } from '../cache/chunk-cache.js';
+import type { ChunkCache, ChunkFetcher } from '../cache/chunk-cache.js';
 import { CacheError } from '../cache/errors.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { ObjectStore } from '../cache/object-store.js';

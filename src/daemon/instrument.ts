@@ -60,9 +60,9 @@ export function meteredFormats(t: Telemetry, formats: LayerFormats = DEFAULT_FOR
         else t.refused(layer, e instanceof LazyAlsError ? e.code : 'INTERNAL');
       });
     },
-    loadLayerRecord: (record, limits) => {
+    loadLayerRecord: async (record, limits) => {
       const t0 = process.hrtime.bigint();
-      const index = formats.loadLayerRecord(record, limits);
+      const index = await formats.loadLayerRecord(record, limits);
       t.toc(index.tocDigest ?? index.blobDigest ?? 'unknown', 'record', since(t0));
       return index;
     },

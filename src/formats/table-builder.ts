@@ -13,7 +13,6 @@ import {
   N,
   NODE_BYTES,
   NODE_DIGEST_IS_CHUNK,
-  S_IF,
   TABLE_HEADER,
   TABLE_MAGIC,
   TABLE_VERSION,
@@ -21,7 +20,7 @@ import {
   XATTR_BYTES,
   type TableMeta,
 } from './index-table.js';
-import type { ByteString, ChunkRef, NodeType } from './model.js';
+import { type ByteString, type ChunkRef, type EntryStat, type NodeType, S_IF } from './model.js';
 
 type Typed = Float64Array | Uint32Array | Uint8Array;
 
@@ -47,14 +46,8 @@ class Column<T extends Typed> {
 
 const TYPE_CODE: Readonly<Record<NodeType, number>> = S_IF;
 
-export interface NodeAttrs {
+export interface NodeAttrs extends EntryStat {
   readonly type: NodeType;
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
   readonly rdevMajor: number;
   readonly rdevMinor: number;
   readonly linkTarget?: ByteString;

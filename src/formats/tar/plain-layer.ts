@@ -33,6 +33,7 @@ import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
 import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES, sparseChunk, sparsePieces, type SparsePiece } from './plain-record.js';
 import { TarScanner, type ScannedEntry, type SparseSegment } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
+import { PAYLOAD_GZIP } from '../record-payload.js';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -167,7 +168,7 @@ class PlainPass {
       blobDigest,
       diffId,
       uncompressedSize: this.#out,
-      params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
+      params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES, [PAYLOAD_GZIP]: 1 },
       payload: encodePlainPayload(this.#raw, this.#dataOffsets, this.#sparse),
     };
     return { index, record };

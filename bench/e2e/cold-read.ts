@@ -10,6 +10,7 @@
  *   BENCH_FORMATS=estargz …                         (default: estargz,zstdchunked)
  *   BENCH_CPU_PROF=DIR …                            (the daemons run with node --cpu-prof into DIR)
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestDir, spawnCollect } from '../../test/helpers/podman.js';
@@ -56,8 +57,15 @@ async function push(reg: RegistryHandle, format: string): Promise<Pushed> {
   return { ref: `${reg.host}/bench/cold:${format}`, big, url: `${reg.url}/v2/bench/cold/blobs/${sha256(big.bytes)}` };
 }
 
+/** utime + stime of a process and all its threads, ms (less sensitive to a loaded machine than wall time). */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(x[11]) + Number(x[12])) * 1000) / 100; // fields 14 and 15, in USER_HZ (100)
+}
+
 /** One run on a fresh store: resolve the layer (footer, TOC, index: timed), drop caches, read the file (timed). */
-async function oneRun(work: string, reg: RegistryHandle, p: Pushed, tag: string): Promise<{ resolveMs: number; readMs: number; fetched: number }> {
+async function oneRun(work: string, reg: RegistryHandle, p: Pushed, tag: string): Promise<{ resolveMs: number; readMs: number; cpuMs: number; fetched: number }> {
   const wrap = cpuProfWrap();
   const s = await startStore({ dir: join(work, tag), logLevel: 'warn', ...(wrap ? { wrap } : {}) });
   try {
@@ -67,10 +75,12 @@ async function oneRun(work: string, reg: RegistryHandle, p: Pushed, tag: string)
     const [resolveMs] = await timed(() => readFile(join(layerDir, 'info')));
     await dropCaches();
     const us0 = process.hrtime.bigint() / 1000n; // same monotonic clock as the daemon's --cpu-prof
+    const cpu0 = cpuMs(s.pid);
     const [readMs, n] = await timed(() => readAll(join(layerDir, 'diff', P.big)));
+    const cpu = cpuMs(s.pid) - cpu0;
     if (wrap) log(`profile window (µs, monotonic): ${us0} ${process.hrtime.bigint() / 1000n}`);
     if (n !== BIG_SIZE) throw new Error(`read ${n} bytes`);
-    return { resolveMs, readMs, fetched: blobBytes(cursor.since(), { agent: LAZY_ALS_AGENT }).get(sha256(p.big.bytes)) ?? 0 };
+    return { resolveMs, readMs, cpuMs: cpu, fetched: blobBytes(cursor.since(), { agent: LAZY_ALS_AGENT }).get(sha256(p.big.bytes)) ?? 0 };
   } finally {
     await s.stop();
   }
@@ -78,17 +88,18 @@ async function oneRun(work: string, reg: RegistryHandle, p: Pushed, tag: string)
 
 async function measure(work: string, reg: RegistryHandle, format: string): Promise<void> {
   const p = await push(reg, format);
-  const runs: { resolveMs: number; readMs: number; fetched: number; curl: number }[] = [];
+  const runs: { resolveMs: number; readMs: number; cpuMs: number; fetched: number; curl: number }[] = [];
   for (let i = 0; i < REPEAT; i++) {
     const r = await oneRun(work, reg, p, `${format}-${i}`);
     await dropCaches(); // curl too starts with the registry's files out of the page cache
     const curl = await curlMs(p.url);
     runs.push({ ...r, curl });
-    log(`${format} run ${i}: resolve ${r.resolveMs.toFixed(0)} ms, cold read ${r.readMs.toFixed(0)} ms, curl ${curl.toFixed(0)} ms, fetched/blob ${(r.fetched / p.big.bytes.length).toFixed(3)}`);
+    log(`${format} run ${i}: resolve ${r.resolveMs.toFixed(0)} ms, cold read ${r.readMs.toFixed(0)} ms (daemon CPU ${r.cpuMs.toFixed(0)} ms), curl ${curl.toFixed(0)} ms, fetched/blob ${(r.fetched / p.big.bytes.length).toFixed(3)}`);
   }
   const curl = median(runs.map((r) => r.curl));
   const g = `64 MiB file, cold (${format === 'estargz' ? 'eStargz, 4 MiB chunks' : 'zstd:chunked, 64 KiB chunks'}, loopback, median of ${REPEAT})`;
   report({ group: g, name: 'cold read vs curl of the whole layer blob', value: median(runs.map((r) => r.readMs)), baseline: curl, unit: 'ms', row: `cold-read/${format}` });
+  report({ group: g, name: 'daemon CPU time during the cold read vs curl of the whole layer blob (wall)', value: median(runs.map((r) => r.cpuMs)), baseline: curl, unit: 'ms' });
   report({ group: g, name: 'bytes fetched (TOC + file) / bytes needed (the layer blob)', value: median(runs.map((r) => r.fetched)), baseline: p.big.bytes.length, unit: 'B', row: `bytes/${format}` });
   report({ group: g, name: 'resolve (footer + TOC + index) before the read', value: median(runs.map((r) => r.resolveMs)), unit: 'ms' });
   if (format === 'estargz') await referenceColdRead(work, reg, p);

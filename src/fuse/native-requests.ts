@@ -208,7 +208,13 @@ export class NativeRequests {
     const layerIndex = layer.tree.layer.index;
     if (!(index >= 0 && index < layerIndex.nodeCount)) return this.#replyErr(id, -E.EIO);
     const node = layerIndex.node(index + 1);
-    guard(this.#logger, 'read', rel, this.#t.readMs, (ctx) => layer.tree.read(node, rel, offset, length, ctx.signal),
-      (ret, buf) => (ret === 0 && buf ? this.#n.replyData(this.#h, id, buf) : this.#replyErr(id, ret)), caller);
+    guard(this.#logger, 'read', rel, this.#t.readMs, (ctx) => layer.tree.readParts(node, rel, offset, length, ctx.signal),
+      (ret, bufs) => (ret === 0 && bufs ? this.#replyParts(id, bufs) : this.#replyErr(id, ret)), caller);
+  }
+
+  /** A read's chunk pieces go out as they are (writev), not copied into one buffer first. */
+  #replyParts(id: number, bufs: readonly Buffer[]): void {
+    if (bufs.length <= 256) this.#n.replyDataV(this.#h, id, bufs);
+    else this.#n.replyData(this.#h, id, Buffer.concat(bufs));
   }
 }

@@ -2,7 +2,7 @@
  * Two-tier cache of verified chunk bytes, keyed by chunk digest (content addressed, so a chunk
  * shared by several layers is fetched and stored once).
  *
- *  hot  — lru-cache bounded by bytes (default 256 MiB) of Buffers;
+ *  hot  — lru-cache bounded by bytes (DEFAULT_HOT_BYTES) of Buffers;
  *  cold — the ObjectStore on disk (re-verified on every read, see object-store.ts);
  *  miss — the caller's fetcher (readVerifiedChunks over the layer's blob), which returns verified bytes.
  *
@@ -17,15 +17,14 @@
  * waiting on it has gone, and the aborted flight is unregistered at that moment so that newcomers start
  * a fresh one instead of inheriting the abort.
  *
- * Serving does not wait for the disk: a flight resolves as soon as its chunks are verified, and
- * their write to the object store runs behind it (io worker threads, object-io.ts). The flight stays
- * registered — joinable, holding the bytes — until the write is done, so a reader arriving in
- * between gets them from the flight instead of fetching again (no byte twice), and the native
- * backend, which serves from the object files, falls back to us for a chunk not on disk yet. A
- * crash before the write only loses cache entries (refetched later, verified again); drain() and
- * `pendingStores` let a shutdown or a test wait for the writes. Storing is best effort: a failed put
- * (full disk, I/O error) is logged and counted, the verified bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
- * them.
+ * Served only once on disk: a flight resolves when its chunks are verified AND written to the object
+ * store (io worker threads, object-io.ts; renamed into place, not fsynced). A reply that left the
+ * daemon before the write would be lost by a kill -9 right after it, and "every byte ever served is
+ * served again after a restart, offline" would not hold (a power cut can still lose unsynced pages:
+ * docs/security.md). drain() and `pendingStores` let a shutdown or a test wait for the writes.
+ * Storing is best effort: a failed put (full disk, I/O error) is logged and counted, the verified
+ * bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not
+ * modify them.
  */
 import { LRUCache } from 'lru-cache';
 import { raceAbort } from '../core/abort.js';
@@ -52,7 +51,7 @@ export interface ChunkCacheOptions {
   readonly store?: ObjectStore;
   /** Access tracking + size limit for the cold tier. */
   readonly eviction?: Eviction;
-  /** Hot tier size in bytes (default 256 MiB). */
+  /** Hot tier size in bytes (default DEFAULT_HOT_BYTES). */
   readonly hotBytes?: number;
   readonly logger?: Logger;
 }
@@ -304,10 +303,11 @@ export class ChunkCache {
       if (hot) this.#hot.set(r.chunk.digest, b);
       result.set(r.chunk.digest, b);
     });
-    // Written behind the flight (see the file comment); #storeAll never rejects (failures are
+    // Served only once written (see the file comment); #storeAll never rejects (failures are
     // counted and warned). A failed store (full disk, I/O error) leaves the verified bytes served.
     const storing = this.#storeAll(layer, missing, bufs).finally(() => this.#pending.delete(storing));
     this.#pending.add(storing);
+    await storing;
     return { result, stored: storing };
   }
 

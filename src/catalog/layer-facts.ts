@@ -25,9 +25,9 @@ export interface LayerFacts extends StoredLayer {
   readonly openRef: ImageReference | undefined;
 }
 
-export const DEFAULT_IMAGE_REFRESH_MS = 60_000;
+const DEFAULT_IMAGE_REFRESH_MS = 60_000;
 /** Images kept in memory (each a few manifests and configs). */
-export const DEFAULT_IMAGES_MAX = 256;
+const DEFAULT_IMAGES_MAX = 256;
 
 export interface LayerFactsOptions {
   readonly source?: BlobSource;

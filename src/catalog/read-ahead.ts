@@ -16,7 +16,7 @@
 import type { ChunkRef, LayerNode } from '../formats/model.js';
 
 /** The defaults, each with what it bounds (ReadAheadOptions has the same fields). */
-export const DEFAULT_READ_AHEAD = Object.freeze({
+const DEFAULT_READ_AHEAD = Object.freeze({
   /** Largest window ahead of a sequential reader, bytes of file content (0 = off). */
   maxWindow: 16 * 1024 * 1024,
   /** Window after the first sequential read. */

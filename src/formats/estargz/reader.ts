@@ -20,7 +20,7 @@ import { expectedTocDigest, extractTocFromGzipMember } from './toc-member.js';
 import { parseToc } from './toc.js';
 
 /** How much of the tail to fetch in the first read: footer plus, usually, the whole TOC. */
-const TAIL_READ_BYTES = 512 * 1024;
+export const TAIL_READ_BYTES = 512 * 1024;
 
 export interface Tail {
   readonly start: number;

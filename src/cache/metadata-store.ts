@@ -116,13 +116,19 @@ export class MetadataStore {
     }
   }
 
-  /** Persist a resolved image (documents by digest, then the ref summary). */
+  /**
+   * Persist a resolved image: the documents by digest (their durable writes in parallel: one fsync
+   * wait instead of one per document), then the ref summary that points at them, so a crash in
+   * between leaves only unreferenced documents.
+   */
   async saveImage(image: ResolvedImage): Promise<void> {
-    if (image.indexBytes) await this.objects.put(image.digest, image.indexBytes);
+    const docs = new Map<Digest, Buffer>();
+    if (image.indexBytes) docs.set(image.digest, image.indexBytes);
     for (const m of image.manifests) {
-      await this.objects.put(m.digest, m.manifestBytes);
-      await this.objects.put(m.configDigest, m.configBytes);
+      docs.set(m.digest, m.manifestBytes);
+      docs.set(m.configDigest, m.configBytes);
     }
+    await Promise.all([...docs].map(([d, b]) => this.objects.put(d, b)));
     const f: RefFile = {
       version: 1,
       reference: image.reference.string,
@@ -195,15 +201,19 @@ export class MetadataStore {
     };
   }
 
-  /** Persist a layer's record and descriptor facts under its key. Merges `refs` with what is stored. */
-  /** `record`: the record, or its JSON bytes as the index worker made them (persisted as they are). */
+  /**
+   * Persist a layer's record and descriptor facts under its key (merging `refs` with what is stored).
+   * The record and the layer file are written in parallel (one fsync wait, not two in a row): the
+   * caller answers for the layer only after both are durable, and a crash in between leaves a layer
+   * file whose record is missing, which loadLayer reads as "not known" (re-resolved, never wrong).
+   * `record`: the record, or its JSON bytes as the index worker made them (persisted as they are).
+   */
   async saveLayer(layer: StoredLayer, record: LayerRecord | Buffer): Promise<void> {
     const bytes = Buffer.isBuffer(record) ? record : Buffer.from(JSON.stringify(record));
     const recordDigest = sha256Of(bytes);
-    await this.objects.put(recordDigest, bytes);
     const prev = await this.loadLayerEntry(layer.key);
     const refs = [...new Set([...(prev?.layer.refs ?? []), ...layer.refs])];
-    await this.#writeJson(this.#layerPath(layer.key), { version: 1, ...layer, refs, recordDigest });
+    await Promise.all([this.objects.put(recordDigest, bytes), this.#writeJson(this.#layerPath(layer.key), { version: 1, ...layer, refs, recordDigest })]);
   }
 
   /** Add a reference under which an already stored layer was served. */

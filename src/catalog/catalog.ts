@@ -46,7 +46,7 @@ import { UseCounts } from './use-counts.js';
 import { WholeLayerCheck } from './whole-layer-check.js';
 
 export { DEFAULT_FORMATS, ERA_A_TOC_LAYERS, type EraATocLayers, type LayerFormats } from './index-loader.js';
-export type { CatalogStatus, UseCount } from './catalog-status.js';
+export type { CatalogStatus } from './catalog-status.js';
 
 export interface LayerCatalogOptions {
   /** Where images and blobs come from. Omit to serve only what the state dir already knows. */
@@ -215,18 +215,34 @@ export class LayerCatalog {
   async #serve(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
     const t0 = performance.now();
     let facts: LayerFacts;
+    let imagePersisted: Promise<void> | undefined;
     if (ref) {
       const found = await this.#facts.fromImage(ref, key);
       this.#resolveSiblings(refElem, found.match);
       facts = found.facts;
+      imagePersisted = found.persisted;
     } else {
       facts = await this.#facts.fromStore(key);
     }
+    try {
+      return await this.#serveFacts(refElem, ref, key, facts, imagePersisted, t0);
+    } catch (e) {
+      await imagePersisted; // a refusal too leaves no write running behind it
+      throw e;
+    }
+  }
+
+  async #serveFacts(refElem: string | undefined, ref: ImageReference | undefined, key: Digest, facts: LayerFacts, imagePersisted: Promise<void> | undefined, t0: number): Promise<ServedLayer> {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
+    const tFacts = performance.now();
+    const quarantined = this.#o.metadata.loadQuarantine(facts.blobDigest);
+    quarantined.catch(() => undefined); // awaited below, unless the index fails first
     const index = await this.#indexes.indexFor(facts);
-    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
+    // Answer only once the image is durable too (it was written while the index was built).
+    await imagePersisted;
+    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0), factsMs: Math.round(tFacts - t0) });
     const o = this.#o;
     const openBlob = (signal?: AbortSignal): Promise<RandomAccessBlob> => this.#blobs.open(facts, signal);
     const layer = new ServedLayer({
@@ -248,7 +264,7 @@ export class LayerCatalog {
       logger: this.#log,
     });
     this.#checkTargets.set(layer, { diffId: facts.diffId, open: openBlob });
-    const q = await o.metadata.loadQuarantine(facts.blobDigest);
+    const q = await quarantined;
     if (q) {
       // Quarantined in an earlier run: served as it was then (EIO), never trusted afresh.
       const reason = new IndexError('LAYER_QUARANTINED', `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`, { layer: key, blob: facts.blobDigest });

@@ -18,10 +18,13 @@ import { isTocFormat } from '../formats/detect.js';
 import { IndexWorkers, type BuiltLayer, type StoredRecord } from '../formats/index-worker.js';
 import type { OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
+import { tocReadHints } from '../formats/read-hints.js';
+import { PrefetchedBlob } from '../core/prefetched-blob.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
 import { IndexError } from './errors.js';
+import { loggedBlob } from './logged-blob.js';
 import type { LayerFacts } from './layer-facts.js';
 import { PromiseMemo } from './single-flight.js';
 
@@ -109,7 +112,11 @@ export class IndexLoader {
 
   async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
     this.opens++;
-    const blob = await this.#o.openBlob(facts);
+    const t0 = performance.now();
+    const source = loggedBlob(await this.#o.openBlob(facts), this.#o.logger, { layer: facts.key });
+    // head, footer, TOC and tar-split in one request where the descriptor tells where they are
+    const blob = new PrefetchedBlob(source, tocReadHints({ size: source.size, annotations: facts.annotations }, limits));
+    const tOpen = performance.now();
     const staging = this.#o.blobStore.createStaging();
     let stagingFailed = false;
     let opened: BuiltLayer;
@@ -134,6 +141,7 @@ export class IndexLoader {
       await staging.discard();
       throw e;
     }
+    const tIndex = performance.now();
     // openLayer resolved: the blob digest (and diffID) matched, the staged chunks are trustworthy.
     try {
       for (const [d, size] of await staging.commit()) this.#o.eviction?.noteStored(d, size);
@@ -144,6 +152,8 @@ export class IndexLoader {
     await this.#o.metadata
       .saveLayer(stored, opened.record)
       .catch((e: unknown) => this.#o.logger.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
+    const ms = (a: number, b: number): number => Math.round(b - a);
+    this.#o.logger.debug('catalog.index_opened', { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) });
     return opened.index;
   }
 }

@@ -25,9 +25,9 @@ export interface LayerFacts extends StoredLayer {
   readonly openRef: ImageReference | undefined;
 }
 
-export const DEFAULT_IMAGE_REFRESH_MS = 60_000;
+const DEFAULT_IMAGE_REFRESH_MS = 60_000;
 /** Images kept in memory (each a few manifests and configs). */
-export const DEFAULT_IMAGES_MAX = 256;
+const DEFAULT_IMAGES_MAX = 256;
 
 export interface LayerFactsOptions {
   readonly source?: BlobSource;
@@ -43,13 +43,19 @@ interface KnownImage {
   readonly image: ResolvedImage;
   /** When the source was last asked for this reference (-Infinity: loaded from disk only). */
   readonly checkedAt: number;
+  /** Settles once the image is durable in the metadata store (or its write failed and was logged). */
+  readonly persisted: Promise<void>;
 }
+
+const PERSISTED: Promise<void> = Promise.resolve();
 
 export class LayerFactsResolver {
   readonly #o: LayerFactsOptions;
   readonly #refreshMs: number;
   readonly #images: LRUCache<string, KnownImage>;
   readonly #resolving = new SingleFlight<string, KnownImage>();
+  /** The latest image write per reference, while it runs. */
+  readonly #writes = new Map<string, Promise<void>>();
   /** Source resolutions made (status, tests). */
   sourceResolutions = 0;
 
@@ -59,8 +65,12 @@ export class LayerFactsResolver {
     this.#images = new LRUCache({ max: Math.max(1, o.maxImages ?? DEFAULT_IMAGES_MAX) });
   }
 
-  /** The layer `key` of the image `ref` names, and the manifest it was found in. */
-  async fromImage(ref: ImageReference, key: Digest): Promise<{ facts: LayerFacts; match: LayerMatch }> {
+  /**
+   * The layer `key` of the image `ref` names, and the manifest it was found in. `persisted` settles
+   * once the image is durable: the caller opens the layer meanwhile, and answers for it only after
+   * (a layer served once must be servable again after a restart, offline).
+   */
+  async fromImage(ref: ImageReference, key: Digest): Promise<{ facts: LayerFacts; match: LayerMatch; persisted: Promise<void> }> {
     let known = this.#images.get(ref.string) ?? (await this.#fromDisk(ref));
     let match = known ? findLayer(known.image, key) : undefined;
     if (!match && this.#mayAskSource(known)) {
@@ -71,7 +81,10 @@ export class LayerFactsResolver {
       known = await this.#resolving.run(flight, () => this.#fromSource(ref, key, previous));
       match = findLayer(known.image, key);
     }
-    if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    if (!match) {
+      await known?.persisted; // no write left running behind an answer
+      throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    }
     const l = match.layer;
     const facts: LayerFacts = {
       key,
@@ -85,7 +98,7 @@ export class LayerFactsResolver {
       refs: [ref.string],
       openRef: ref,
     };
-    return { facts, match };
+    return { facts, match, persisted: known?.persisted ?? PERSISTED };
   }
 
   /** A layer served before, by key alone (store without `:ref`). */
@@ -111,23 +124,45 @@ export class LayerFactsResolver {
   async #fromDisk(ref: ImageReference): Promise<KnownImage | undefined> {
     const image = await this.#o.metadata.loadImage(ref);
     if (!image) return undefined;
-    const known = { image, checkedAt: Number.NEGATIVE_INFINITY };
+    const known = { image, checkedAt: Number.NEGATIVE_INFINITY, persisted: PERSISTED };
     this.#images.set(ref.string, known);
     return known;
+  }
+
+  /**
+   * Write `image` after any earlier write for the same reference (writes of one reference never
+   * race: the ref file left on disk is the one resolved last). Never rejects: a failure is logged.
+   */
+  #persist(image: ResolvedImage, t1: number): Promise<void> {
+    const ref = image.reference.string;
+    const p = (this.#writes.get(ref) ?? PERSISTED)
+      .then(() => this.#o.metadata.saveImage(image))
+      .then(
+        () => this.#o.logger.debug('catalog.image_persisted', { reference: ref, ms: Math.round(performance.now() - t1) }),
+        (e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref, error: e }),
+      );
+    this.#writes.set(ref, p);
+    void p.then(() => {
+      if (this.#writes.get(ref) === p) this.#writes.delete(ref);
+    });
+    return p;
   }
 
   async #fromSource(ref: ImageReference, key: Digest, previous: KnownImage | undefined): Promise<KnownImage> {
     const source = this.#o.source;
     if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, {});
     this.sourceResolutions++;
+    const t0 = performance.now();
     // An index is scanned only up to the manifest that has the key (sources bound the scan);
     // manifests found by earlier scans of the same index stay known (offline after a restart).
     const image = withKnownManifests(await source.resolve(ref, undefined, (m) => manifestHasKey(m, key)), previous?.image);
-    const known = { image, checkedAt: this.#o.now() };
+    const t1 = performance.now();
+    const changed = previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length;
+    // Written beside the layers' opens, not before them: callers wait for `persisted` only to answer.
+    const persisted = changed ? this.#persist(image, t1) : (previous?.persisted ?? PERSISTED);
+    const known = { image, checkedAt: this.#o.now(), persisted };
     this.#images.set(ref.string, known);
-    if (previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length) {
-      await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
-    }
+    this.#o.logger.debug('catalog.image_resolved', { reference: ref.string, ms: Math.round(t1 - t0) });
     return known;
   }
 }

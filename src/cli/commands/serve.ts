@@ -115,7 +115,7 @@ export async function configFromArgs(argv: string[]): Promise<DaemonConfig | 'he
   const file = values.config as string | undefined;
   if (file !== undefined) config = await loadConfigFile(file);
   else if (await access(DEFAULT_CONFIG_FILE).then(() => true, () => false)) config = await loadConfigFile(DEFAULT_CONFIG_FILE);
-  const c = { ...config, dfsRoots: [...config.dfsRoots], fuse: { ...config.fuse } };
+  const c = { ...config, dfsRoots: [...config.dfsRoots], fuse: { ...config.fuse }, limits: { ...config.limits } };
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
     const v = (values as Record<string, unknown>)[flag];
     if (v !== undefined) applySetting(c, key, v, `--${flag}`);

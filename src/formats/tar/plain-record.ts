@@ -78,7 +78,7 @@ export function sparsePieces(size: number, segments: readonly SparseSegment[], c
 
 /** sha256 of `n` zero bytes (a hole piece), memoised: only a few sizes ever occur. */
 const zeroDigests = new Map<number, Digest>();
-export function zeroDigest(n: number): Digest {
+function zeroDigest(n: number): Digest {
   let d = zeroDigests.get(n);
   if (d === undefined) {
     d = sha256Of(Buffer.alloc(n));

@@ -78,7 +78,7 @@ class StagingWriter {
       staged.set(stagingKey(chunk), this.#cur.path);
     }
     const c = this.#cur!;
-    return this.#fs.add(c.worker, (start) => ['write', c.path, first, chunk.fileOffset, start, data.length], data);
+    return this.#fs.add(c.worker, (buffer, start) => ['write', c.path, first, chunk.fileOffset, buffer, start, data.length], data);
   }
 }
 
@@ -96,8 +96,11 @@ export interface ExtractSource {
   readonly diffId?: Digest;
 }
 
-/** Opens the layer; plain layers hand their verified pieces to onPlainChunk during that pass. */
-export type OpenForExtract = (hooks: Required<Pick<OpenLayerOptions, 'onPlainChunk'>>) => Promise<ExtractSource>;
+/**
+ * Opens the layer; plain layers hand their pieces to onPlainChunk during that pass (committed only if
+ * it resolves), and are not hashed piece by piece: the pieces are kept here, never read back.
+ */
+export type OpenForExtract = (hooks: Required<Pick<OpenLayerOptions, 'onPlainChunk' | 'unaddressedPieces'>>) => Promise<ExtractSource>;
 
 export async function extractLayer(dir: string, open: OpenForExtract): Promise<ExtractSummary> {
   const dest = resolve(dir);
@@ -114,6 +117,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
     const treeB = byteStringFromText(tree);
     const layer = await open({
       onPlainChunk: (chunk, data, entry) => writer.write(chunk, data, entry, staged),
+      unaddressedPieces: true,
     }).finally(() => fs.flush());
     try {
       const summary = await buildTree(layer.index, treeB, byteStringFromText(work), staged, fs, async (write) => {
@@ -122,7 +126,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
         // first chunk of a file creates it (O_EXCL), all chunks of a file go to the same worker.
         await forEachVerifiedChunk(layer.blob, layer.index, contentFiles(layer.index), async (f, chunk, data) => {
           write(data.length);
-          await fs.add(f.node.ino, (start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
+          await fs.add(f.node.ino, (buffer, start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, buffer, start, data.length], data);
         });
       });
       // A TOC layer is only what its TOC claims; before the tree becomes DIR, the whole blob is read

@@ -8,6 +8,7 @@
  *   BENCH_CPU_PROF=DIR …                            (the daemons run with node --cpu-prof into DIR)
  */
 import { createReadStream } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeTestDir, spawnCollect } from '../../test/helpers/podman.js';
@@ -52,6 +53,13 @@ async function dropCaches(): Promise<void> {
   await writeFile('/proc/sys/vm/drop_caches', '3\n').catch(() => undefined);
 }
 
+/** utime + stime of a process and all its threads, ms (less sensitive to a loaded machine than wall time). */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(x[11]) + Number(x[12])) * 1000) / 100; // fields 14 and 15, in USER_HZ (100)
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
@@ -67,6 +75,7 @@ async function main(): Promise<void> {
       const url = `${reg.url}/v2/bench/cold/blobs/${bigDigest}`;
       const cold: number[] = [];
       const curl: number[] = [];
+      const cpu: number[] = [];
       let ratioFetched = 0;
       for (let i = 0; i < REPEAT; i++) {
         // node refuses --cpu-prof in NODE_OPTIONS: a tiny exec wrapper puts it on the command line
@@ -79,7 +88,9 @@ async function main(): Promise<void> {
           const resolveMs = performance.now() - t0;
           await dropCaches();
           const us0 = process.hrtime.bigint() / 1000n; // same monotonic clock as the daemon's --cpu-prof
+          const cpu0 = cpuMs(s.pid);
           const [ms, n] = await timed(() => readAll(join(s.mountpoint, refElem(ref), big.tocDigest!, 'diff', P.big)));
+          cpu.push(cpuMs(s.pid) - cpu0);
           if (PROF) log(`profile window (µs, monotonic): ${us0} ${process.hrtime.bigint() / 1000n}`);
           if (n !== BIG_SIZE) throw new Error(`read ${n} bytes`);
           cold.push(ms);
@@ -90,13 +101,14 @@ async function main(): Promise<void> {
             if (r.code !== 0) throw new Error(`curl: ${r.stderr}`);
           });
           curl.push(c);
-          log(`${format} run ${i}: resolve ${resolveMs.toFixed(0)} ms, cold read ${ms.toFixed(0)} ms, curl ${c.toFixed(0)} ms, fetched/blob ${ratioFetched.toFixed(3)}`);
+          log(`${format} run ${i}: resolve ${resolveMs.toFixed(0)} ms, cold read ${ms.toFixed(0)} ms (daemon CPU ${cpu[cpu.length - 1]!.toFixed(0)} ms), curl ${c.toFixed(0)} ms, fetched/blob ${ratioFetched.toFixed(3)}`);
         } finally {
           await s.stop();
         }
       }
       const g = `64 MiB file, cold (${format === 'estargz' ? 'eStargz, 4 MiB chunks' : 'zstd:chunked, 64 KiB chunks'}, loopback, median of ${REPEAT})`;
       report({ group: g, name: 'cold read vs curl of the whole layer blob (goal ≤ 1.2)', value: median(cold), baseline: median(curl), unit: 'ms' });
+      report({ group: g, name: 'daemon CPU time during the cold read vs curl of the whole layer blob (wall)', value: median(cpu), baseline: median(curl), unit: 'ms' });
       report({ group: g, name: 'bytes fetched / layer blob size (goal ≤ 1.01)', value: ratioFetched * big.bytes.length, baseline: big.bytes.length, unit: 'B' });
     }
   } finally {

@@ -2,7 +2,7 @@
  * Two-tier cache of verified chunk bytes, keyed by chunk digest (content addressed, so a chunk
  * shared by several layers is fetched and stored once).
  *
- *  hot  — lru-cache bounded by bytes (default 256 MiB) of Buffers;
+ *  hot  — lru-cache bounded by bytes (DEFAULT_HOT_BYTES) of Buffers;
  *  cold — the ObjectStore on disk (re-verified on every read, see object-store.ts);
  *  miss — the caller's fetcher (readVerifiedChunks over the layer's blob), which returns verified bytes.
  *
@@ -17,17 +17,17 @@
  * waiting on it has gone, and the aborted flight is unregistered at that moment so that newcomers start
  * a fresh one instead of inheriting the abort.
  *
- * Serving does not wait for the disk: a flight resolves as soon as its chunks are verified, and
- * their write to the object store runs behind it (io worker threads, object-io.ts). The flight stays
- * registered — joinable, holding the bytes — until the write is done, so a reader arriving in
- * between gets them from the flight instead of fetching again (no byte twice), and the native
- * backend, which serves from the object files, falls back to us for a chunk not on disk yet. A
- * crash before the write only loses cache entries (refetched later, verified again); drain() and
- * `pendingStores` let a shutdown or a test wait for the writes. Storing is best effort: a failed put
- * (full disk, I/O error) is logged and counted, the verified bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not modify
- * them.
+ * Served only once on disk: a flight resolves when its chunks are verified AND written to the object
+ * store (io worker threads, object-io.ts; renamed into place, not fsynced). A reply that left the
+ * daemon before the write would be lost by a kill -9 right after it, and "every byte ever served is
+ * served again after a restart, offline" would not hold (a power cut can still lose unsynced pages:
+ * docs/security.md). drain() and `pendingStores` let a shutdown or a test wait for the writes.
+ * Storing is best effort: a failed put (full disk, I/O error) is logged and counted, the verified
+ * bytes are still returned. Returned Buffers may be shared with the hot tier: callers must not
+ * modify them.
  */
 import { LRUCache } from 'lru-cache';
+import { raceAbort } from '../core/abort.js';
 import type { Digest } from '../core/digest.js';
 import { AbortedError, type ErrorContext } from '../core/errors.js';
 import type { VerifiedBytes } from '../core/verified.js';
@@ -51,7 +51,7 @@ export interface ChunkCacheOptions {
   readonly store?: ObjectStore;
   /** Access tracking + size limit for the cold tier. */
   readonly eviction?: Eviction;
-  /** Hot tier size in bytes (default 256 MiB). */
+  /** Hot tier size in bytes (default DEFAULT_HOT_BYTES). */
   readonly hotBytes?: number;
   readonly logger?: Logger;
 }
@@ -105,6 +105,8 @@ export class ChunkCache {
   readonly #store: ObjectStore | undefined;
   readonly #eviction: Eviction | undefined;
   readonly #hot: LRUCache<string, Buffer>;
+  readonly #hotMax: number;
+  readonly #slabs = new SlabAccount();
   readonly #log: Logger;
   readonly #flights = new Map<Digest, Flight>();
   readonly #pending = new Set<Promise<void>>();
@@ -115,17 +117,36 @@ export class ChunkCache {
     this.#eviction = opts.eviction;
     this.#log = opts.logger ?? silentLogger;
     const max = Math.max(1, opts.hotBytes ?? DEFAULT_HOT_BYTES);
-    this.#hot = new LRUCache<string, Buffer>({ maxSize: max, maxEntrySize: max, sizeCalculation: (b) => Math.max(1, b.length) });
+    this.#hotMax = max;
+    this.#hot = new LRUCache<string, Buffer>({
+      maxSize: max,
+      maxEntrySize: max,
+      sizeCalculation: (b) => Math.max(1, b.length),
+      dispose: (b) => this.#slabs.remove(b),
+    });
   }
 
   get stats(): ChunkCacheStats {
     return {
       ...this.#stats,
-      hotBytes: this.#hot.calculatedSize,
+      hotBytes: this.#hot.calculatedSize + this.#slabs.extra,
       hotEntries: this.#hot.size,
       inFlight: this.#flights.size,
       pendingStores: this.#pending.size,
     };
+  }
+
+  /**
+   * Into the memory tier. Chunks a decode worker returns are views of one shared slab per batch
+   * (chunk-decoder.ts): an entry keeps its whole slab alive, so the bound counts what the entries'
+   * slabs hold beyond the entries themselves, and evicts the oldest entries until that fits too.
+   */
+  #hotSet(d: Digest, b: Buffer): void {
+    if (this.#hot.peek(d) === b) return;
+    this.#slabs.add(b);
+    this.#hot.set(d, b);
+    if (this.#hot.peek(d) !== b) this.#slabs.remove(b); // refused (larger than the tier)
+    while (this.#hot.size > 0 && this.#hot.calculatedSize + this.#slabs.extra > this.#hotMax) this.#hot.pop();
   }
 
   /** Wait for background stores to finish (shutdown, tests). */
@@ -287,7 +308,7 @@ export class ChunkCache {
         if (b instanceof Buffer) {
           this.#stats.diskHits++;
           this.#eviction?.touch(r.chunk.digest);
-          if (hot) this.#hot.set(r.chunk.digest, b);
+          if (hot) this.#hotSet(r.chunk.digest, b);
           result.set(r.chunk.digest, b);
         } else missing.push(r);
       });
@@ -300,13 +321,14 @@ export class ChunkCache {
     missing.forEach((r, i) => {
       const b = bufs[i]!;
       this.#stats.bytesFetched += b.length;
-      if (hot) this.#hot.set(r.chunk.digest, b);
+      if (hot) this.#hotSet(r.chunk.digest, b);
       result.set(r.chunk.digest, b);
     });
-    // Written behind the flight (see the file comment); #storeAll never rejects (failures are
+    // Served only once written (see the file comment); #storeAll never rejects (failures are
     // counted and warned). A failed store (full disk, I/O error) leaves the verified bytes served.
     const storing = this.#storeAll(layer, missing, bufs).finally(() => this.#pending.delete(storing));
     this.#pending.add(storing);
+    await storing;
     return { result, stored: storing };
   }
 
@@ -335,22 +357,31 @@ export class ChunkCache {
   }
 }
 
-/** Resolve with `p`, or reject with AbortedError as soon as `signal` aborts. */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, ctx: ErrorContext = {}): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(new AbortedError(ctx));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new AbortedError(ctx));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
+/** Bytes of the shared buffers hot entries are views of, beyond the entries' own bytes. */
+class SlabAccount {
+  readonly #slabs = new Map<ArrayBufferLike, { live: number; views: number }>();
+  extra = 0;
+
+  add(b: Buffer): void {
+    if (b.byteLength === b.buffer.byteLength) return; // a buffer of its own
+    let s = this.#slabs.get(b.buffer);
+    if (!s) {
+      this.#slabs.set(b.buffer, (s = { live: 0, views: 0 }));
+      this.extra += b.buffer.byteLength;
+    }
+    s.live += b.byteLength;
+    s.views++;
+    this.extra -= b.byteLength;
+  }
+
+  remove(b: Buffer): void {
+    const s = this.#slabs.get(b.buffer);
+    if (!s) return;
+    s.live -= b.byteLength;
+    this.extra += b.byteLength;
+    if (--s.views === 0) {
+      this.#slabs.delete(b.buffer);
+      this.extra -= b.buffer.byteLength;
+    }
+  }
 }

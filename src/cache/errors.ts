@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError, type ErrorContext } from '../core/errors.js';
 
 /**
  * What the local cache (object store, metadata store) can report. None of these make a read fail
@@ -13,12 +13,7 @@ declare module '../core/errors.js' {
   interface ErrorCodes extends Record<CacheErrorCode, true> {}
 }
 
-export class CacheError extends LazyAlsError {
-  declare readonly code: CacheErrorCode;
-  constructor(code: CacheErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(code, message, context, options);
-  }
-}
+export class CacheError extends codedError<CacheErrorCode>() {}
 
 /** errno codes that mean "the filesystem is full" (disk or quota). */
 export function isNoSpace(e: unknown): boolean {

@@ -116,13 +116,19 @@ export class MetadataStore {
     }
   }
 
-  /** Persist a resolved image (documents by digest, then the ref summary). */
+  /**
+   * Persist a resolved image: the documents by digest (their durable writes in parallel: one fsync
+   * wait instead of one per document), then the ref summary that points at them, so a crash in
+   * between leaves only unreferenced documents.
+   */
   async saveImage(image: ResolvedImage): Promise<void> {
-    if (image.indexBytes) await this.objects.put(image.digest, image.indexBytes);
+    const docs = new Map<Digest, Buffer>();
+    if (image.indexBytes) docs.set(image.digest, image.indexBytes);
     for (const m of image.manifests) {
-      await this.objects.put(m.digest, m.manifestBytes);
-      await this.objects.put(m.configDigest, m.configBytes);
+      docs.set(m.digest, m.manifestBytes);
+      docs.set(m.configDigest, m.configBytes);
     }
+    await Promise.all([...docs].map(([d, b]) => this.objects.put(d, b)));
     const f: RefFile = {
       version: 1,
       reference: image.reference.string,
@@ -195,14 +201,19 @@ export class MetadataStore {
     };
   }
 
-  /** Persist a layer's record and descriptor facts under its key. Merges `refs` with what is stored. */
-  async saveLayer(layer: StoredLayer, record: LayerRecord): Promise<void> {
-    const bytes = Buffer.from(JSON.stringify(record));
+  /**
+   * Persist a layer's record and descriptor facts under its key (merging `refs` with what is stored).
+   * The record and the layer file are written in parallel (one fsync wait, not two in a row): the
+   * caller answers for the layer only after both are durable, and a crash in between leaves a layer
+   * file whose record is missing, which loadLayer reads as "not known" (re-resolved, never wrong).
+   * `record`: the record, or its JSON bytes as the index worker made them (persisted as they are).
+   */
+  async saveLayer(layer: StoredLayer, record: LayerRecord | Buffer): Promise<void> {
+    const bytes = Buffer.isBuffer(record) ? record : Buffer.from(JSON.stringify(record));
     const recordDigest = sha256Of(bytes);
-    await this.objects.put(recordDigest, bytes);
     const prev = await this.loadLayerEntry(layer.key);
     const refs = [...new Set([...(prev?.layer.refs ?? []), ...layer.refs])];
-    await this.#writeJson(this.#layerPath(layer.key), { version: 1, ...layer, refs, recordDigest });
+    await Promise.all([this.objects.put(recordDigest, bytes), this.#writeJson(this.#layerPath(layer.key), { version: 1, ...layer, refs, recordDigest })]);
   }
 
   /** Add a reference under which an already stored layer was served. */
@@ -224,8 +235,11 @@ export class MetadataStore {
     }
   }
 
-  /** The stored layer and its (digest-verified) record, or undefined. */
-  async loadLayer(key: Digest): Promise<{ layer: StoredLayer; record: LayerRecord } | undefined> {
+  /**
+   * The stored layer and its (digest-verified) record as its JSON bytes, unparsed (the index worker
+   * parses it: a large layer's record never becomes strings on the daemon's heap), or undefined.
+   */
+  async loadLayerBytes(key: Digest): Promise<{ layer: StoredLayer; record: Buffer } | undefined> {
     const e = await this.loadLayerEntry(key);
     if (!e) return undefined;
     const bytes = await this.objects.get(e.recordDigest);
@@ -233,10 +247,18 @@ export class MetadataStore {
       this.#log.warn('metadata.record_missing', { layer: key, record: e.recordDigest });
       return undefined;
     }
+    return { layer: e.layer, record: bytes };
+  }
+
+  /** The stored layer and its (digest-verified) record, or undefined. */
+  async loadLayer(key: Digest): Promise<{ layer: StoredLayer; record: LayerRecord } | undefined> {
+    const raw = await this.loadLayerBytes(key);
+    if (!raw) return undefined;
+    const { layer: storedLayer, record: bytes } = raw;
     try {
       const record = JSON.parse(bytes.toString('utf8')) as LayerRecord;
       if (record?.version !== 1 || typeof record.payload !== 'string') throw invalid('bad record');
-      return { layer: e.layer, record };
+      return { layer: storedLayer, record };
     } catch (err) {
       this.#log.warn('metadata.record_invalid', { layer: key, error: err });
       return undefined;

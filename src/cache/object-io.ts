@@ -18,8 +18,8 @@ import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameS
 import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
-import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { DigestHasher, type Digest } from '../core/digest.js';
+import { type PoolSlot, serveWorker, WorkerPool } from '../core/worker-pool.js';
 
 /** An errno-carrying failure as it crosses the thread boundary. */
 export interface IoFailure {
@@ -149,9 +149,9 @@ async function getAsync(path: string, digest: Digest): Promise<GetOutcome> {
 }
 
 type WireRequest =
-  | { readonly id: number; readonly op: 'put'; readonly tmpDir: string; readonly fsync: boolean; readonly items: ReadonlyArray<{ target: string; sab: SharedArrayBuffer; at: number; length: number }> }
-  | { readonly id: number; readonly op: 'get'; readonly items: readonly GetItem[] };
-type WireReply = { readonly id: number; readonly results: ReadonlyArray<PutOutcome | GetOutcome | { ok: SharedArrayBuffer }> } | { readonly id: number; readonly crash: string };
+  | { readonly op: 'put'; readonly tmpDir: string; readonly fsync: boolean; readonly items: ReadonlyArray<{ target: string; sab: SharedArrayBuffer; at: number; length: number }> }
+  | { readonly op: 'get'; readonly items: readonly GetItem[] };
+type WireReply = ReadonlyArray<PutOutcome | GetOutcome | { ok: SharedArrayBuffer }>;
 
 /** Bytes in shared memory (a copy only when they are not there already). */
 function shared(b: Uint8Array): { sab: SharedArrayBuffer; at: number; length: number } {
@@ -164,72 +164,38 @@ function shared(b: Uint8Array): { sab: SharedArrayBuffer; at: number; length: nu
 export class ObjectIo {
   readonly #tmpDir: string;
   readonly #fsync: boolean;
-  readonly #workers: Array<{ w: Worker; load: number }> = [];
-  readonly #waiting = new Map<number, { resolve: (r: WireReply) => void; reject: (e: unknown) => void; slot: { w: Worker; load: number } }>();
-  readonly #size: number;
-  #nextId = 0;
-  #closed = false;
+  readonly #pool: WorkerPool<WireRequest, WireReply>;
 
   /** `threads` workers (0: in process). Started now, so the first cold read does not wait for them. */
   constructor(o: { tmpDir: string; fsync: boolean; threads?: number }) {
     this.#tmpDir = o.tmpDir;
     this.#fsync = o.fsync;
-    this.#size = ObjectIo.available ? Math.max(0, o.threads ?? Math.min(2, availableParallelism())) : 0;
-    for (let i = 0; i < this.#size; i++) this.#spawn();
+    const size = o.threads ?? Math.min(2, availableParallelism());
+    this.#pool = new WorkerPool({ script: new URL(import.meta.url), flag: WORKER_FLAG, size, name: 'object io worker' });
   }
 
   /** Whether workers can run (false when running from TypeScript sources). */
   static get available(): boolean {
-    return import.meta.url.endsWith('.js');
+    return WorkerPool.canRun(new URL(import.meta.url));
   }
 
   get threads(): number {
-    return this.#workers.length;
+    return this.#pool.threads;
   }
 
-  #spawn(): void {
-    const slot = { w: new Worker(new URL(import.meta.url), { workerData: { [WORKER_FLAG]: true } }), load: 0 };
-    slot.w.unref();
-    slot.w.on('message', (r: WireReply) => {
-      const p = this.#waiting.get(r.id);
-      if (!p) return;
-      this.#waiting.delete(r.id);
-      if (--slot.load === 0) slot.w.unref();
-      if ('crash' in r) p.reject(new Error(r.crash));
-      else p.resolve(r);
-    });
-    const fail = (e: unknown): void => {
-      const i = this.#workers.indexOf(slot);
-      if (i >= 0) this.#workers.splice(i, 1);
-      for (const [id, p] of this.#waiting) {
-        if (p.slot !== slot) continue;
-        this.#waiting.delete(id);
-        p.reject(e);
-      }
-    };
-    slot.w.on('error', fail);
-    slot.w.on('exit', (code) => fail(new Error(`object io worker exited with code ${code}`)));
-    this.#workers.push(slot);
-  }
-
-  /** Split `n` items over the workers (contiguous runs, least loaded first). */
-  #slices(n: number): Array<{ slot: { w: Worker; load: number }; from: number; to: number }> {
-    if (!this.#closed) while (this.#workers.length < this.#size) this.#spawn();
-    const slots = [...this.#workers].sort((a, b) => a.load - b.load).slice(0, Math.max(1, Math.min(this.#workers.length, Math.ceil(n / 8))));
+  /**
+   * Split `n` items over the workers (contiguous runs, least loaded first), at least 32 per worker:
+   * every message wakes a thread, and on a saturated machine the wake-ups, not the file calls, were
+   * what a batch of 16 chunks split in two cost; other batches keep the other worker busy.
+   */
+  #slices(n: number): Array<{ slot: PoolSlot; from: number; to: number }> {
+    const slots = this.#pool.lightest(Math.ceil(n / 32));
     const per = Math.ceil(n / slots.length);
     return slots.map((slot, k) => ({ slot, from: k * per, to: Math.min(n, (k + 1) * per) })).filter((s) => s.from < s.to);
   }
 
-  #send(slot: { w: Worker; load: number }, req: WireRequest): Promise<WireReply> {
-    return new Promise<WireReply>((resolve, reject) => {
-      this.#waiting.set(req.id, { resolve, reject, slot });
-      if (slot.load++ === 0) slot.w.ref();
-      slot.w.postMessage(req);
-    });
-  }
-
   async putMany(items: readonly PutItem[]): Promise<PutOutcome[]> {
-    if (this.#closed || this.#workers.length === 0 && this.#size === 0) {
+    if (!this.#pool.running) {
       return Promise.all(items.map((it) => putAsync(this.#tmpDir, this.#fsync, it.target, it.data)));
     }
     const out = new Array<PutOutcome>(items.length);
@@ -237,9 +203,8 @@ export class ObjectIo {
       this.#slices(items.length).map(async ({ slot, from, to }) => {
         const part = items.slice(from, to);
         try {
-          const r = await this.#send(slot, { id: this.#nextId++, op: 'put', tmpDir: this.#tmpDir, fsync: this.#fsync, items: part.map((it) => ({ target: it.target, ...shared(it.data) })) });
-          if ('crash' in r) throw new Error(r.crash);
-          r.results.forEach((x, k) => (out[from + k] = x as PutOutcome));
+          const r = await this.#pool.send(slot, { op: 'put', tmpDir: this.#tmpDir, fsync: this.#fsync, items: part.map((it) => ({ target: it.target, ...shared(it.data) })) });
+          r.forEach((x, k) => (out[from + k] = x as PutOutcome));
         } catch (e) {
           for (let k = from; k < to; k++) out[k] = failure(e);
         }
@@ -249,14 +214,13 @@ export class ObjectIo {
   }
 
   async getMany(items: readonly GetItem[]): Promise<GetOutcome[]> {
-    if (this.#closed || this.#workers.length === 0 && this.#size === 0) return Promise.all(items.map((it) => getAsync(it.path, it.digest)));
+    if (!this.#pool.running) return Promise.all(items.map((it) => getAsync(it.path, it.digest)));
     const out = new Array<GetOutcome>(items.length);
     await Promise.all(
       this.#slices(items.length).map(async ({ slot, from, to }) => {
         try {
-          const r = await this.#send(slot, { id: this.#nextId++, op: 'get', items: items.slice(from, to) });
-          if ('crash' in r) throw new Error(r.crash);
-          r.results.forEach((x, k) => {
+          const r = await this.#pool.send(slot, { op: 'get', items: items.slice(from, to) });
+          r.forEach((x, k) => {
             out[from + k] = typeof x === 'object' && 'ok' in x ? { ok: Buffer.from(x.ok as SharedArrayBuffer) } : (x as GetOutcome);
           });
         } catch (e) {
@@ -267,23 +231,13 @@ export class ObjectIo {
     return out;
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.all(this.#workers.splice(0).map((s) => s.w.terminate()));
+  close(): Promise<void> {
+    return this.#pool.close();
   }
 }
 
-if (!isMainThread && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] === true) {
-  const port = parentPort!;
-  port.on('message', (req: WireRequest) => {
-    try {
-      const results =
-        req.op === 'put'
-          ? req.items.map((it) => putSync(req.tmpDir, req.fsync, it.target, new Uint8Array(it.sab, it.at, it.length)))
-          : req.items.map((it) => getSync(it.path, it.digest));
-      port.postMessage({ id: req.id, results } satisfies WireReply);
-    } catch (e) {
-      port.postMessage({ id: req.id, crash: e instanceof Error ? e.message : String(e) } satisfies WireReply);
-    }
-  });
-}
+serveWorker<WireRequest, WireReply>(WORKER_FLAG, (req) =>
+  req.op === 'put'
+    ? req.items.map((it) => putSync(req.tmpDir, req.fsync, it.target, new Uint8Array(it.sab, it.at, it.length)))
+    : req.items.map((it) => getSync(it.path, it.digest)),
+);

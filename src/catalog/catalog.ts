@@ -17,6 +17,7 @@
  * is offline first (docs/architecture.md, "what survives a restart"). Every failure makes lookup()
  * answer undefined (ENOENT ⇒ podman pulls normally) and is logged; resolve() throws the typed error.
  */
+import { raceAbort } from '../core/abort.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { parseDigest } from '../core/digest.js';
@@ -26,7 +27,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkDecoder } from '../formats/chunk-decoder.js';
 import { refFromBase64, type ImageReference } from '../sources/reference.js';
 import type { BlobSource, LayerMatch } from '../sources/source.js';
-import { raceAbort, type ChunkCache } from '../cache/chunk-cache.js';
+import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
@@ -211,18 +212,34 @@ export class LayerCatalog {
   async #serve(refElem: string | undefined, ref: ImageReference | undefined, key: Digest): Promise<ServedLayer> {
     const t0 = performance.now();
     let facts: LayerFacts;
+    let imagePersisted: Promise<void> | undefined;
     if (ref) {
       const found = await this.#facts.fromImage(ref, key);
       this.#resolveSiblings(refElem, found.match);
       facts = found.facts;
+      imagePersisted = found.persisted;
     } else {
       facts = await this.#facts.fromStore(key);
     }
+    try {
+      return await this.#serveFacts(refElem, ref, key, facts, imagePersisted, t0);
+    } catch (e) {
+      await imagePersisted; // a refusal too leaves no write running behind it
+      throw e;
+    }
+  }
+
+  async #serveFacts(refElem: string | undefined, ref: ImageReference | undefined, key: Digest, facts: LayerFacts, imagePersisted: Promise<void> | undefined, t0: number): Promise<ServedLayer> {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
+    const tFacts = performance.now();
+    const quarantined = this.#o.metadata.loadQuarantine(facts.blobDigest);
+    quarantined.catch(() => undefined); // awaited below, unless the index fails first
     const index = await this.#indexes.indexFor(facts);
-    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0) });
+    // Answer only once the image is durable too (it was written while the index was built).
+    await imagePersisted;
+    this.#log.debug('catalog.resolved', { layer: key, ms: Math.round(performance.now() - t0), factsMs: Math.round(tFacts - t0) });
     const o = this.#o;
     const openBlob = (signal?: AbortSignal): Promise<RandomAccessBlob> => this.#blobs.open(facts, signal);
     const layer = new ServedLayer({
@@ -244,7 +261,7 @@ export class LayerCatalog {
       logger: this.#log,
     });
     this.#checkTargets.set(layer, { diffId: facts.diffId, open: openBlob });
-    const q = await o.metadata.loadQuarantine(facts.blobDigest);
+    const q = await quarantined;
     if (q) {
       // Quarantined in an earlier run: served as it was then (EIO), never trusted afresh.
       const reason = new IndexError('LAYER_QUARANTINED', `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`, { layer: key, blob: facts.blobDigest });

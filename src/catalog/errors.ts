@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError } from '../core/errors.js';
 
 /**
  * Why the catalog will not serve a layer, or a served layer cannot produce bytes. Lookups turn all of
@@ -15,9 +15,4 @@ declare module '../core/errors.js' {
   interface ErrorCodes extends Record<IndexErrorCode, true> {}
 }
 
-export class IndexError extends LazyAlsError {
-  declare readonly code: IndexErrorCode;
-  constructor(code: IndexErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(code, message, context, options);
-  }
-}
+export class IndexError extends codedError<IndexErrorCode>() {}

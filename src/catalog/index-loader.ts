@@ -8,23 +8,33 @@ import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { Logger } from '../core/log.js';
-import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../formats/layer-reader.js';
+import { IndexWorkers, type BuiltLayer, type StoredRecord } from '../formats/index-worker.js';
+import type { OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
-import { loadLayerRecord, openLayer } from '../formats/open-layer.js';
+import { tocReadHints } from '../formats/read-hints.js';
+import { PrefetchedBlob } from '../core/prefetched-blob.js';
 import type { Eviction } from '../cache/eviction.js';
 import type { MetadataStore } from '../cache/metadata-store.js';
 import type { ObjectStore } from '../cache/object-store.js';
 import { IndexError } from './errors.js';
+import { loggedBlob } from './logged-blob.js';
 import type { LayerFacts } from './layer-facts.js';
 import { PromiseMemo } from './single-flight.js';
 
-/** The formats entry points (injectable for fault tests). */
+/**
+ * The formats entry points (injectable for fault tests). The default builds every index in a capped
+ * worker thread (formats/index-worker.ts): the record comes back as its JSON bytes, persisted as they are.
+ */
 export interface LayerFormats {
-  openLayer(blob: RandomAccessBlob, options: OpenLayerOptions): Promise<OpenedLayer>;
-  loadLayerRecord(record: LayerRecord, limits?: Limits): LayerIndex;
+  openLayer(blob: RandomAccessBlob, options: OpenLayerOptions): Promise<BuiltLayer>;
+  loadLayerRecord(record: StoredRecord, limits?: Limits): Promise<LayerIndex> | LayerIndex;
 }
 
-export const DEFAULT_FORMATS: LayerFormats = { openLayer, loadLayerRecord };
+const workers = new IndexWorkers();
+export const DEFAULT_FORMATS: LayerFormats = {
+  openLayer: (blob, options) => workers.openLayer(blob, options),
+  loadLayerRecord: (record, limits) => workers.loadLayerRecord(record, limits),
+};
 
 export interface IndexLoaderOptions {
   readonly metadata: MetadataStore;
@@ -59,10 +69,10 @@ export class IndexLoader {
 
   async #loadOrOpen(facts: LayerFacts): Promise<LayerIndex> {
     const limits = this.#o.limits ?? DEFAULT_LIMITS;
-    const stored = await this.#o.metadata.loadLayer(facts.key);
+    const stored = await this.#o.metadata.loadLayerBytes(facts.key);
     if (stored && stored.layer.blobDigest === facts.blobDigest && stored.layer.blobSize === facts.blobSize) {
       try {
-        const index = this.#o.formats.loadLayerRecord(stored.record, limits);
+        const index = await this.#o.formats.loadLayerRecord(stored.record, limits);
         checkIndex(index, facts);
         if (facts.openRef && !stored.layer.refs.includes(facts.openRef.string)) this.#rememberRef(facts.key, facts.openRef.string);
         return index;
@@ -75,10 +85,14 @@ export class IndexLoader {
 
   async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
     this.opens++;
-    const blob = await this.#o.openBlob(facts);
+    const t0 = performance.now();
+    const source = loggedBlob(await this.#o.openBlob(facts), this.#o.logger, { layer: facts.key });
+    // head, footer, TOC and tar-split in one request where the descriptor tells where they are
+    const blob = new PrefetchedBlob(source, tocReadHints({ size: source.size, annotations: facts.annotations }, limits));
+    const tOpen = performance.now();
     const staging = this.#o.blobStore.createStaging();
     let stagingFailed = false;
-    let opened: OpenedLayer;
+    let opened: BuiltLayer;
     try {
       opened = await this.#o.formats.openLayer(blob, {
         descriptor: { mediaType: facts.mediaType, digest: facts.blobDigest, size: facts.blobSize, annotations: facts.annotations },
@@ -99,6 +113,7 @@ export class IndexLoader {
       await staging.discard();
       throw e;
     }
+    const tIndex = performance.now();
     // openLayer resolved: the blob digest (and diffID) matched, the staged chunks are trustworthy.
     try {
       for (const [d, size] of await staging.commit()) this.#o.eviction?.noteStored(d, size);
@@ -109,6 +124,8 @@ export class IndexLoader {
     await this.#o.metadata
       .saveLayer(stored, opened.record)
       .catch((e: unknown) => this.#o.logger.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
+    const ms = (a: number, b: number): number => Math.round(b - a);
+    this.#o.logger.debug('catalog.index_opened', { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) });
     return opened.index;
   }
 }

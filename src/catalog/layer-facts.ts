@@ -43,7 +43,11 @@ interface KnownImage {
   readonly image: ResolvedImage;
   /** When the source was last asked for this reference (-Infinity: loaded from disk only). */
   readonly checkedAt: number;
+  /** Settles once the image is durable in the metadata store (or its write failed and was logged). */
+  readonly persisted: Promise<void>;
 }
+
+const PERSISTED: Promise<void> = Promise.resolve();
 
 export class LayerFactsResolver {
   readonly #o: LayerFactsOptions;
@@ -59,8 +63,12 @@ export class LayerFactsResolver {
     this.#images = new LRUCache({ max: Math.max(1, o.maxImages ?? DEFAULT_IMAGES_MAX) });
   }
 
-  /** The layer `key` of the image `ref` names, and the manifest it was found in. */
-  async fromImage(ref: ImageReference, key: Digest): Promise<{ facts: LayerFacts; match: LayerMatch }> {
+  /**
+   * The layer `key` of the image `ref` names, and the manifest it was found in. `persisted` settles
+   * once the image is durable: the caller opens the layer meanwhile, and answers for it only after
+   * (a layer served once must be servable again after a restart, offline).
+   */
+  async fromImage(ref: ImageReference, key: Digest): Promise<{ facts: LayerFacts; match: LayerMatch; persisted: Promise<void> }> {
     let known = this.#images.get(ref.string) ?? (await this.#fromDisk(ref));
     let match = known ? findLayer(known.image, key) : undefined;
     if (!match && this.#mayAskSource(known)) {
@@ -71,7 +79,10 @@ export class LayerFactsResolver {
       known = await this.#resolving.run(flight, () => this.#fromSource(ref, key, previous));
       match = findLayer(known.image, key);
     }
-    if (!match) throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    if (!match) {
+      await known?.persisted; // no write left running behind an answer
+      throw new IndexError('LAYER_NOT_FOUND', `${ref.string} has no layer with this blob or TOC digest`, { layer: key });
+    }
     const l = match.layer;
     const facts: LayerFacts = {
       key,
@@ -85,7 +96,7 @@ export class LayerFactsResolver {
       refs: [ref.string],
       openRef: ref,
     };
-    return { facts, match };
+    return { facts, match, persisted: known?.persisted ?? PERSISTED };
   }
 
   /** A layer served before, by key alone (store without `:ref`). */
@@ -111,7 +122,7 @@ export class LayerFactsResolver {
   async #fromDisk(ref: ImageReference): Promise<KnownImage | undefined> {
     const image = await this.#o.metadata.loadImage(ref);
     if (!image) return undefined;
-    const known = { image, checkedAt: Number.NEGATIVE_INFINITY };
+    const known = { image, checkedAt: Number.NEGATIVE_INFINITY, persisted: PERSISTED };
     this.#images.set(ref.string, known);
     return known;
   }
@@ -120,14 +131,22 @@ export class LayerFactsResolver {
     const source = this.#o.source;
     if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, {});
     this.sourceResolutions++;
+    const t0 = performance.now();
     // An index is scanned only up to the manifest that has the key (sources bound the scan);
     // manifests found by earlier scans of the same index stay known (offline after a restart).
     const image = withKnownManifests(await source.resolve(ref, undefined, (m) => manifestHasKey(m, key)), previous?.image);
-    const known = { image, checkedAt: this.#o.now() };
+    const t1 = performance.now();
+    const changed = previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length;
+    // Written beside the layers' opens, not before them: callers wait for `persisted` only to answer.
+    const persisted = changed
+      ? this.#o.metadata.saveImage(image).then(
+          () => this.#o.logger.debug('catalog.image_persisted', { reference: ref.string, ms: Math.round(performance.now() - t1) }),
+          (e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }),
+        )
+      : (previous?.persisted ?? PERSISTED);
+    const known = { image, checkedAt: this.#o.now(), persisted };
     this.#images.set(ref.string, known);
-    if (previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length) {
-      await this.#o.metadata.saveImage(image).catch((e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }));
-    }
+    this.#o.logger.debug('catalog.image_resolved', { reference: ref.string, ms: Math.round(t1 - t0) });
     return known;
   }
 }

@@ -19,6 +19,12 @@ export interface RandomAccessBlob {
    * use readRanges() below, which falls back to parallel read() calls.
    */
   readMany?(ranges: readonly ByteRange[], signal?: AbortSignal): Promise<Buffer[]>;
+  /**
+   * Optional: the caller, and everyone it handed them to, is done with these buffers from read or
+   * readMany (views of them included), so the source may reuse their memory (see
+   * core/buffer-pool.ts). Never call it while anything may still read them.
+   */
+  release?(bufs: readonly Buffer[]): void;
   close?(): Promise<void>;
 }
 

@@ -47,6 +47,23 @@ export class LazyAlsError extends Error {
   }
 }
 
+/** LazyAlsError's constructor, narrowed to the codes `C`. */
+export type CodedErrorClass<C extends ErrorCode> = new (
+  code: C,
+  message: string,
+  context?: ErrorContext,
+  options?: { cause?: unknown },
+) => LazyAlsError & { readonly code: C };
+
+/**
+ * The base of a folder's error class: LazyAlsError accepting (and typed as carrying) only the codes
+ * `C`, so the class is one line: `export class FormatError extends codedError<FormatErrorCode>() {}`.
+ */
+export function codedError<C extends ErrorCode>(): CodedErrorClass<C> {
+  // sound: the instance's code is the constructor's argument, which the signature narrows to C
+  return LazyAlsError as unknown as CodedErrorClass<C>;
+}
+
 function formatContext(c: ErrorContext): string {
   const parts: string[] = [];
   if (c.layer !== undefined) parts.push(`layer ${c.layer}`);

@@ -19,6 +19,11 @@ export interface Limits {
   readonly maxTarHeaderExtBytes: number;
   /** Total xattr bytes (names + values) of all entries of one layer. */
   readonly maxLayerXattrBytes: number;
+  /**
+   * JS heap (old generation) the worker that builds one layer's index may use, in bytes. Over it the
+   * layer is refused (TOC_TOO_LARGE); the whole open then costs the daemon at most about this much.
+   */
+  readonly maxIndexHeapBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -33,4 +38,5 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxXattrBytes: 64 * 1024,
   maxTarHeaderExtBytes: 1024 * 1024,
   maxLayerXattrBytes: 16 * 1024 * 1024,
+  maxIndexHeapBytes: 128 * 1024 * 1024,
 });

@@ -283,6 +283,7 @@ const LIMITS: Record<string, (l: Mutable<Limits>, v: unknown, what: string) => v
   max_xattr_bytes: (l, v, w) => (l.maxXattrBytes = positiveSize(v, w)),
   max_layer_xattr_bytes: (l, v, w) => (l.maxLayerXattrBytes = positiveSize(v, w)),
   max_tar_header_ext_bytes: (l, v, w) => (l.maxTarHeaderExtBytes = positiveSize(v, w)),
+  max_index_heap_bytes: (l, v, w) => (l.maxIndexHeapBytes = positiveSize(v, w)),
 };
 
 function positiveSize(v: unknown, what: string): number {

@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError } from '../core/errors.js';
 
 export type DaemonErrorCode =
   | 'CONFIG_INVALID' // bad config file or flag: the CLI prints the message and exits 2
@@ -11,12 +11,7 @@ declare module '../core/errors.js' {
   interface ErrorCodes extends Record<DaemonErrorCode, true> {}
 }
 
-export class DaemonError extends LazyAlsError {
-  declare readonly code: DaemonErrorCode;
-  constructor(code: DaemonErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(code, message, context, options);
-  }
-}
+export class DaemonError extends codedError<DaemonErrorCode>() {}
 
 export class ConfigError extends DaemonError {
   constructor(message: string) {

@@ -41,6 +41,7 @@ export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
         name: blob.name,
         read: (offset, length, sig) => timed(() => blob.read(offset, length, sig), (s, b, e) => report(b ? [b] : undefined, s, e)),
         ...(blob.readMany ? { readMany: (ranges, sig) => timed(() => blob.readMany!(ranges, sig), (s, b, e) => report(b, s, e)) } : {}),
+        ...(blob.release ? { release: (bufs) => blob.release!(bufs) } : {}),
         ...(blob.close ? { close: () => blob.close!() } : {}),
       };
       return metered;
@@ -59,9 +60,9 @@ export function meteredFormats(t: Telemetry, formats: LayerFormats = DEFAULT_FOR
         else t.refused(layer, e instanceof LazyAlsError ? e.code : 'INTERNAL');
       });
     },
-    loadLayerRecord: (record, limits) => {
+    loadLayerRecord: async (record, limits) => {
       const t0 = process.hrtime.bigint();
-      const index = formats.loadLayerRecord(record, limits);
+      const index = await formats.loadLayerRecord(record, limits);
       t.toc(index.tocDigest ?? index.blobDigest ?? 'unknown', 'record', since(t0));
       return index;
     },
@@ -77,12 +78,17 @@ export function meteredProvider(provider: LayerProvider, t: Telemetry): LayerPro
       const name = layer.key;
       const readFile: ServedLayerView['readFile'] = (node, path, offset, length, signal) =>
         timed(() => layer.readFile(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b?.length ?? 0, s, e === undefined));
+      const readFileParts: ServedLayerView['readFileParts'] = layer.readFileParts
+        ? (node, path, offset, length, signal) =>
+            timed(() => layer.readFileParts!(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b ? b.reduce((n, x) => n + x.length, 0) : 0, s, e === undefined))
+        : undefined;
       const readBlob: ServedLayerView['readBlob'] = (offset, length, signal) =>
         timed(() => layer.readBlob(offset, length, signal), (s, b, e) => t.read(name, 'blob', b?.length ?? 0, s, e === undefined));
       // Everything else is the layer's own (methods bound to it: it may keep private state).
       v = new Proxy(layer, {
         get(target, prop) {
           if (prop === 'readFile') return readFile;
+          if (prop === 'readFileParts') return readFileParts;
           if (prop === 'readBlob') return readBlob;
           const x: unknown = Reflect.get(target, prop, target);
           return typeof x === 'function' ? (x as (...a: unknown[]) => unknown).bind(target) : x;

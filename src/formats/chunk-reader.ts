@@ -113,6 +113,9 @@ export async function readVerifiedChunks(
     return { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) };
   });
   const results = jobs.length > 0 ? await decoder.decodeAll(jobs, contexts) : [];
+  // Every decode has finished and none of the results is a view of a span (decoders copy out
+  // uncompressed members): the spans' memory can be reused for the next fetch.
+  if (datas.length > 0) blob.release?.(datas);
   starts.forEach((start, gi) => {
     const res = results[gi]!;
     if (res instanceof Error) throw res;

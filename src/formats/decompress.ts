@@ -119,30 +119,9 @@ export async function decodeAtMost(compression: Compression, data: Buffer, max: 
     }
     return Buffer.concat(parts).subarray(0, max);
   }
-  return new Promise<Buffer>((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let n = 0;
-    let settled = false;
-    const d = createGunzip({ chunkSize: 64 * 1024 });
-    const done = (err?: unknown): void => {
-      if (settled) return;
-      settled = true;
-      d.removeAllListeners('data');
-      d.destroy();
-      if (err !== undefined && n < max) reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
-      else resolve(Buffer.concat(parts).subarray(0, max));
-    };
-    d.on('data', (b: Buffer) => {
-      if (settled) return;
-      parts.push(b);
-      n += b.length;
-      if (n >= max) done();
-    });
-    d.on('error', (e) => done(e));
-    d.on('end', () => done());
-    if (max === 0) return done();
-    feedInSlices(d, data, () => settled);
-  });
+  const parts: Buffer[] = [];
+  await gunzipStream(data, max, context, { shortOk: true }, (b) => parts.push(b));
+  return Buffer.concat(parts).subarray(0, max);
 }
 
 /** A range of the uncompressed stream decoded from a span start: [start, start + length). */
@@ -231,10 +210,30 @@ function decodeZstdInto(src: Uint8Array, targets: readonly Target[], need: numbe
 }
 
 /** gzip through node:zlib, copying the parts of each output piece that fall in a target. */
-function gunzipInto(data: Buffer, targets: readonly Target[], need: number, context: ErrorContext): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+function gunzipInto(data: Buffer, targets: readonly Target[], need: number, context: ErrorContext): Promise<number> {
+  let t = 0;
+  return gunzipStream(data, need, context, { shortOk: false }, (b, pos) => {
+    const bEnd = pos + b.length;
+    while (t < targets.length && targets[t]!.start < bEnd) {
+      const tg = targets[t]!;
+      const from = Math.max(tg.start, pos);
+      const to = Math.min(tg.end, bEnd);
+      if (to > from) b.copy(tg.buf, from - tg.start, from - pos, to - pos);
+      if (tg.end <= bEnd) t++;
+      else break;
+    }
+  });
+}
+
+/**
+ * Run `data` through gunzip, handing each output piece to `sink` with its offset in the uncompressed
+ * stream, and stop as soon as `need` bytes have come out (the rest is never inflated). Data that ends
+ * before `need` bytes is an error unless `shortOk`; corrupt data is an error unless it comes after
+ * the `need` bytes. Resolves with the number of bytes handed out.
+ */
+function gunzipStream(data: Buffer, need: number, context: ErrorContext, o: { readonly shortOk: boolean }, sink: (b: Buffer, pos: number) => void): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
     let pos = 0;
-    let t = 0;
     let settled = false;
     const d = createGunzip({ chunkSize: 64 * 1024 });
     const done = (err?: unknown): void => {
@@ -242,31 +241,21 @@ function gunzipInto(data: Buffer, targets: readonly Target[], need: number, cont
       settled = true;
       d.removeAllListeners('data');
       d.destroy();
-      if (pos >= need) resolve();
+      if (pos >= need) resolve(pos);
       else if (err !== undefined) {
         reject(new FormatError('DECOMPRESS_FAILED', `corrupt gzip data: ${(err as Error).message ?? err}`, context, { cause: err }));
-      } else reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${pos} of ${need} bytes`, context));
+      } else if (o.shortOk) resolve(pos);
+      else reject(new FormatError('DECOMPRESS_FAILED', `gzip data ends after ${pos} of ${need} bytes`, context));
     };
     d.on('data', (b: Buffer) => {
       if (settled) return;
-      const bEnd = pos + b.length;
-      while (t < targets.length && targets[t]!.start < bEnd) {
-        const tg = targets[t]!;
-        const from = Math.max(tg.start, pos);
-        const to = Math.min(tg.end, bEnd);
-        if (to > from) b.copy(tg.buf, from - tg.start, from - pos, to - pos);
-        if (tg.end <= bEnd) t++;
-        else break;
-      }
-      pos = bEnd;
+      sink(b, pos);
+      pos += b.length;
       if (pos >= need) done();
     });
     d.on('error', (e) => done(e));
     d.on('end', () => done());
-    if (need === 0) {
-      done();
-      return;
-    }
+    if (need === 0) return done();
     feedInSlices(d, data, () => settled);
   });
 }

@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError } from '../core/errors.js';
 
 /**
  * Everything a format reader can reject. Codes are stable (tests and the errno table use them).
@@ -29,9 +29,4 @@ declare module '../core/errors.js' {
   interface ErrorCodes extends Record<FormatErrorCode, true> {}
 }
 
-export class FormatError extends LazyAlsError {
-  declare readonly code: FormatErrorCode;
-  constructor(code: FormatErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(code, message, context, options);
-  }
-}
+export class FormatError extends codedError<FormatErrorCode>() {}

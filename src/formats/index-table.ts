@@ -21,7 +21,7 @@
  * 88 + 12 + 56 + 24 bytes + the name: no JS object per entry, nothing for the GC to walk.
  */
 import type { Digest } from '../core/digest.js';
-import type { ByteString, ChunkRef, Compression, LayerFormat, LayerIndex, LayerNode, NodeType } from './model.js';
+import { type ByteString, type ChunkRef, type LayerIndex, type LayerNode, type NodeType, S_IF } from './model.js';
 
 export const TABLE_MAGIC = 0x4254414c;
 export const TABLE_VERSION = 1;
@@ -45,14 +45,6 @@ export const CHUNK_OTHER_DIGEST = 2;
 /** Node flag: the whole-file digest equals its only chunk's digest. */
 export const NODE_DIGEST_IS_CHUNK = 1;
 
-export const S_IF: Readonly<Record<NodeType, number>> = {
-  dir: 0o040000,
-  reg: 0o100000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-};
 const TYPE_OF = new Map<number, NodeType>(Object.entries(S_IF).map(([t, m]) => [m, t as NodeType]));
 
 /** Node field offsets in u32 words. */
@@ -74,11 +66,8 @@ export interface TableExtras {
   readonly chunkDigests: ReadonlyMap<number, Digest>;
 }
 
-/** The index's own facts (declared once, on LayerIndex) plus the id lists the table builder gathered. */
-export type TableMeta = Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize' | 'prefetchEnd'> & {
-  readonly uids: readonly number[];
-  readonly gids: readonly number[];
-};
+/** The index's own facts and the id lists the table builder gathered (declared once, on LayerIndex). */
+export type TableMeta = Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize' | 'prefetchEnd' | 'uids' | 'gids'>;
 
 const u64 = (w: Uint32Array, i: number): number => w[i]! + w[i + 1]! * 0x1_0000_0000;
 const i64 = (w: Uint32Array, i: number): number => w[i]! + (w[i + 1]! | 0) * 0x1_0000_0000;
@@ -93,18 +82,12 @@ function compareBytes(s: string, b: Uint8Array, off: number, len: number): numbe
   return s.length - len;
 }
 
+/** The layer's facts (TableMeta) are the index's own fields: the constructor copies them in. */
+export interface TableLayerIndex extends TableMeta {}
+
 /** The LayerIndex over a table: every node, name and chunk is read from the buffer when asked for. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: every TableMeta field is set by Object.assign in the constructor
 export class TableLayerIndex implements LayerIndex {
-  readonly format: LayerFormat;
-  readonly compression: Compression;
-  readonly blobSize: number;
-  readonly blobDigest?: Digest;
-  readonly tocDigest?: Digest;
-  readonly diffId?: Digest;
-  readonly uncompressedSize?: number;
-  readonly prefetchEnd?: number;
-  readonly uids: readonly number[];
-  readonly gids: readonly number[];
   /** The table (the native backend publishes this very buffer). */
   readonly table: Buffer;
   readonly extras: TableExtras;
@@ -136,16 +119,7 @@ export class TableLayerIndex implements LayerIndex {
     this.table = table;
     this.extras = extras;
     this.nodeCount = n;
-    this.format = meta.format;
-    this.compression = meta.compression;
-    this.blobSize = meta.blobSize;
-    if (meta.blobDigest !== undefined) this.blobDigest = meta.blobDigest;
-    if (meta.tocDigest !== undefined) this.tocDigest = meta.tocDigest;
-    if (meta.diffId !== undefined) this.diffId = meta.diffId;
-    if (meta.uncompressedSize !== undefined) this.uncompressedSize = meta.uncompressedSize;
-    if (meta.prefetchEnd !== undefined) this.prefetchEnd = meta.prefetchEnd;
-    this.uids = meta.uids;
-    this.gids = meta.gids;
+    Object.assign(this, meta);
   }
 
   get root(): LayerNode {

@@ -150,7 +150,7 @@ export interface LayerIndex {
 }
 
 /** The S_IFMT bits of each node type, as stat(2) and FUSE report them. */
-const S_IF: Readonly<Record<NodeType, number>> = {
+export const S_IF: Readonly<Record<NodeType, number>> = {
   dir: 0o040000,
   reg: 0o100000,
   symlink: 0o120000,

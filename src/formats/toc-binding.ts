@@ -10,18 +10,12 @@
 import type { ErrorContext } from '../core/errors.js';
 import { displayName, goJsonMangle } from './byte-string.js';
 import { FormatError } from './errors.js';
-import type { ByteString, RawEntryType } from './model.js';
+import type { ByteString, EntryStat, RawEntryType } from './model.js';
 
 /** The fields both sides carry (TOC entries of either format, scanned tar headers). */
-export interface BindableEntry {
+export interface BindableEntry extends EntryStat {
   readonly name: ByteString;
   readonly type: RawEntryType | 'chunk';
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly size: number;
-  readonly mtimeSec: number;
-  readonly mtimeNsec: number;
   readonly linkName?: ByteString;
   readonly devMajor: number;
   readonly devMinor: number;

@@ -149,8 +149,11 @@ export class AlsTree implements FuseOps {
     let p = this.#inflight.get(ck);
     if (!p) {
       p = (async () => {
+        const t0 = performance.now();
         try {
           const layer = await this.#provider.lookup(ref, key);
+          // when podman asked and how long it waited: the pull timeline (bench/e2e/pull.ts)
+          this.#logger.debug('als.lookup', { layer: key, found: layer !== undefined, ms: Math.round(performance.now() - t0) });
           if (!layer) return undefined;
           const base = this.#inodes.layerBase(key, layer.index.nodeCount);
           const served: Served = { tree: new DiffTree(layer, base, this.#logger, this.#ids), ref, key };

@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError, type ErrorContext } from '../core/errors.js';
 
 /**
  * Errors raised by the filesystem side itself. The code is the errno name the kernel should see
@@ -20,12 +20,7 @@ declare module '../core/errors.js' {
   interface ErrorCodes extends Record<FuseErrorCode, true> {}
 }
 
-export class FuseError extends LazyAlsError {
-  declare readonly code: FuseErrorCode;
-  constructor(code: FuseErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
-    super(code, message, context, options);
-  }
-}
+export class FuseError extends codedError<FuseErrorCode>() {}
 
 export const enoent = (what: string, context: ErrorContext = {}): FuseError => new FuseError('ENOENT', `no such entry: ${what}`, context);
 export const erofs = (what: string): FuseError => new FuseError('EROFS', `read-only filesystem: ${what}`);

@@ -128,6 +128,12 @@ interface ControlNode {
   refs: number;
 }
 
+/** A read's chunk pieces go out as they are (writev), not copied into one buffer first. */
+function replyParts(n: NativeBinding, h: NativeHandle, id: number, bufs: readonly Buffer[]): void {
+  if (bufs.length <= 256) n.replyDataV(h, id, bufs);
+  else n.replyData(h, id, Buffer.concat(bufs));
+}
+
 function attrOf(st: FsStat): NativeAttr {
   return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, nlink: st.nlink, ino: st.ino, rdev: st.rdev, mtime: st.mtime };
 }
@@ -328,8 +334,8 @@ export async function mountNative(tree: AlsTree, o: NativeBackendOptions): Promi
           const index = layer.tree.layer.index;
           if (!(d >= 0 && d < index.nodeCount)) return replyErr(id, -E.EIO);
           const node = index.node(d + 1);
-          guard(logger, 'read', rel, t.readMs, (ctx) => layer.tree.read(node, rel, b, c, ctx.signal),
-            (ret, buf) => (ret === 0 && buf ? n.replyData(h!, id, buf) : replyErr(id, ret)), caller);
+          guard(logger, 'read', rel, t.readMs, (ctx) => layer.tree.readParts(node, rel, b, c, ctx.signal),
+            (ret, bufs) => (ret === 0 && bufs ? replyParts(n, h!, id, bufs) : replyErr(id, ret)), caller);
           return;
         }
         default:

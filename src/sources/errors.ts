@@ -1,4 +1,4 @@
-import { LazyAlsError, type ErrorContext } from '../core/errors.js';
+import { codedError, type ErrorContext } from '../core/errors.js';
 
 /**
  * Everything a blob source (registry, distributed filesystem, credential channel) can reject.
@@ -32,8 +32,7 @@ export interface SourceErrorContext extends ErrorContext {
   repository?: string;
 }
 
-export class SourceError extends LazyAlsError {
-  declare readonly code: SourceErrorCode;
+export class SourceError extends codedError<SourceErrorCode>() {
   readonly status: number | undefined;
   readonly repository: string | undefined;
   /** Whether retrying the same request may succeed (429, 5xx, transport errors, truncation). */

@@ -1,3 +1,4 @@
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { byteStringFromText as B, toText } from '../../src/formats/byte-string.js';
 import { describe, expect, it } from 'vitest';
 import { BufferBlob } from '../../src/core/blob.js';
@@ -137,10 +138,13 @@ describe('eStargz readers: round trip', () => {
 
       // Record: JSON-able, rebuilds the same index without the blob.
       const persisted = JSON.parse(JSON.stringify(record)) as LayerRecord;
-      expect(persisted.params).toEqual({ tocOffset: fx.tocOffset, footerSize: zstd ? 40 : wopts.legacy ? 47 : 51 });
-      expect(Buffer.from(persisted.payload, 'base64').equals(fx.tocJson)).toBe(true);
+      expect(persisted.params).toEqual({ tocOffset: fx.tocOffset, footerSize: zstd ? 40 : wopts.legacy ? 47 : 51, payloadGzip: 1 });
+      expect(gunzipSync(Buffer.from(persisted.payload, 'base64')).equals(fx.tocJson)).toBe(true);
       const again = loadEStargzRecord(persisted);
       expect(snapshot(again)).toEqual(snapshot(index));
+      // a record written before payloads were compressed (the TOC JSON as it is) still loads
+      const { payloadGzip: _gz, ...oldParams } = persisted.params;
+      expect(snapshot(loadEStargzRecord({ ...persisted, params: oldParams, payload: fx.tocJson.toString('base64') }))).toEqual(snapshot(index));
       expect(again.prefetchEnd).toBe(index.prefetchEnd);
       expect(again.format).toBe(index.format);
       await expectFormatError(() => loadEStargzRecord({ ...persisted, format: 'zstd-chunked' }), 'FORMAT_UNKNOWN');
@@ -148,7 +152,7 @@ describe('eStargz readers: round trip', () => {
       await expectFormatError(() => loadEStargzRecord({ ...persisted, params: { tocOffset: fx.blob.length, footerSize: persisted.params['footerSize']! } }), 'TOC_OUT_OF_RANGE');
       const { tocDigest: _dropped, ...withoutToc } = persisted;
       await expectFormatError(() => loadEStargzRecord(withoutToc), 'TOC_MISSING');
-      await expectFormatError(() => loadEStargzRecord({ ...persisted, payload: Buffer.from(fx.tocJson.toString().replace('passwd', 'passwe')).toString('base64') }), 'TOC_DIGEST_MISMATCH');
+      await expectFormatError(() => loadEStargzRecord({ ...persisted, payload: gzipSync(Buffer.from(fx.tocJson.toString().replace('passwd', 'passwe'))).toString('base64') }), 'TOC_DIGEST_MISMATCH');
     });
   }
 

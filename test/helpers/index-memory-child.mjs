@@ -6,10 +6,15 @@
 // the open (what the index itself holds). Run with --expose-gc.
 import { readFileSync } from 'node:fs';
 
-const [file, tocDigest, mediaType, table] = process.argv.slice(2);
+const [file, tocDigest, mediaType, table] = process.argv.slice(2).filter((a) => a !== '--worker');
+// --worker: open as the daemon does, in the capped index worker (formats/index-worker.ts)
+const inWorker = process.argv.includes('--worker');
 const root = new URL('../../dist/', import.meta.url);
 const { FileBlob } = await import(new URL('core/blob.js', root).href);
-const { openLayer } = await import(new URL('formats/open-layer.js', root).href);
+const { openLayer: openInProcess } = await import(new URL('formats/open-layer.js', root).href);
+const { IndexWorkers } = await import(new URL('formats/index-worker.js', root).href);
+const workers = new IndexWorkers();
+const openLayer = inWorker ? (blob, options) => workers.openLayer(blob, options) : openInProcess;
 const { encodeLayerTable } = await import(new URL('fuse/layer-table.js', root).href);
 const status = (key) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(key)))[1]);
 globalThis.gc(); globalThis.gc();

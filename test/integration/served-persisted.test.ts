@@ -2,7 +2,7 @@
  * "Every byte ever served is served again after a restart, offline", at the cache level, against
  * the real daemon and a real registry:
  *
- *  - a verified chunk is on disk before (or as) it is served: a kill -9 right after the reads, with
+ *  - a verified chunk is on disk before it is served: a kill -9 right after the reads, with
  *    no settling, loses nothing that was read;
  *  - hole (`zeros`) chunks never need the source: an ELF-like file with zero runs reads offline;
  *  - once the cache is drained, the bytes a layer fetched from its source are a subset of the bytes
@@ -30,6 +30,10 @@ let reg: RegistryHandle;
 let dir: string;
 let layer: ZstdChunkedBlob;
 let R: string;
+/** 4 MiB chunks: a chunk's write takes long enough for a crash to land between reply and write. */
+const BIG4 = prand(32 * 1024 * KIB, 'big4');
+let layer4: ZstdChunkedBlob;
+let R4: string;
 const daemons: RealDaemon[] = [];
 
 beforeAll(async () => {
@@ -47,6 +51,15 @@ beforeAll(async () => {
   expect(JSON.stringify(layer.toc)).toContain('"zeros"'); // the fixture really has hole chunks
   await pushImage(reg, 'it/persist', 'v1', { layers: [{ bytes: layer.blob, mediaType: MT_TAR_ZSTD, diffId: layer.diffId, annotations: layer.annotations }] });
   R = refElem(`${reg.host}/it/persist:v1`);
+  layer4 = buildZstdChunked(
+    [
+      { name: 'big4/', type: 'dir', mode: 0o755 },
+      { name: 'big4/r.bin', type: 'reg', data: BIG4 },
+    ],
+    { chunkSize: 4 * 1024 * KIB },
+  );
+  await pushImage(reg, 'it/persist4', 'v1', { layers: [{ bytes: layer4.blob, mediaType: MT_TAR_ZSTD, diffId: layer4.diffId, annotations: layer4.annotations }] });
+  R4 = refElem(`${reg.host}/it/persist4:v1`);
 });
 
 afterAll(async () => {
@@ -122,6 +135,43 @@ describe('served bytes are persisted', () => {
       await d.start();
       for (const [p, off, len, want] of reads) expect(await readAt(join(base, p), off, len)).toEqual(want.subarray(off, off + len));
       expect((await layerStatus(d)).fetchedBytes).toBe(0);
+      expect(d.stderr).not.toContain('fuse.read_failed');
+      await d.stop();
+    } finally {
+      await reg.restart();
+    }
+  });
+
+  it('concurrent reads of 4 MiB chunks, kill -9 the moment they return: every served byte reads offline (audit H1)', async () => {
+    const d = await startDaemon('c');
+    const path = join(d.mnt, R4, layer4.tocDigest, 'diff', 'big4/r.bin');
+    const offs = Array.from({ length: 8 }, (_, k) => k * 4 * 1024 * KIB + 12_345);
+    const fh = await open(path, 'r');
+    const got = await Promise.all(
+      offs.map(async (o) => {
+        const b = Buffer.alloc(1);
+        await fh.read(b, 0, 1, o);
+        return b[0];
+      }),
+    );
+    // no await between the last reply and the crash: a reply sent before its chunk was written is lost
+    await d.kill9({ helpers: true });
+    await fh.close().catch(() => undefined);
+    expect(got).toEqual(offs.map((o) => BIG4[o]));
+    await reg.kill();
+    try {
+      await d.forceUnmount();
+      await d.start();
+      const fh2 = await open(path, 'r');
+      try {
+        for (const o of offs) {
+          const b = Buffer.alloc(1);
+          await fh2.read(b, 0, 1, o);
+          expect(b[0]).toBe(BIG4[o]);
+        }
+      } finally {
+        await fh2.close();
+      }
       expect(d.stderr).not.toContain('fuse.read_failed');
       await d.stop();
     } finally {

@@ -46,7 +46,8 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --credentials-ttl SEC    keep auth-helper credentials (state dir, 0600) this long unless their token expires sooner (default ${DEFAULTS.credentialsTtlMs / 1000})
   --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
   --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
-  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE
+  --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE,
+  --max-index-heap-bytes SIZE
                            the other per-layer bounds (same [limits] keys)
 MOUNTPOINT defaults to ${DEFAULTS.mountpoint}; storage.conf: additionallayerstores = ["<MOUNTPOINT>:ref"].
 `;
@@ -86,6 +87,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'max-xattr-bytes': 'limits.max_xattr_bytes',
   'max-layer-xattr-bytes': 'limits.max_layer_xattr_bytes',
   'max-tar-header-ext-bytes': 'limits.max_tar_header_ext_bytes',
+  'max-index-heap-bytes': 'limits.max_index_heap_bytes',
 };
 
 /** Parse serve's argv into a config; throws ConfigError for anything wrong. */
@@ -113,7 +115,7 @@ export async function configFromArgs(argv: string[]): Promise<DaemonConfig | 'he
   const file = values.config as string | undefined;
   if (file !== undefined) config = await loadConfigFile(file);
   else if (await access(DEFAULT_CONFIG_FILE).then(() => true, () => false)) config = await loadConfigFile(DEFAULT_CONFIG_FILE);
-  const c = { ...config, dfsRoots: [...config.dfsRoots], fuse: { ...config.fuse } };
+  const c = { ...config, dfsRoots: [...config.dfsRoots], fuse: { ...config.fuse }, limits: { ...config.limits } };
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
     const v = (values as Record<string, unknown>)[flag];
     if (v !== undefined) applySetting(c, key, v, `--${flag}`);

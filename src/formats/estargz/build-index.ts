@@ -5,6 +5,7 @@
  */
 import type { Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
+import { encodePayload, PAYLOAD_GZIP } from '../record-payload.js';
 import type { LayerRecord, OpenedLayer } from '../layer-reader.js';
 import type { LayerFormat, LayerIndex } from '../model.js';
 import { compressionOfFormat } from '../detect.js';
@@ -74,8 +75,8 @@ export function openedFromToc(toc: VerifiedToc, entries: readonly TocEntry[], na
     tocDigest: toc.digest,
     // Recorded, not verified: a lazily read layer's diffID cannot be checked without a full pass.
     ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
-    params: { tocOffset: meta.tocOffset, footerSize: meta.footerSize },
-    payload: toc.bytes.toString('base64'),
+    params: { tocOffset: meta.tocOffset, footerSize: meta.footerSize, [PAYLOAD_GZIP]: 1 },
+    payload: encodePayload(toc.bytes),
     ...(headerNames !== undefined ? { headerNames } : {}),
   };
   return { index, record };

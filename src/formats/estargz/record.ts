@@ -6,8 +6,8 @@
  */
 import { isDigest, type Digest } from '../../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../../core/limits.js';
-import { decodeBase64Strict } from '../../core/base64.js';
 import { FormatError } from '../errors.js';
+import { decodePayload } from '../record-payload.js';
 import type { LayerRecord } from '../layer-reader.js';
 import type { LayerIndex } from '../model.js';
 import { indexFromToc, layoutProblem, type EStargzFormat } from './build-index.js';
@@ -34,14 +34,14 @@ export function loadEStargzRecord(record: LayerRecord, limits: Limits = DEFAULT_
   }
   const tocOffset = record.params?.['tocOffset'];
   const fs = record.params?.['footerSize'];
-  if (typeof tocOffset !== 'number' || fs !== footerSize) {
+  const gz = record.params?.['payloadGzip'];
+  if (typeof tocOffset !== 'number' || fs !== footerSize || (gz !== undefined && gz !== 1)) {
     throw new FormatError('TOC_MALFORMED', 'record params do not match its format', ctx);
   }
   const layout = { format, blobSize: record.blobSize, tocOffset, footerSize };
   const problem = layoutProblem(layout);
   if (problem !== undefined) throw new FormatError('TOC_OUT_OF_RANGE', problem, ctx);
-  const json =
-    typeof record.payload === 'string' && record.payload.length <= Math.ceil(limits.maxTocBytes / 3) * 4 ? decodeBase64Strict(record.payload) : undefined;
+  const json = decodePayload(record, limits.maxTocBytes, ctx);
   if (json === undefined) throw new FormatError('TOC_MALFORMED', 'record payload is not base64 within the TOC size limit', ctx);
   const toc = VerifiedToc.verify(json, record.tocDigest as Digest, 'TOC', ctx);
   const blobDigest = record.blobDigest !== undefined && isDigest(record.blobDigest) ? record.blobDigest : undefined;

@@ -35,6 +35,7 @@ import {
 } from './plain-record.js';
 import { TarScanner, type ScannedEntry, type SparseSegment } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
+import { PAYLOAD_GZIP } from '../record-payload.js';
 
 const GiB = 1024 * 1024 * 1024;
 
@@ -180,7 +181,7 @@ class PlainPass {
           blobDigest,
           diffId,
           uncompressedSize,
-          params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES },
+          params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES, [PAYLOAD_GZIP]: 1 },
           payload: encodePlainPayload(raw, dataOffsets, sparse),
         };
         return record;

@@ -14,7 +14,11 @@ import type { LayerRecord } from '../layer-reader.js';
 import { byteStringFromText } from '../byte-string.js';
 import type { ByteString, ChunkRef, Compression, LayerFormat, LayerIndex, RawEntry, RawEntryType } from '../model.js';
 import { buildLayerIndex } from '../overlay-view.js';
+import { decodePayload, encodePayload, PAYLOAD_GZIP } from '../record-payload.js';
 import type { SparseSegment } from './tar-scanner.js';
+
+/** Cap on a plain record's inflated entry list (the record is the daemon's own, hash-checked file; this only bounds a tampered one). */
+const MAX_PAYLOAD_JSON = 1024 * 1024 * 1024;
 
 /** Largest piece a plain layer's file content is cut into. */
 export const PLAIN_CHUNK_BYTES = 1024 * 1024;
@@ -117,7 +121,7 @@ export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readon
     }
     return c;
   });
-  return Buffer.from(JSON.stringify(out)).toString('base64');
+  return encodePayload(Buffer.from(JSON.stringify(out)));
 }
 
 function hexOf(d: Digest): string {
@@ -177,7 +181,9 @@ class RecordFields {
   payload(limits: Limits): unknown[] {
     let list: unknown;
     try {
-      list = JSON.parse(Buffer.from(this.#record.payload, 'base64').toString('utf8'));
+      const r = this.#record;
+      const bytes = r.params[PAYLOAD_GZIP] === 1 ? decodePayload(r, MAX_PAYLOAD_JSON, r.blobDigest !== undefined ? { blob: r.blobDigest } : {}) : Buffer.from(r.payload, 'base64');
+      list = JSON.parse(bytes!.toString('utf8'));
     } catch {
       return this.bad('payload is not JSON');
     }

@@ -2,7 +2,7 @@
  * Retry with jittered exponential backoff ("full jitter": sleep uniform in [0, min(cap, base·2^n)]).
  * Time and randomness are injected so tests run without real sleeps.
  */
-import { AbortedError } from '../../core/errors.js';
+import { sleep } from '../../core/abort.js';
 import { isRetryable } from '../errors.js';
 
 export interface RetryPolicy {
@@ -14,27 +14,12 @@ export interface RetryPolicy {
   readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-export function realSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new AbortedError());
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(new AbortedError());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 export const DEFAULT_RETRY: RetryPolicy = Object.freeze({
   retries: 4,
   baseDelayMs: 200,
   maxDelayMs: 5_000,
   random: Math.random,
-  sleep: realSleep,
+  sleep,
 });
 
 export function backoffDelay(policy: RetryPolicy, attempt: number): number {

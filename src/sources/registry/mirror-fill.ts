@@ -11,6 +11,7 @@
  * source instance; an entry exists only while its first open runs (bounded by `maxPending`; past
  * that, opens are not gated).
  */
+import { raceAbort, sleep } from '../../core/abort.js';
 
 export interface MirrorFillOptions {
   /** Give up waiting for the mirror to store a blob after this long (the reads then go anyway). */
@@ -22,30 +23,6 @@ export interface MirrorFillOptions {
 }
 
 export const DEFAULT_MIRROR_FILL: MirrorFillOptions = Object.freeze({ maxWaitMs: 30_000, firstDelayMs: 100, maxDelayMs: 2_000, maxPending: 1024 });
-
-function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export class MirrorFillGate {
   readonly #o: MirrorFillOptions;
@@ -73,7 +50,7 @@ export class MirrorFillGate {
   async once<T>(key: string, first: () => Promise<T>, then: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const running = this.#pending.get(key);
     if (running) {
-      await abortable(running.catch(() => undefined), signal);
+      await raceAbort(running.catch(() => undefined), signal);
       return then();
     }
     if (this.#pending.size >= this.#o.maxPending) return first();

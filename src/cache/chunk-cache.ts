@@ -29,7 +29,7 @@
 import { LRUCache } from 'lru-cache';
 import { raceAbort } from '../core/abort.js';
 import type { Digest } from '../core/digest.js';
-import { AbortedError, type ErrorContext } from '../core/errors.js';
+import { AbortedError } from '../core/errors.js';
 import type { VerifiedBytes } from '../core/verified.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkRequest } from '../formats/chunk-reader.js';

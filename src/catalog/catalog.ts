@@ -46,7 +46,7 @@ import { UseCounts } from './use-counts.js';
 import { WholeLayerCheck } from './whole-layer-check.js';
 
 export { DEFAULT_FORMATS, type LayerFormats } from './index-loader.js';
-export type { CatalogStatus, UseCount } from './catalog-status.js';
+export type { CatalogStatus } from './catalog-status.js';
 
 export interface LayerCatalogOptions {
   /** Where images and blobs come from. Omit to serve only what the state dir already knows. */

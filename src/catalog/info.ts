@@ -24,7 +24,7 @@ import type { Digest } from '../core/digest.js';
 import { STORAGE_COMPRESSION, type LayerIndex } from '../formats/model.js';
 import { IndexError } from './errors.js';
 
-export const ANNOTATION_ESTARGZ_UNCOMPRESSED_SIZE = 'io.containers.estargz.uncompressed-size';
+const ANNOTATION_ESTARGZ_UNCOMPRESSED_SIZE = 'io.containers.estargz.uncompressed-size';
 
 export interface InfoInput {
   readonly key: Digest;

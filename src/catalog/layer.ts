@@ -393,7 +393,7 @@ const NO_SOURCE: RandomAccessBlob = {
 };
 
 /** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
-export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
+function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
   const out: ChunkRef[] = [];
   for (let i = firstChunkEndingAfter(chunks, start); i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
   return out;

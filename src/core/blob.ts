@@ -33,7 +33,7 @@ export interface ByteRange {
   readonly length: number;
 }
 
-export class BlobRangeError extends LazyAlsError {
+class BlobRangeError extends LazyAlsError {
   constructor(message: string, context: ErrorContext = {}) {
     super('BLOB_RANGE', message, context);
   }

@@ -13,7 +13,6 @@ import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
 import { defaultConfigFile, isRootless, SYSTEM_PATHS, userPaths } from './paths.js';
 
-export { defaultConfigFile, isRootless, userPaths } from './paths.js';
 
 export interface FuseConfig {
   /**
@@ -130,7 +129,7 @@ const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
  * directories, and no `allow_other` (fusermount3 refuses it without `user_allow_other` in
  * /etc/fuse.conf, and rootless podman reaches the mount as its owner).
  */
-export function defaultsFor(env: NodeJS.ProcessEnv, uid: number): DaemonConfig {
+function defaultsFor(env: NodeJS.ProcessEnv, uid: number): DaemonConfig {
   if (!isRootless(env, uid)) return SYSTEM_DEFAULTS;
   const p = userPaths(env);
   return Object.freeze({

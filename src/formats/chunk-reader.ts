@@ -25,15 +25,6 @@ export interface ChunkSourceInfo {
   readonly decoder?: ChunkDecoder;
 }
 
-/** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
-export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): Buffer {
-  const actual = DigestHasher.for(chunk.digest).update(data).digest();
-  if (actual !== chunk.digest) {
-    throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${actual}`, { ...ctx, chunk: chunk.digest });
-  }
-  return data;
-}
-
 /**
  * A hole chunk (zstd:chunked `zeros`) is `size` zero bytes whose digest the TOC records. sha256 of n
  * zero bytes depends on n alone, so each size is hashed once (a memo of a pure function, bounded to

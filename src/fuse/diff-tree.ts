@@ -14,7 +14,7 @@ import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import type { ServedLayerView } from './layer-provider.js';
 
 /** glibc makedev(), truncated to the 32 bits fuse-native passes (major < 4096, minor < 2^20). */
-export function makedev32(major: number, minor: number): number {
+function makedev32(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) << 12)) >>> 0;
 }
 

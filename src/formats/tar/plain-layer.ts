@@ -44,7 +44,7 @@ export interface PlainLayerOptions extends OpenLayerOptions {
   readonly maxUncompressedBytes?: number;
 }
 
-export function defaultMaxUncompressed(blobSize: number): number {
+function defaultMaxUncompressed(blobSize: number): number {
   return GiB + 128 * blobSize;
 }
 
@@ -64,7 +64,7 @@ interface OpenFile {
 }
 
 /** Which plain format a blob is, from the forced format, the media type, then the magic bytes. */
-export function plainFormatOf(head: Buffer, options: OpenLayerOptions): LayerFormat {
+function plainFormatOf(head: Buffer, options: OpenLayerOptions): LayerFormat {
   const f = options.format;
   if (f === 'tar' || f === 'tar+gzip' || f === 'tar+zstd') return f;
   if (head[0] === 0x1f && head[1] === 0x8b) return 'tar+gzip';

@@ -85,7 +85,7 @@ export const UNADDRESSED_DIGEST = `sha256:${'0'.repeat(64)}` as Digest;
 
 /** sha256 of `n` zero bytes (a hole piece), memoised: only a few sizes ever occur. */
 const zeroDigests = new Map<number, Digest>();
-export function zeroDigest(n: number): Digest {
+function zeroDigest(n: number): Digest {
   let d = zeroDigests.get(n);
   if (d === undefined) {
     d = sha256Of(Buffer.alloc(n));

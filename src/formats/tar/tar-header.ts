@@ -50,7 +50,7 @@ export function decodeName(bytes: Uint8Array): ByteString {
  * (an empty field is 0). GNU base-256: first byte 0x80 (positive) or 0xff (negative, only when
  * `allowNegative`, i.e. for mtime); the value must be a safe integer.
  */
-export function parseNumeric(b: Uint8Array, off: number, len: number, what: string, where: Where, allowNegative = false): number {
+function parseNumeric(b: Uint8Array, off: number, len: number, what: string, where: Where, allowNegative = false): number {
   const first = b[off]!;
   if (first & 0x80) {
     const neg = first === 0xff;

@@ -58,7 +58,7 @@ interface IndexEntry {
   readonly refName?: string;
 }
 
-export async function readLayoutIndex(dir: string): Promise<IndexEntry[] | undefined> {
+async function readLayoutIndex(dir: string): Promise<IndexEntry[] | undefined> {
   const bytes = await readSmall(join(dir, 'index.json'), 'index.json', dir);
   if (!bytes) return undefined;
   let j: unknown;

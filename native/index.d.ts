@@ -1,6 +1,7 @@
 /**
  * Types of the native addon (build/Release/lazy_als_native.node, built by node-gyp from src/*.c).
- * Imported by exactly one module: src/fuse/native-backend.ts.
+ * The addon is loaded by exactly one module, src/fuse/native-backend.ts; these types are shared with
+ * the native backend's parts (src/fuse/native-*.ts).
  */
 export interface NativeHandle {
   readonly __brand: 'lazy-als-native-mount';
@@ -103,6 +104,8 @@ export interface NativeBinding {
   replyAttr(h: NativeHandle, id: number, attr: NativeAttr, timeoutSec: number): boolean;
   replyOpen(h: NativeHandle, id: number, fh: number, keepCache: boolean): boolean;
   replyData(h: NativeHandle, id: number, data: Buffer): boolean;
+  /** The buffers' bytes in order (at most 256 buffers), cut at the requested size: no copy into one buffer. */
+  replyDataV(h: NativeHandle, id: number, data: readonly Buffer[]): boolean;
   replyDir(h: NativeHandle, id: number, entries: readonly (readonly [Buffer, number, number])[]): boolean;
   /** Detach the mount, stop the FUSE threads, answer what is pending with EIO. Idempotent. */
   unmount(h: NativeHandle, connId: number): Promise<void>;

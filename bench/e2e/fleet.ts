@@ -30,7 +30,7 @@ import { startStore, type Store } from '../../test/e2e/store.js';
 import { createPodman, makeTestDir, spawnCollect, type PodmanHandle } from '../../test/helpers/podman.js';
 import { pushImage } from '../../test/helpers/registry-push.js';
 import { startRegistry, type RegistryHandle } from '../../test/helpers/registry.js';
-import { log, report } from './report.js';
+import { log, report, runMain } from './report.js';
 
 const NODES = Number(process.env['BENCH_FLEET_NODES'] ?? 8);
 const RUN_SCRIPT = `cat /${P.big} > /dev/null && cat /${P.small}`;
@@ -175,10 +175,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);

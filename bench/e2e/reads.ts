@@ -12,7 +12,6 @@
  *   npx vite-node bench/e2e/reads.ts       (root, /dev/fuse, the podman 5 chroot)
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { makeTestDir, spawnCollect } from '../../test/helpers/podman.js';
@@ -23,20 +22,9 @@ import { debianRootfs } from '../../test/helpers/rootfs.js';
 import { BIG_SIZE, bigFile, buildLayer, MT_TAR_GZIP, P, pushZstdChunked, refElem, sha256 } from '../../test/e2e/images.js';
 import { blobBytes, LAZY_ALS_AGENT, LogCursor } from '../../test/e2e/registry-log.js';
 import { startStore, type Store } from '../../test/e2e/store.js';
-import { log, report, timed } from './report.js';
+import { dropCaches, log, readAll, report, runMain, timed } from './report.js';
 
 const MIB = 1024 * 1024;
-
-async function readAll(path: string): Promise<number> {
-  let n = 0;
-  for await (const c of createReadStream(path, { highWaterMark: 1024 * 1024 })) n += (c as Buffer).length;
-  return n;
-}
-
-async function dropCaches(): Promise<void> {
-  await spawnCollect(['sync']);
-  await writeFile('/proc/sys/vm/drop_caches', '3\n').catch(() => undefined);
-}
 
 async function findStat(dir: string): Promise<number> {
   const r = await spawnCollect(['find', dir, '-printf', '%i %s %m %U\n'], { timeoutMs: 600_000 });
@@ -121,10 +109,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);

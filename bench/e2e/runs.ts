@@ -23,12 +23,10 @@ import { startRegistry } from '../../test/helpers/registry.js';
 import { debianRootfs } from '../../test/helpers/rootfs.js';
 import { layerTar, MT_TAR_GZIP, pushZstdChunked, sha256 } from '../../test/e2e/images.js';
 import { startStore } from '../../test/e2e/store.js';
-import { log, report } from './report.js';
+import { log, median, REPEAT, report, runMain } from './report.js';
 
-const REPEAT = Number(process.env['BENCH_REPEAT'] ?? 3);
 const BACKEND = process.env['BENCH_STORE_BACKEND'] ?? 'native';
 const CMD = 'apt-config dump >/dev/null && ls -lR /usr/lib >/dev/null && echo ok';
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function timedRun(pm: PodmanHandle, ref: string): Promise<number> {
   const t0 = performance.now();
@@ -96,10 +94,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -4,7 +4,8 @@
 // on the same blob (goal: extract/tar ≤ 1.43, i.e. ≥ 0.7 of tar's speed).
 //
 // Run (root, after `npm run build`):
-//   node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only tar+zstd,estargz] [--keep]
+//   node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only tar+zstd,estargz] [--keep] [--no-inspect]
+// (--no-inspect: time extract and tar -x only, as issue 11's row needs; `npm run bench -- issue11`)
 // Generates in $BENCH_DIR (default /var/tmp/lazy-als-bench): a tar of /usr/share (+ /usr/lib when
 // small) (GNU tar, PAX) topped up with incompressible random files until it reaches --mib MiB, then
 // gzip -1 and zstd -3 of it, and (bench/formats/toc-layers.ts, via vite-node) the same entries as
@@ -20,13 +21,14 @@ import { join } from 'node:path';
 const args = process.argv.slice(2);
 const opt = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
 if (args.includes('--help')) {
-  console.log('usage: node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only KIND,...] [--keep]\nkinds: tar tar+gzip tar+zstd zstd:chunked estargz');
+  console.log('usage: node bench/formats/inspect-extract.mjs [--mib 600] [--runs 3] [--only KIND,...] [--keep] [--no-inspect]\nkinds: tar tar+gzip tar+zstd zstd:chunked estargz');
   process.exit(0);
 }
 const mib = Number(opt('--mib') ?? 0) || 600;
 const runs = Number(opt('--runs') ?? 0) || 3;
 const only = opt('--only')?.split(',');
 const keep = args.includes('--keep');
+const noInspect = args.includes('--no-inspect');
 const dir = process.env.BENCH_DIR ?? '/var/tmp/lazy-als-bench';
 const repo = new URL('../..', import.meta.url).pathname;
 const bin = new URL('../../bin/lazy-als.js', import.meta.url).pathname;
@@ -61,15 +63,18 @@ if (!existsSync(tar)) {
   sh('tar', ['--format=pax', '-cf', tar, '-C', '/', ...useUsr, '-C', src, 'random']);
   rmSync(src, { recursive: true, force: true });
 }
-if (!existsSync(tar + '.gz')) sh('sh', ['-c', `gzip -1 -c "${tar}" > "${tar}.gz"`]);
-if (!existsSync(tar + '.zst')) sh('zstd', ['-q', '-3', '-T0', '-f', tar, '-o', tar + '.zst']);
+const want = (kind) => !only || only.includes(kind);
+if (want('tar+gzip') && !existsSync(tar + '.gz')) sh('sh', ['-c', `gzip -1 -c "${tar}" > "${tar}.gz"`]);
+if (want('tar+zstd') && !existsSync(tar + '.zst')) sh('zstd', ['-q', '-3', '-T0', '-f', tar, '-o', tar + '.zst']);
 
-if (!existsSync(tar + '.toc-layers.json')) {
+// the TOC blobs take minutes to write: only when a TOC kind is measured
+const wantToc = want('zstd:chunked') || want('estargz');
+if (wantToc && !existsSync(tar + '.toc-layers.json')) {
   sh('npx', ['vite-node', 'bench/formats/toc-layers.ts', tar], { cwd: repo });
 }
-const toc = JSON.parse(readFileSync(tar + '.toc-layers.json', 'utf8'));
+const toc = wantToc ? JSON.parse(readFileSync(tar + '.toc-layers.json', 'utf8')) : undefined;
 
-const size = (p) => (statSync(p).size / 2 ** 20).toFixed(0) + ' MiB';
+const size = (p) => (existsSync(p) ? (statSync(p).size / 2 ** 20).toFixed(0) + ' MiB' : '-');
 console.log(`layer: ${tar} (${size(tar)}), gzip ${size(tar + '.gz')}, zstd ${size(tar + '.zst')}, zstd:chunked ${size(tar + '.zstd-chunked')}, eStargz ${size(tar + '.estargz')}; ${runs} runs`);
 const median = (xs) => {
   const v = [...xs].sort((a, b) => a - b);
@@ -79,8 +84,8 @@ const kinds = [
   ['tar', tar, `cat "${tar}"`, []],
   ['tar+gzip', tar + '.gz', `gzip -dc "${tar}.gz"`, []],
   ['tar+zstd', tar + '.zst', `zstd -dc "${tar}.zst"`, []],
-  ['zstd:chunked', tar + '.zstd-chunked', `zstd -dc "${tar}.zstd-chunked"`, ['--toc-digest', toc['zstd-chunked'].tocDigest]],
-  ['estargz', tar + '.estargz', `gzip -dc "${tar}.estargz"`, ['--toc-digest', toc.estargz.tocDigest]],
+  ['zstd:chunked', tar + '.zstd-chunked', `zstd -dc "${tar}.zstd-chunked"`, ['--toc-digest', toc?.['zstd-chunked'].tocDigest]],
+  ['estargz', tar + '.estargz', `gzip -dc "${tar}.estargz"`, ['--toc-digest', toc?.estargz.tocDigest]],
 ].filter(([kind]) => !only || only.includes(kind));
 const out = join(dir, 'out');
 const ref = join(dir, 'ref');
@@ -93,7 +98,7 @@ for (const [kind, blob, decomp, extra] of kinds) {
   const r = { inspect: [], extract: [], gnu: [], ratio: [], both: [] };
   for (let i = 0; i < runs; i++) {
     clean();
-    const inspect = timed('inspect', () => sh(process.execPath, [bin, 'inspect', '--json', ...extra, blob]));
+    const inspect = noInspect ? Number.NaN : timed('inspect', () => sh(process.execPath, [bin, 'inspect', '--json', ...extra, blob]));
     clean();
     const extract = timed('extract', () => sh(process.execPath, [bin, 'extract', ...extra, blob, out]));
     clean();

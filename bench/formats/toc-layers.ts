@@ -5,39 +5,13 @@
 // (LAYER.tar.estargz, gzip, 4 MiB chunks: the estargz default), with the fixture writers of
 // test/helpers/writers, and writes LAYER.tar.toc-layers.json with their TOC digests and diffIDs.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { TarScanner } from '../../src/formats/tar/tar-scanner.js';
-import { DEFAULT_LIMITS } from '../../src/core/limits.js';
 import { buildEStargz } from '../../test/helpers/writers/estargz.js';
-import { buildZstdChunked, type ZstdChunkedEntry } from '../../test/helpers/writers/zstd-chunked.js';
+import { buildZstdChunked } from '../../test/helpers/writers/zstd-chunked.js';
+import { tarEntries } from './tar-entries.js';
 
 const tarPath = process.argv.filter((a) => a.endsWith('.tar')).at(-1);
 if (!tarPath) throw new Error('usage: toc-layers.ts LAYER.tar');
-const tar = readFileSync(tarPath);
-const scanner = new TarScanner({ ...DEFAULT_LIMITS, maxEntries: 10_000_000 }, tarPath);
-const entries: ZstdChunkedEntry[] = [];
-let cur: ZstdChunkedEntry | undefined;
-const parts: Buffer[] = [];
-const flush = (): void => {
-  if (cur && parts.length) cur.data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-  parts.length = 0;
-};
-for (const ev of scanner.push(tar)) {
-  if (ev.kind === 'entry') {
-    flush();
-    const e = ev.entry;
-    cur = {
-      name: e.name, type: e.type, mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtime: e.mtimeSec, mtimeNsec: e.mtimeNsec,
-      ...(e.linkName !== undefined ? { linkName: e.linkName } : {}),
-      ...(e.type === 'char' || e.type === 'block' ? { devMajor: e.devMajor, devMinor: e.devMinor } : {}),
-      ...(e.xattrs.size ? { xattrs: Object.fromEntries(e.xattrs) } : {}),
-    };
-    entries.push(cur);
-  } else if (ev.kind === 'data') {
-    parts.push(ev.data);
-  }
-}
-flush();
-scanner.finish();
+const entries = tarEntries(readFileSync(tarPath), tarPath);
 
 const zc = buildZstdChunked(entries, { chunkSize: 64 * 1024 });
 writeFileSync(`${tarPath}.zstd-chunked`, zc.blob);

@@ -121,7 +121,7 @@ async function buildLayer(label: string, spec: [string, Buffer | undefined, numb
   }
   const key = sha256Of(Buffer.from(label));
   const blob = new BufferBlob(Buffer.concat(parts), key);
-  const index = buildLayerIndex(raw, { format: 'tar', compression: 'none', blobSize: blob.size, blobName: key }, { duplicates: 'error', hideEstargzArtefacts: false });
+  const index = buildLayerIndex(raw, { format: 'tar', compression: 'none', blobSize: blob.size, blobName: key }, { hideEstargzArtefacts: false });
   if (objects) {
     for (const [d, b] of chunks) {
       const hex = digestHex(d);

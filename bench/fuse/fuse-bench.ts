@@ -54,7 +54,7 @@ function entry(name: string, type: RawEntry['type'], size = 0, chunks: ChunkRef[
 /** A layer whose chunks are verified once and then kept (what the chunk cache does for the real catalog). */
 function layer(key: Digest, raw: RawEntry[], blobBytes: Buffer): ServedLayerView {
   const blob = new BufferBlob(blobBytes, key);
-  const index = buildLayerIndex(raw, { format: 'tar', compression: 'none', blobSize: blob.size, blobName: key }, { duplicates: 'error', hideEstargzArtefacts: false });
+  const index = buildLayerIndex(raw, { format: 'tar', compression: 'none', blobSize: blob.size, blobName: key }, { hideEstargzArtefacts: false });
   const verified = new Map<string, Buffer>();
   return {
     key, keyKind: 'toc', index, blobSize: blob.size,

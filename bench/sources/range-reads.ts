@@ -4,8 +4,9 @@
  *   npx vite-node bench/sources/range-reads.ts            (vite-node ships with vitest)
  *   BENCH_BLOB_MIB=256 BENCH_RANGES=500 npx vite-node bench/sources/range-reads.ts
  *
- * Prints, for the same ranges: client time vs `curl` (one curl process, one keep-alive connection,
- * ranges from a config file) as a ratio, and many small ranges with vs without coalescing.
+ * Reports (RESULT lines, bench/e2e/report.ts), for the same ranges: client time vs `curl` (one curl
+ * process, one keep-alive connection, ranges from a config file); the whole blob vs curl (issue 11's
+ * "registry client ÷ curl" row); and prints many small ranges with vs without coalescing.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +19,7 @@ import { RegistrySource } from '../../src/sources/registry/registry-source.js';
 import type { RegistryBlob } from '../../src/sources/registry/registry-blob.js';
 import { startRegistry } from '../../test/helpers/registry.js';
 import { pushImage } from '../../test/helpers/registry-push.js';
+import { log, median, report } from '../e2e/report.js';
 
 const MIB = 1024 * 1024;
 const blobMiB = Number(process.env['BENCH_BLOB_MIB'] ?? 64);
@@ -65,28 +67,42 @@ async function main(): Promise<void> {
     } finally {
       await src.close();
     }
-    console.log(`sequential ${nRanges} × ${rangeBytes / 1024} KiB ranges: client ${clientMs.toFixed(0)} ms, curl ${curlMs.toFixed(0)} ms, ratio client/curl ${(clientMs / curlMs).toFixed(2)}`);
+    report({ group: 'registry client, loopback', name: `${nRanges} random ${rangeBytes / 1024} KiB ranges one after the other, one connection: client vs curl -K`, value: clientMs, baseline: curlMs, unit: 'ms' });
 
     // 2. whole-blob throughput (median of 5 each, after a warm-up read), interleaved with curl; the
     //    client as configured (large ranges split over parallel connections) and on one connection
-    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    // "memory reused": a pool big enough for the whole 64 MiB, the buffer given back after each read
+    // (as the chunk reader gives spans back): no first-touch page faults of a fresh 64 MiB buffer.
+    const reuse = { bufferPool: { maxBuffer: 2 * blobMiB * MIB, maxIdleBytes: 2 * blobMiB * MIB } };
     for (const [label, opts] of [
       ['client', {}],
       ['client, one connection (no split)', { ranges: { splitBytes: 0 } }],
+      ['client, memory reused', reuse],
+      ['client, one connection, memory reused', { ranges: { splitBytes: 0 }, ...reuse }],
     ] as const) {
       const src2 = new RegistrySource(opts);
       try {
         const blob = await src2.openBlob(ref, digest, data.length);
-        await blob.read(0, data.length);
+        blob.release?.([await blob.read(0, data.length)]);
         const clientAll: number[] = [];
         const curlAll: number[] = [];
         for (let i = 0; i < 5; i++) {
-          clientAll.push((await time(() => blob.read(0, data.length)))[0]);
+          const [ms, b] = await time(() => blob.read(0, data.length));
+          clientAll.push(ms);
+          blob.release?.([b]);
           curlAll.push((await time(async () => execFileSync('curl', ['-sS', '--fail', '-o', '/dev/null', url])))[0]);
         }
         const c = median(clientAll);
         const k = median(curlAll);
-        console.log(`whole ${blobMiB} MiB: ${label} ${c.toFixed(0)} ms (${(blobMiB / (c / 1000)).toFixed(0)} MiB/s), curl ${k.toFixed(0)} ms, ratio ${label.replace(/[ ,()]+/g, '-')}/curl ${(c / k).toFixed(2)}`);
+        log(`whole ${blobMiB} MiB: ${label} ${c.toFixed(0)} ms (${(blobMiB / (c / 1000)).toFixed(0)} MiB/s), curl ${k.toFixed(0)} ms`);
+        report({
+          group: 'registry client, loopback (median of 5, interleaved with curl)',
+          name: `whole ${blobMiB} MiB blob: ${label} vs curl`,
+          value: c,
+          baseline: k,
+          unit: 'ms',
+          ...(label === 'client' && blobMiB === 64 ? { row: 'client/whole-blob' } : {}),
+        });
       } finally {
         await src2.close();
       }

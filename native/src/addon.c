@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -526,6 +527,41 @@ static napi_value js_reply_data(napi_env env, napi_callback_info info) {
   return bool_value(env, 1);
 }
 
+/* replyDataV(handle, id, Buffer[]): the buffers one after the other, at most the requested size,
+ * written from where they are (a read made of several chunks is not copied into one buffer first). */
+#define ALS_MAX_IOV 256
+static napi_value js_reply_data_v(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct als_handle *h;
+  struct als_pending *p = take_arg(env, argv, &h);
+  if (!p) return bool_value(env, 0);
+  struct iovec iov[ALS_MAX_IOV];
+  uint32_t n = 0;
+  size_t left = (size_t)p->c;
+  int cnt = 0, bad = napi_get_array_length(env, argv[2], &n) != napi_ok || n > ALS_MAX_IOV;
+  for (uint32_t i = 0; !bad && i < n && left > 0; i++) {
+    napi_value v;
+    void *data = NULL;
+    size_t len = 0;
+    if (napi_get_element(env, argv[2], i, &v) != napi_ok || napi_get_buffer_info(env, v, &data, &len) != napi_ok) {
+      bad = 1;
+      break;
+    }
+    if (len == 0) continue;
+    if (len > left) len = left;
+    iov[cnt].iov_base = data;
+    iov[cnt].iov_len = len;
+    cnt++;
+    left -= len;
+  }
+  if (bad) fuse_reply_err(p->req, EIO);
+  else fuse_reply_iov(p->req, iov, cnt);
+  als_pending_unref(p);
+  return bool_value(env, 1);
+}
+
 /* replyDir(handle, id, entries: [name: Buffer, ino, mode][]): the slice from the request's offset that fits. */
 static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -750,6 +786,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"replyAttr", NULL, js_reply_attr, NULL, NULL, NULL, napi_default, NULL},
     {"replyOpen", NULL, js_reply_open, NULL, NULL, NULL, napi_default, NULL},
     {"replyData", NULL, js_reply_data, NULL, NULL, NULL, napi_default, NULL},
+    {"replyDataV", NULL, js_reply_data_v, NULL, NULL, NULL, napi_default, NULL},
     {"replyDir", NULL, js_reply_dir, NULL, NULL, NULL, napi_default, NULL},
     {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},

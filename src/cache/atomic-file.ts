@@ -24,8 +24,8 @@ export interface AtomicWriteOptions {
 }
 
 /** Modes of everything the cache and state stores create (the umask can only remove bits). */
-export const FILE_MODE = 0o600;
-export const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
 
 /** Create `dir` (and missing parents) 0700, and make an existing one 0700 too. */
 export async function privateDir(dir: string): Promise<void> {
@@ -33,7 +33,7 @@ export async function privateDir(dir: string): Promise<void> {
   await chmod(dir, DIR_MODE);
 }
 
-export function tempName(tmpDir: string, prefix = 'w'): string {
+function tempName(tmpDir: string, prefix = 'w'): string {
   return join(tmpDir, `${prefix}-${process.pid}-${randomBytes(8).toString('hex')}.tmp`);
 }
 
@@ -78,7 +78,7 @@ export async function writeFileAtomic(target: string, data: Uint8Array, opts: At
   await commitTemp(tmp, target, opts.durable ?? false);
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
+async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try {
     await fh.sync();

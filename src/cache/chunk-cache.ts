@@ -29,7 +29,7 @@
 import { LRUCache } from 'lru-cache';
 import { raceAbort } from '../core/abort.js';
 import type { Digest } from '../core/digest.js';
-import { AbortedError, type ErrorContext } from '../core/errors.js';
+import { AbortedError } from '../core/errors.js';
 import type { VerifiedBytes } from '../core/verified.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import type { ChunkRequest } from '../formats/chunk-reader.js';
@@ -105,6 +105,8 @@ export class ChunkCache {
   readonly #store: ObjectStore | undefined;
   readonly #eviction: Eviction | undefined;
   readonly #hot: LRUCache<string, Buffer>;
+  readonly #hotMax: number;
+  readonly #slabs = new SlabAccount();
   readonly #log: Logger;
   readonly #flights = new Map<Digest, Flight>();
   readonly #pending = new Set<Promise<void>>();
@@ -115,17 +117,36 @@ export class ChunkCache {
     this.#eviction = opts.eviction;
     this.#log = opts.logger ?? silentLogger;
     const max = Math.max(1, opts.hotBytes ?? DEFAULT_HOT_BYTES);
-    this.#hot = new LRUCache<string, Buffer>({ maxSize: max, maxEntrySize: max, sizeCalculation: (b) => Math.max(1, b.length) });
+    this.#hotMax = max;
+    this.#hot = new LRUCache<string, Buffer>({
+      maxSize: max,
+      maxEntrySize: max,
+      sizeCalculation: (b) => Math.max(1, b.length),
+      dispose: (b) => this.#slabs.remove(b),
+    });
   }
 
   get stats(): ChunkCacheStats {
     return {
       ...this.#stats,
-      hotBytes: this.#hot.calculatedSize,
+      hotBytes: this.#hot.calculatedSize + this.#slabs.extra,
       hotEntries: this.#hot.size,
       inFlight: this.#flights.size,
       pendingStores: this.#pending.size,
     };
+  }
+
+  /**
+   * Into the memory tier. Chunks a decode worker returns are views of one shared slab per batch
+   * (chunk-decoder.ts): an entry keeps its whole slab alive, so the bound counts what the entries'
+   * slabs hold beyond the entries themselves, and evicts the oldest entries until that fits too.
+   */
+  #hotSet(d: Digest, b: Buffer): void {
+    if (this.#hot.peek(d) === b) return;
+    this.#slabs.add(b);
+    this.#hot.set(d, b);
+    if (this.#hot.peek(d) !== b) this.#slabs.remove(b); // refused (larger than the tier)
+    while (this.#hot.size > 0 && this.#hot.calculatedSize + this.#slabs.extra > this.#hotMax) this.#hot.pop();
   }
 
   /** Wait for background stores to finish (shutdown, tests). */
@@ -287,7 +308,7 @@ export class ChunkCache {
         if (b instanceof Buffer) {
           this.#stats.diskHits++;
           this.#eviction?.touch(r.chunk.digest);
-          if (hot) this.#hot.set(r.chunk.digest, b);
+          if (hot) this.#hotSet(r.chunk.digest, b);
           result.set(r.chunk.digest, b);
         } else missing.push(r);
       });
@@ -300,7 +321,7 @@ export class ChunkCache {
     missing.forEach((r, i) => {
       const b = bufs[i]!;
       this.#stats.bytesFetched += b.length;
-      if (hot) this.#hot.set(r.chunk.digest, b);
+      if (hot) this.#hotSet(r.chunk.digest, b);
       result.set(r.chunk.digest, b);
     });
     // Served only once written (see the file comment); #storeAll never rejects (failures are
@@ -333,5 +354,34 @@ export class ChunkCache {
         warned = true;
       }
     });
+  }
+}
+
+/** Bytes of the shared buffers hot entries are views of, beyond the entries' own bytes. */
+class SlabAccount {
+  readonly #slabs = new Map<ArrayBufferLike, { live: number; views: number }>();
+  extra = 0;
+
+  add(b: Buffer): void {
+    if (b.byteLength === b.buffer.byteLength) return; // a buffer of its own
+    let s = this.#slabs.get(b.buffer);
+    if (!s) {
+      this.#slabs.set(b.buffer, (s = { live: 0, views: 0 }));
+      this.extra += b.buffer.byteLength;
+    }
+    s.live += b.byteLength;
+    s.views++;
+    this.extra -= b.byteLength;
+  }
+
+  remove(b: Buffer): void {
+    const s = this.#slabs.get(b.buffer);
+    if (!s) return;
+    s.live -= b.byteLength;
+    this.extra += b.byteLength;
+    if (--s.views === 0) {
+      this.#slabs.delete(b.buffer);
+      this.extra -= b.buffer.byteLength;
+    }
   }
 }

@@ -16,7 +16,7 @@ declare module '../core/errors.js' {
 export class CacheError extends codedError<CacheErrorCode>() {}
 
 /** errno codes that mean "the filesystem is full" (disk or quota). */
-export function isNoSpace(e: unknown): boolean {
+function isNoSpace(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }

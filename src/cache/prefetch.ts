@@ -128,7 +128,7 @@ export function layerChunkRequests(index: LayerIndex, end?: number): ChunkReques
 }
 
 /** Split blob-ordered requests into batches covering at most `maxBytes` of compressed span each. */
-export function batchRequests(reqs: readonly ChunkRequest[], maxBytes: number): ChunkRequest[][] {
+function batchRequests(reqs: readonly ChunkRequest[], maxBytes: number): ChunkRequest[][] {
   const out: ChunkRequest[][] = [];
   let cur: ChunkRequest[] = [];
   let start = 0;

@@ -6,7 +6,7 @@ import type { NegativeCache } from './negative-cache.js';
 import type { Refusal, RefusalLog } from './refusals.js';
 import type { UseCounts } from './use-counts.js';
 
-export interface UseCount {
+interface UseCount {
   readonly refElem: string | undefined;
   readonly key: string;
   readonly count: number;

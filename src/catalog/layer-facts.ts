@@ -25,9 +25,9 @@ export interface LayerFacts extends StoredLayer {
   readonly openRef: ImageReference | undefined;
 }
 
-export const DEFAULT_IMAGE_REFRESH_MS = 60_000;
+const DEFAULT_IMAGE_REFRESH_MS = 60_000;
 /** Images kept in memory (each a few manifests and configs). */
-export const DEFAULT_IMAGES_MAX = 256;
+const DEFAULT_IMAGES_MAX = 256;
 
 export interface LayerFactsOptions {
   readonly source?: BlobSource;
@@ -54,6 +54,8 @@ export class LayerFactsResolver {
   readonly #refreshMs: number;
   readonly #images: LRUCache<string, KnownImage>;
   readonly #resolving = new SingleFlight<string, KnownImage>();
+  /** The latest image write per reference, while it runs. */
+  readonly #writes = new Map<string, Promise<void>>();
   /** Source resolutions made (status, tests). */
   sourceResolutions = 0;
 
@@ -127,6 +129,25 @@ export class LayerFactsResolver {
     return known;
   }
 
+  /**
+   * Write `image` after any earlier write for the same reference (writes of one reference never
+   * race: the ref file left on disk is the one resolved last). Never rejects: a failure is logged.
+   */
+  #persist(image: ResolvedImage, t1: number): Promise<void> {
+    const ref = image.reference.string;
+    const p = (this.#writes.get(ref) ?? PERSISTED)
+      .then(() => this.#o.metadata.saveImage(image))
+      .then(
+        () => this.#o.logger.debug('catalog.image_persisted', { reference: ref, ms: Math.round(performance.now() - t1) }),
+        (e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref, error: e }),
+      );
+    this.#writes.set(ref, p);
+    void p.then(() => {
+      if (this.#writes.get(ref) === p) this.#writes.delete(ref);
+    });
+    return p;
+  }
+
   async #fromSource(ref: ImageReference, key: Digest, previous: KnownImage | undefined): Promise<KnownImage> {
     const source = this.#o.source;
     if (!source) throw new IndexError('SOURCE_UNAVAILABLE', `${ref.string} is not cached and no source is configured`, {});
@@ -138,12 +159,7 @@ export class LayerFactsResolver {
     const t1 = performance.now();
     const changed = previous?.image.digest !== image.digest || previous.image.manifests.length !== image.manifests.length;
     // Written beside the layers' opens, not before them: callers wait for `persisted` only to answer.
-    const persisted = changed
-      ? this.#o.metadata.saveImage(image).then(
-          () => this.#o.logger.debug('catalog.image_persisted', { reference: ref.string, ms: Math.round(performance.now() - t1) }),
-          (e: unknown) => this.#o.logger.warn('catalog.persist_image_failed', { reference: ref.string, error: e }),
-        )
-      : (previous?.persisted ?? PERSISTED);
+    const persisted = changed ? this.#persist(image, t1) : (previous?.persisted ?? PERSISTED);
     const known = { image, checkedAt: this.#o.now(), persisted };
     this.#images.set(ref.string, known);
     this.#o.logger.debug('catalog.image_resolved', { reference: ref.string, ms: Math.round(t1 - t0) });

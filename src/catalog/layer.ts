@@ -235,8 +235,18 @@ export class ServedLayer implements PrefetchTarget {
   }
 
   async readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    const parts = await this.readFileParts(node, path, offset, length, signal);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /**
+   * readFile's bytes as views of the chunks that hold them, in order: a backend that can send
+   * several buffers (the native one) answers a 1 MiB READ of 16 chunks without copying them into
+   * one buffer first (that copy, into fresh memory, was 6 % of the daemon's cold read).
+   */
+  async readFileParts(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer[]> {
     this.#checkQuarantine();
-    if (node.type !== 'reg' || offset >= node.size || length <= 0) return Buffer.alloc(0);
+    if (node.type !== 'reg' || offset >= node.size || length <= 0) return [];
     const end = Math.min(node.size, offset + length);
     const chunks = chunksCovering(node.chunks, offset, end);
     const reqs: ChunkRequest[] = chunks.map((chunk) => ({ chunk, entry: path }));
@@ -245,20 +255,8 @@ export class ServedLayer implements PrefetchTarget {
     const pending = this.#o.scheduler ? this.#o.scheduler.demand(run) : run();
     this.#readAhead(node, path, offset, end);
     const bufs = await pending;
-    const n = end - offset;
-    this.#stats.readBytes += n;
-    if (chunks.length === 1) {
-      const c = chunks[0]!;
-      return bufs[0]!.subarray(offset - c.fileOffset, end - c.fileOffset);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let pos = 0;
-    chunks.forEach((c, i) => {
-      const from = Math.max(offset, c.fileOffset) - c.fileOffset;
-      const to = Math.min(end, c.fileOffset + c.size) - c.fileOffset;
-      pos += bufs[i]!.copy(out, pos, from, to);
-    });
-    return out;
+    this.#stats.readBytes += end - offset;
+    return chunks.map((c, i) => bufs[i]!.subarray(Math.max(offset, c.fileOffset) - c.fileOffset, Math.min(end, c.fileOffset + c.size) - c.fileOffset));
   }
 
   /**
@@ -395,7 +393,7 @@ const NO_SOURCE: RandomAccessBlob = {
 };
 
 /** Chunks of a file overlapping [start, end) (chunks are sorted and contiguous). */
-export function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
+function chunksCovering(chunks: readonly ChunkRef[], start: number, end: number): ChunkRef[] {
   const out: ChunkRef[] = [];
   for (let i = firstChunkEndingAfter(chunks, start); i < chunks.length && chunks[i]!.fileOffset < end; i++) out.push(chunks[i]!);
   return out;

@@ -6,8 +6,8 @@
 import { LRUCache } from 'lru-cache';
 import type { LayerId } from './layer-id.js';
 
-export const DEFAULT_NEGATIVE_TTL_MS = 5000;
-export const DEFAULT_NEGATIVE_MAX = 4096;
+const DEFAULT_NEGATIVE_TTL_MS = 5000;
+const DEFAULT_NEGATIVE_MAX = 4096;
 
 export interface NegativeCacheOptions {
   readonly ttlMs?: number;

@@ -15,23 +15,19 @@
  */
 import type { ChunkRef, LayerNode } from '../formats/model.js';
 
-export interface ReadAheadOptions {
+/** The defaults, each with what it bounds (ReadAheadOptions has the same fields). */
+const DEFAULT_READ_AHEAD = Object.freeze({
   /** Largest window ahead of a sequential reader, bytes of file content (0 = off). */
-  readonly maxWindow: number;
-  /** Window after the first sequential read. */
-  readonly minWindow: number;
-  /** Bytes of chunks per request issued ahead. */
-  readonly pieceBytes: number;
-  /** Bytes requested ahead and not settled yet, at most (per layer). */
-  readonly maxInFlight: number;
-}
-
-export const DEFAULT_READ_AHEAD: ReadAheadOptions = Object.freeze({
   maxWindow: 16 * 1024 * 1024,
+  /** Window after the first sequential read. */
   minWindow: 1024 * 1024,
+  /** Bytes of chunks per request issued ahead. */
   pieceBytes: 2 * 1024 * 1024,
+  /** Bytes requested ahead and not settled yet, at most (per layer). */
   maxInFlight: 48 * 1024 * 1024,
 });
+
+export type ReadAheadOptions = { readonly [K in keyof typeof DEFAULT_READ_AHEAD]: number };
 
 /** A reader's position may move a little out of order (the kernel issues READs concurrently). */
 const SEQUENTIAL_SLACK = 1024 * 1024;

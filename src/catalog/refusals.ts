@@ -23,7 +23,7 @@ export interface Refusal {
   readonly count: number;
 }
 
-export function reasonOf(e: unknown): { code: ErrorCode | 'INTERNAL'; message: string } {
+function reasonOf(e: unknown): { code: ErrorCode | 'INTERNAL'; message: string } {
   if (e instanceof LazyAlsError) return { code: e.code, message: e.message };
   return { code: 'INTERNAL', message: e instanceof Error ? e.message : String(e) };
 }

@@ -6,7 +6,7 @@
  */
 import type { LayerId } from './layer-id.js';
 
-export const DEFAULT_USE_COUNTS_MAX = 4096;
+const DEFAULT_USE_COUNTS_MAX = 4096;
 
 export class UseCounts {
   /** Map order = recency (a touched entry is re-inserted at the end). */

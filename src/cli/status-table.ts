@@ -57,7 +57,7 @@ export function humanBytes(n: number | undefined): string {
   return u === 0 ? `${v} B` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${UNITS[u]}`;
 }
 
-export function humanAgo(ms: number | null | undefined, now: number): string {
+function humanAgo(ms: number | null | undefined, now: number): string {
   if (ms === null || ms === undefined) return '-';
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return `${s}s ago`;

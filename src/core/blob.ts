@@ -19,6 +19,12 @@ export interface RandomAccessBlob {
    * use readRanges() below, which falls back to parallel read() calls.
    */
   readMany?(ranges: readonly ByteRange[], signal?: AbortSignal): Promise<Buffer[]>;
+  /**
+   * Optional: the caller, and everyone it handed them to, is done with these buffers from read or
+   * readMany (views of them included), so the source may reuse their memory (see
+   * core/buffer-pool.ts). Never call it while anything may still read them.
+   */
+  release?(bufs: readonly Buffer[]): void;
   close?(): Promise<void>;
 }
 
@@ -27,7 +33,7 @@ export interface ByteRange {
   readonly length: number;
 }
 
-export class BlobRangeError extends LazyAlsError {
+class BlobRangeError extends LazyAlsError {
   constructor(message: string, context: ErrorContext = {}) {
     super('BLOB_RANGE', message, context);
   }
@@ -69,6 +75,14 @@ export interface FileOpenOptions {
   readonly followSymlinks?: boolean;
 }
 
+export interface FileBlobOptions extends FileOpenOptions {
+  /**
+   * Reads land in SharedArrayBuffers: a worker thread can be handed (a view of) them without a copy
+   * (`lazy-als extract` writes a plain tar's file content from its reads this way).
+   */
+  readonly sharedMemory?: boolean;
+}
+
 /**
  * Open a path for reading only if it is a regular file. The open never blocks (O_NONBLOCK: a FIFO
  * with no writer would hold a thread-pool worker forever, and after four of them every disk read
@@ -101,19 +115,21 @@ export class FileBlob implements RandomAccessBlob {
   readonly size: number;
   readonly name: string;
   readonly #fh: FileHandle;
-  private constructor(fh: FileHandle, size: number, name: string) {
+  readonly #shared: boolean;
+  private constructor(fh: FileHandle, size: number, name: string, shared: boolean) {
     this.#fh = fh;
     this.size = size;
     this.name = name;
+    this.#shared = shared;
   }
   /** Open a regular file (see openRegularFile: never blocks, never opens a FIFO or device). */
-  static async open(path: string, opts: FileOpenOptions = {}): Promise<FileBlob> {
+  static async open(path: string, opts: FileBlobOptions = {}): Promise<FileBlob> {
     const { fh, size } = await openRegularFile(path, opts);
-    return new FileBlob(fh, size, path);
+    return new FileBlob(fh, size, path, opts.sharedMemory === true);
   }
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     checkRange(this, offset, length);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = this.#shared ? Buffer.from(new SharedArrayBuffer(length)) : Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       signal?.throwIfAborted();

@@ -5,7 +5,7 @@
  */
 
 /** The codes of core's own errors (below). */
-export type CoreErrorCode =
+type CoreErrorCode =
   | 'INVALID_ARGUMENT' // a caller-supplied value (digest string, option, reference) is malformed
   | 'ABORTED' // the operation was aborted through its AbortSignal
   | 'DIGEST_MISMATCH' // bytes did not hash to the digest they were expected to have

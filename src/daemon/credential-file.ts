@@ -12,7 +12,7 @@ import type { Logger } from '../core/log.js';
 import type { Credentials } from '../sources/credentials.js';
 import { parseHelperPayload, type HelperEntry } from '../sources/helper-payload.js';
 
-export const CREDENTIALS_FILE = 'credentials.json';
+const CREDENTIALS_FILE = 'credentials.json';
 
 interface StoredEntry {
   readonly credentials: Credentials;
@@ -21,7 +21,7 @@ interface StoredEntry {
 }
 
 /** `exp` (seconds) of a JWT, if the string is one. */
-export function jwtExpiry(token: string | undefined): number | undefined {
+function jwtExpiry(token: string | undefined): number | undefined {
   if (!token) return undefined;
   const parts = token.split('.');
   if (parts.length !== 3) return undefined;

@@ -18,7 +18,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import type { DaemonConfig } from './config.js';
 
-export type CheckLevel = 'ok' | 'warn' | 'fail';
+type CheckLevel = 'ok' | 'warn' | 'fail';
 
 export interface CheckResult {
   readonly check: string;
@@ -63,7 +63,7 @@ async function dropIns(file: string): Promise<string[]> {
   return names.filter((n) => n.endsWith('.conf')).sort().map((n) => join(dir, n));
 }
 
-export function defaultStorageConf(uid: number, env: NodeJS.ProcessEnv): string {
+function defaultStorageConf(uid: number, env: NodeJS.ProcessEnv): string {
   if (env['CONTAINERS_STORAGE_CONF']) return env['CONTAINERS_STORAGE_CONF'];
   if (uid === 0) return '/etc/containers/storage.conf';
   return join(env['XDG_CONFIG_HOME'] ?? join(homedir(), '.config'), 'containers', 'storage.conf');

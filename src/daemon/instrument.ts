@@ -32,8 +32,8 @@ export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
   return {
     name: source.name,
     resolve: (ref, signal, want) => source.resolve(ref, signal, want),
-    async openBlob(ref, digest, size, signal) {
-      const blob = await source.openBlob(ref, digest, size, signal);
+    async openBlob(ref, digest, size, signal, bound) {
+      const blob = await source.openBlob(ref, digest, size, signal, bound);
       const report = (bufs: readonly Buffer[] | undefined, seconds: number, error: unknown): void =>
         t.registryFetch(digest, bufs ? bufs.reduce((n, b) => n + b.length, 0) : 0, seconds, error === undefined);
       const metered: RandomAccessBlob = {
@@ -41,6 +41,7 @@ export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
         name: blob.name,
         read: (offset, length, sig) => timed(() => blob.read(offset, length, sig), (s, b, e) => report(b ? [b] : undefined, s, e)),
         ...(blob.readMany ? { readMany: (ranges, sig) => timed(() => blob.readMany!(ranges, sig), (s, b, e) => report(b, s, e)) } : {}),
+        ...(blob.release ? { release: (bufs) => blob.release!(bufs) } : {}),
         ...(blob.close ? { close: () => blob.close!() } : {}),
       };
       return metered;
@@ -77,12 +78,17 @@ export function meteredProvider(provider: LayerProvider, t: Telemetry): LayerPro
       const name = layer.key;
       const readFile: ServedLayerView['readFile'] = (node, path, offset, length, signal) =>
         timed(() => layer.readFile(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b?.length ?? 0, s, e === undefined));
+      const readFileParts: ServedLayerView['readFileParts'] = layer.readFileParts
+        ? (node, path, offset, length, signal) =>
+            timed(() => layer.readFileParts!(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b ? b.reduce((n, x) => n + x.length, 0) : 0, s, e === undefined))
+        : undefined;
       const readBlob: ServedLayerView['readBlob'] = (offset, length, signal) =>
         timed(() => layer.readBlob(offset, length, signal), (s, b, e) => t.read(name, 'blob', b?.length ?? 0, s, e === undefined));
       // Everything else is the layer's own (methods bound to it: it may keep private state).
       v = new Proxy(layer, {
         get(target, prop) {
           if (prop === 'readFile') return readFile;
+          if (prop === 'readFileParts') return readFileParts;
           if (prop === 'readBlob') return readBlob;
           const x: unknown = Reflect.get(target, prop, target);
           return typeof x === 'function' ? (x as (...a: unknown[]) => unknown).bind(target) : x;

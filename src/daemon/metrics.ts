@@ -32,16 +32,6 @@ export interface Telemetry {
   fuseOp(op: string, seconds: number, errno: number): void;
 }
 
-export const noTelemetry: Telemetry = {
-  lookup: () => undefined,
-  toc: () => undefined,
-  refused: () => undefined,
-  registryFetch: () => undefined,
-  read: () => undefined,
-  prefetched: () => undefined,
-  fuseOp: () => undefined,
-};
-
 /** State read at scrape time (the provider's cheap counters; no disk I/O). */
 export interface MetricsSnapshot {
   readonly layers: readonly {

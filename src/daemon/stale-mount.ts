@@ -15,7 +15,7 @@ function unescapeMountPath(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
-export async function mountEntry(path: string): Promise<{ fstype: string; source: string } | undefined> {
+async function mountEntry(path: string): Promise<{ fstype: string; source: string } | undefined> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   let found: { fstype: string; source: string } | undefined;
   for (const line of text.split('\n')) {
@@ -27,7 +27,7 @@ export async function mountEntry(path: string): Promise<{ fstype: string; source
   return found;
 }
 
-export function runCommand(cmd: string, args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+function runCommand(cmd: string, args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

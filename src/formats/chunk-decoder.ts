@@ -105,7 +105,18 @@ interface WireBatch {
   }>;
 }
 
-type WireResult = { readonly results: ReadonlyArray<{ ok: SharedArrayBuffer } | { actual: string }> } | { readonly error: { code: string; message: string } };
+/** A verified member: `length` bytes at `at` of the reply's slab. */
+type WireMember = { readonly at: number; readonly length: number } | { readonly actual: string };
+type WireResult = { readonly results: readonly WireMember[] } | { readonly error: { code: string; message: string } };
+/**
+ * All verified members of a batch in one shared buffer: a SharedArrayBuffer crossing threads costs
+ * a fixed price the first time (tens of µs on a loaded 2-vCPU VM, much more with dozens in one
+ * message), so one per reply instead of one per chunk; the object writer then gets that one too.
+ */
+interface WireReply {
+  readonly slab: SharedArrayBuffer;
+  readonly results: readonly WireResult[];
+}
 
 const WORKER_FLAG = 'lazyAlsChunkDecoder';
 
@@ -114,7 +125,7 @@ const WORKER_FLAG = 'lazyAlsChunkDecoder';
  * worker (per-span messages cost more than decoding a 64 KiB zstd chunk), balanced by bytes.
  */
 export class ChunkDecoderPool implements ChunkDecoder {
-  readonly #pool: WorkerPool<WireBatch, readonly WireResult[]>;
+  readonly #pool: WorkerPool<WireBatch, WireReply>;
 
   /**
    * `size` workers (default: one per CPU, at most 4), started now: a worker takes a while to load
@@ -129,7 +140,7 @@ export class ChunkDecoderPool implements ChunkDecoder {
     return WorkerPool.canRun(new URL(import.meta.url));
   }
 
-  #post(slot: PoolSlot, jobs: readonly SpanJob[]): Promise<readonly WireResult[]> {
+  #post(slot: PoolSlot, jobs: readonly SpanJob[]): Promise<WireReply> {
     // Spans in shared memory go as they are (the worker only reads them). The others are copied
     // into one buffer the worker owns (the source's buffers may be slices of larger ones that others
     // use); allocUnsafeSlow: its own ArrayBuffer, not zero-filled first.
@@ -146,13 +157,16 @@ export class ChunkDecoderPool implements ChunkDecoder {
       return w;
     });
     const data = copy.buffer as ArrayBuffer;
-    return this.#pool.send(slot, { data, jobs: wireJobs }, [data]);
+    return this.#pool.send(slot, { data, jobs: wireJobs }, total > 0 ? [data] : []);
   }
 
   async decodeAll(jobs: readonly SpanJob[], contexts: readonly ErrorContext[]): Promise<JobResult[]> {
     if (!this.#pool.running) return inProcessDecoder.decodeAll(jobs, contexts);
-    // least-loaded workers first; jobs (largest first) to the lightest batch
-    const slots = this.#pool.lightest(jobs.length);
+    // least-loaded workers first, one per 4 MiB of spans (a worker decodes and hashes that in a few
+    // ms; a message more costs two thread wake-ups, and other calls keep the other workers busy);
+    // jobs (largest first) to the lightest batch
+    const bytes = jobs.reduce((n, j) => n + j.data.length, 0);
+    const slots = this.#pool.lightest(Math.min(jobs.length, Math.ceil(bytes / (4 * 1024 * 1024))));
     const batches = slots.map(() => ({ idx: [] as number[], bytes: 0 }));
     const order = jobs.map((_, i) => i).sort((x, y) => jobs[y]!.data.length - jobs[x]!.data.length);
     for (const i of order) {
@@ -165,17 +179,18 @@ export class ChunkDecoderPool implements ChunkDecoder {
     await Promise.all(
       batches.map(async (b, k) => {
         if (b.idx.length === 0) return;
-        let replies: readonly WireResult[];
+        let reply: WireReply;
         try {
-          replies = await this.#post(slots[k]!, b.idx.map((i) => jobs[i]!));
+          reply = await this.#post(slots[k]!, b.idx.map((i) => jobs[i]!));
         } catch (e) {
           for (const i of b.idx) out[i] = new FormatError('DECOMPRESS_FAILED', `decode worker failed: ${e instanceof Error ? e.message : String(e)}`, contexts[i]!, { cause: e });
           return;
         }
+        const slab = reply.slab;
         b.idx.forEach((i, n) => {
-          const r = replies[n]!;
-          // alreadyVerified: the worker hashed each chunk and sent `ok` only when it matched its digest
-          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('ok' in x ? { ok: alreadyVerified(Buffer.from(x.ok)) } : { actual: x.actual }));
+          const r = reply.results[n]!;
+          // alreadyVerified: the worker hashed each chunk and sent its place only when it matched its digest
+          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('at' in x ? { ok: alreadyVerified(Buffer.from(slab, x.at, x.length)) } : { actual: x.actual }));
         });
       }),
     );
@@ -187,26 +202,43 @@ export class ChunkDecoderPool implements ChunkDecoder {
   }
 }
 
-/** A buffer of its own in shared memory: handed back to the main thread (and on to the object writer) without a copy. */
-function sharedAlloc(n: number): Buffer {
-  return Buffer.from(new SharedArrayBuffer(n));
+/** Consecutive pieces of one shared buffer sized for every member of a batch (see WireReply). */
+class Slab {
+  readonly sab: SharedArrayBuffer;
+  #used = 0;
+  constructor(bytes: number) {
+    this.sab = new SharedArrayBuffer(bytes);
+  }
+  /** A piece of `n` bytes; a new buffer of its own if the slab is full (never: it is sized for every member). */
+  readonly alloc = (n: number): Buffer => {
+    if (this.#used + n > this.sab.byteLength) throw new Error(`decode slab overflow (${this.#used} + ${n} > ${this.sab.byteLength})`);
+    const b = Buffer.from(this.sab, this.#used, n);
+    this.#used += n;
+    return b;
+  };
+  /** Where `b` (a piece of this slab) starts. */
+  at(b: Buffer): number | undefined {
+    return b.buffer === this.sab ? b.byteOffset : undefined;
+  }
 }
 
-/** One span in the worker: its verified members in shared memory, the digests they hashed to, or the decode error. */
-async function decodeInWorker(j: WireBatch['jobs'][number], whole: Buffer): Promise<WireResult> {
+/** One span in the worker: where its verified members are in the slab, the digests they hashed to, or the decode error. */
+async function decodeInWorker(j: WireBatch['jobs'][number], whole: Buffer, slab: Slab): Promise<WireResult> {
   const data = j.shared ? Buffer.from(j.shared, j.at, j.length) : whole.subarray(j.at, j.at + j.length);
   const job: SpanJob = { compression: j.compression, data, need: j.need, members: j.members };
   try {
-    const { results } = await decodeAndHash(job, {}, sharedAlloc);
+    const { results } = await decodeAndHash(job, {}, slab.alloc);
     return {
-      results: results.map((r, i): { ok: SharedArrayBuffer } | { actual: string } => {
+      results: results.map((r, i): WireMember => {
         if (r.actual !== j.members[i]!.digest) return { actual: r.actual };
-        // decoded chunks are whole SharedArrayBuffers; 'none' gives views of the span: copied out
-        const own = r.bytes.buffer instanceof SharedArrayBuffer && r.bytes.byteOffset === 0 && r.bytes.byteLength === r.bytes.buffer.byteLength && r.bytes.buffer !== j.shared;
-        if (own) return { ok: r.bytes.buffer as SharedArrayBuffer };
-        const c = sharedAlloc(r.bytes.length);
-        r.bytes.copy(c);
-        return { ok: c.buffer as SharedArrayBuffer };
+        // decoded members are pieces of the slab; 'none' gives views of the span: copied in
+        let at = slab.at(r.bytes);
+        if (at === undefined) {
+          const c = slab.alloc(r.bytes.length);
+          r.bytes.copy(c);
+          at = c.byteOffset;
+        }
+        return { at, length: r.bytes.length };
       }),
     };
   } catch (e) {
@@ -216,9 +248,11 @@ async function decodeInWorker(j: WireBatch['jobs'][number], whole: Buffer): Prom
 }
 
 // spans one after the other: this thread has one core's worth of work to give anyway
-serveWorker<WireBatch, readonly WireResult[]>(WORKER_FLAG, async (batch) => {
+serveWorker<WireBatch, WireReply>(WORKER_FLAG, async (batch) => {
   const whole = Buffer.from(batch.data);
+  // every member's size (decodeSlices allocates one piece per distinct slice; 'none' copies one in)
+  const slab = new Slab(batch.jobs.reduce((n, j) => n + j.members.reduce((m, x) => m + x.size, 0), 0));
   const results: WireResult[] = [];
-  for (const j of batch.jobs) results.push(await decodeInWorker(j, whole));
-  return results;
+  for (const j of batch.jobs) results.push(await decodeInWorker(j, whole, slab));
+  return { slab: slab.sab, results };
 });

@@ -25,15 +25,6 @@ export interface ChunkSourceInfo {
   readonly decoder?: ChunkDecoder;
 }
 
-/** Verify `data` against `chunk.digest`; throws CHUNK_DIGEST_MISMATCH naming blob, entry and chunk. */
-export function verifyChunk(data: Buffer, chunk: ChunkRef, ctx: ErrorContext): Buffer {
-  const actual = DigestHasher.for(chunk.digest).update(data).digest();
-  if (actual !== chunk.digest) {
-    throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${actual}`, { ...ctx, chunk: chunk.digest });
-  }
-  return data;
-}
-
 /**
  * A hole chunk (zstd:chunked `zeros`) is `size` zero bytes whose digest the TOC records. sha256 of n
  * zero bytes depends on n alone, so each size is hashed once (a memo of a pure function, bounded to
@@ -113,6 +104,9 @@ export async function readVerifiedChunks(
     return { ...ctxOf(info, first), range: [start, g.end], ...(g.members.length === 1 ? { chunk: first.chunk.digest } : {}) };
   });
   const results = jobs.length > 0 ? await decoder.decodeAll(jobs, contexts) : [];
+  // Every decode has finished and none of the results is a view of a span (decoders copy out
+  // uncompressed members): the spans' memory can be reused for the next fetch.
+  if (datas.length > 0) blob.release?.(datas);
   starts.forEach((start, gi) => {
     const res = results[gi]!;
     if (res instanceof Error) throw res;

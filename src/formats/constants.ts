@@ -7,7 +7,7 @@ export const STARGZ_TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.d
 export const ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
 
 /** u32le magic of a zstd frame (docs/formats.md §1.4). */
-export const ZSTD_FRAME_MAGIC = 0xfd2fb528;
+const ZSTD_FRAME_MAGIC = 0xfd2fb528;
 
 /** u32le magic of a zstd skippable frame: 0x184D2A50..0x184D2A5F; zstd:chunked writers use the first. */
 export const ZSTD_SKIPPABLE_MAGIC = 0x184d2a50;

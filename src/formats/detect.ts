@@ -59,7 +59,7 @@ export function compressionOfMediaType(mediaType: string | undefined): Compressi
 }
 
 /** Compression from the first bytes: gzip, zstd (frame or skippable frame), else none. */
-export function compressionOfMagic(head: Buffer): Compression {
+function compressionOfMagic(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4) {
     const m = head.readUInt32LE(0);

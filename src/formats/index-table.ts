@@ -252,7 +252,7 @@ const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
  * A node of a TableLayerIndex: a small view (index + node number), made when asked for and dropped
  * after. Two views of one node are different objects: key per-node state by `ino`, not by view.
  */
-export class TableNode implements LayerNode {
+class TableNode implements LayerNode {
   readonly #t: TableLayerIndex;
   readonly #i: number;
   #chunks?: readonly ChunkRef[];

@@ -1,29 +1,8 @@
-/** Public API of the formats folder: the layer model, opening layers, verified content, errors. */
-export type {
-  ByteString,
-  ChunkRef,
-  CompressedSpan,
-  Compression,
-  LayerFormat,
-  LayerIndex,
-  LayerNode,
-  NodeType,
-  RawEntry,
-  RawEntryType,
-} from './model.js';
-export { STORAGE_COMPRESSION } from './model.js';
-export { asByteString, byteStringFromText, byteStringOf, displayName, goJsonMangle, isUtf8, toBuffer, toText } from './byte-string.js';
-export type {
-  LayerDescriptor,
-  LayerReader,
-  LayerRecord,
-  LayerRecordLoader,
-  OpenedLayer,
-  OpenLayerOptions,
-} from './layer-reader.js';
-export { openLayer, loadLayerRecord, resolveLayerFormat } from './open-layer.js';
-export { detectFormat, compressionOfFormat, isTocFormat, type DetectedFormat } from './detect.js';
-export { readVerifiedChunks, readVerifiedChunk, type ChunkRequest, type ChunkSourceInfo } from './chunk-reader.js';
-export { FormatError, type FormatErrorCode } from './errors.js';
-export { normalizeEntryPath } from './overlay-view.js';
-export { verifyFullPass, type FullPassOptions, type FullPassResult } from './full-pass.js';
+/** Public API of the formats folder: the layer model, opening layers, verified content. */
+export type { ByteString, ChunkRef, LayerFormat, LayerIndex, LayerNode } from './model.js';
+export { byteStringFromText, displayName, isUtf8, toBuffer, toText } from './byte-string.js';
+export type { OpenedLayer, OpenLayerOptions } from './layer-reader.js';
+export { openLayer, resolveLayerFormat } from './open-layer.js';
+export { isTocFormat } from './detect.js';
+export { readVerifiedChunks, type ChunkRequest } from './chunk-reader.js';
+export { verifyFullPass } from './full-pass.js';

@@ -41,7 +41,7 @@ export type RawEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'bl
 export type NodeType = 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo';
 
 /** Where to decode a chunk from. Offsets are in the compressed blob. */
-export interface CompressedSpan {
+interface CompressedSpan {
   /** Blob offset at which decoding starts: a gzip member / zstd frame boundary (or raw tar offset). */
   readonly offset: number;
   /** Blob offset (exclusive) past which no bytes are needed to decode this chunk. */

@@ -15,14 +15,14 @@
  *  - inode numbers: root = 1, then in order of creation, so the same TOC always gives the same numbers.
  * Duplicate names are rejected (ENTRY_DUPLICATE) in every format, plain tars included: podman's own
  * unpack refuses them (tar-split: "duplicates of file paths not supported"), so serving one would
- * make runnable an image podman cannot pull (audit M1). A directory listed after entries inside it
- * is not a duplicate: the explicit entry supplies the implied directory's metadata.
+ * make runnable an image podman cannot pull (audit M1).
  */
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import { asByteString, displayName } from './byte-string.js';
 import { FormatError } from './errors.js';
-import type { ByteString, LayerIndex, RawEntry } from './model.js';
-import { NodeColumns } from './table-builder.js';
+import type { ErrorContext } from '../core/errors.js';
+import type { ByteString, LayerIndex, NodeType, RawEntry } from './model.js';
+import { type NodeAttrs, NodeColumns } from './table-builder.js';
 
 /** What the reader knows of the blob, carried into the index as it is. */
 export interface LayerMeta extends Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize'> {
@@ -45,6 +45,9 @@ const ESTARGZ_ARTEFACTS = new Set<string>(['stargz.index.json', '.prefetch.landm
 /** Longest name the kernel takes for one path component (NAME_MAX), in bytes. */
 export const NAME_MAX = 255;
 const WHITEOUT_PREFIX = '.wh.';
+/** `.wh..wh.*` names are whiteout metadata; `.wh..wh..opq` makes its directory opaque. */
+const WHITEOUT_META_PREFIX = '.wh..wh.';
+const OPAQUE_WHITEOUT = '.wh..wh..opq';
 const ROOT = asByteString('');
 
 
@@ -88,123 +91,187 @@ export function landedTime(sec: number, nsec: number): { mtimeSec: number; mtime
 }
 
 export function buildLayerIndex(raw: Iterable<RawEntry>, meta: LayerMeta, opts: BuildOptions): LayerIndex {
-  const limits = opts.limits ?? DEFAULT_LIMITS;
-  const blob = meta.blobName ?? meta.blobDigest;
-  const bctx = blob !== undefined ? { blob } : {};
-  const tooMany = (count: number): FormatError => new FormatError('TOC_TOO_LARGE', `${count} entries exceed the limit of ${limits.maxEntries}`, bctx);
-  if (Array.isArray(raw) && raw.length > limits.maxEntries) throw tooMany(raw.length);
-  const nodes = new NodeColumns();
-  const dirAttrs = { type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS } as const;
-  const root = nodes.add(dirAttrs);
-  /** path → node for every named path in the view (whiteouts added at the end); its entries become the dirents. */
-  const byPath = new Map<ByteString, number>([[ROOT, root]]);
-  /** Directories created only because a descendant named them; an explicit entry may still come. */
-  const implied = new Set<number>();
-  const whiteouts: { dir: ByteString; name: ByteString; uid: number; gid: number; mtimeSec: number; mtimeNsec: number }[] = [];
-  const opaqueDirs: ByteString[] = [];
-  let prefetchEnd: number | undefined;
+  const view = new ViewBuilder(meta, opts);
+  if (Array.isArray(raw)) view.checkEntryCount(raw.length);
+  for (const e of raw) view.add(e);
+  return view.finish();
+}
 
-  const ensureDir = (path: ByteString, entryName: ByteString): number => {
-    const existing = byPath.get(path);
+interface Whiteout {
+  readonly dir: ByteString;
+  readonly name: ByteString;
+  readonly uid: number;
+  readonly gid: number;
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+}
+
+const IMPLIED_DIR = {
+  type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeSec: 0, mtimeNsec: 0, rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS,
+} as const;
+
+/**
+ * The view while it is built: `add` takes the entries in archive order; `finish` applies what only
+ * the whole layer decides (opaque directories, whiteouts a real entry did not replace) and packs it.
+ */
+class ViewBuilder {
+  readonly #meta: LayerMeta;
+  readonly #opts: BuildOptions;
+  readonly #limits: Limits;
+  /** Blob name for errors. */
+  readonly #blob: string | undefined;
+  readonly #bctx: { blob?: string };
+  readonly #nodes = new NodeColumns();
+  readonly #root: number;
+  /** path → node for every named path in the view (whiteouts added at the end); its entries become the dirents. */
+  readonly #byPath: Map<ByteString, number>;
+  /** Directories created only because a descendant named them; an explicit entry may still come. */
+  readonly #implied = new Set<number>();
+  readonly #whiteouts: Whiteout[] = [];
+  readonly #opaqueDirs: ByteString[] = [];
+  #prefetchEnd: number | undefined;
+  #count = 0;
+
+  constructor(meta: LayerMeta, opts: BuildOptions) {
+    this.#meta = meta;
+    this.#opts = opts;
+    this.#limits = opts.limits ?? DEFAULT_LIMITS;
+    this.#blob = meta.blobName ?? meta.blobDigest;
+    this.#bctx = this.#blob !== undefined ? { blob: this.#blob } : {};
+    this.#root = this.#nodes.add(IMPLIED_DIR);
+    this.#byPath = new Map([[ROOT, this.#root]]);
+  }
+
+  checkEntryCount(count: number): void {
+    if (count > this.#limits.maxEntries) {
+      throw new FormatError('TOC_TOO_LARGE', `${count} entries exceed the limit of ${this.#limits.maxEntries}`, this.#bctx);
+    }
+  }
+
+  add(e: RawEntry): void {
+    this.checkEntryCount(++this.#count);
+    const ectx = { ...this.#bctx, entry: displayName(e.name) };
+    const path = normalizeEntryPath(e.name, this.#limits, this.#blob);
+    const [dirPath, base] = splitPath(path);
+    if (this.#opts.hideEstargzArtefacts && dirPath === '' && ESTARGZ_ARTEFACTS.has(base)) {
+      if (base === '.prefetch.landmark' && e.chunks[0]) this.#prefetchEnd = e.chunks[0].span.offset;
+      return;
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) return this.#addWhiteout(e, dirPath, base, ectx);
+    checkEntry(e, this.#meta, this.#limits, ectx);
+    if (path === '') {
+      if (e.type !== 'dir') throw new FormatError('ENTRY_INVALID', 'root entry is not a directory', ectx);
+      return this.#nodes.set(this.#root, dirAttrsOf(e));
+    }
+    this.#ensureDir(dirPath, e.name);
+    const prev = this.#byPath.get(path);
+    if (prev !== undefined) return this.#impliedDirNamed(prev, e, ectx);
+    this.#byPath.set(path, e.type === 'hardlink' ? this.#linkTarget(e, path, ectx) : this.#nodes.add(nodeAttrsOf(e, e.type)));
+  }
+
+  /** `.wh..wh..opq` marks its directory opaque, `.wh.<x>` hides `<x>` (applied by finish); other `.wh..wh.*` are skipped. */
+  #addWhiteout(e: RawEntry, dirPath: ByteString, base: ByteString, ectx: ErrorContext): void {
+    if (base === WHITEOUT_PREFIX) throw new FormatError('ENTRY_INVALID', 'bare ".wh." whiteout', ectx);
+    if (base === OPAQUE_WHITEOUT) this.#opaqueDirs.push(dirPath);
+    else if (!base.startsWith(WHITEOUT_META_PREFIX)) {
+      const name = base.slice(WHITEOUT_PREFIX.length) as ByteString;
+      this.#whiteouts.push({ dir: dirPath, name, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) });
+    }
+    this.#ensureDir(dirPath, e.name);
+  }
+
+  /** The directory at `path`, implied (with its missing ancestors) when no entry has named it yet. */
+  #ensureDir(path: ByteString, entryName: ByteString): number {
+    const existing = this.#byPath.get(path);
     if (existing !== undefined) {
-      if (!nodes.isDir(existing)) {
-        throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(displayName(path))} is not a directory`, { ...bctx, entry: displayName(entryName) });
+      if (!this.#nodes.isDir(existing)) {
+        const ctx = { ...this.#bctx, entry: displayName(entryName) };
+        throw new FormatError('ENTRY_INVALID', `parent ${JSON.stringify(displayName(path))} is not a directory`, ctx);
       }
       return existing;
     }
     const [parentPath] = splitPath(path);
-    ensureDir(parentPath, entryName);
-    const dir = nodes.add(dirAttrs);
-    byPath.set(path, dir);
-    implied.add(dir);
+    this.#ensureDir(parentPath, entryName);
+    const dir = this.#nodes.add(IMPLIED_DIR);
+    this.#byPath.set(path, dir);
+    this.#implied.add(dir);
     return dir;
-  };
-
-  let count = 0;
-  for (const e of raw) {
-    if (++count > limits.maxEntries) throw tooMany(count);
-    const ectx = { ...bctx, entry: displayName(e.name) };
-    const path = normalizeEntryPath(e.name, limits, blob);
-    const [dirPath, base] = splitPath(path);
-    if (opts.hideEstargzArtefacts && dirPath === '' && ESTARGZ_ARTEFACTS.has(base)) {
-      if (base === '.prefetch.landmark' && e.chunks[0]) prefetchEnd = e.chunks[0].span.offset;
-      continue;
-    }
-    if (base.startsWith('.wh.')) {
-      if (base === '.wh.') throw new FormatError('ENTRY_INVALID', 'bare ".wh." whiteout', ectx);
-      if (base === '.wh..wh..opq') opaqueDirs.push(dirPath);
-      else if (!base.startsWith('.wh..wh.')) {
-        whiteouts.push({ dir: dirPath, name: base.slice(4) as ByteString, uid: e.uid, gid: e.gid, ...landedTime(e.mtimeSec, e.mtimeNsec) });
-      }
-      ensureDir(dirPath, e.name);
-      continue;
-    }
-    checkEntry(e, meta, limits, ectx);
-    if (path === '') {
-      if (e.type !== 'dir') throw new FormatError('ENTRY_INVALID', 'root entry is not a directory', ectx);
-      nodes.set(root, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
-      continue;
-    }
-    ensureDir(dirPath, e.name);
-    const prev = byPath.get(path);
-    if (prev !== undefined && implied.has(prev) && e.type === 'dir') {
-      // TOCs may list a directory after entries inside it: the explicit entry supplies the metadata.
-      implied.delete(prev);
-      nodes.set(prev, { type: 'dir', ...attrsOf(e), xattrs: e.xattrs });
-      continue;
-    }
-    if (prev !== undefined) throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
-    let node: number;
-    if (e.type === 'hardlink') {
-      const target = normalizeEntryPath(e.linkName ?? ROOT, limits, blob);
-      const t = byPath.get(target);
-      if (t === undefined || nodes.isDir(t) || target === path) {
-        throw new FormatError('ENTRY_LINK_INVALID', `hardlink target ${JSON.stringify(displayName(target))} is missing or a directory`, ectx);
-      }
-      node = t;
-    } else {
-      node = nodes.add({
-        ...attrsOf(e),
-        type: e.type,
-        size: e.type === 'reg' ? e.size : e.type === 'symlink' ? (e.linkName ?? '').length : 0,
-        ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? ROOT } : {}),
-        rdevMajor: e.type === 'char' || e.type === 'block' ? e.devMajor : 0,
-        rdevMinor: e.type === 'char' || e.type === 'block' ? e.devMinor : 0,
-        xattrs: e.xattrs,
-        ...(e.type === 'reg' && e.digest !== undefined ? { digest: e.digest } : {}),
-        chunks: e.type === 'reg' ? e.chunks : NO_CHUNKS,
-      });
-    }
-    byPath.set(path, node);
   }
 
-  for (const d of opaqueDirs) {
-    const dir = byPath.get(d);
-    if (dir === undefined || !nodes.isDir(dir)) continue;
-    nodes.setXattrs(dir, new Map([...nodes.xattrs(dir), ['trusted.overlay.opaque', OPAQUE], ['user.overlay.opaque', OPAQUE]]));
+  /**
+   * An entry whose path is already in the view: a directory listed after entries inside it (TOCs do
+   * that) supplies the implied directory's metadata; anything else is a duplicate.
+   */
+  #impliedDirNamed(prev: number, e: RawEntry, ectx: ErrorContext): void {
+    if (!this.#implied.has(prev) || e.type !== 'dir') throw new FormatError('ENTRY_DUPLICATE', 'duplicate path', ectx);
+    this.#implied.delete(prev);
+    this.#nodes.set(prev, dirAttrsOf(e));
   }
-  for (const w of whiteouts) {
+
+  /** A hardlink's node: its target's, which must be an earlier non-directory. */
+  #linkTarget(e: RawEntry, path: ByteString, ectx: ErrorContext): number {
+    const target = normalizeEntryPath(e.linkName ?? ROOT, this.#limits, this.#blob);
+    const t = this.#byPath.get(target);
+    if (t === undefined || this.#nodes.isDir(t) || target === path) {
+      const msg = `hardlink target ${JSON.stringify(displayName(target))} is missing or a directory`;
+      throw new FormatError('ENTRY_LINK_INVALID', msg, ectx);
+    }
+    return t;
+  }
+
+  finish(): LayerIndex {
+    for (const d of this.#opaqueDirs) this.#markOpaque(d);
+    for (const w of this.#whiteouts) this.#addWhiteoutNode(w);
+    return this.#nodes.pack(this.#byPath, {
+      format: this.#meta.format,
+      compression: this.#meta.compression,
+      blobSize: this.#meta.blobSize,
+      ...(this.#meta.blobDigest !== undefined ? { blobDigest: this.#meta.blobDigest } : {}),
+      ...(this.#meta.tocDigest !== undefined ? { tocDigest: this.#meta.tocDigest } : {}),
+      ...(this.#meta.diffId !== undefined ? { diffId: this.#meta.diffId } : {}),
+      ...(this.#meta.uncompressedSize !== undefined ? { uncompressedSize: this.#meta.uncompressedSize } : {}),
+      ...(this.#prefetchEnd !== undefined ? { prefetchEnd: this.#prefetchEnd } : {}),
+    });
+  }
+
+  #markOpaque(path: ByteString): void {
+    const dir = this.#byPath.get(path);
+    if (dir === undefined || !this.#nodes.isDir(dir)) return;
+    this.#nodes.setXattrs(dir, new Map([...this.#nodes.xattrs(dir), ['trusted.overlay.opaque', OPAQUE], ['user.overlay.opaque', OPAQUE]]));
+  }
+
+  /** A whiteout as a character device 0:0, unless a real entry of the same layer took its name. */
+  #addWhiteoutNode(w: Whiteout): void {
     const full = (w.dir === '' ? w.name : `${w.dir}/${w.name}`) as ByteString;
-    if (byPath.has(full)) continue; // a real entry of the same layer wins over its whiteout
-    const dir = byPath.get(w.dir);
-    if (dir === undefined || !nodes.isDir(dir)) continue;
-    const node = nodes.add({
+    if (this.#byPath.has(full)) return; // a real entry of the same layer wins over its whiteout
+    const dir = this.#byPath.get(w.dir);
+    if (dir === undefined || !this.#nodes.isDir(dir)) return;
+    const node = this.#nodes.add({
       type: 'char', mode: 0, uid: w.uid, gid: w.gid, size: 0, mtimeSec: w.mtimeSec, mtimeNsec: w.mtimeNsec,
       rdevMajor: 0, rdevMinor: 0, xattrs: NO_XATTRS, chunks: NO_CHUNKS,
     });
-    byPath.set(full, node);
+    this.#byPath.set(full, node);
   }
+}
 
-  return nodes.pack(byPath, {
-    format: meta.format,
-    compression: meta.compression,
-    blobSize: meta.blobSize,
-    ...(meta.blobDigest !== undefined ? { blobDigest: meta.blobDigest } : {}),
-    ...(meta.tocDigest !== undefined ? { tocDigest: meta.tocDigest } : {}),
-    ...(meta.diffId !== undefined ? { diffId: meta.diffId } : {}),
-    ...(meta.uncompressedSize !== undefined ? { uncompressedSize: meta.uncompressedSize } : {}),
-    ...(prefetchEnd !== undefined ? { prefetchEnd } : {}),
-  });
+/** A non-hardlink entry's node (`type` is the entry's). */
+function nodeAttrsOf(e: RawEntry, type: NodeType): NodeAttrs {
+  return {
+    ...attrsOf(e),
+    type,
+    size: e.type === 'reg' ? e.size : e.type === 'symlink' ? (e.linkName ?? '').length : 0,
+    ...(e.type === 'symlink' ? { linkTarget: e.linkName ?? ROOT } : {}),
+    rdevMajor: e.type === 'char' || e.type === 'block' ? e.devMajor : 0,
+    rdevMinor: e.type === 'char' || e.type === 'block' ? e.devMinor : 0,
+    xattrs: e.xattrs,
+    ...(e.type === 'reg' && e.digest !== undefined ? { digest: e.digest } : {}),
+    chunks: e.type === 'reg' ? e.chunks : NO_CHUNKS,
+  };
+}
+
+/** An explicit directory entry's metadata. */
+function dirAttrsOf(e: RawEntry): Parameters<NodeColumns['set']>[1] {
+  return { type: 'dir', ...attrsOf(e), xattrs: e.xattrs };
 }
 
 /** The permission bits an entry lands with: Linux symlinks are always 0777, whatever the header says

@@ -4,23 +4,10 @@
  * what the nodes are; this module only stores and packs them.
  */
 import { digestAlgorithm, digestHex, type Digest } from '../core/digest.js';
-import {
-  CHUNK_BYTES,
-  CHUNK_JS_ONLY,
-  CHUNK_OTHER_DIGEST,
-  CHUNK_ZEROS,
-  DIRENT_BYTES,
-  N,
-  NODE_BYTES,
-  NODE_DIGEST_IS_CHUNK,
-  TABLE_HEADER,
-  TABLE_MAGIC,
-  TABLE_VERSION,
-  TableLayerIndex,
-  XATTR_BYTES,
-  type TableMeta,
-} from './index-table.js';
+import { CHUNK_BYTES, CHUNK_JS_ONLY, CHUNK_OTHER_DIGEST, CHUNK_ZEROS, DIRENT_BYTES, N, NODE_BYTES, NODE_DIGEST_IS_CHUNK, TableLayerIndex, XATTR_BYTES, type TableMeta } from './index-table.js';
 import { type ByteString, type ChunkRef, type EntryStat, type NodeType, S_IF } from './model.js';
+import { groupDirents, type Dirents } from './table-dirents.js';
+import { type TableCounts, TableWriter } from './table-writer.js';
 
 type Typed = Float64Array | Uint32Array | Uint8Array;
 
@@ -58,6 +45,11 @@ export interface NodeAttrs extends EntryStat {
 
 /** Per node: 8 u32 words (mode|type, uid, gid, nsec, rdev major, rdev minor, chunk first, chunk count) + 2 f64 (size, mtime sec). */
 const BW = 8;
+/** u32 words per table record. */
+const NW = NODE_BYTES / 4;
+const CW = CHUNK_BYTES / 4;
+const DW = DIRENT_BYTES / 4;
+const XW = XATTR_BYTES / 4;
 
 export class NodeColumns {
   count = 0;
@@ -150,163 +142,152 @@ export class NodeColumns {
    * directories). The columns are dropped by the caller afterwards.
    */
   pack(names: ReadonlyMap<ByteString, number>, meta: Omit<TableMeta, 'uids' | 'gids'>): TableLayerIndex {
-    const n = this.count;
-    const w = this.#w.a;
-    // dirents: parent, name, node — grouped by parent (counting sort), then sorted by name in each run
-    const direntCount = names.size - 1;
-    const dParent = new Uint32Array(direntCount);
-    const dNode = new Uint32Array(direntCount);
-    const dName: ByteString[] = new Array(direntCount);
-    const childCount = new Uint32Array(n);
-    const nlink = new Uint32Array(n);
-    const reachable = new Uint8Array(n);
-    let k = 0;
-    for (const [path, node] of names) {
-      reachable[node] = 1;
-      if (path === '') continue;
-      const slash = path.lastIndexOf('/');
-      const parent = slash < 0 ? 0 : names.get(path.slice(0, slash) as ByteString)!;
-      dParent[k] = parent;
-      dNode[k] = node;
-      dName[k] = (slash < 0 ? path : path.slice(slash + 1)) as ByteString;
-      childCount[parent]!++;
-      if (!this.isDir(node)) nlink[node]!++;
-      else nlink[parent]!++; // a subdirectory's ".." (the 2 is added below)
-      k++;
-    }
-    const childFirst = new Uint32Array(n);
-    for (let i = 0, run = 0; i < n; i++) {
-      childFirst[i] = run;
-      run += childCount[i]!;
-    }
-    const order = new Uint32Array(direntCount);
-    const fill = childFirst.slice();
-    for (let d = 0; d < direntCount; d++) order[fill[dParent[d]!]!++] = d;
-    for (let i = 0; i < n; i++) {
-      if (childCount[i]! > 1) {
-        const run = order.subarray(childFirst[i], childFirst[i]! + childCount[i]!);
-        run.sort((a, b) => (dName[a]! < dName[b]! ? -1 : dName[a]! > dName[b]! ? 1 : 0));
-      }
-    }
-    // string bytes and xattr count
+    const dirents = groupDirents(names, this.count);
+    const out = new TableWriter(this.#sectionCounts(dirents));
+    this.#packDirents(out, dirents);
+    this.#packNodes(out, dirents);
+    const spans = this.#packChunks(out);
+    const { nodeFlags, fileDigests } = this.#digestExtras();
+    const { uids, gids } = this.#ownerIds(dirents.reachable);
+    return new TableLayerIndex(out.finish(), { spans, nodeFlags, fileDigests, chunkDigests: new Map(this.#otherDigests) }, { ...meta, uids, gids });
+  }
+
+  /** Section sizes: the string section holds dirent names, link targets, xattr names and values. */
+  #sectionCounts(dirents: Dirents): TableCounts {
     let stringBytes = 0;
-    for (const s of dName) stringBytes += s.length;
+    for (const s of dirents.name) stringBytes += s.length;
     for (const s of this.#links.values()) stringBytes += s.length;
-    let xattrCount = 0;
+    let xattrs = 0;
     for (const m of this.#xattrs.values()) {
-      xattrCount += m.size;
+      xattrs += m.size;
       for (const [name, v] of m) stringBytes += Buffer.byteLength(name, 'utf8') + v.length;
     }
-    const chunkCount = this.chunkCount;
-    const total = TABLE_HEADER + n * NODE_BYTES + chunkCount * CHUNK_BYTES + direntCount * DIRENT_BYTES + xattrCount * XATTR_BYTES + stringBytes;
-    const table = Buffer.alloc(total);
-    const h = new Uint32Array(table.buffer, table.byteOffset, 8);
-    h.set([TABLE_MAGIC, TABLE_VERSION, n, direntCount, xattrCount, chunkCount, stringBytes, 0]);
-    const nodeOff = TABLE_HEADER;
-    const chunkOff = nodeOff + n * NODE_BYTES;
-    const direntOff = chunkOff + chunkCount * CHUNK_BYTES;
-    const xattrOff = direntOff + direntCount * DIRENT_BYTES;
-    const strOff = xattrOff + xattrCount * XATTR_BYTES;
-    const nw = new Uint32Array(table.buffer, table.byteOffset + nodeOff, n * (NODE_BYTES / 4));
-    const cw = new Uint32Array(table.buffer, table.byteOffset + chunkOff, chunkCount * (CHUNK_BYTES / 4));
-    const dw = new Uint32Array(table.buffer, table.byteOffset + direntOff, direntCount * (DIRENT_BYTES / 4));
-    const xw = new Uint32Array(table.buffer, table.byteOffset + xattrOff, xattrCount * (XATTR_BYTES / 4));
-    let str = 0;
-    const putString = (s: string, enc: 'latin1' | 'utf8'): [number, number] => {
-      const len = table.write(s, strOff + str, enc);
-      const at = str;
-      str += len;
-      return [at, len];
-    };
-    // dirents, and each node's first name (parent + name) in dirent order
-    const named = new Uint8Array(n);
-    for (let p = 0; p < direntCount; p++) {
-      const d = order[p]!;
-      const [off, len] = putString(dName[d]!, 'latin1');
-      dw[p * 3] = off;
-      dw[p * 3 + 1] = len;
-      dw[p * 3 + 2] = dNode[d]!;
-      const node = dNode[d]!;
+    return { nodes: this.count, chunks: this.chunkCount, dirents: dirents.count, xattrs, stringBytes };
+  }
+
+  /** The dirents in table order, and each node's first name (parent + name) in that order. */
+  #packDirents(out: TableWriter, d: Dirents): void {
+    const dw = out.dirents;
+    const nw = out.nodes;
+    const named = new Uint8Array(this.count);
+    for (let p = 0; p < d.count; p++) {
+      const k = d.order[p]!;
+      const node = d.node[k]!;
+      out.putString(d.name[k]!, 'latin1', dw, p * DW);
+      dw[p * DW + 2] = node;
       if (!named[node]) {
         named[node] = 1;
-        nw[node * 22 + N.parent] = dParent[d]!;
-        nw[node * 22 + N.nameOff] = off;
-        nw[node * 22 + N.nameLen] = len;
+        nw[node * NW + N.parent] = d.parent[k]!;
+        nw[node * NW + N.nameOff] = dw[p * DW]!;
+        nw[node * NW + N.nameLen] = dw[p * DW + 1]!;
       }
     }
+  }
+
+  /** Link counts: a non-directory's names; a directory's 2 + subdirectories (each one's ".."). */
+  #linkCounts(d: Dirents): Uint32Array {
+    const nlink = new Uint32Array(this.count);
+    for (let i = 0; i < this.count; i++) if (this.isDir(i)) nlink[i] = 2;
+    for (let k = 0; k < d.count; k++) {
+      const node = d.node[k]!;
+      if (this.isDir(node)) nlink[d.parent[k]!]!++;
+      else nlink[node]!++;
+    }
+    return nlink;
+  }
+
+  /** Every node's record (its name is written by #packDirents), link target and xattrs. */
+  #packNodes(out: TableWriter, d: Dirents): void {
+    const nlink = this.#linkCounts(d);
+    const nw = out.nodes;
+    const w = this.#w.a;
     const f = this.#f.a;
-    const uids = new Set<number>();
-    const gids = new Set<number>();
-    const nodeFlags = new Uint8Array(n);
-    const fileDigests = new Map<number, Digest>();
-    let xi = 0;
-    for (let i = 0; i < n; i++) {
+    let xattrFirst = 0;
+    for (let i = 0; i < this.count; i++) {
       const b = i * BW;
-      const o = i * 22;
-      const dir = this.isDir(i);
+      const o = i * NW;
       nw[o + N.mode] = w[b]!;
       nw[o + N.uid] = w[b + 1]!;
       nw[o + N.gid] = w[b + 2]!;
-      nw[o + N.nlink] = dir ? 2 + nlink[i]! : nlink[i]!;
+      nw[o + N.nlink] = nlink[i]!;
       writeU64(nw, o + N.size, f[i * 2]!);
       writeI64(nw, o + N.mtimeSec, f[i * 2 + 1]!);
       nw[o + N.mtimeNsec] = w[b + 3]!;
       nw[o + N.rdevMajor] = w[b + 4]!;
       nw[o + N.rdevMinor] = w[b + 5]!;
       const link = this.#links.get(i);
-      if (link !== undefined) [nw[o + N.linkOff], nw[o + N.linkLen]] = putString(link, 'latin1');
-      if (dir) {
-        nw[o + N.childFirst] = childFirst[i]!;
-        nw[o + N.childCount] = childCount[i]!;
+      if (link !== undefined) out.putString(link, 'latin1', nw, o + N.linkOff);
+      if (this.isDir(i)) {
+        nw[o + N.childFirst] = d.childFirst[i]!;
+        nw[o + N.childCount] = d.childCount[i]!;
       }
-      const x = this.#xattrs.get(i);
-      nw[o + N.xattrFirst] = xi;
-      nw[o + N.xattrCount] = x?.size ?? 0;
-      if (x) {
-        for (const [name, v] of x) {
-          const [no, nl] = putString(name, 'utf8');
-          const vo = str;
-          v.copy(table, strOff + str);
-          str += v.length;
-          xw.set([no, nl, vo, v.length], xi++ * 4);
-        }
-      }
-      const cFirst = w[b + 6]!;
-      const cCount = w[b + 7]!;
-      nw[o + N.chunkFirst] = cFirst;
-      nw[o + N.chunkCount] = cCount;
-      const digest = this.#digests.get(i);
-      if (digest !== undefined) {
-        if (cCount === 1 && this.#chunkDigest(cFirst) === digest) nodeFlags[i] = NODE_DIGEST_IS_CHUNK;
-        else fileDigests.set(i, digest);
-      }
-      if (reachable[i]) {
-        uids.add(w[b + 1]!);
-        gids.add(w[b + 2]!);
-      }
+      nw[o + N.xattrFirst] = xattrFirst;
+      nw[o + N.xattrCount] = this.#xattrs.get(i)?.size ?? 0;
+      xattrFirst = this.#packXattrs(out, i, xattrFirst);
+      nw[o + N.chunkFirst] = w[b + 6]!;
+      nw[o + N.chunkCount] = w[b + 7]!;
     }
-    // chunks
+  }
+
+  /** Node i's xattrs as records from `first` on; returns the next node's first record. */
+  #packXattrs(out: TableWriter, i: number, first: number): number {
+    const x = this.#xattrs.get(i);
+    if (x === undefined) return first;
+    const xw = out.xattrs;
+    let at = first * XW;
+    for (const [name, v] of x) {
+      out.putString(name, 'utf8', xw, at);
+      out.putBytes(v, xw, at + 2);
+      at += XW;
+    }
+    return at / XW;
+  }
+
+  /** The chunk records (offset, size, sha256, flags) into the table; their compressed spans, kept by JS, returned. */
+  #packChunks(out: TableWriter): Float64Array {
+    const cw = out.chunks;
+    const detail = this.#cw.a;
     const cf = this.#cf.a;
     const cd = this.#cd.a;
-    const spans = new Float64Array(chunkCount * 3);
-    for (let c = 0; c < chunkCount; c++) {
-      const o = c * 14;
+    const spans = new Float64Array(this.chunkCount * 3);
+    for (let c = 0; c < this.chunkCount; c++) {
+      const o = c * CW;
       writeU64(cw, o, cf[c * 5]!);
       writeU64(cw, o + 2, cf[c * 5 + 1]!);
-      table.set(cd.subarray(c * 32, c * 32 + 32), chunkOff + c * CHUNK_BYTES + 16);
-      const detail = this.#cw.a[c]!;
-      cw[o + 12] = detail !== 0 ? CHUNK_JS_ONLY : 0;
-      cw[o + 13] = detail;
+      out.table.set(cd.subarray(c * 32, c * 32 + 32), out.chunkOffset + c * CHUNK_BYTES + 16);
+      cw[o + 12] = detail[c] !== 0 ? CHUNK_JS_ONLY : 0;
+      cw[o + 13] = detail[c]!;
       spans[c * 3] = cf[c * 5 + 2]!;
       spans[c * 3 + 1] = cf[c * 5 + 3]!;
       spans[c * 3 + 2] = cf[c * 5 + 4]!;
     }
-    if (str !== stringBytes) throw new Error(`layer table strings: wrote ${str} of ${stringBytes} bytes`);
-    return new TableLayerIndex(
-      table,
-      { spans, nodeFlags, fileDigests, chunkDigests: new Map(this.#otherDigests) },
-      { ...meta, uids: [...uids].sort((a, b) => a - b), gids: [...gids].sort((a, b) => a - b) },
-    );
+    return spans;
+  }
+
+  /** Whole-file digests: a flag when it is the only chunk's digest, else kept beside the table. */
+  #digestExtras(): { nodeFlags: Uint8Array; fileDigests: Map<number, Digest> } {
+    const nodeFlags = new Uint8Array(this.count);
+    const fileDigests = new Map<number, Digest>();
+    const w = this.#w.a;
+    for (const [i, digest] of this.#digests) {
+      const first = w[i * BW + 6]!;
+      if (w[i * BW + 7] === 1 && this.#chunkDigest(first) === digest) nodeFlags[i] = NODE_DIGEST_IS_CHUNK;
+      else fileDigests.set(i, digest);
+    }
+    return { nodeFlags, fileDigests };
+  }
+
+  /** The owners of the nodes a name reaches (replaced nodes stay in the columns but not in the view), sorted. */
+  #ownerIds(reachable: Uint8Array): { uids: number[]; gids: number[] } {
+    const uids = new Set<number>();
+    const gids = new Set<number>();
+    for (let i = 0; i < this.count; i++) {
+      if (reachable[i]) {
+        uids.add(this.uid(i));
+        gids.add(this.gid(i));
+      }
+    }
+    return { uids: [...uids].sort((a, b) => a - b), gids: [...gids].sort((a, b) => a - b) };
   }
 }
 

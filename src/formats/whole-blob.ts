@@ -13,7 +13,7 @@ import { createDecompressor, ZstdStreamDecoder } from './decompress.js';
 import { FormatError } from './errors.js';
 import type { Compression } from './model.js';
 
-export const WHOLE_BLOB_READ_BYTES = 4 * 1024 * 1024;
+const WHOLE_BLOB_READ_BYTES = 4 * 1024 * 1024;
 /** Uncompressed bytes processed between two turns of the event loop (zstd decodes synchronously). */
 const YIELD_BYTES = 8 * 1024 * 1024;
 

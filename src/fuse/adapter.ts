@@ -257,7 +257,7 @@ export function guard<T>(
  * does not survive libfuse 2's fusermount path (auto_unmount always takes it, and fusermount mounts
  * nosuid unless told otherwise, which libfuse 2 never does): see remountSuid.
  */
-export function smuggledOptions(opts: Pick<MountOptions, 'suid'>): string {
+function smuggledOptions(opts: Pick<MountOptions, 'suid'>): string {
   const extra = ['use_ino', 'nodev'];
   if (opts.suid) extra.push('suid');
   return ['lazy-als', ...extra].join(',');

@@ -14,7 +14,7 @@ import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import type { ServedLayerView } from './layer-provider.js';
 
 /** glibc makedev(), truncated to the 32 bits fuse-native passes (major < 4096, minor < 2^20). */
-export function makedev32(major: number, minor: number): number {
+function makedev32(major: number, minor: number): number {
   return ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) << 12)) >>> 0;
 }
 
@@ -91,11 +91,22 @@ export class DiffTree {
   }
 
   async read(n: LayerNode, rel: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
+    return this.#reading(n, rel, offset, length, (len) => this.layer.readFile(n, rel, offset, len, signal), Buffer.alloc(0));
+  }
+
+  /** read()'s bytes as several buffers in order (see ServedLayerView.readFileParts). */
+  async readParts(n: LayerNode, rel: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer[]> {
+    const layer = this.layer;
+    const get = layer.readFileParts ? (len: number) => layer.readFileParts!(n, rel, offset, len, signal) : async (len: number) => [await layer.readFile(n, rel, offset, len, signal)];
+    return this.#reading(n, rel, offset, length, get, []);
+  }
+
+  async #reading<T>(n: LayerNode, rel: string, offset: number, length: number, get: (len: number) => Promise<T>, empty: T): Promise<T> {
     if (n.type !== 'reg') throw new FuseError('EISDIR', 'not a regular file', { layer: this.layer.key, entry: rel });
-    if (offset >= n.size || length <= 0) return Buffer.alloc(0);
+    if (offset >= n.size || length <= 0) return empty;
     const len = Math.min(length, n.size - offset);
     try {
-      return await this.layer.readFile(n, rel, offset, len, signal);
+      return await get(len);
     } catch (e) {
       const ctx = (e as { context?: { chunk?: string } }).context;
       this.#logger.error('fuse.read_failed', {

@@ -18,6 +18,8 @@ export interface ServedLayerView {
   readonly blobSize: number;
   /** Verified file bytes; clamps at EOF (returns fewer bytes only at the end of the file). */
   readFile(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
+  /** Optional: readFile's bytes as several buffers in order (views of the chunks: no copy into one). */
+  readFileParts?(node: LayerNode, path: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer[]>;
   /** Raw compressed blob bytes (the `blob` file). */
   readBlob(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>;
   /**

@@ -76,7 +76,7 @@ export interface AlsMountOptions {
   readonly onOp?: OpObserver;
 }
 
-export type OpObserver = (op: string, seconds: number, errno: number) => void;
+type OpObserver = (op: string, seconds: number, errno: number) => void;
 
 export interface AlsMount extends MountHandle {
   readonly tree: AlsTree;

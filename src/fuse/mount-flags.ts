@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.js';
 import { FuseError } from './errors.js';
 
 /** The mount's per-mount flags as /proc/self/mountinfo shows them (undefined: not mounted). */
-export async function mountFlags(mountpoint: string): Promise<string[] | undefined> {
+async function mountFlags(mountpoint: string): Promise<string[] | undefined> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
   let found: string[] | undefined;
   for (const line of text.split('\n')) {

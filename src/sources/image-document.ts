@@ -24,8 +24,8 @@ export const MANIFEST_ACCEPT = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.d
 /** Cap for manifests and configs, as containers/image. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024;
 
-export const ANNOTATION_ESTARGZ_TOC = STARGZ_TOC_DIGEST_ANNOTATION;
-export const ANNOTATION_ZSTD_CHUNKED_TOC = ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION;
+const ANNOTATION_ESTARGZ_TOC = STARGZ_TOC_DIGEST_ANNOTATION;
+const ANNOTATION_ZSTD_CHUNKED_TOC = ZSTD_CHUNKED_TOC_DIGEST_ANNOTATION;
 
 const INDEX_TYPES = new Set<string>([MT.ociIndex, MT.dockerList]);
 const MANIFEST_TYPES = new Set<string>([MT.ociManifest, MT.dockerManifest]);
@@ -108,7 +108,7 @@ export function parseDocument(bytes: Buffer, contentType: string | undefined, so
 }
 
 /** config.rootfs.diff_ids, each validated; entries that are not digests become undefined. */
-export function diffIdsOf(configBytes: Buffer, source: string): (Digest | undefined)[] {
+function diffIdsOf(configBytes: Buffer, source: string): (Digest | undefined)[] {
   let j: Record<string, unknown> | undefined;
   try {
     j = obj(JSON.parse(configBytes.toString('utf8')));

@@ -21,7 +21,7 @@ export interface ImageReference {
   readonly string: string;
 }
 
-export const DOCKER_HUB_DOMAIN = 'docker.io';
+const DOCKER_HUB_DOMAIN = 'docker.io';
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
 // distribution/reference grammar (regexp.go), written out here.

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BufferBlob, type ByteRange, type RandomAccessBlob } from '../../src/core/blob.js';
 import { sha256Of } from '../../src/core/digest.js';
 import { AbortedError } from '../../src/core/errors.js';
+import { alreadyVerified } from '../../src/core/verified.js';
 import { readVerifiedChunks, type ChunkRequest } from '../../src/formats/chunk-reader.js';
 import { FormatError } from '../../src/formats/errors.js';
 import type { ChunkRef } from '../../src/formats/model.js';
@@ -16,7 +17,7 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-/** Counts reads; optionally holds every read until release() (to make flights overlap). */
+/** Counts reads; optionally holds every read until unhold() (to make flights overlap). */
 class CountingBlob implements RandomAccessBlob {
   reads = 0;
   readManys = 0;
@@ -32,7 +33,8 @@ class CountingBlob implements RandomAccessBlob {
   hold(): void {
     this.#gate = new Promise((r) => (this.#open = r));
   }
-  release(): void {
+  /** Let held reads go (not RandomAccessBlob.release: this blob's buffers are not pooled). */
+  unhold(): void {
     this.#open?.();
     this.#gate = undefined;
   }
@@ -75,6 +77,34 @@ async function store(root?: string): Promise<ObjectStore> {
 const ctx = { name: 'test-layer' };
 
 describe('ChunkCache', () => {
+  it('the memory tier counts the shared slabs its entries are views of: what it keeps alive stays within hotBytes', async () => {
+    // A decode worker returns a batch's chunks as views of one shared buffer. A reader that keeps
+    // one chunk of every batch hot would otherwise keep every batch's whole slab alive.
+    const { blob, chunks } = layer(64, 4096);
+    const slabFetcher: ChunkFetcher = async (reqs) => {
+      const slab = Buffer.from(new SharedArrayBuffer(64 * 4096));
+      return reqs.map((r, i) => {
+        const b = slab.subarray(i * 4096, (i + 1) * 4096);
+        blob.copy(b, 0, r.chunk.span.offset, r.chunk.span.end);
+        return alreadyVerified(b);
+      });
+    };
+    const hotBytes = 4 * 64 * 4096;
+    const cache = new ChunkCache({ hotBytes });
+    for (let batch = 0; batch < 16; batch++) {
+      // each batch brings 4 chunks in a slab of 64 chunks' size; the first chunk of every batch is read again
+      const got = await cache.getOrFetch(ctx, chunks.slice((batch * 4) % 64, ((batch * 4) % 64) + 4).map((chunk) => ({ chunk })), slabFetcher);
+      expect(got.every((b) => b.buffer.byteLength === 64 * 4096)).toBe(true);
+      for (let k = 0; k <= batch; k++) await cache.getOrFetch(ctx, [{ chunk: chunks[(k * 4) % 64]! }], slabFetcher);
+      expect(cache.stats.hotBytes).toBeLessThanOrEqual(hotBytes);
+    }
+    // never more slabs alive through the tier than fit: 4 slabs of 256 KiB
+    expect(cache.stats.hotBytes).toBeGreaterThan(hotBytes / 2);
+    // the tier still serves correct bytes after all that eviction
+    const again = await cache.getOrFetch(ctx, [{ chunk: chunks[60]! }], fetcherFor(new BufferBlob(blob)));
+    expect(again[0]!.equals(blob.subarray(60 * 4096, 61 * 4096))).toBe(true);
+  });
+
   it('32 concurrent readers of one cold chunk cause exactly one fetch', async () => {
     const { blob, chunks } = layer(4, 8192);
     const counting = new CountingBlob(new BufferBlob(blob));
@@ -118,7 +148,7 @@ describe('ChunkCache', () => {
     const b = cache.getOrFetch(ctx, [{ chunk: chunks[0]! }], fetcherFor(counting));
     ac.abort();
     await expect(a).rejects.toBeInstanceOf(AbortedError);
-    counting.release();
+    counting.unhold();
     expect((await b)[0]).toEqual(blob.subarray(0, 4096));
     expect(counting.reads).toBe(1);
 

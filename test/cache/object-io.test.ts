@@ -70,6 +70,25 @@ describe('ObjectStore batched io in worker threads', () => {
     expect(await readdir(s.tmpDir)).toEqual([]);
   });
 
+  it('a file that reads shorter than fstat said is corrupt, never served with a zero tail (audit L1)', async () => {
+    // A real file whose read ends before its fstat size: sysfs attributes stat as 4096 bytes and read
+    // as their few bytes of text. An object file that shrinks between fstat and read looks the same to
+    // the reader. Its bytes hash to the digest, so only the length check can tell: before the fix the
+    // 4096-byte buffer (the text + a zero tail) was served as the object.
+    const sys = '/sys/kernel/mm/transparent_hugepage/enabled';
+    const text = await readFile(sys).catch(() => undefined);
+    if (!text || (await stat(sys)).size <= text.length) return expect.soft(text, `${sys} is not a short-reading file here`).toBeDefined();
+    const s = await open();
+    const d = sha(text);
+    const { mkdir, symlink } = await import('node:fs/promises');
+    const { dirname } = await import('node:path');
+    await mkdir(dirname(s.pathOf(d)), { recursive: true });
+    await symlink(sys, s.pathOf(d));
+    const got = await s.getMany([d]);
+    expect(got[0]).toBeUndefined();
+    expect(s.stats.corruptDeleted).toBe(1);
+  });
+
   it('full disk (real 64 KiB tmpfs): CACHE_NO_SPACE per chunk that does not fit, no temp file left', async () => {
     const mnt = await tinyTmpfs('64k');
     if (!mnt) {

@@ -164,3 +164,17 @@ describe('limits are configuration', () => {
     expect(DEFAULTS.limits).toEqual(DEFAULT_LIMITS);
   });
 });
+
+describe('bounds are configurable from the command line', () => {
+  it('each --max-* flag of serve sets its bound (the defaults object is never written to)', async () => {
+    const { configFromArgs } = await import('../../src/cli/commands/serve.js');
+    const c = await configFromArgs(['--config', '/dev/null', '--max-entries', '5', '--max-index-heap-bytes', '64MiB', '--max-toc-bytes', '1MiB', '/tmp/x']);
+    if (c === 'help') throw new Error('help');
+    expect(c.limits).toMatchObject({ maxEntries: 5, maxIndexHeapBytes: 64 * 1024 * 1024, maxTocBytes: 1024 * 1024 });
+    expect(DEFAULT_LIMITS.maxEntries).toBe(100_000);
+    // without a config file (the embedded defaults, a frozen object) as well
+    const d = await configFromArgs(['--max-index-heap-bytes', '32MiB', '/tmp/x']);
+    if (d === 'help') throw new Error('help');
+    expect(d.limits.maxIndexHeapBytes).toBe(32 * 1024 * 1024);
+  });
+});

@@ -32,7 +32,7 @@ export type HeaderNames = ReadonlyMap<number, BoundNames>;
 const BLOCK = 512;
 
 /** Entries whose TOC name or link target may be a Go mangling (holds U+FFFD). */
-export function suspectEntries(toc: readonly TocEntry[]): number[] {
+function suspectEntries(toc: readonly TocEntry[]): number[] {
   const out: number[] = [];
   toc.forEach((e, i) => {
     if (e.type !== 'chunk' && (e.name.includes(REPLACEMENT_CHAR) || (e.linkName?.includes(REPLACEMENT_CHAR) ?? false))) out.push(i);

@@ -3,11 +3,3 @@ export { openEStargz } from './reader.js';
 export { openEStargzZstd } from './zstd-reader.js';
 export { loadEStargzRecord } from './record.js';
 export { TOC_DIGEST_ANNOTATION } from './toc-member.js';
-export {
-  parseEStargzFooter,
-  parseLegacyFooter,
-  parseZstdFooter,
-  ESTARGZ_FOOTER_SIZE,
-  LEGACY_FOOTER_SIZE,
-  ZSTD_FOOTER_SIZE,
-} from './footer.js';

@@ -14,7 +14,7 @@ import type { OpenLayerOptions } from '../layer-reader.js';
 import { STARGZ_TOC_DIGEST_ANNOTATION } from '../constants.js';
 
 export const TOC_DIGEST_ANNOTATION = STARGZ_TOC_DIGEST_ANNOTATION;
-export const TOC_TAR_NAME = 'stargz.index.json';
+const TOC_TAR_NAME = 'stargz.index.json';
 
 /** The TOC digest the TOC must hash to, or undefined if the caller allows an unpinned TOC. */
 export function expectedTocDigest(options: OpenLayerOptions, ctx: ErrorContext): Digest | undefined {

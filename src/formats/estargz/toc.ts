@@ -94,86 +94,101 @@ function checkTop(doc: unknown, ctx: ErrorContext): Record<string, unknown> {
 
 /** Entries without xattrs share this map (never mutated). */
 const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
+const NO_TIME = { sec: 0, nsec: 0 } as const;
 
+/** One TOC entry's JSON object, field by field (the checks run in the order the fields are read). */
 function parseEntry(v: unknown, index: number, bctx: ErrorContext): TocEntry {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
     throw new FormatError('TOC_MALFORMED', `TOC entry #${index} is not an object`, bctx);
   }
-  const o = v as Record<string, unknown>;
+  const o = v as Fields;
   const rawName = o['name'];
   const ctx: ErrorContext = { ...bctx, entry: typeof rawName === 'string' ? rawName.slice(0, 300) : `#${index}` };
-  const fail = (msg: string): never => {
-    throw new FormatError('ENTRY_INVALID', msg, ctx);
-  };
-  // JSON null leaves a Go struct field at its zero value: treat it as absent, like the reference.
-  const str = (k: string): string | undefined => {
-    const x = o[k];
-    if (x === undefined || x === null) return undefined;
-    if (typeof x !== 'string') return fail(`field "${k}" is not a string`);
-    return x;
-  };
-  const int = (k: string): number => {
-    const x = o[k];
-    if (x === undefined || x === null) return 0;
-    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return fail(`field "${k}" is not a non-negative integer`);
-    return x;
-  };
-  const digest = (k: string): Digest | undefined => {
-    const s = str(k);
-    if (s === undefined || s === '') return undefined;
-    if (!isDigest(s)) return fail(`field "${k}" is not a valid digest`);
-    return s as Digest;
-  };
-  const name = str('name');
-  const type = str('type');
-  if (type === undefined || !TYPES.has(type)) fail(`unknown entry type ${JSON.stringify(type)}`);
-  if (name === undefined && type !== 'chunk') fail('entry without a name');
-  str('userName');
-  str('groupName');
-  let mtimeSec = 0;
-  let mtimeNsec = 0;
-  const modtime = str('modtime');
-  if (modtime !== undefined && modtime !== '') {
-    const t = parseRfc3339(modtime);
-    if (t === undefined) throw new FormatError('ENTRY_INVALID', `modtime ${JSON.stringify(modtime.slice(0, 64))} is not RFC 3339`, ctx);
-    ({ sec: mtimeSec, nsec: mtimeNsec } = t);
-  }
-  let xattrs = NO_XATTRS;
-  const xo = o['xattrs'];
-  if (xo !== undefined && xo !== null) {
-    if (typeof xo !== 'object' || Array.isArray(xo)) fail('field "xattrs" is not an object');
-    const m = new Map<string, Buffer>();
-    xattrs = m;
-    for (const [k, val] of Object.entries(xo as Record<string, unknown>)) {
-      const bytes = typeof val === 'string' ? decodeBase64Strict(val) : undefined;
-      if (bytes === undefined) return fail(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`);
-      m.set(k, bytes);
-    }
-  }
-  const offset = int('offset');
-  const linkName = str('linkName');
-  const dg = digest('digest');
-  const cdg = digest('chunkDigest');
-  int('NumLink');
+  const name = stringField(o, 'name', ctx);
+  const type = stringField(o, 'type', ctx);
+  if (type === undefined || !TYPES.has(type)) invalid(`unknown entry type ${JSON.stringify(type)}`, ctx);
+  if (name === undefined && type !== 'chunk') invalid('entry without a name', ctx);
+  // Owner names are only type-checked: the model does not need them.
+  stringField(o, 'userName', ctx);
+  stringField(o, 'groupName', ctx);
+  const mtime = modtimeField(o, ctx);
+  const xattrs = xattrsField(o, ctx);
+  const offset = intField(o, 'offset', ctx);
+  const linkName = stringField(o, 'linkName', ctx);
+  const dg = digestField(o, 'digest', ctx);
+  const cdg = digestField(o, 'chunkDigest', ctx);
+  intField(o, 'NumLink', ctx);
   return {
     name: byteStringFromText(name ?? ''),
     type: type as TocEntryType,
-    size: int('size'),
-    mtimeSec,
-    mtimeNsec,
+    size: intField(o, 'size', ctx),
+    mtimeSec: mtime.sec,
+    mtimeNsec: mtime.nsec,
     ...(linkName !== undefined ? { linkName: byteStringFromText(linkName) } : {}),
-    mode: int('mode'),
-    uid: int('uid'),
-    gid: int('gid'),
+    mode: intField(o, 'mode', ctx),
+    uid: intField(o, 'uid', ctx),
+    gid: intField(o, 'gid', ctx),
     offset,
-    innerOffset: int('innerOffset'),
-    devMajor: int('devMajor'),
-    devMinor: int('devMinor'),
+    innerOffset: intField(o, 'innerOffset', ctx),
+    devMajor: intField(o, 'devMajor', ctx),
+    devMinor: intField(o, 'devMinor', ctx),
     xattrs,
     ...(dg !== undefined ? { digest: dg } : {}),
-    chunkOffset: int('chunkOffset'),
-    chunkSize: int('chunkSize'),
+    chunkOffset: intField(o, 'chunkOffset', ctx),
+    chunkSize: intField(o, 'chunkSize', ctx),
     // the same string object when equal (every single-chunk file): one copy kept, not two
     ...(cdg !== undefined ? { chunkDigest: cdg === dg ? dg : cdg } : {}),
   };
+}
+
+/** A TOC entry's JSON object. */
+type Fields = Readonly<Record<string, unknown>>;
+
+function invalid(msg: string, ctx: ErrorContext): never {
+  throw new FormatError('ENTRY_INVALID', msg, ctx);
+}
+
+// JSON null leaves a Go struct field at its zero value: treat it as absent, like the reference.
+function stringField(o: Fields, k: string, ctx: ErrorContext): string | undefined {
+  const x = o[k];
+  if (x === undefined || x === null) return undefined;
+  if (typeof x !== 'string') return invalid(`field "${k}" is not a string`, ctx);
+  return x;
+}
+
+function intField(o: Fields, k: string, ctx: ErrorContext): number {
+  const x = o[k];
+  if (x === undefined || x === null) return 0;
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return invalid(`field "${k}" is not a non-negative integer`, ctx);
+  return x;
+}
+
+function digestField(o: Fields, k: string, ctx: ErrorContext): Digest | undefined {
+  const s = stringField(o, k, ctx);
+  if (s === undefined || s === '') return undefined;
+  if (!isDigest(s)) return invalid(`field "${k}" is not a valid digest`, ctx);
+  return s as Digest;
+}
+
+/** "modtime" (RFC 3339; absent or empty = the epoch). */
+function modtimeField(o: Fields, ctx: ErrorContext): { readonly sec: number; readonly nsec: number } {
+  const modtime = stringField(o, 'modtime', ctx);
+  if (modtime === undefined || modtime === '') return NO_TIME;
+  const t = parseRfc3339(modtime);
+  if (t === undefined) return invalid(`modtime ${JSON.stringify(modtime.slice(0, 64))} is not RFC 3339`, ctx);
+  return t;
+}
+
+/** "xattrs": name → base64 value. */
+function xattrsField(o: Fields, ctx: ErrorContext): ReadonlyMap<string, Buffer> {
+  const xo = o['xattrs'];
+  if (xo === undefined || xo === null) return NO_XATTRS;
+  if (typeof xo !== 'object' || Array.isArray(xo)) invalid('field "xattrs" is not an object', ctx);
+  const m = new Map<string, Buffer>();
+  for (const [k, val] of Object.entries(xo as Fields)) {
+    const bytes = typeof val === 'string' ? decodeBase64Strict(val) : undefined;
+    if (bytes === undefined) return invalid(`xattr ${JSON.stringify(k.slice(0, 100))} is not base64`, ctx);
+    m.set(k, bytes);
+  }
+  return m;
 }

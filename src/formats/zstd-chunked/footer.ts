@@ -21,13 +21,13 @@ export const ANN_ESTARGZ_TOC_DIGEST = STARGZ_TOC_DIGEST_ANNOTATION;
 /** u32le 0x184D2A50: the skippable-frame magic every zstd:chunked writer uses. */
 export const SKIPPABLE_MAGIC = Buffer.alloc(4);
 SKIPPABLE_MAGIC.writeUInt32LE(ZSTD_SKIPPABLE_MAGIC);
-export const FOOTER_MAGIC = Buffer.from('GNUlInUx', 'latin1');
-export const OLD_FOOTER_MAGIC = Buffer.from('GnUlInUx', 'latin1');
+const FOOTER_MAGIC = Buffer.from('GNUlInUx', 'latin1');
+const OLD_FOOTER_MAGIC = Buffer.from('GnUlInUx', 'latin1');
 /** Footer payload sizes; the blob ends with an 8-byte skippable header plus the payload. */
 export const FOOTER_SIZE = 64;
-export const OLD_FOOTER_SIZE = 40;
+const OLD_FOOTER_SIZE = 40;
 /** The only manifest type there is ("CRFS"). */
-export const MANIFEST_TYPE_CRFS = 1;
+const MANIFEST_TYPE_CRFS = 1;
 
 export interface Position {
   readonly offset: number;
@@ -35,7 +35,7 @@ export interface Position {
   readonly uncompressedLength: number;
 }
 
-export interface MetadataPositions {
+interface MetadataPositions {
   readonly manifest: Position;
   /** Absent when the layer has no tar-split (old layers, or a footer with zero fields). */
   readonly tarSplit?: Position;

@@ -20,7 +20,7 @@ import type { ByteString } from '../model.js';
 import { JsonNumber, JsonObject, JsonSyntaxError, parseStrictJson, type JsonValue } from './strict-json.js';
 
 
-export type TocEntryType = 'reg' | 'hardlink' | 'char' | 'block' | 'dir' | 'fifo' | 'symlink' | 'chunk';
+type TocEntryType = 'reg' | 'hardlink' | 'char' | 'block' | 'dir' | 'fifo' | 'symlink' | 'chunk';
 const ENTRY_TYPES = new Set<string>(['reg', 'hardlink', 'char', 'block', 'dir', 'fifo', 'symlink', 'chunk']);
 
 export interface TocEntry {

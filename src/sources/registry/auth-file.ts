@@ -69,7 +69,7 @@ function candidates(q: CredentialQuery): string[] {
 }
 
 /** Decode an auths entry; undefined for an empty marker entry. */
-export function decodeAuthEntry(e: unknown, where: string): Credentials | undefined {
+function decodeAuthEntry(e: unknown, where: string): Credentials | undefined {
   if (typeof e !== 'object' || e === null) throw new SourceError('REGISTRY_CONFIG', `${where}: auth entry must be an object`);
   const o = e as Record<string, unknown>;
   const identityToken = typeof o['identitytoken'] === 'string' && o['identitytoken'] !== '' ? o['identitytoken'] : undefined;

@@ -22,7 +22,7 @@ export interface MirrorFillOptions {
   readonly maxPending: number;
 }
 
-export const DEFAULT_MIRROR_FILL: MirrorFillOptions = Object.freeze({ maxWaitMs: 30_000, firstDelayMs: 100, maxDelayMs: 2_000, maxPending: 1024 });
+const DEFAULT_MIRROR_FILL: MirrorFillOptions = Object.freeze({ maxWaitMs: 30_000, firstDelayMs: 100, maxDelayMs: 2_000, maxPending: 1024 });
 
 export class MirrorFillGate {
   readonly #o: MirrorFillOptions;

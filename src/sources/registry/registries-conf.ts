@@ -12,7 +12,7 @@ import { SourceError } from '../errors.js';
 
 export type PullFromMirror = 'all' | 'digest-only' | 'tag-only';
 
-export interface MirrorConfig {
+interface MirrorConfig {
   readonly location: string;
   readonly insecure?: boolean;
   readonly pullFromMirror: PullFromMirror;
@@ -35,7 +35,7 @@ export interface RegistriesConf {
   readonly files: readonly string[];
 }
 
-export const DEFAULT_REGISTRIES_CONF = '/etc/containers/registries.conf';
+const DEFAULT_REGISTRIES_CONF = '/etc/containers/registries.conf';
 export const EMPTY_REGISTRIES_CONF: RegistriesConf = Object.freeze({ registries: [], files: [] });
 
 function configError(file: string, msg: string, cause?: unknown): SourceError {

@@ -13,6 +13,7 @@
  * on 429/5xx/transport errors/short bodies; a short body is never returned as data.
  */
 import { checkRange, type ByteRange, type RandomAccessBlob } from '../../core/blob.js';
+import type { SharedBufferPool } from '../../core/buffer-pool.js';
 import type { Digest } from '../../core/digest.js';
 import type { Logger } from '../../core/log.js';
 import { SourceError, type SourceErrorContext } from '../errors.js';
@@ -54,10 +55,24 @@ export class RegistryBlob implements RandomAccessBlob {
   readonly #retry: RetryPolicy;
   readonly #logger: Logger;
   readonly #opts: RangeOptions;
+  /** Where single-range bodies are read into (reused memory: see release()). */
+  readonly #pool: SharedBufferPool | undefined;
   #directUrl: string | undefined;
   #multi = true;
 
-  constructor(a: { http: HttpClient; ep: Endpoint; digest: Digest; size: number; retry: RetryPolicy; logger: Logger; ranges: RangeOptions; directUrl?: string; rangeHonoured?: boolean }) {
+  constructor(a: {
+    http: HttpClient;
+    ep: Endpoint;
+    digest: Digest;
+    size: number;
+    retry: RetryPolicy;
+    logger: Logger;
+    ranges: RangeOptions;
+    directUrl?: string;
+    rangeHonoured?: boolean;
+    pool?: SharedBufferPool;
+  }) {
+    this.#pool = a.pool;
     this.rangeHonoured = a.rangeHonoured ?? true;
     this.#http = a.http;
     this.#ep = a.ep;
@@ -73,6 +88,15 @@ export class RegistryBlob implements RandomAccessBlob {
   /** Whether multi-range requests are still used for this blob. */
   get multiRange(): boolean {
     return this.#multi && this.#opts.maxRangesPerRequest > 1;
+  }
+
+  /** Buffers of read/readMany nobody uses any more: their memory goes back to the pool. */
+  release(bufs: readonly Buffer[]): void {
+    this.#pool?.release(bufs);
+  }
+
+  #alloc(length: number): Buffer {
+    return this.#pool ? this.#pool.acquire(length) : sharedBuffer(length);
   }
 
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
@@ -120,7 +144,7 @@ export class RegistryBlob implements RandomAccessBlob {
 
   /** One large range as parallel sub-range requests, each written into its place in one buffer. */
   async #fetchSplit(t: MergedRange, signal?: AbortSignal): Promise<Buffer> {
-    const out = sharedBuffer(t.length);
+    const out = this.#alloc(t.length);
     const n = Math.max(1, Math.min(Math.max(1, this.#opts.maxParallel), Math.floor(t.length / this.#opts.splitBytes)));
     const piece = Math.ceil(t.length / n);
     const subs: MergedRange[] = [];
@@ -202,7 +226,7 @@ export class RegistryBlob implements RandomAccessBlob {
         }
         const only = targets.length === 1 ? targets[0]! : undefined;
         if (only !== undefined && cr.first === only.offset && cr.last - cr.first + 1 === only.length) {
-          return [await readExact(res.body, only.length, what, ctx, into)]; // common case: no copy
+          return [await readExact(res.body, only.length, what, ctx, into ?? this.#alloc(only.length))]; // common case: no copy
         }
         // Coalesced, shifted or lying: the claimed length never sizes a buffer. Keep the requested
         // bytes as they stream past and stop after the last one (a server claiming 1.5 GB for a

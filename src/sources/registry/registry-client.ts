@@ -14,6 +14,7 @@ import { discard, readCapped, type BodyStream } from './body.js';
 import { header, type HttpClient, type HttpResponse } from './http-client.js';
 import { parseContentRange } from './range-plan.js';
 import { RegistryBlob, type RangeOptions } from './registry-blob.js';
+import type { SharedBufferPool } from '../../core/buffer-pool.js';
 import type { Endpoint } from './registry-route.js';
 
 export interface RegistryClientOptions {
@@ -21,6 +22,8 @@ export interface RegistryClientOptions {
   readonly retry: RetryPolicy;
   readonly logger: Logger;
   readonly ranges: RangeOptions;
+  /** Reused memory for range bodies, shared by every blob (see core/buffer-pool.ts). */
+  readonly pool?: SharedBufferPool;
 }
 
 function statusError(what: string, res: HttpResponse, ctx: SourceErrorContext): SourceError {
@@ -144,6 +147,7 @@ export class RegistryClient {
           logger: this.#o.logger,
           ranges: this.#o.ranges,
           rangeHonoured: res.status === 206,
+          ...(this.#o.pool ? { pool: this.#o.pool } : {}),
           ...(res.redirected ? { directUrl: res.url } : {}),
         });
       },

@@ -25,7 +25,7 @@ export interface Route {
   readonly endpoints: readonly Endpoint[];
 }
 
-export function isLoopbackHost(hostPort: string): boolean {
+function isLoopbackHost(hostPort: string): boolean {
   const host = hostPort.startsWith('[') ? hostPort.slice(1, hostPort.indexOf(']')) : hostPort.replace(/:\d+$/, '');
   return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
@@ -36,7 +36,7 @@ function matches(prefix: string, name: string, domain: string): boolean {
 }
 
 /** Longest matching prefix wins; wildcard prefixes rank below exact ones. */
-export function findRegistryConfig(conf: RegistriesConf, ref: ImageReference): RegistryConfig | undefined {
+function findRegistryConfig(conf: RegistriesConf, ref: ImageReference): RegistryConfig | undefined {
   const name = repositoryName(ref);
   let best: RegistryConfig | undefined;
   const rank = (r: RegistryConfig): number => (r.prefix.startsWith('*.') ? r.prefix.length - 10_000 : r.prefix.length);

@@ -4,6 +4,7 @@
  * A failing mirror is logged and skipped; the primary's error is the one reported.
  */
 import { readRanges, type RandomAccessBlob } from '../../core/blob.js';
+import { SharedBufferPool, type BufferPoolOptions } from '../../core/buffer-pool.js';
 import type { Digest } from '../../core/digest.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
@@ -37,6 +38,8 @@ export interface RegistrySourceOptions {
   readonly maxIndexEntries?: number;
   /** Waiting for a proxy-mode mirror to store a blob before reading it in parallel ranges. */
   readonly mirrorFill?: Partial<MirrorFillOptions>;
+  /** Reuse of range-body memory (core/buffer-pool.ts; defaults: 32 MiB idle, buffers up to 16 MiB). */
+  readonly bufferPool?: BufferPoolOptions;
 }
 
 export class RegistrySource implements BlobSource {
@@ -68,6 +71,7 @@ export class RegistrySource implements BlobSource {
       retry: { ...DEFAULT_RETRY, ...o.retry },
       logger: this.#logger,
       ranges: { ...DEFAULT_RANGE_OPTIONS, ...o.ranges },
+      pool: new SharedBufferPool(o.bufferPool),
     });
   }
 
@@ -136,6 +140,8 @@ export class RegistrySource implements BlobSource {
       },
       read: (offset, length, sig) => failover((b) => b.read(offset, length, sig), sig),
       readMany: (ranges, sig) => failover((b) => readRanges(b, ranges, sig), sig),
+      // every endpoint's blob gives memory back to this source's one pool
+      release: (bufs) => cur.blob.release?.(bufs),
       close: async () => {
         await cur.blob.close?.();
       },

@@ -69,7 +69,13 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
   // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
   // (a refetch, never a wrong byte). Chunk writes and reads run in io worker threads (issue 11).
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger, ioThreads: 2 });
+  const blobStore = await ObjectStore.open({
+    dir: join(config.stateDir, 'objects'),
+    tmpDir: join(config.stateDir, 'tmp', 'objects'),
+    fsync: false,
+    logger,
+    ioThreads: 2,
+  });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   const pinned = new Set<string>();
   const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });

@@ -41,6 +41,14 @@ export interface OpenLayerOptions {
    * BEFORE the blob digest / diffID are known to match. Stage it; commit only after openLayer resolves.
    */
   readonly onPlainChunk?: (chunk: ChunkRef, data: Buffer, path: string) => Promise<void> | void;
+  /**
+   * Plain layers, `lazy-als extract` only: the caller keeps every piece onPlainChunk gave it and never
+   * reads content through the index, so the pass hashes each byte once (blob digest, diffID) and not
+   * every piece and file again. The chunks then carry UNADDRESSED_DIGEST, which no bytes hash to (a
+   * read through that index fails verification), and the layer has no record (reading it throws).
+   * The store never sets this.
+   */
+  readonly unaddressedPieces?: boolean;
 }
 
 export interface LayerRecord {

@@ -80,6 +80,13 @@ export function sparsePieces(size: number, segments: readonly SparseSegment[], c
   return out;
 }
 
+/**
+ * The digest of a piece the pass did not hash (OpenLayerOptions.unaddressedPieces: extract keeps the
+ * pieces itself). All zeros: no known bytes hash to it, so a read through such an index fails its
+ * verification instead of serving anything.
+ */
+export const UNADDRESSED_DIGEST = `sha256:${'0'.repeat(64)}` as Digest;
+
 /** sha256 of `n` zero bytes (a hole piece), memoised: only a few sizes ever occur. */
 const zeroDigests = new Map<number, Digest>();
 function zeroDigest(n: number): Digest {

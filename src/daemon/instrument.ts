@@ -32,8 +32,8 @@ export function meteredSource(source: BlobSource, t: Telemetry): BlobSource {
   return {
     name: source.name,
     resolve: (ref, signal, want) => source.resolve(ref, signal, want),
-    async openBlob(ref, digest, size, signal) {
-      const blob = await source.openBlob(ref, digest, size, signal);
+    async openBlob(ref, digest, size, signal, bound) {
+      const blob = await source.openBlob(ref, digest, size, signal, bound);
       const report = (bufs: readonly Buffer[] | undefined, seconds: number, error: unknown): void =>
         t.registryFetch(digest, bufs ? bufs.reduce((n, b) => n + b.length, 0) : 0, seconds, error === undefined);
       const metered: RandomAccessBlob = {

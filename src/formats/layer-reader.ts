@@ -32,6 +32,12 @@ export interface OpenLayerOptions {
    * reported, chunks are still verified against it. The store never sets this.
    */
   readonly allowUnpinnedToc?: boolean;
+  /**
+   * Read a TOC format (eStargz, zstd:chunked) as the plain tar stream it also is: one full pass that
+   * verifies the blob digest and diffID before anything is served, even when its TOC is pinned. The
+   * store sets it for TOC layers looked up by blob digest (`era_a_toc_layers = "verify"`).
+   */
+  readonly wholePass?: boolean;
   /** Force a format instead of detecting it (tests). */
   readonly format?: LayerFormat;
   readonly limits?: Limits;

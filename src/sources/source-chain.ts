@@ -35,10 +35,10 @@ export class SourceChain implements BlobSource {
     );
   }
 
-  async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob> {
+  async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal, bound?: boolean): Promise<RandomAccessBlob> {
     return this.#first(
       'openBlob',
-      (s) => s.openBlob(ref, digest, size, signal),
+      (s) => s.openBlob(ref, digest, size, signal, bound),
       () => new SourceError('BLOB_NOT_FOUND', `no source has the blob of ${ref.string}`, { blob: digest, source: this.name }),
     );
   }

@@ -1,7 +1,8 @@
 // The layer order of src/ (docs/architecture.md): data flows one way and a folder imports only from
 // folders to its left:  core ← formats ← sources ← cache ← catalog ← fuse ← daemon ← cli.
 // src/extract/ (the `lazy-als extract` engine) sits beside the catalog and uses core/formats/cache only.
-// native/ (the C addon) is imported by exactly one module, src/fuse/native-backend.ts.
+// native/ (the C addon) is loaded by exactly one module, src/fuse/native-backend.ts; its types
+// (native/index.d.ts) are imported by the native backend's parts, src/fuse/native-*.ts.
 const order = ['core', 'formats', 'sources', 'cache', 'catalog', 'fuse', 'daemon', 'cli'];
 const allowed = {
   extract: ['core', 'formats', 'cache'],
@@ -31,7 +32,14 @@ module.exports = {
       comment: 'the C addon (native/) is loaded by src/fuse/native-backend.ts only',
       severity: 'error',
       from: { pathNot: '^src/fuse/native-backend\\.ts$' },
-      to: { path: '^native/' },
+      to: { path: '^native/', pathNot: '^native/index\\.d\\.ts$' },
+    },
+    {
+      name: 'native-types-in-backend',
+      comment: "the addon's types (native/index.d.ts) are imported by the native backend's parts (src/fuse/native-*.ts) only",
+      severity: 'error',
+      from: { pathNot: '^src/fuse/native-[^/]+\\.ts$' },
+      to: { path: '^native/index\\.d\\.ts$' },
     },
     {
       name: 'src-not-into-tests',

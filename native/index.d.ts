@@ -1,6 +1,7 @@
 /**
  * Types of the native addon (build/Release/lazy_als_native.node, built by node-gyp from src/*.c).
- * Imported by exactly one module: src/fuse/native-backend.ts.
+ * The addon is loaded by exactly one module, src/fuse/native-backend.ts; these types are shared with
+ * the native backend's parts (src/fuse/native-*.ts).
  */
 export interface NativeHandle {
   readonly __brand: 'lazy-als-native-mount';

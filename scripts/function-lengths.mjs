@@ -1,10 +1,8 @@
 #!/usr/bin/env node
 // Lists the functions in src/ by length (lines from signature to closing brace, nested functions included)
 // and fails when one is over the limit: long functions are where the next reader stumbles (issue 12).
-// Functions named in scripts/function-lengths.allow ("<file> <name> <lines>") are still to be split:
-// each may stay over the limit but not grow past the length written there.
 // Usage: node scripts/function-lengths.mjs [--max N] [--top N] [dir…]
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
 
@@ -54,26 +52,12 @@ for (const root of roots) {
   }
 }
 
-const allowed = new Map();
-const allowFile = new URL('./function-lengths.allow', import.meta.url);
-if (existsSync(allowFile)) {
-  for (const line of readFileSync(allowFile, 'utf8').split('\n')) {
-    const [file, name, lines] = line.replace(/#.*/, '').trim().split(/\s+/);
-    if (file && name && lines) allowed.set(`${file} ${name}`, Number(lines));
-  }
-}
-
 found.sort((a, b) => b.lines - a.lines);
-const over = found.filter((f) => f.lines >= max);
-const failing = over.filter((f) => !(f.lines <= (allowed.get(`${f.file} ${f.name}`) ?? 0)));
+const failing = found.filter((f) => f.lines >= max);
 for (const f of top > 0 ? found.slice(0, top) : failing) {
-  const note = allowed.has(`${f.file} ${f.name}`) && !failing.includes(f) ? '  (allowed, still to split)' : '';
-  console.log(`${String(f.lines).padStart(4)}  ${f.file}:${f.line}  ${f.name}${note}`);
+  console.log(`${String(f.lines).padStart(4)}  ${f.file}:${f.line}  ${f.name}`);
 }
 if (failing.length > 0) {
-  console.error(
-    `function-lengths: ${failing.length} function(s) of ${max} lines or more: split them by responsibility ` +
-      '(or, for one already listed in scripts/function-lengths.allow that had to grow, raise its number there and say why in the commit)',
-  );
+  console.error(`function-lengths: ${failing.length} function(s) of ${max} lines or more: split them by responsibility`);
   process.exit(1);
 }

@@ -10,9 +10,11 @@
  * lives in a separate ObjectStore and is never evicted, so every layer ever served can be found again
  * offline; evicted chunks are simply fetched again from the source on the next read.
  *
- * Pinning: `isPinned` lets a caller protect objects (e.g. chunks of layers with use-count > 0). The
- * catalog does not wire it today — use counts are hints (docs/als-contract.md §7) and evicting a chunk only
- * costs a refetch — so a limit smaller than the working set just causes refetching.
+ * Pinning: `isPinned` protects objects; `beforeGc` runs at the start of every gc (automatic or
+ * asked for) so the caller can refresh what is pinned (the daemon pins the objects of layers whose
+ * `use` count is > 0: a running container's bytes are never evicted, docs/als-contract.md §7). When
+ * pinned objects alone exceed the limit, the store stays over it: the next automatic gc then waits
+ * until usage grows past that overshoot again (no gc per stored object).
  */
 import type { Digest } from '../core/digest.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -27,6 +29,8 @@ export interface EvictionOptions {
   /** How often access times are flushed to mtimes, ms (default 60 s; 0 = only on flush()/stop()). */
   readonly flushIntervalMs?: number;
   readonly isPinned?: (d: Digest) => boolean;
+  /** Called once at the start of every gc run, before isPinned is asked (refresh pins). */
+  readonly beforeGc?: () => void;
   readonly now?: () => number;
   readonly logger?: Logger;
 }
@@ -45,6 +49,7 @@ export class Eviction {
   readonly #lowWater: number;
   readonly #flushMs: number;
   readonly #isPinned: (d: Digest) => boolean;
+  readonly #beforeGc: (() => void) | undefined;
   readonly #now: () => number;
   readonly #log: Logger;
   /** digest → last access (ms), not yet flushed to the file's mtime. */
@@ -52,6 +57,8 @@ export class Eviction {
   /** digest → last access seen in this process (flushed or not). */
   readonly #access = new Map<Digest, number>();
   #usage = 0;
+  /** Bytes the last gc could not free below the limit (pinned objects): automatic gc waits past them. */
+  #overshoot = 0;
   #gcRunning: Promise<GcResult> | undefined;
   /** Totals since open (for metrics): objects and bytes evicted, gc runs. */
   readonly #evicted = { objects: 0, bytes: 0, runs: 0 };
@@ -63,6 +70,7 @@ export class Eviction {
     this.#lowWater = opts.lowWater ?? 0.9;
     this.#flushMs = opts.flushIntervalMs ?? 60_000;
     this.#isPinned = opts.isPinned ?? (() => false);
+    this.#beforeGc = opts.beforeGc;
     this.#now = opts.now ?? Date.now;
     this.#log = opts.logger ?? silentLogger;
   }
@@ -116,7 +124,7 @@ export class Eviction {
   noteStored(d: Digest, size: number): void {
     this.#usage += size;
     this.touch(d);
-    if (this.#usage > this.#max && !this.#gcRunning) {
+    if (this.#usage > this.#max + this.#overshoot && !this.#gcRunning) {
       void this.gc().catch((e: unknown) => this.#log.warn('cache.gc_failed', { error: e }));
     }
   }
@@ -149,6 +157,7 @@ export class Eviction {
   }
 
   async #runGc(target: number): Promise<GcResult> {
+    this.#beforeGc?.();
     const objs: { d: Digest; size: number; at: number }[] = [];
     let bytes = 0;
     for await (const o of this.#store.list()) {
@@ -177,6 +186,7 @@ export class Eviction {
       }
     }
     this.#usage = bytes - freed;
+    this.#overshoot = Math.max(0, this.#usage - this.#max);
     this.#evicted.objects += deleted;
     this.#evicted.bytes += freed;
     this.#evicted.runs++;

@@ -12,7 +12,8 @@ import type { LayerFacts } from './layer-facts.js';
 import { PromiseMemo } from './single-flight.js';
 
 export class BlobHandles {
-  readonly #memo = new PromiseMemo<Digest, RandomAccessBlob>();
+  /** By blob digest, and whether the handle was opened bound to it (see open). */
+  readonly #memo = new PromiseMemo<string, RandomAccessBlob>();
 
   constructor(
     readonly source: BlobSource | undefined,
@@ -26,7 +27,10 @@ export class BlobHandles {
       const why = source ? 'no reference known to open the blob with' : 'no source configured';
       return Promise.reject(new IndexError('SOURCE_UNAVAILABLE', why, { layer: facts.key, blob: facts.blobDigest }));
     }
-    return this.#memo.get(facts.blobDigest, () => source.openBlob(ref, facts.blobDigest, facts.blobSize, signal)).promise;
+    // A blob-digest key (podman ≤ 5.0) names the whole blob: a source must deliver exactly that blob
+    // (a dfs file is hashed whole first). A TOC-digest key is bound by its TOC (verified against the key).
+    const bound = facts.keyKind === 'blob';
+    return this.#memo.get(`${facts.blobDigest}${bound ? ' bound' : ''}`, () => source.openBlob(ref, facts.blobDigest, facts.blobSize, signal, bound)).promise;
   }
 
   /** Close every opened blob (source connections); they reopen on demand. */

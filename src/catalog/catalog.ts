@@ -35,7 +35,7 @@ import type { Prefetcher, PrefetchScheduler } from '../cache/prefetch.js';
 import { BlobHandles } from './blob-handles.js';
 import { catalogStatus, type CatalogStatus, type LookupCounters } from './catalog-status.js';
 import { IndexError } from './errors.js';
-import { DEFAULT_FORMATS, IndexLoader, type LayerFormats } from './index-loader.js';
+import { DEFAULT_FORMATS, IndexLoader, readsWhole, type EraATocLayers, type LayerFormats } from './index-loader.js';
 import { LayerFactsResolver, type LayerFacts } from './layer-facts.js';
 import { layerIdOf, layerIdText, type LayerId } from './layer-id.js';
 import { ServedLayer } from './layer.js';
@@ -45,7 +45,7 @@ import { SingleFlight } from './single-flight.js';
 import { UseCounts } from './use-counts.js';
 import { WholeLayerCheck } from './whole-layer-check.js';
 
-export { DEFAULT_FORMATS, type LayerFormats } from './index-loader.js';
+export { DEFAULT_FORMATS, ERA_A_TOC_LAYERS, type EraATocLayers, type LayerFormats } from './index-loader.js';
 export type { CatalogStatus } from './catalog-status.js';
 
 export interface LayerCatalogOptions {
@@ -65,6 +65,8 @@ export interface LayerCatalogOptions {
    * claims (formats/full-pass.ts); a layer that is not gets quarantined (reads EIO). Default false.
    */
   readonly verifyWholeLayers?: boolean;
+  /** TOC layers looked up by blob digest: `verify` (default) = whole pass first, `trust` = lazy (index-loader.ts). */
+  readonly eraATocLayers?: EraATocLayers;
   /** How long a failed (ref, key) lookup is answered negatively without retrying, ms (default 5000). */
   readonly negativeTtlMs?: number;
   /** Most failed lookups remembered (default 4096). */
@@ -128,6 +130,7 @@ export class LayerCatalog {
       formats: o.formats ?? DEFAULT_FORMATS,
       ...(o.limits ? { limits: o.limits } : {}),
       openBlob: (facts) => this.#blobs.open(facts),
+      ...(o.eraATocLayers ? { eraATocLayers: o.eraATocLayers } : {}),
       logger: this.#log,
     });
   }
@@ -229,7 +232,14 @@ export class LayerCatalog {
     }
   }
 
-  async #serveFacts(refElem: string | undefined, ref: ImageReference | undefined, key: Digest, facts: LayerFacts, imagePersisted: Promise<void> | undefined, t0: number): Promise<ServedLayer> {
+  async #serveFacts(
+    refElem: string | undefined,
+    ref: ImageReference | undefined,
+    key: Digest,
+    facts: LayerFacts,
+    imagePersisted: Promise<void> | undefined,
+    t0: number,
+  ): Promise<ServedLayer> {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
@@ -264,7 +274,11 @@ export class LayerCatalog {
     const q = await quarantined;
     if (q) {
       // Quarantined in an earlier run: served as it was then (EIO), never trusted afresh.
-      const reason = new IndexError('LAYER_QUARANTINED', `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`, { layer: key, blob: facts.blobDigest });
+      const reason = new IndexError(
+        'LAYER_QUARANTINED',
+        `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`,
+        { layer: key, blob: facts.blobDigest },
+      );
       layer.quarantine(reason);
       this.#refusals.record('quarantined', key, ref?.string, reason);
       this.#log.warn('catalog.layer_quarantined', { layer: key, ...(ref ? { ref: ref.string } : {}), code: q.code, error: reason, persisted: true });
@@ -316,6 +330,8 @@ export class LayerCatalog {
    * later lookups join work already under way. Failures stay in the negative cache as usual.
    */
   #resolveSiblings(refElem: string | undefined, match: LayerMatch): void {
+    // TOC layers read whole (blob-digest keys under era_a_toc_layers = "verify") are like plain ones
+    if (readsWhole(match.keyKind, this.#o.eraATocLayers)) return;
     for (const l of match.manifest.layers) {
       if (l.tocDigest === undefined) continue; // plain layers are fetched whole: only on demand
       const k = match.keyKind === 'toc' ? l.tocDigest : l.digest;

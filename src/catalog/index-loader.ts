@@ -3,11 +3,18 @@
  * digest), else openLayer over the blob through the source, then persisted. Plain (non-TOC) layers
  * are verified by a full pass; their file chunks, streamed through onPlainChunk, are staged and
  * committed to the object store only after openLayer resolved (blob digest and diff_id matched).
+ *
+ * A TOC layer looked up by blob digest (podman ≤ 5.0) is, by default (`era_a_toc_layers = "verify"`),
+ * read the same way as a plain layer: podman 4 derives the layer ID from the `diff-digest` in `info`
+ * and reuses that layer for every image claiming the same diff_id, so the diff_id must be verified
+ * before the layer is served, not merely copied from a config (audit H5). `trust` reads it lazily
+ * from its TOC and publishes the config's diff_id unchecked (stargz-store's behaviour).
  */
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { Digest } from '../core/digest.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { Logger } from '../core/log.js';
+import { isTocFormat } from '../formats/detect.js';
 import { IndexWorkers, type BuiltLayer, type StoredRecord } from '../formats/index-worker.js';
 import type { OpenLayerOptions } from '../formats/layer-reader.js';
 import type { LayerIndex } from '../formats/model.js';
@@ -36,7 +43,18 @@ export const DEFAULT_FORMATS: LayerFormats = {
   loadLayerRecord: (record, limits) => workers.loadLayerRecord(record, limits),
 };
 
+/** How TOC layers looked up by blob digest (podman ≤ 5.0) are served (docs/security.md). */
+export type EraATocLayers = 'verify' | 'trust';
+export const ERA_A_TOC_LAYERS: readonly EraATocLayers[] = ['verify', 'trust'];
+
+/** Whether a layer looked up with this kind of key is read in one whole verifying pass (plain layers are anyway). */
+export function readsWhole(keyKind: 'blob' | 'toc', mode: EraATocLayers | undefined): boolean {
+  return keyKind === 'blob' && mode !== 'trust';
+}
+
 export interface IndexLoaderOptions {
+  /** Default `verify`: a whole pass over the blob before a blob-digest key of a TOC layer is served. */
+  readonly eraATocLayers?: EraATocLayers;
   readonly metadata: MetadataStore;
   readonly blobStore: ObjectStore;
   readonly eviction?: Eviction;
@@ -74,6 +92,10 @@ export class IndexLoader {
       try {
         const index = await this.#o.formats.loadLayerRecord(stored.record, limits);
         checkIndex(index, facts);
+        if (this.#wholePass(facts) && isTocFormat(index.format)) {
+          // read lazily under `trust` earlier: its diff_id was never checked
+          throw new IndexError('LAYER_NOT_SERVABLE', 'record of a lazily read TOC layer; era_a_toc_layers = "verify" needs a whole pass', { layer: facts.key });
+        }
         if (facts.openRef && !stored.layer.refs.includes(facts.openRef.string)) this.#rememberRef(facts.key, facts.openRef.string);
         return index;
       } catch (e) {
@@ -81,6 +103,11 @@ export class IndexLoader {
       }
     }
     return this.#open(facts, limits);
+  }
+
+  /** Blob-digest keys are read in one verifying pass unless the admin chose `trust`. */
+  #wholePass(facts: LayerFacts): boolean {
+    return readsWhole(facts.keyKind, this.#o.eraATocLayers);
   }
 
   async #open(facts: LayerFacts, limits: Limits): Promise<LayerIndex> {
@@ -96,7 +123,8 @@ export class IndexLoader {
     try {
       opened = await this.#o.formats.openLayer(blob, {
         descriptor: { mediaType: facts.mediaType, digest: facts.blobDigest, size: facts.blobSize, annotations: facts.annotations },
-        ...expectedDigests(facts),
+        ...expectedDigests(facts, this.#wholePass(facts)),
+        ...(this.#wholePass(facts) ? { wholePass: true } : {}),
         limits,
         onPlainChunk: async (chunk, data) => {
           if (stagingFailed || chunk.zeros) return;
@@ -125,13 +153,16 @@ export class IndexLoader {
       .saveLayer(stored, opened.record)
       .catch((e: unknown) => this.#o.logger.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
     const ms = (a: number, b: number): number => Math.round(b - a);
-    this.#o.logger.debug('catalog.index_opened', { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) });
+    this.#o.logger.debug(
+      'catalog.index_opened',
+      { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) },
+    );
     return opened.index;
   }
 }
 
-function expectedDigests(facts: LayerFacts): Pick<OpenLayerOptions, 'expectedTocDigest' | 'diffId'> {
-  const toc = facts.keyKind === 'toc' ? facts.key : facts.tocDigest;
+function expectedDigests(facts: LayerFacts, wholePass: boolean): Pick<OpenLayerOptions, 'expectedTocDigest' | 'diffId'> {
+  const toc = facts.keyKind === 'toc' ? facts.key : wholePass ? undefined : facts.tocDigest;
   return { ...(toc !== undefined ? { expectedTocDigest: toc } : {}), ...(facts.diffId !== undefined ? { diffId: facts.diffId } : {}) };
 }
 

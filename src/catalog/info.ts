@@ -11,7 +11,8 @@
  *   {"compressed-diff-digest": <blob digest>, "compressed-size", "diff-digest": <diffID>, "diff-size",
  *    "compression", "uidset", "gidset"}
  *   podman 4 derives the layer ID from diff-digest, so it is required: the verified diffID for plain
- *   layers (openLayer checked it), else the config's diff_id (as stargz-store ≤ 0.15 did).
+ *   layers and, with `era_a_toc_layers = "verify"` (default), TOC layers read in one whole pass
+ *   (openLayer checked it); only under `trust` the config's diff_id, unchecked (as stargz-store does).
  *   diff-size, best available: the verified uncompressed size (plain layers, or whatever the format
  *   reader verified), else the eStargz annotation io.containers.estargz.uncompressed-size, else -1
  *   ("unknown"; only `podman images` sizes are affected).

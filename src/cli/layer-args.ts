@@ -5,7 +5,7 @@
  * and reported as unverified otherwise; --media-type is cross-checked against the bytes.
  */
 import { parseArgs } from 'node:util';
-import { FileBlob } from '../core/blob.js';
+import { FileBlob, type FileBlobOptions } from '../core/blob.js';
 import { parseDigest, type Digest } from '../core/digest.js';
 import { isTocFormat, openLayer, resolveLayerFormat, type LayerFormat, type OpenedLayer, type OpenLayerOptions } from '../formats/index.js';
 import { UsageError, type CommandIo } from './main.js';
@@ -60,7 +60,8 @@ export function parseLayerArgs(argv: string[], withJson: boolean): LayerArgs {
   };
 }
 
-export interface OpenedLocalLayer extends OpenedLayer {
+/** The CLI never persists a layer: no record (an extract's plain layer has none: unaddressedPieces). */
+export interface OpenedLocalLayer extends Pick<OpenedLayer, 'index'> {
   readonly blob: FileBlob;
   readonly format: LayerFormat;
 }
@@ -70,9 +71,10 @@ export async function openLocalLayer(
   path: string,
   args: LayerArgs,
   io: CommandIo,
-  extra: Pick<OpenLayerOptions, 'onPlainChunk' | 'signal'> = {},
+  extra: Pick<OpenLayerOptions, 'onPlainChunk' | 'unaddressedPieces' | 'signal'> = {},
+  blobOptions: Pick<FileBlobOptions, 'sharedMemory'> = {},
 ): Promise<OpenedLocalLayer> {
-  const blob = await FileBlob.open(path, { followSymlinks: true }); // a path the user named; FIFOs still refused
+  const blob = await FileBlob.open(path, { ...blobOptions, followSymlinks: true }); // a path the user named; FIFOs still refused
   try {
     const options: OpenLayerOptions = {
       ...(args.tocDigest !== undefined ? { expectedTocDigest: args.tocDigest } : { allowUnpinnedToc: true }),
@@ -85,7 +87,7 @@ export async function openLocalLayer(
       io.stderr.write(`note: the ${format} TOC was not pinned (no --toc-digest): its digest is computed from the blob, not checked\n`);
     }
     const opened = await openLayer(blob, { ...options, format });
-    return { ...opened, blob, format };
+    return { index: opened.index, blob, format };
   } catch (e) {
     await blob.close();
     throw e;

@@ -75,6 +75,14 @@ export interface FileOpenOptions {
   readonly followSymlinks?: boolean;
 }
 
+export interface FileBlobOptions extends FileOpenOptions {
+  /**
+   * Reads land in SharedArrayBuffers: a worker thread can be handed (a view of) them without a copy
+   * (`lazy-als extract` writes a plain tar's file content from its reads this way).
+   */
+  readonly sharedMemory?: boolean;
+}
+
 /**
  * Open a path for reading only if it is a regular file. The open never blocks (O_NONBLOCK: a FIFO
  * with no writer would hold a thread-pool worker forever, and after four of them every disk read
@@ -107,19 +115,21 @@ export class FileBlob implements RandomAccessBlob {
   readonly size: number;
   readonly name: string;
   readonly #fh: FileHandle;
-  private constructor(fh: FileHandle, size: number, name: string) {
+  readonly #shared: boolean;
+  private constructor(fh: FileHandle, size: number, name: string, shared: boolean) {
     this.#fh = fh;
     this.size = size;
     this.name = name;
+    this.#shared = shared;
   }
   /** Open a regular file (see openRegularFile: never blocks, never opens a FIFO or device). */
-  static async open(path: string, opts: FileOpenOptions = {}): Promise<FileBlob> {
+  static async open(path: string, opts: FileBlobOptions = {}): Promise<FileBlob> {
     const { fh, size } = await openRegularFile(path, opts);
-    return new FileBlob(fh, size, path);
+    return new FileBlob(fh, size, path, opts.sharedMemory === true);
   }
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     checkRange(this, offset, length);
-    const buf = Buffer.allocUnsafe(length);
+    const buf = this.#shared ? Buffer.from(new SharedArrayBuffer(length)) : Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       signal?.throwIfAborted();

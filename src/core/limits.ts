@@ -38,5 +38,5 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxXattrBytes: 64 * 1024,
   maxTarHeaderExtBytes: 1024 * 1024,
   maxLayerXattrBytes: 16 * 1024 * 1024,
-  maxIndexHeapBytes: 128 * 1024 * 1024,
+  maxIndexHeapBytes: 192 * 1024 * 1024,
 });

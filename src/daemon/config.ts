@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseToml } from 'smol-toml';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
 import type { LogLevel } from '../core/log.js';
+import { ERA_A_TOC_LAYERS, type EraATocLayers } from '../catalog/catalog.js';
 import { BACKENDS, isBackendName, type AlsMountOptions, type BackendName } from '../fuse/mount-als.js';
 import { DEFAULT_MAX_INDEX_ENTRIES } from '../sources/image-resolver.js';
 import { ConfigError } from './errors.js';
@@ -63,6 +64,13 @@ export interface DaemonConfig {
   readonly registry: boolean;
   /** After the landmark prefetch, fetch whole layers in the background (yielding to demand reads). */
   readonly backgroundFetch: boolean;
+  /**
+   * TOC layers (eStargz, zstd:chunked) looked up by blob digest (podman ≤ 5.0): `verify` = fetched
+   * whole and checked against blob digest and diff_id before served (like plain layers); `trust` =
+   * lazy, with the config's diff_id published unchecked (one hostile image can replace another
+   * image's layer in c/storage: docs/security.md). TOC-digest lookups (podman ≥ 5.1) are lazy either way.
+   */
+  readonly eraATocLayers: EraATocLayers;
   /** Platform manifests fetched per image index at most (the host's platform first). */
   readonly maxIndexEntries: number;
   readonly fuse: FuseConfig;
@@ -100,6 +108,7 @@ const SYSTEM_DEFAULTS: DaemonConfig = Object.freeze({
   dfsRoots: [],
   registry: true,
   backgroundFetch: false,
+  eraATocLayers: 'verify',
   maxIndexEntries: DEFAULT_MAX_INDEX_ENTRIES,
   fuse: Object.freeze({
     // Chosen at mount (mount-als.ts defaultBackend): $LAZY_ALS_BACKEND, else native where built.
@@ -244,6 +253,10 @@ const TOP: Record<string, (c: Mutable<DaemonConfig>, v: unknown, what: string) =
   },
   registry: (c, v, w) => (c.registry = bool(v, w)),
   background_fetch: (c, v, w) => (c.backgroundFetch = bool(v, w)),
+  era_a_toc_layers: (c, v, w) => {
+    if (!ERA_A_TOC_LAYERS.includes(v as EraATocLayers)) throw new ConfigError(`${w}: expected ${ERA_A_TOC_LAYERS.join(' or ')}`);
+    c.eraATocLayers = v as EraATocLayers;
+  },
   max_index_entries: (c, v, w) => (c.maxIndexEntries = int(v, w, 1)),
   // operations (ops)
   metrics_address: (c, v, w) => (c.metricsAddress = parseMetricsAddress(v, w)),

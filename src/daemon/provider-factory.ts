@@ -69,10 +69,19 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
   // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
   // (a refetch, never a wrong byte). Chunk writes and reads run in io worker threads (issue 11).
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger, ioThreads: 2 });
+  const blobStore = await ObjectStore.open({
+    dir: join(config.stateDir, 'objects'),
+    tmpDir: join(config.stateDir, 'tmp', 'objects'),
+    fsync: false,
+    logger,
+    ioThreads: 2,
+  });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
+  // Objects of layers in use (`use` count > 0) are never evicted (docs/als-contract.md §7): the set
+  // is refreshed at the start of every gc, automatic or `gc --all`.
   const pinned = new Set<string>();
-  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), logger });
+  let pinInUse = (): void => undefined; // set once the catalog exists (it needs the eviction)
+  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), beforeGc: () => pinInUse(), logger });
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();
@@ -91,7 +100,9 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
     metadata, chunkCache, blobStore, eviction, prefetcher, scheduler, chunkDecoder, logger, limits: config.limits,
     // The background fetch reads every byte anyway: check the layer is the tar its TOC claims.
     verifyWholeLayers: config.backgroundFetch,
+    eraATocLayers: config.eraATocLayers,
   });
+  pinInUse = () => inUseObjects(catalog, pinned);
   const parts: StoreParts = {
     config, logger, activity, blobStore, eviction, chunkCache, pinned, credentials, credentialFile, source, prefetcher, chunkDecoder, catalog,
   };
@@ -180,21 +191,23 @@ async function statusOf({ catalog, activity, chunkCache, eviction, config, prefe
 }
 
 /** `gc --all`: evict everything except what layers in use need (a c/storage `use` not yet released). */
-async function purgeUnused({ catalog, pinned, chunkCache, eviction }: StoreParts) {
+/** Fill `pinned` with the objects (blob, chunks) of the layers in use now; returns how many layers. */
+function inUseObjects(catalog: LayerCatalog, pinned: Set<string>): number {
   const inUse = catalog.served().filter((l) => catalog.useCount(l.refElem, l.key) > 0);
   pinned.clear();
   for (const l of inUse) {
     pinned.add(l.blobDigest);
     for (const node of l.index.allNodes()) if (node.type === 'reg') for (const c of node.chunks) if (!c.zeros) pinned.add(c.digest);
   }
-  try {
-    await chunkCache.drain(); // fetches in flight land first, so they are evicted too
-    const r = await eviction.gc({ targetBytes: 0 });
-    chunkCache.dropHot((d) => pinned.has(d));
-    return { ...r, all: true, layersInUse: inUse.length, keptObjects: r.objectsBefore - r.deleted };
-  } finally {
-    pinned.clear();
-  }
+  return inUse.length;
+}
+
+/** `gc --all`: evict everything except what layers in use need (a c/storage `use` not yet released). */
+async function purgeUnused({ catalog, pinned, chunkCache, eviction }: StoreParts) {
+  await chunkCache.drain(); // fetches in flight land first, so they are evicted too
+  const r = await eviction.gc({ targetBytes: 0 }); // pins the layers in use first (beforeGc)
+  chunkCache.dropHot((d) => pinned.has(d));
+  return { ...r, all: true, layersInUse: inUseObjects(catalog, pinned), keptObjects: r.objectsBefore - r.deleted };
 }
 
 /**

@@ -21,12 +21,11 @@
  *
  * Node has no xattr or mknod API, so two tools from the base system are spawned with argv (never a
  * shell): `setfattr -h --restore=FILE` (Debian package `attr`) sets all xattrs in one process, incl.
- * security.capability and trusted.overlay.opaque (root needed for trusted.*); `mknod`/`mkfifo`
- * (coreutils) create devices (one process each, bounded concurrency) and fifos (batched).
+ * security.capability and trusted.overlay.opaque (root needed for trusted.*); one `tar -x` creates
+ * every device and fifo (special-files.ts).
  * Order per inode: content, lchown (which clears setuid bits and capabilities), chmod, xattrs, then
  * mtimes — directories last, children before parents.
  */
-import { spawn } from 'node:child_process';
 import { lutimes, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -35,10 +34,11 @@ import type { Digest } from '../core/digest.js';
 import { FsBatcher, type FsOp } from './fs-batch.js';
 import type { RandomAccessBlob } from '../core/blob.js';
 import type { OpenLayerOptions } from '../formats/layer-reader.js';
-import { mapLimit } from './map-limit.js';
+import { makeSpecial, type SpecialFile } from './special-files.js';
+import { ExtractError, tool } from './tool.js';
 import { contentFiles, forEachVerifiedChunk } from './verify-content.js';
 
-export class ExtractError extends Error {}
+export { ExtractError };
 
 /** `dir/rel` as bytes: layer names are ByteStrings; the work dir's own (text) path is converted once. */
 function under(dir: ByteString, rel: string): ByteString {
@@ -78,7 +78,7 @@ class StagingWriter {
       staged.set(stagingKey(chunk), this.#cur.path);
     }
     const c = this.#cur!;
-    return this.#fs.add(c.worker, (start) => ['write', c.path, first, chunk.fileOffset, start, data.length], data);
+    return this.#fs.add(c.worker, (buffer, start) => ['write', c.path, first, chunk.fileOffset, buffer, start, data.length], data);
   }
 }
 
@@ -96,8 +96,11 @@ export interface ExtractSource {
   readonly diffId?: Digest;
 }
 
-/** Opens the layer; plain layers hand their verified pieces to onPlainChunk during that pass. */
-export type OpenForExtract = (hooks: Required<Pick<OpenLayerOptions, 'onPlainChunk'>>) => Promise<ExtractSource>;
+/**
+ * Opens the layer; plain layers hand their pieces to onPlainChunk during that pass (committed only if
+ * it resolves), and are not hashed piece by piece: the pieces are kept here, never read back.
+ */
+export type OpenForExtract = (hooks: Required<Pick<OpenLayerOptions, 'onPlainChunk' | 'unaddressedPieces'>>) => Promise<ExtractSource>;
 
 export async function extractLayer(dir: string, open: OpenForExtract): Promise<ExtractSummary> {
   const dest = resolve(dir);
@@ -114,6 +117,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
     const treeB = byteStringFromText(tree);
     const layer = await open({
       onPlainChunk: (chunk, data, entry) => writer.write(chunk, data, entry, staged),
+      unaddressedPieces: true,
     }).finally(() => fs.flush());
     try {
       const summary = await buildTree(layer.index, treeB, byteStringFromText(work), staged, fs, async (write) => {
@@ -122,7 +126,7 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
         // first chunk of a file creates it (O_EXCL), all chunks of a file go to the same worker.
         await forEachVerifiedChunk(layer.blob, layer.index, contentFiles(layer.index), async (f, chunk, data) => {
           write(data.length);
-          await fs.add(f.node.ino, (start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, start, data.length], data);
+          await fs.add(f.node.ino, (buffer, start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, buffer, start, data.length], data);
         });
       });
       // A TOC layer is only what its TOC claims; before the tree becomes DIR, the whole blob is read
@@ -274,24 +278,24 @@ function firstNames(inodes: readonly Named[], tree: ByteString, staged: Readonly
 }
 
 /**
- * fifos and devices are made by tools that take names as argv text, so they are made under ASCII
- * names in the work dir (same filesystem) and renamed into place with their exact bytes.
+ * fifos and devices are made by a tool that takes names as text (special-files.ts), so they are made
+ * under ASCII names in the work dir (same filesystem) and renamed into place with their exact bytes.
  */
 async function makeSpecialFiles(fifos: readonly ByteString[], devices: readonly Named[], tree: ByteString, work: ByteString, fs: FsBatcher): Promise<void> {
   if (fifos.length + devices.length === 0) return;
   const special = under(work, 'special');
-  const workText = toBuffer(work).toString('utf8');
   await fs.runAll([['mkdir', special, 0o700]]);
+  const files: SpecialFile[] = [];
   const moves: FsOp[] = [];
-  for (let i = 0; i < fifos.length; i += 500) {
-    const batch = fifos.slice(i, i + 500);
-    await tool('mkfifo', ['-m', '0600', '--', ...batch.map((_, k) => `special/f${i + k}`)], workText);
-    batch.forEach((p, k) => moves.push(['rename', under(special, `f${i + k}`), under(tree, p)]));
-  }
-  await mapLimit(devices.map((d, k) => [d, k] as const), 8, ([[, n], k]) =>
-    tool('mknod', ['-m', '0600', '--', `special/d${k}`, n.type === 'char' ? 'c' : 'b', String(n.rdevMajor), String(n.rdevMinor)], workText),
-  );
-  devices.forEach(([p], k) => moves.push(['rename', under(special, `d${k}`), under(tree, p)]));
+  fifos.forEach((p, k) => {
+    files.push({ name: `special/f${k}`, type: 'fifo', major: 0, minor: 0 });
+    moves.push(['rename', under(special, `f${k}`), under(tree, p)]);
+  });
+  devices.forEach(([p, n], k) => {
+    files.push({ name: `special/d${k}`, type: n.type === 'char' ? 'char' : 'block', major: n.rdevMajor, minor: n.rdevMinor });
+    moves.push(['rename', under(special, `d${k}`), under(tree, p)]);
+  });
+  await makeSpecial(files, toBuffer(work).toString('utf8'));
   await fs.runAll(moves);
 }
 
@@ -339,20 +343,4 @@ function escapeForSetfattr(bytes: Buffer): string {
     out += b > 0x20 && b < 0x7f && b !== 0x5c && b !== 0x3d ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0');
   }
   return out;
-}
-
-function tool(cmd: string, argv: string[], cwd: string): Promise<void> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(cmd, argv, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (s: string) => {
-      if (err.length < 2000) err += s;
-    });
-    child.on('error', (e) => reject(new ExtractError(`cannot run ${cmd}: ${e.message}`)));
-    child.on('close', (code) => {
-      if (code === 0) resolvePromise();
-      else reject(new ExtractError(`${cmd} failed (exit ${code}): ${err.trim().split('\n')[0] ?? ''}`));
-    });
-  });
 }

@@ -5,7 +5,8 @@
  * rename, chown, chmod, utimes…). As fs promises each call is a round trip main thread → libuv pool
  * → main thread; that overhead, not the kernel's work, made extract CPU-bound. Here the main thread
  * posts lists of operations (one message per batch, file content packed into one transferred
- * buffer) and a worker runs them with the plain synchronous calls, as tar does; the main thread's
+ * buffer, or — when it already lives in a SharedArrayBuffer, as a plain tar's reads do — handed over
+ * as that shared memory, not copied) and a worker runs them with the plain synchronous calls, as tar does; the main thread's
  * event loop stays free (this module is only used by the CLI, never by library code).
  *
  * Ordering: the operations of one batch run in order, batches sent to the same worker run in the
@@ -27,10 +28,10 @@ const WRITE_FLAGS = constants.O_WRONLY | constants.O_NOFOLLOW;
 /** A path or link target as bytes (formats/byte-string.ts); plain strings cross the worker boundary. */
 type B = ByteString;
 
-/** One operation; `write` carries [start, length] into its batch's data buffer. */
+/** One operation; `write` carries [buffer, start, length] into its batch's data buffers (DataAt). */
 export type FsOp =
   | readonly ['mkdir', B, number]
-  | readonly ['write', B, boolean, number, number, number] // path, create, file offset, data start, length
+  | readonly ['write', B, boolean, number, number, number, number] // path, create, file offset, buffer, data start, length
   | readonly ['touch', B]
   | readonly ['truncate', B, number] // path, size: a sparse file's trailing hole
   | readonly ['rename', B, B]
@@ -39,10 +40,14 @@ export type FsOp =
   | readonly ['attrs', B, number, number, number, number] // path, uid, gid, mode (-1: no chmod), mtime (NaN: none)
   | readonly ['utimes', B, number];
 
+/** Where a write's bytes are in its batch: buffer -1 is the batch's own copy, k ≥ 0 its k-th shared buffer. */
+export type DataAt = (buffer: number, start: number) => FsOp;
+
 interface Batch {
   readonly id: number;
   readonly ops: FsOp[];
   readonly data: ArrayBuffer | undefined;
+  readonly shared: SharedArrayBuffer[];
 }
 
 interface Reply {
@@ -52,6 +57,7 @@ interface Reply {
 
 function runBatch(b: Batch): void {
   const data = b.data ? new Uint8Array(b.data) : undefined;
+  const shared = b.shared.map((sab) => new Uint8Array(sab));
   let open: { path: string; fd: number } | undefined;
   const fdFor = (path: string, create: boolean): number => {
     if (open && open.path === path && !create) return open.fd;
@@ -69,8 +75,9 @@ function runBatch(b: Batch): void {
           break;
         case 'write': {
           const fd = fdFor(op[1], op[2]);
-          const [, , , fileOffset, start, length] = op;
-          for (let done = 0; done < length; ) done += writeSync(fd, data!, start + done, length - done, fileOffset + done);
+          const [, , , fileOffset, buffer, start, length] = op;
+          const src = buffer < 0 ? data! : shared[buffer]!;
+          for (let done = 0; done < length; ) done += writeSync(fd, src, start + done, length - done, fileOffset + done);
           break;
         }
         case 'touch':
@@ -131,13 +138,36 @@ export class FsBatchError extends Error {
 /** Ops collected for one worker, flushed as one message. */
 class Pending {
   ops: FsOp[] = [];
+  /** Bytes to copy into the batch's own buffer, and their total. */
   parts: Uint8Array[] = [];
   bytes = 0;
+  /** Shared memory the writes point into (by index), and the bytes they write from it. */
+  readonly shared: SharedArrayBuffer[] = [];
+  readonly sharedIndex = new Map<SharedArrayBuffer, number>();
+  sharedBytes = 0;
+
+  /** Where `data` will be in the batch: a view of shared memory stays there, other bytes are copied. */
+  place(data: Uint8Array): [number, number] {
+    const buf = data.buffer;
+    if (buf instanceof SharedArrayBuffer) {
+      let k = this.sharedIndex.get(buf);
+      if (k === undefined) {
+        k = this.shared.push(buf) - 1;
+        this.sharedIndex.set(buf, k);
+      }
+      this.sharedBytes += data.length;
+      return [k, data.byteOffset];
+    }
+    const at = this.bytes;
+    this.parts.push(data);
+    this.bytes += data.length;
+    return [-1, at];
+  }
 }
 
 /** OPS_PER_BATCH / BYTES_PER_BATCH: what one message carries; MAX_INFLIGHT_BYTES: backpressure. */
-const OPS_PER_BATCH = 256;
-const BYTES_PER_BATCH = 4 * 1024 * 1024;
+const OPS_PER_BATCH = 1024;
+const BYTES_PER_BATCH = 8 * 1024 * 1024;
 const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 
 export class FsBatcher {
@@ -192,21 +222,20 @@ export class FsBatcher {
   }
 
   /**
-   * Queue `op` for worker `worker % workers` (`data`: the bytes of a write, copied now). Resolves
-   * once the queue is below its byte limit; failures surface here or from flush().
+   * Queue `op` for worker `worker % workers` (`data`: the bytes of a write, copied now unless they
+   * are a view of shared memory, which must then not change). Resolves once the queue is below its
+   * byte limit; failures surface here or from flush().
    */
-  async add(worker: number, op: FsOp | ((start: number) => FsOp), data?: Uint8Array): Promise<void> {
+  async add(worker: number, op: FsOp | DataAt, data?: Uint8Array): Promise<void> {
     if (this.#error !== undefined) throw this.#error;
     const i = worker % this.#workers.length;
     const p = this.#pending[i]!;
     if (data) {
-      p.ops.push((op as (start: number) => FsOp)(p.bytes));
-      p.parts.push(data);
-      p.bytes += data.length;
+      p.ops.push((op as DataAt)(...p.place(data)));
     } else {
       p.ops.push(op as FsOp);
     }
-    if (p.ops.length >= OPS_PER_BATCH || p.bytes >= BYTES_PER_BATCH) this.#send(i).catch(() => undefined);
+    if (p.ops.length >= OPS_PER_BATCH || p.bytes + p.sharedBytes >= BYTES_PER_BATCH) this.#send(i).catch(() => undefined);
     while (this.#inflight > MAX_INFLIGHT_BYTES && this.#error === undefined) await new Promise<void>((r) => this.#drained.push(r));
     if (this.#error !== undefined) throw this.#error;
   }
@@ -226,11 +255,12 @@ export class FsBatcher {
       data = buf.buffer;
     }
     const id = this.#nextId++;
-    const bytes = p.bytes + p.ops.length * 64;
+    // shared memory counts too: the worker keeps it alive until the batch ran
+    const bytes = p.bytes + p.sharedBytes + p.ops.length * 64;
     this.#inflight += bytes;
     return new Promise<void>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject, bytes });
-      const batch: Batch = { id, ops: p.ops, data };
+      const batch: Batch = { id, ops: p.ops, data, shared: p.shared };
       this.#workers[i]!.postMessage(batch, data ? [data] : []);
     });
   }

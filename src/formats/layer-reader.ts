@@ -32,6 +32,12 @@ export interface OpenLayerOptions {
    * reported, chunks are still verified against it. The store never sets this.
    */
   readonly allowUnpinnedToc?: boolean;
+  /**
+   * Read a TOC format (eStargz, zstd:chunked) as the plain tar stream it also is: one full pass that
+   * verifies the blob digest and diffID before anything is served, even when its TOC is pinned. The
+   * store sets it for TOC layers looked up by blob digest (`era_a_toc_layers = "verify"`).
+   */
+  readonly wholePass?: boolean;
   /** Force a format instead of detecting it (tests). */
   readonly format?: LayerFormat;
   readonly limits?: Limits;
@@ -41,6 +47,14 @@ export interface OpenLayerOptions {
    * BEFORE the blob digest / diffID are known to match. Stage it; commit only after openLayer resolves.
    */
   readonly onPlainChunk?: (chunk: ChunkRef, data: Buffer, path: string) => Promise<void> | void;
+  /**
+   * Plain layers, `lazy-als extract` only: the caller keeps every piece onPlainChunk gave it and never
+   * reads content through the index, so the pass hashes each byte once (blob digest, diffID) and not
+   * every piece and file again. The chunks then carry UNADDRESSED_DIGEST, which no bytes hash to (a
+   * read through that index fails verification), and the layer has no record (reading it throws).
+   * The store never sets this.
+   */
+  readonly unaddressedPieces?: boolean;
 }
 
 export interface LayerRecord {

@@ -7,6 +7,7 @@
  * the blob is read as the plain tar stream it also is (eStargz is a valid tar.gz, zstd:chunked a valid
  * tar.zst): a full pass verifies the blob digest and diffID, so nothing unverified is served. That is
  * what containers/storage does with such a layer when its descriptor has no TOC annotation.
+ * `wholePass` asks for that plain reading of a TOC layer even when its TOC is pinned.
  */
 import type { RandomAccessBlob } from '../core/blob.js';
 import { DEFAULT_LIMITS, type Limits } from '../core/limits.js';
@@ -50,7 +51,7 @@ export async function resolveLayerFormat(blob: RandomAccessBlob, options: OpenLa
       if (e instanceof FormatError) throw new FormatError(e.code, e.message, { blob: options.descriptor?.digest ?? blob.name });
       throw e;
     }
-    if (isTocFormat(format) && !tocPinned(format, options) && !options.allowUnpinnedToc) {
+    if (isTocFormat(format) && (options.wholePass === true || (!tocPinned(format, options) && !options.allowUnpinnedToc))) {
       format = PLAIN_OF[compressionOfFormat(format)];
     }
   }

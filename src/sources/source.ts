@@ -80,8 +80,13 @@ export type ManifestWanted = (m: ResolvedManifest) => boolean;
 export interface BlobSource {
   readonly name: string;
   resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage>;
-  /** Random access to a layer (or any) blob of `ref`'s repository. */
-  openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal): Promise<RandomAccessBlob>;
+  /**
+   * Random access to a layer (or any) blob of `ref`'s repository. `bound`: the caller serves it under
+   * its blob digest without hashing it whole (a lazily read TOC layer looked up by blob digest), so a
+   * source whose documents are not the ones podman got (a dfs layout) must first check that the
+   * whole blob hashes to `digest`.
+   */
+  openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal, bound?: boolean): Promise<RandomAccessBlob>;
   close?(): Promise<void>;
 }
 

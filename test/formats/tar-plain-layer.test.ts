@@ -10,6 +10,7 @@ import { readVerifiedChunks } from '../../src/formats/chunk-reader.js';
 import { FormatError } from '../../src/formats/errors.js';
 import type { LayerIndex } from '../../src/formats/model.js';
 import { loadPlainRecord, openPlainLayer } from '../../src/formats/tar/index.js';
+import { UNADDRESSED_DIGEST } from '../../src/formats/tar/plain-record.js';
 import { compressFile, gnuTar, isRoot, LONG_DIR, makeFixtureTree, UNICODE_NAME } from '../helpers/gnu-tar-fixture.js';
 import { buildTar } from '../helpers/writers/tar.js';
 
@@ -140,6 +141,53 @@ describe.skipIf(!isRoot)('plain layers made by GNU tar, gzip and zstd', () => {
         expect(file.nlink).toBe(3);
       } finally {
         await blob.close();
+      }
+    });
+  }
+
+  for (const kind of ['tar', 'tar+gzip'] as const) {
+    it(`${kind}: unaddressedPieces (extract) gives the same tree, hashes no piece, has no record, and its chunks serve nothing`, async () => {
+      const path = files[kind]!;
+      const blobBytes = readFileSync(path);
+      const opts = { descriptor: { digest: sha256Of(blobBytes), size: blobBytes.length }, diffId: sha256Of(tarBytes) };
+      const plain = await FileBlob.open(path);
+      const shared = await FileBlob.open(path, { sharedMemory: true });
+      try {
+        const addressed = await openPlainLayer(plain, opts);
+        const received = new Map<string, Buffer[]>();
+        let sharedPieces = 0;
+        const opened = await openPlainLayer(shared, {
+          ...opts,
+          unaddressedPieces: true,
+          onPlainChunk: (chunk, data, pb) => {
+            expect(chunk.digest).toBe(UNADDRESSED_DIGEST);
+            if (data.buffer instanceof SharedArrayBuffer) sharedPieces++;
+            const l = received.get(toText(pb as ByteString)) ?? [];
+            l.push(Buffer.from(data));
+            received.set(toText(pb as ByteString), l);
+          },
+        });
+        const { index } = opened;
+        // Same tree and pieces, only without content addresses (no piece or file digest).
+        const strip = (ix: LayerIndex): string[] =>
+          [...ix.walk()].map(([p, n]) => JSON.stringify([p, n.ino, n.type, n.mode, n.uid, n.gid, n.size, n.mtimeSec, n.mtimeNsec, n.linkTarget, n.chunks.map((c) => [c.fileOffset, c.size, c.span, c.zeros])]));
+        expect(strip(index)).toEqual(strip(addressed.index));
+        expect(index.blobDigest).toBe(addressed.index.blobDigest);
+        expect(index.diffId).toBe(addressed.index.diffId);
+        for (const [rel, content] of sourceFiles(src)) {
+          const n = index.lookup(B(rel))!;
+          expect(n.digest, rel).toBeUndefined();
+          if (received.has(rel)) expect(Buffer.concat(received.get(rel)!).equals(content), rel).toBe(true);
+        }
+        // An uncompressed tar's pieces are views of the shared reads: extract's workers take them uncopied.
+        if (kind === 'tar') expect(sharedPieces).toBe([...received.values()].reduce((a, l) => a + l.length, 0));
+        expect(() => opened.record).toThrow(FormatError);
+        // Nothing can be served through such an index: no bytes hash to UNADDRESSED_DIGEST.
+        const big = index.lookup(B('dir/big.bin'))!;
+        await expectCode(readVerifiedChunks(plain, { compression: index.compression, blobName: plain.name }, [{ chunk: big.chunks[0]!, entry: 'dir/big.bin' }]), 'CHUNK_DIGEST_MISMATCH');
+      } finally {
+        await plain.close();
+        await shared.close();
       }
     });
   }

@@ -26,7 +26,8 @@ export async function run(argv: string[], io: CommandIo): Promise<number> {
   if (args.positionals.length !== 2) throw new UsageError(`expected BLOB and DIR\n${HELP}`);
   const [blob, dir] = args.positionals as [string, string];
   const s = await extractLayer(dir, async (hooks) => {
-    const l = await openLocalLayer(blob, args, io, hooks);
+    // shared memory: a plain tar's file content goes from the reads to the fs workers uncopied
+    const l = await openLocalLayer(blob, args, io, hooks, { sharedMemory: true });
     return { index: l.index, blob: l.blob, ...(args.diffId !== undefined ? { diffId: args.diffId } : {}) };
   });
   io.stderr.write(`extracted ${s.entries} entries (${s.files} files, ${s.bytes} bytes) into ${dir}\n`);

@@ -27,6 +27,9 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --dfs ROOT               OCI-layout root on a distributed filesystem, tried before registries (repeatable)
   --registry BOOL          ask registries at all (false: dfs roots and the state dir only; default ${DEFAULTS.registry})
   --background-fetch BOOL  fetch whole layers in the background after the prefetch (default ${DEFAULTS.backgroundFetch})
+  --era-a-toc-layers M     verify|trust: eStargz/zstd:chunked layers podman <= 5.0 asks for by blob digest are
+                           fetched whole and verified first (verify), or served lazily with the image config's
+                           diff_id unchecked (trust: only if every image publisher is trusted; default ${DEFAULTS.eraATocLayers})
   --max-index-entries N    platform manifests fetched per image index at most, host's first (default ${DEFAULTS.maxIndexEntries})
   --backend B              FUSE backend: native (C, libfuse3) or fuse-native (default native where built)
   --lookup-timeout-ms N    deadline for lookups that resolve a layer (default ${DEFAULTS.fuse.lookupTimeoutMs})
@@ -62,6 +65,7 @@ const FLAG_KEYS: Readonly<Record<string, string>> = {
   'auth-file': 'auth_file',
   registry: 'registry',
   'background-fetch': 'background_fetch',
+  'era-a-toc-layers': 'era_a_toc_layers',
   'max-index-entries': 'max_index_entries',
   backend: 'fuse.backend',
   'lookup-timeout-ms': 'fuse.lookup_timeout_ms',

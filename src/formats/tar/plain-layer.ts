@@ -30,7 +30,9 @@ import { decodeWholeBlob, readWholeBlob } from '../whole-blob.js';
 import type { LayerRecord, OpenedLayer, OpenLayerOptions } from '../layer-reader.js';
 import type { ChunkRef, Compression, LayerFormat, RawEntry } from '../model.js';
 import { buildLayerIndex, normalizeEntryPath } from '../overlay-view.js';
-import { encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES, sparseChunk, sparsePieces, type SparsePiece } from './plain-record.js';
+import {
+  encodePlainPayload, plainBuildLimits, plainSpan, PLAIN_CHUNK_BYTES, PLAIN_NAMES_AS_BYTES, sparseChunk, sparsePieces, UNADDRESSED_DIGEST, type SparsePiece,
+} from './plain-record.js';
 import { TarScanner, type ScannedEntry, type SparseSegment } from './tar-scanner.js';
 import { isZstdMagic } from '../constants.js';
 import { PAYLOAD_GZIP } from '../record-payload.js';
@@ -117,6 +119,8 @@ class PlainPass {
   #holes = 0;
   /** Uncompressed (tar) bytes seen. */
   #out = 0;
+  /** Pieces and files hashed into content addresses (not when the caller keeps the pieces: unaddressedPieces). */
+  readonly #address: boolean;
   /** The regular file whose content the scanner is emitting. */
   #cur: OpenFile | undefined;
 
@@ -130,6 +134,7 @@ class PlainPass {
     this.#maxOut = options.maxUncompressedBytes ?? defaultMaxUncompressed(blob.size);
     this.#hashes = new PassHashes(this.#compression, options.descriptor?.digest, options.diffId);
     this.#scanner = new TarScanner(this.#limits, blob.name);
+    this.#address = options.unaddressedPieces !== true;
   }
 
   async run(): Promise<void> {
@@ -161,17 +166,27 @@ class PlainPass {
       { format, compression, blobSize: blob.size, blobDigest, diffId, uncompressedSize: this.#out, blobName: blob.name },
       { duplicates: 'replace', hideEstargzArtefacts: false, limits: plainBuildLimits(this.#limits, blob.size) },
     );
-    const record: LayerRecord = {
-      version: 1,
-      format,
-      blobSize: blob.size,
-      blobDigest,
-      diffId,
-      uncompressedSize: this.#out,
-      params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES, [PAYLOAD_GZIP]: 1 },
-      payload: encodePlainPayload(this.#raw, this.#dataOffsets, this.#sparse),
+    const address = this.#address;
+    const [raw, dataOffsets, sparse, uncompressedSize, ctx] = [this.#raw, this.#dataOffsets, this.#sparse, this.#out, this.#ctx];
+    // Built when asked for (extract never asks): encoding every entry is not free.
+    let record: LayerRecord | undefined;
+    return {
+      index,
+      get record(): LayerRecord {
+        if (!address) throw new FormatError('FORMAT_CONFLICT', 'a layer opened with unaddressed pieces has no record', ctx);
+        record ??= {
+          version: 1,
+          format,
+          blobSize: blob.size,
+          blobDigest,
+          diffId,
+          uncompressedSize,
+          params: { chunkSize: PLAIN_CHUNK_BYTES, names: PLAIN_NAMES_AS_BYTES, [PAYLOAD_GZIP]: 1 },
+          payload: encodePlainPayload(raw, dataOffsets, sparse),
+        };
+        return record;
+      },
     };
-    return { index, record };
   }
 
   /** The blob's reads, each hashed into the blob digest on its way to the decoder. */
@@ -228,7 +243,7 @@ class PlainPass {
     if (e.type === 'reg' && e.size > 0) {
       this.#cur = {
         raw: r, path, dataOffset: e.dataOffset,
-        hasher: e.size > PLAIN_CHUNK_BYTES ? new DigestHasher() : undefined,
+        hasher: this.#address && e.size > PLAIN_CHUNK_BYTES ? new DigestHasher() : undefined,
         piece: undefined, fill: 0, fileOffset: 0,
       };
     }
@@ -275,7 +290,8 @@ class PlainPass {
         p += want;
         continue;
       }
-      f.piece ??= Buffer.allocUnsafe(want);
+      // in the stream's kind of memory: pieces of shared reads stay shareable (extract's workers take them uncopied)
+      f.piece ??= d.buffer instanceof SharedArrayBuffer ? Buffer.from(new SharedArrayBuffer(want)) : Buffer.allocUnsafe(want);
       const n = Math.min(d.length - p, want - f.fill);
       d.copy(f.piece, f.fill, p, p + n);
       f.fill += n;
@@ -286,7 +302,7 @@ class PlainPass {
 
   async #emitPiece(f: OpenFile, data: Buffer): Promise<void> {
     if (f.sparse) {
-      const chunk = sparseChunk(f.sparse.pieces[f.sparse.next++]!, sha256Of(data), this.#compression, this.#blob.size, f.dataOffset);
+      const chunk = sparseChunk(f.sparse.pieces[f.sparse.next++]!, this.#pieceDigest(data), this.#compression, this.#blob.size, f.dataOffset);
       f.raw.chunks.push(chunk);
       f.fill = 0;
       f.piece = undefined;
@@ -295,7 +311,7 @@ class PlainPass {
       return;
     }
     const chunk: ChunkRef = {
-      digest: sha256Of(data),
+      digest: this.#pieceDigest(data),
       fileOffset: f.fileOffset,
       size: data.length,
       span: plainSpan(this.#compression, this.#blob.size, f.dataOffset + f.fileOffset, data.length),
@@ -307,9 +323,13 @@ class PlainPass {
     f.piece = undefined;
     if (this.#options.onPlainChunk) await this.#options.onPlainChunk(chunk, data, f.path);
     if (f.fileOffset === f.raw.size) {
-      f.raw.digest = f.hasher ? f.hasher.digest() : chunk.digest;
+      if (this.#address) f.raw.digest = f.hasher ? f.hasher.digest() : chunk.digest;
       this.#cur = undefined;
     }
+  }
+
+  #pieceDigest(data: Buffer): Digest {
+    return this.#address ? sha256Of(data) : UNADDRESSED_DIGEST;
   }
 }
 

@@ -50,17 +50,17 @@ export function decodeName(bytes: Uint8Array): ByteString {
  * (an empty field is 0). GNU base-256: first byte 0x80 (positive) or 0xff (negative, only when
  * `allowNegative`, i.e. for mtime); the value must be a safe integer.
  */
-function parseNumeric(b: Uint8Array, off: number, len: number, what: string, entry: string, allowNegative = false): number {
+function parseNumeric(b: Uint8Array, off: number, len: number, what: string, where: Where, allowNegative = false): number {
   const first = b[off]!;
   if (first & 0x80) {
     const neg = first === 0xff;
-    if (first !== 0x80 && !neg) throw new FormatError('TAR_INVALID', `bad base-256 ${what}`, { entry });
-    if (neg && !allowNegative) throw new FormatError('TAR_INVALID', `negative ${what}`, { entry });
+    if (first !== 0x80 && !neg) throw new FormatError('TAR_INVALID', `bad base-256 ${what}`, { entry: where() });
+    if (neg && !allowNegative) throw new FormatError('TAR_INVALID', `negative ${what}`, { entry: where() });
     let v = 0n;
     for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(b[off + i]!);
     if (neg) v -= 1n << BigInt(8 * (len - 1)); // two's complement over the remaining bytes
     if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < -BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new FormatError('TAR_INVALID', `${what} out of range`, { entry });
+      throw new FormatError('TAR_INVALID', `${what} out of range`, { entry: where() });
     }
     return Number(v);
   }
@@ -77,35 +77,50 @@ function parseNumeric(b: Uint8Array, off: number, len: number, what: string, ent
   }
   for (; i < end; i++) {
     const c = b[i]!;
-    if (c !== 0 && c !== 0x20) throw new FormatError('TAR_INVALID', `bad octal ${what}`, { entry });
+    if (c !== 0 && c !== 0x20) throw new FormatError('TAR_INVALID', `bad octal ${what}`, { entry: where() });
   }
-  if (digits > 17) throw new FormatError('TAR_INVALID', `${what} out of range`, { entry }); // 8^17 < 2^53
+  if (digits > 17) throw new FormatError('TAR_INVALID', `${what} out of range`, { entry: where() }); // 8^17 < 2^53
   return v;
 }
 
-function checksumOk(b: Uint8Array, entry: string): boolean {
-  const stored = parseNumeric(b, 148, 8, 'checksum', entry);
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[i]!;
+/** Sum of the block with the checksum field read as spaces, unsigned and signed (old tars used either). */
+function checksumOk(b: Uint8Array, where: Where): boolean {
+  const stored = parseNumeric(b, 148, 8, 'checksum', where);
+  let unsigned = 8 * 0x20;
+  let high = 0;
+  for (let i = 0; i < 148; i++) {
+    const c = b[i]!;
     unsigned += c;
-    signed += c > 127 ? c - 256 : c;
+    if (c > 127) high++;
   }
-  return stored === unsigned || stored === signed;
+  for (let i = 156; i < BLOCK; i++) {
+    const c = b[i]!;
+    unsigned += c;
+    if (c > 127) high++;
+  }
+  return stored === unsigned || stored === unsigned - 256 * high;
+}
+
+/** The header's name as printable ASCII, for error messages: built only when one is thrown. */
+type Where = () => string;
+
+const USTAR_MAGIC = Buffer.from('ustar\x0000', 'latin1');
+const GNU_MAGIC = Buffer.from('ustar  \x00', 'latin1');
+
+function magicIs(b: Uint8Array, magic: Buffer): boolean {
+  for (let i = 0; i < 8; i++) if (b[257 + i] !== magic[i]) return false;
+  return true;
 }
 
 /** Parse one header block at `offset` (tar offset, for messages). Throws TAR_INVALID. */
 export function parseTarHeader(b: Uint8Array, offset: number): TarHeader {
   // Name for error context before the header is trusted: printable ASCII only, bounded.
-  const rawName = Buffer.from(fieldBytes(b, 0, 100)).toString('latin1').replace(/[^\x20-\x7e]/g, '?');
-  const where = `tar header at ${offset}: ${rawName || '(no name)'}`;
-  if (!checksumOk(b, where)) throw new FormatError('TAR_INVALID', 'header checksum mismatch', { entry: where });
-  const magic = Buffer.from(b.subarray(257, 265)).toString('latin1');
+  const where: Where = () => `tar header at ${offset}: ${Buffer.from(fieldBytes(b, 0, 100)).toString('latin1').replace(/[^\x20-\x7e]/g, '?') || '(no name)'}`;
+  if (!checksumOk(b, where)) throw new FormatError('TAR_INVALID', 'header checksum mismatch', { entry: where() });
   let gnu: boolean;
-  if (magic === 'ustar\x0000') gnu = false;
-  else if (magic === 'ustar  \x00') gnu = true;
-  else throw new FormatError('TAR_INVALID', 'not a ustar/GNU header (bad magic)', { entry: where });
+  if (magicIs(b, USTAR_MAGIC)) gnu = false;
+  else if (magicIs(b, GNU_MAGIC)) gnu = true;
+  else throw new FormatError('TAR_INVALID', 'not a ustar/GNU header (bad magic)', { entry: where() });
   let name = decodeName(fieldBytes(b, 0, 100));
   if (!gnu) {
     const prefix = fieldBytes(b, 345, 155);

@@ -11,13 +11,26 @@
  */
 import { join } from 'node:path';
 import { FileBlob, openRegularFile, type RandomAccessBlob } from '../../core/blob.js';
-import { digestAlgorithm, digestHex, isDigest, type Digest } from '../../core/digest.js';
+import { DigestHasher, digestAlgorithm, digestHex, isDigest, type Digest } from '../../core/digest.js';
 import { silentLogger, type Logger } from '../../core/log.js';
 import { SourceError } from '../errors.js';
 import { MAX_DOCUMENT_BYTES } from '../image-document.js';
 import { resolveImage, type DocumentFetcher, type FetchedDocument } from '../image-resolver.js';
 import type { ImageReference } from '../reference.js';
 import type { BlobSource, ManifestWanted, ResolvedImage } from '../source.js';
+
+/** Piece size when hashing a dfs blob whole: reads run in libuv's pool, each hash step stays short. */
+const HASH_PIECE = 1024 * 1024;
+
+/** The digest (same algorithm as `like`) of a whole blob, read piece by piece. */
+async function hashBlob(blob: RandomAccessBlob, like: Digest, signal: AbortSignal | undefined): Promise<Digest> {
+  const h = DigestHasher.for(like);
+  for (let at = 0; at < blob.size; at += HASH_PIECE) {
+    signal?.throwIfAborted();
+    h.update(await blob.read(at, Math.min(HASH_PIECE, blob.size - at), signal));
+  }
+  return h.digest();
+}
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
 
@@ -127,7 +140,12 @@ export class OciLayoutSource implements BlobSource {
     return { bytes, claimedDigest: entry.digest, ...(entry.mediaType ? { contentType: entry.mediaType } : {}) };
   }
 
-  async openBlob(ref: ImageReference, digest: Digest, size: number | undefined): Promise<RandomAccessBlob> {
+  /**
+   * The blob file named by `digest`. Its name binds nothing (anyone who may write the tree may put
+   * anything there, and the layout's own manifest pins only its own claims): with `bound` the whole
+   * file is hashed first (streamed, in pieces) and refused unless it hashes to `digest` (audit H6).
+   */
+  async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal, bound?: boolean): Promise<RandomAccessBlob> {
     const path = blobPath(layoutDir(this.root, ref), digest);
     let blob: FileBlob;
     try {
@@ -140,6 +158,21 @@ export class OciLayoutSource implements BlobSource {
       await blob.close();
       throw new SourceError('LAYOUT_INVALID', `blob file has ${blob.size} bytes, descriptor says ${size}`, { blob: digest, source: path });
     }
+    if (bound) await this.#checkWhole(blob, digest, path, signal);
     return blob;
+  }
+
+  async #checkWhole(blob: FileBlob, digest: Digest, path: string, signal: AbortSignal | undefined): Promise<void> {
+    let actual: Digest;
+    try {
+      actual = await hashBlob(blob, digest, signal);
+    } catch (e) {
+      await blob.close();
+      throw new SourceError('LAYOUT_INVALID', `blob file: ${(e as Error).message}`, { blob: digest, source: path }, { cause: e });
+    }
+    if (actual === digest) return;
+    await blob.close();
+    this.#logger.warn('dfs.blob_digest_mismatch', { blob: digest, actual, source: path });
+    throw new SourceError('LAYOUT_INVALID', `blob file hashes to ${actual}, not to the digest it is named by`, { blob: digest, source: path });
   }
 }

@@ -111,6 +111,9 @@ export class RealDaemon {
       '--socket', this.socket,
       '--registries-conf', this.#opts.registriesConf,
       '--log-level', 'info',
+      // `trust` here only (the product default is `verify`): these tests exercise podman 4 lazy pulls
+      // of TOC layers by blob digest; extraArgs may override (last flag wins). Minimal on purpose.
+      '--era-a-toc-layers', 'trust',
       ...(this.#opts.extraArgs ?? []),
       this.mnt,
     ];

@@ -279,7 +279,13 @@ export class MetadataStore {
     const ok = raw?.['version'] === 1 && typeof raw['key'] === 'string' && typeof raw['code'] === 'string' && typeof raw['message'] === 'string' && Number.isSafeInteger(raw['at']);
     // An unreadable record still means "quarantined": failing closed costs a refused layer, not a wrong byte.
     if (!ok) return { key: String(raw?.['key'] ?? blobDigest), code: 'LAYER_QUARANTINED', message: 'quarantine record unreadable', at: 0 };
-    return { key: raw['key'] as string, ...(typeof raw['ref'] === 'string' ? { ref: raw['ref'] } : {}), code: raw['code'] as string, message: raw['message'] as string, at: raw['at'] as number };
+    return {
+      key: raw['key'] as string,
+      ...(typeof raw['ref'] === 'string' ? { ref: raw['ref'] } : {}),
+      code: raw['code'] as string,
+      message: raw['message'] as string,
+      at: raw['at'] as number,
+    };
   }
 
   #quarantinePath(blobDigest: Digest): string {

@@ -203,7 +203,10 @@ export class ObjectIo {
       this.#slices(items.length).map(async ({ slot, from, to }) => {
         const part = items.slice(from, to);
         try {
-          const r = await this.#pool.send(slot, { op: 'put', tmpDir: this.#tmpDir, fsync: this.#fsync, items: part.map((it) => ({ target: it.target, ...shared(it.data) })) });
+          const r = await this.#pool.send(
+            slot,
+            { op: 'put', tmpDir: this.#tmpDir, fsync: this.#fsync, items: part.map((it) => ({ target: it.target, ...shared(it.data) })) },
+          );
           r.forEach((x, k) => (out[from + k] = x as PutOutcome));
         } catch (e) {
           for (let k = from; k < to; k++) out[k] = failure(e);

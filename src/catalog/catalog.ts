@@ -232,7 +232,14 @@ export class LayerCatalog {
     }
   }
 
-  async #serveFacts(refElem: string | undefined, ref: ImageReference | undefined, key: Digest, facts: LayerFacts, imagePersisted: Promise<void> | undefined, t0: number): Promise<ServedLayer> {
+  async #serveFacts(
+    refElem: string | undefined,
+    ref: ImageReference | undefined,
+    key: Digest,
+    facts: LayerFacts,
+    imagePersisted: Promise<void> | undefined,
+    t0: number,
+  ): Promise<ServedLayer> {
     if (facts.diffId === undefined) {
       throw new IndexError('LAYER_NOT_SERVABLE', 'the image config has no diff_id for this layer', { layer: key, blob: facts.blobDigest });
     }
@@ -267,7 +274,11 @@ export class LayerCatalog {
     const q = await quarantined;
     if (q) {
       // Quarantined in an earlier run: served as it was then (EIO), never trusted afresh.
-      const reason = new IndexError('LAYER_QUARANTINED', `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`, { layer: key, blob: facts.blobDigest });
+      const reason = new IndexError(
+        'LAYER_QUARANTINED',
+        `quarantined ${new Date(q.at).toISOString()}: ${q.code}: ${q.message}`,
+        { layer: key, blob: facts.blobDigest },
+      );
       layer.quarantine(reason);
       this.#refusals.record('quarantined', key, ref?.string, reason);
       this.#log.warn('catalog.layer_quarantined', { layer: key, ...(ref ? { ref: ref.string } : {}), code: q.code, error: reason, persisted: true });

@@ -153,7 +153,10 @@ export class IndexLoader {
       .saveLayer(stored, opened.record)
       .catch((e: unknown) => this.#o.logger.warn('catalog.persist_layer_failed', { layer: facts.key, error: e }));
     const ms = (a: number, b: number): number => Math.round(b - a);
-    this.#o.logger.debug('catalog.index_opened', { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) });
+    this.#o.logger.debug(
+      'catalog.index_opened',
+      { layer: facts.key, openMs: ms(t0, tOpen), indexMs: ms(tOpen, tIndex), persistMs: ms(tIndex, performance.now()) },
+    );
     return opened.index;
   }
 }

@@ -197,7 +197,11 @@ export class ServedLayer implements PrefetchTarget {
     return reqs.map((r) => {
       if (r.chunk.zeros) return alreadyVerified(Buffer.alloc(r.chunk.size));
       const b = wanted.get(r.chunk.digest);
-      if (b === undefined) throw new IndexError('LAYER_NOT_SERVABLE', `chunk ${r.chunk.digest} is not in the plain layer any more`, { layer: this.name, chunk: r.chunk.digest });
+      if (b === undefined) throw new IndexError(
+        'LAYER_NOT_SERVABLE',
+        `chunk ${r.chunk.digest} is not in the plain layer any more`,
+        { layer: this.name, chunk: r.chunk.digest },
+      );
       this.#stats.fetchedBytes += b.length;
       return alreadyVerified(b);
     });
@@ -230,7 +234,12 @@ export class ServedLayer implements PrefetchTarget {
 
   #checkQuarantine(): void {
     if (this.#quarantine) {
-      throw new IndexError('LAYER_QUARANTINED', `layer quarantined: ${this.#quarantine.message}`, { layer: this.key, blob: this.blobDigest }, { cause: this.#quarantine });
+      throw new IndexError(
+        'LAYER_QUARANTINED',
+        `layer quarantined: ${this.#quarantine.message}`,
+        { layer: this.key, blob: this.blobDigest },
+        { cause: this.#quarantine },
+      );
     }
   }
 

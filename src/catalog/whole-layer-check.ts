@@ -14,7 +14,15 @@ import type { ServedLayer } from './layer.js';
 import type { LayerId } from './layer-id.js';
 
 /** Whole-layer check failures that mean "this blob is not what its TOC says" (not a network error). */
-const QUARANTINE_CODES = new Set(['FORMAT_CONFLICT', 'DIFFID_MISMATCH', 'BLOB_DIGEST_MISMATCH', 'DECOMPRESS_FAILED', 'TAR_INVALID', 'ENTRY_PATH_UNSAFE', 'ENTRY_INVALID']);
+const QUARANTINE_CODES = new Set([
+  'FORMAT_CONFLICT',
+  'DIFFID_MISMATCH',
+  'BLOB_DIGEST_MISMATCH',
+  'DECOMPRESS_FAILED',
+  'TAR_INVALID',
+  'ENTRY_PATH_UNSAFE',
+  'ENTRY_INVALID',
+]);
 
 export interface WholeLayerCheckOptions {
   readonly scheduler?: PrefetchScheduler;

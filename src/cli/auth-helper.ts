@@ -35,7 +35,13 @@ async function readAll(s: NodeJS.ReadableStream, cap: number): Promise<Buffer> {
 export function postCredentials(socketPath: string, body: Buffer, timeoutMs: number): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath, method: 'POST', path: '/credentials', headers: { 'content-type': 'application/json', 'content-length': body.length, host: 'lazy-als' }, timeout: timeoutMs },
+      {
+        socketPath,
+        method: 'POST',
+        path: '/credentials',
+        headers: { 'content-type': 'application/json', 'content-length': body.length, host: 'lazy-als' },
+        timeout: timeoutMs,
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');

@@ -74,7 +74,12 @@ async function checkFuse(o: DoctorOptions, uid: number, env: NodeJS.ProcessEnv):
   const dev = o.devFuse ?? '/dev/fuse';
   const st = await stat(dev).catch(() => undefined);
   if (!st?.isCharacterDevice()) {
-    out.push({ check: 'kernel FUSE', level: 'fail', message: `${dev} is missing`, fix: 'load the fuse module (`modprobe fuse`); in a container, pass --device /dev/fuse' });
+    out.push({
+      check: 'kernel FUSE',
+      level: 'fail',
+      message: `${dev} is missing`,
+      fix: 'load the fuse module (`modprobe fuse`); in a container, pass --device /dev/fuse',
+    });
   } else {
     const fh = await open(dev, 'r+').catch((e: NodeJS.ErrnoException) => e);
     if (fh instanceof Error) {
@@ -94,7 +99,12 @@ async function checkFuse(o: DoctorOptions, uid: number, env: NodeJS.ProcessEnv):
     out.push(
       allowed
         ? { check: '/etc/fuse.conf', level: 'ok', message: 'user_allow_other is set (allow_other works for non-root)' }
-        : { check: '/etc/fuse.conf', level: 'fail', message: 'allow_other is configured but /etc/fuse.conf lacks user_allow_other', fix: 'add a line `user_allow_other` to /etc/fuse.conf, or set fuse.allow_other = false' },
+        : {
+          check: '/etc/fuse.conf',
+          level: 'fail',
+          message: 'allow_other is configured but /etc/fuse.conf lacks user_allow_other',
+          fix: 'add a line `user_allow_other` to /etc/fuse.conf, or set fuse.allow_other = false',
+        },
     );
   } else {
     out.push({ check: '/etc/fuse.conf', level: 'ok', message: uid === 0 ? 'not needed as root' : 'allow_other is off' });
@@ -111,7 +121,12 @@ function checkDriver(driver: string | undefined, uid: number, main: string): Che
   const fix = `in ${main}, under [storage]: driver = "overlay" (then \`podman system reset\` if podman already chose another)`;
   if (driver === 'overlay') return [{ check: 'storage driver', level: 'ok', message: 'overlay (the only driver that uses additional layer stores)' }];
   if (driver !== undefined) return [{ check: 'storage driver', level: 'fail', message: `driver "${driver}" ignores additional layer stores`, fix }];
-  if (uid !== 0) return [{ check: 'storage driver', level: 'warn', message: 'no driver set: rootless podman may choose vfs, which has no additional layer stores', fix }];
+  if (uid !== 0) return [{
+    check: 'storage driver',
+    level: 'warn',
+    message: 'no driver set: rootless podman may choose vfs, which has no additional layer stores',
+    fix,
+  }];
   return [];
 }
 
@@ -129,7 +144,12 @@ async function checkStorageConf(o: DoctorOptions, uid: number, env: NodeJS.Proce
     try {
       conf = parseToml(text) as StorageConf;
     } catch (e) {
-      return [{ check: 'storage.conf', level: 'fail', message: `${f} is not valid TOML: ${(e as Error).message.split('\n')[0]}`, fix: `fix the syntax of ${f}` }];
+      return [{
+        check: 'storage.conf',
+        level: 'fail',
+        message: `${f} is not valid TOML: ${(e as Error).message.split('\n')[0]}`,
+        fix: `fix the syntax of ${f}`,
+      }];
     }
     read.push(f);
     const v = conf.storage?.options?.additionallayerstores;
@@ -143,12 +163,22 @@ async function checkStorageConf(o: DoctorOptions, uid: number, env: NodeJS.Proce
   const i = stores.findIndex((s) => s === want);
   if (i < 0) {
     if (stores.includes(o.config.mountpoint)) {
-      return [...drv, { check: 'storage.conf', level: 'fail', message: `${o.config.mountpoint} is listed without :ref (podman cannot name the image, so nothing is pulled lazily)`, fix: `use "${want}"` }];
+      return [...drv, {
+        check: 'storage.conf',
+        level: 'fail',
+        message: `${o.config.mountpoint} is listed without :ref (podman cannot name the image, so nothing is pulled lazily)`,
+        fix: `use "${want}"`,
+      }];
     }
     return [...drv, { check: 'storage.conf', level: 'fail', message: `additionallayerstores (${stores.join(', ')}) does not list ${want}`, fix }];
   }
   if (i > 0) {
-    return [...drv, { check: 'storage.conf', level: 'warn', message: `${want} is entry ${i + 1} of additionallayerstores; podman 4 only asks the first store`, fix: `move "${want}" to the front of the list` }];
+    return [...drv, {
+      check: 'storage.conf',
+      level: 'warn',
+      message: `${want} is entry ${i + 1} of additionallayerstores; podman 4 only asks the first store`,
+      fix: `move "${want}" to the front of the list`,
+    }];
   }
   return [...drv, { check: 'storage.conf', level: 'ok', message: `${want} is the first additional layer store (${where})` }];
 }
@@ -164,14 +194,29 @@ async function checkRegistriesConf(o: DoctorOptions, env: NodeJS.ProcessEnv): Pr
       const v = (parseToml(text) as Record<string, unknown>)['additional-layer-store-auth-helper'];
       if (typeof v === 'string') helper = v;
     } catch (e) {
-      return [{ check: 'registries.conf', level: 'fail', message: `${f} is not valid TOML: ${(e as Error).message.split('\n')[0]}`, fix: `fix the syntax of ${f}` }];
+      return [{
+        check: 'registries.conf',
+        level: 'fail',
+        message: `${f} is not valid TOML: ${(e as Error).message.split('\n')[0]}`,
+        fix: `fix the syntax of ${f}`,
+      }];
     }
   }
   if (helper === undefined) {
-    return [{ check: 'registries.conf', level: 'warn', message: 'no additional-layer-store-auth-helper: the store sees only credentials from auth files', fix: `for private registries add additional-layer-store-auth-helper = "lazy-als-auth-helper" at the top of ${main}` }];
+    return [{
+      check: 'registries.conf',
+      level: 'warn',
+      message: 'no additional-layer-store-auth-helper: the store sees only credentials from auth files',
+      fix: `for private registries add additional-layer-store-auth-helper = "lazy-als-auth-helper" at the top of ${main}`,
+    }];
   }
   const found = helper.includes('/') ? ((await exists(helper)) ? helper : undefined) : await onPath(helper, env);
-  if (!found) return [{ check: 'registries.conf', level: 'fail', message: `auth helper ${helper} is not on PATH`, fix: 'install lazy-als-auth-helper (the Debian package puts it in /usr/bin)' }];
+  if (!found) return [{
+    check: 'registries.conf',
+    level: 'fail',
+    message: `auth helper ${helper} is not on PATH`,
+    fix: 'install lazy-als-auth-helper (the Debian package puts it in /usr/bin)',
+  }];
   return [{ check: 'registries.conf', level: 'ok', message: `auth helper ${found}` }];
 }
 
@@ -191,7 +236,12 @@ async function checkStateDir(o: DoctorOptions, uid: number): Promise<CheckResult
   } else if (st.uid !== uid) {
     out.push({ check: 'state dir', level: 'fail', message: `${dir} is owned by uid ${st.uid}, not ${uid}`, fix: `chown -R ${uid} ${dir}` });
   } else if ((st.mode & 0o022) !== 0) {
-    out.push({ check: 'state dir', level: 'warn', message: `${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}): others could plant cache files`, fix: `chmod 700 ${dir}` });
+    out.push({
+      check: 'state dir',
+      level: 'warn',
+      message: `${dir} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}): others could plant cache files`,
+      fix: `chmod 700 ${dir}`,
+    });
   } else {
     out.push({ check: 'state dir', level: 'ok', message: `${dir} (mode ${(st.mode & 0o777).toString(8)})` });
   }
@@ -203,7 +253,12 @@ async function checkStateDir(o: DoctorOptions, uid: number): Promise<CheckResult
     out.push(
       free >= want
         ? { check: 'free space', level: 'ok', message: `${gib(free)} free for a cache of ${gib(want)}` }
-        : { check: 'free space', level: free < Math.min(want, 1024 ** 3) ? 'fail' : 'warn', message: `${gib(free)} free but cache_size is ${gib(want)}`, fix: 'free space, move state_dir, or lower cache_size' },
+        : {
+          check: 'free space',
+          level: free < Math.min(want, 1024 ** 3) ? 'fail' : 'warn',
+          message: `${gib(free)} free but cache_size is ${gib(want)}`,
+          fix: 'free space, move state_dir, or lower cache_size',
+        },
     );
   }
   return out;
@@ -212,5 +267,10 @@ async function checkStateDir(o: DoctorOptions, uid: number): Promise<CheckResult
 export async function runDoctor(o: DoctorOptions): Promise<CheckResult[]> {
   const uid = o.uid ?? process.getuid?.() ?? 0;
   const env = o.env ?? process.env;
-  return [...(await checkFuse(o, uid, env)), ...(await checkStorageConf(o, uid, env)), ...(await checkRegistriesConf(o, env)), ...(await checkStateDir(o, uid))];
+  return [
+    ...(await checkFuse(o, uid, env)),
+    ...(await checkStorageConf(o, uid, env)),
+    ...(await checkRegistriesConf(o, env)),
+    ...(await checkStateDir(o, uid)),
+  ];
 }

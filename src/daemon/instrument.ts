@@ -80,7 +80,10 @@ export function meteredProvider(provider: LayerProvider, t: Telemetry): LayerPro
         timed(() => layer.readFile(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b?.length ?? 0, s, e === undefined));
       const readFileParts: ServedLayerView['readFileParts'] = layer.readFileParts
         ? (node, path, offset, length, signal) =>
-            timed(() => layer.readFileParts!(node, path, offset, length, signal), (s, b, e) => t.read(name, 'file', b ? b.reduce((n, x) => n + x.length, 0) : 0, s, e === undefined))
+            timed(
+              () => layer.readFileParts!(node, path, offset, length, signal),
+              (s, b, e) => t.read(name, 'file', b ? b.reduce((n, x) => n + x.length, 0) : 0, s, e === undefined),
+            )
         : undefined;
       const readBlob: ServedLayerView['readBlob'] = (offset, length, signal) =>
         timed(() => layer.readBlob(offset, length, signal), (s, b, e) => t.read(name, 'blob', b?.length ?? 0, s, e === undefined));

@@ -69,7 +69,13 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // Chunks are written before they are served (ChunkCache), so no fsync per object: a crash of the
   // daemon loses nothing written, and an object lost or torn by a power cut is re-verified on read
   // (a refetch, never a wrong byte). Chunk writes and reads run in io worker threads (issue 11).
-  const blobStore = await ObjectStore.open({ dir: join(config.stateDir, 'objects'), tmpDir: join(config.stateDir, 'tmp', 'objects'), fsync: false, logger, ioThreads: 2 });
+  const blobStore = await ObjectStore.open({
+    dir: join(config.stateDir, 'objects'),
+    tmpDir: join(config.stateDir, 'tmp', 'objects'),
+    fsync: false,
+    logger,
+    ioThreads: 2,
+  });
   const metadata = await MetadataStore.open({ stateDir: config.stateDir, logger });
   // Objects of layers in use (`use` count > 0) are never evicted (docs/als-contract.md §7): the set
   // is refreshed at the start of every gc, automatic or `gc --all`.

@@ -42,7 +42,20 @@ export interface ReadyInfo {
 
 const EMPTY_SNAPSHOT: MetricsSnapshot = {
   layers: [],
-  cache: { hotHits: 0, diskHits: 0, misses: 0, joined: 0, bytesFetched: 0, storeFailures: 0, hotBytes: 0, usageBytes: 0, limitBytes: 0, evictedObjects: 0, evictedBytes: 0, gcRuns: 0 },
+  cache: {
+    hotHits: 0,
+    diskHits: 0,
+    misses: 0,
+    joined: 0,
+    bytesFetched: 0,
+    storeFailures: 0,
+    hotBytes: 0,
+    usageBytes: 0,
+    limitBytes: 0,
+    evictedObjects: 0,
+    evictedBytes: 0,
+    gcRuns: 0,
+  },
 };
 
 /** The state dir (private) and the mountpoint (a dead mount left by a killed daemon cleared first). */

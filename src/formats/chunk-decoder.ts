@@ -57,7 +57,11 @@ export interface ChunkDecoder {
  * dropped: memory is what the TOC declares for the requested chunks, never the decoded prefix), and
  * hash each. With compression 'none' the bytes are views of job.data.
  */
-async function decodeAndHash(job: SpanJob, context: ErrorContext, alloc?: (n: number) => Buffer): Promise<{ results: Array<{ bytes: Buffer; actual: string }> }> {
+async function decodeAndHash(
+  job: SpanJob,
+  context: ErrorContext,
+  alloc?: (n: number) => Buffer,
+): Promise<{ results: Array<{ bytes: Buffer; actual: string }> }> {
   const slices = job.members.map((m) => ({ start: m.innerOffset, length: m.size }));
   const plain = await decodeSlices(job.compression, job.data, slices, context, alloc);
   const results = job.members.map((m, i) => {
@@ -183,7 +187,12 @@ export class ChunkDecoderPool implements ChunkDecoder {
         try {
           reply = await this.#post(slots[k]!, b.idx.map((i) => jobs[i]!));
         } catch (e) {
-          for (const i of b.idx) out[i] = new FormatError('DECOMPRESS_FAILED', `decode worker failed: ${e instanceof Error ? e.message : String(e)}`, contexts[i]!, { cause: e });
+          for (const i of b.idx) out[i] = new FormatError(
+            'DECOMPRESS_FAILED',
+            `decode worker failed: ${e instanceof Error ? e.message : String(e)}`,
+            contexts[i]!,
+            { cause: e },
+          );
           return;
         }
         const slab = reply.slab;

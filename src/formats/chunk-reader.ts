@@ -113,7 +113,11 @@ export async function readVerifiedChunks(
     groups.get(start)!.members.forEach((i, k) => {
       const r = res[k]!;
       if ('actual' in r) {
-        throw new FormatError('CHUNK_DIGEST_MISMATCH', `chunk content hashes to ${r.actual}`, { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest });
+        throw new FormatError(
+          'CHUNK_DIGEST_MISMATCH',
+          `chunk content hashes to ${r.actual}`,
+          { ...ctxOf(info, requests[i]!), chunk: requests[i]!.chunk.digest },
+        );
       }
       out[i] = r.ok;
     });

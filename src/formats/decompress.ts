@@ -231,7 +231,13 @@ function gunzipInto(data: Buffer, targets: readonly Target[], need: number, cont
  * before `need` bytes is an error unless `shortOk`; corrupt data is an error unless it comes after
  * the `need` bytes. Resolves with the number of bytes handed out.
  */
-function gunzipStream(data: Buffer, need: number, context: ErrorContext, o: { readonly shortOk: boolean }, sink: (b: Buffer, pos: number) => void): Promise<number> {
+function gunzipStream(
+  data: Buffer,
+  need: number,
+  context: ErrorContext,
+  o: { readonly shortOk: boolean },
+  sink: (b: Buffer, pos: number) => void,
+): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let pos = 0;
     let settled = false;

@@ -110,7 +110,10 @@ export function detectFormat(tail: Buffer, head: Buffer, descriptor?: LayerDescr
   const byMagic = compressionOfMagic(head);
   const byMediaType = compressionOfMediaType(descriptor?.mediaType);
   if (byMediaType !== undefined && byMediaType !== byMagic) {
-    throw new FormatError('FORMAT_CONFLICT', `media type ${descriptor?.mediaType} says ${byMediaType} but the blob starts like ${byMagic === 'none' ? 'an uncompressed tar' : byMagic}`);
+    throw new FormatError(
+      'FORMAT_CONFLICT',
+      `media type ${descriptor?.mediaType} says ${byMediaType} but the blob starts like ${byMagic === 'none' ? 'an uncompressed tar' : byMagic}`,
+    );
   }
   let format: LayerFormat;
   const g = gzipFooter(tail);

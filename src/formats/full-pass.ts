@@ -207,7 +207,11 @@ class FullPassCheck {
     // eStargz TOCs carry the header's time rounded to the second (toc-binding.ts).
     const r = landedTime(tocRoundedSeconds(e.mtimeSec, e.mtimeNsec), 0);
     const rounded = this.#estargz && n.mtimeSec === r.mtimeSec && n.mtimeNsec === 0;
-    if ((n.mtimeSec !== t.mtimeSec || n.mtimeNsec !== t.mtimeNsec) && !rounded) throw conflict('the mtime', `${n.mtimeSec}.${n.mtimeNsec}`, `${t.mtimeSec}.${t.mtimeNsec}`);
+    if ((n.mtimeSec !== t.mtimeSec || n.mtimeNsec !== t.mtimeNsec) && !rounded) throw conflict(
+      'the mtime',
+      `${n.mtimeSec}.${n.mtimeNsec}`,
+      `${t.mtimeSec}.${t.mtimeNsec}`,
+    );
     if (e.type === 'symlink' && n.linkTarget !== e.linkName) {
       throw conflict('the link target', displayName(n.linkTarget ?? ('' as ByteString)), displayName(e.linkName ?? ('' as ByteString)));
     }

@@ -55,7 +55,11 @@ export function indexToWire(index: LayerIndex): { wire: WireIndex; transfer: Arr
 }
 
 export function indexFromWire(w: WireIndex): TableLayerIndex {
-  return new TableLayerIndex(Buffer.from(w.table), { spans: w.spans, nodeFlags: w.nodeFlags, fileDigests: w.fileDigests, chunkDigests: w.chunkDigests }, w.meta);
+  return new TableLayerIndex(
+    Buffer.from(w.table),
+    { spans: w.spans, nodeFlags: w.nodeFlags, fileDigests: w.fileDigests, chunkDigests: w.chunkDigests },
+    w.meta,
+  );
 }
 
 export function errorToWire(e: unknown): WireError {

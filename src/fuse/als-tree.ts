@@ -285,7 +285,11 @@ export class AlsTree implements FuseOps {
         const list = (s: Served | undefined): { names: string[]; stats: FsStat[] } => {
           if (!s) return { names, stats };
           names.push('diff', 'info', 'blob');
-          stats.push(s.tree.stat(s.tree.layer.index.root), this.#ctlStat(`${path}/info`, 'reg', s.tree.layer.info.length), this.#ctlStat(`${path}/blob`, 'reg', s.tree.layer.blobSize));
+          stats.push(
+            s.tree.stat(s.tree.layer.index.root),
+            this.#ctlStat(`${path}/info`, 'reg', s.tree.layer.info.length),
+            this.#ctlStat(`${path}/blob`, 'reg', s.tree.layer.blobSize),
+          );
           return { names, stats };
         };
         return l instanceof Promise ? l.then(list) : list(l);

@@ -99,7 +99,17 @@ export function errnoOf(e: unknown): number {
   return E.EIO;
 }
 
-const QUIET: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['EACCES', 'ENOENT', 'EROFS', 'ENOTDIR', 'EISDIR', 'EINVAL', 'EIO', 'INVALID_ARGUMENT', 'REFERENCE_INVALID']);
+const QUIET: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'EACCES',
+  'ENOENT',
+  'EROFS',
+  'ENOTDIR',
+  'EISDIR',
+  'EINVAL',
+  'EIO',
+  'INVALID_ARGUMENT',
+  'REFERENCE_INVALID',
+]);
 
 /**
  * True when the error needs no log line from the guard: an ordinary answer (ENOENT, EROFS,

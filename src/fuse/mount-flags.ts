@@ -33,7 +33,11 @@ export async function remountSuid(mountpoint: string, logger: Logger): Promise<v
   });
   const flags = await mountFlags(mountpoint);
   if (code !== 0 || flags?.includes('nosuid')) {
-    throw new FuseError('FUSE_MOUNT', `could not clear nosuid on ${mountpoint} (mount -o remount,suid exited ${code}); set fuse.suid = false to run without setuid`, {});
+    throw new FuseError(
+      'FUSE_MOUNT',
+      `could not clear nosuid on ${mountpoint} (mount -o remount,suid exited ${code}); set fuse.suid = false to run without setuid`,
+      {},
+    );
   }
   logger.debug('fuse.remounted_suid', { mountpoint });
 }

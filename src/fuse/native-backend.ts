@@ -42,7 +42,12 @@ export function loadNative(): NativeBinding {
     binding = createRequire(import.meta.url)(addonPath()) as NativeBinding;
   } catch (e) {
     loadError = e as Error;
-    throw new FuseError('FUSE_MOUNT', `the native backend is not built (${loadError.message}); run scripts/setup.sh or use --backend fuse-native`, {}, { cause: e });
+    throw new FuseError(
+      'FUSE_MOUNT',
+      `the native backend is not built (${loadError.message}); run scripts/setup.sh or use --backend fuse-native`,
+      {},
+      { cause: e },
+    );
   }
   return binding;
 }

@@ -49,14 +49,30 @@ export interface ResolveImageOptions {
   readonly platform?: Platform;
 }
 
-const NODE_TO_OCI_ARCH: Readonly<Record<string, string>> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+const NODE_TO_OCI_ARCH: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  ia32: '386',
+  arm64: 'arm64',
+  arm: 'arm',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loong64: 'loong64',
+};
 
 /** This host's platform in OCI terms. */
 export function hostPlatform(): Platform {
   return { os: process.platform, architecture: NODE_TO_OCI_ARCH[process.arch] ?? process.arch };
 }
 
-export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sourceName: string, logger: Logger, signal?: AbortSignal, opts: ResolveImageOptions = {}): Promise<ResolvedImage | undefined> {
+export async function resolveImage(
+  ref: ImageReference,
+  f: DocumentFetcher,
+  sourceName: string,
+  logger: Logger,
+  signal?: AbortSignal,
+  opts: ResolveImageOptions = {},
+): Promise<ResolvedImage | undefined> {
   const wanted = ref.digest ?? ref.tag ?? 'latest';
   const top = await f.manifest(wanted, signal);
   if (!top) return undefined;
@@ -68,7 +84,12 @@ export async function resolveImage(ref: ImageReference, f: DocumentFetcher, sour
   } else {
     digest = sha256Of(top.bytes);
     if (top.claimedDigest && top.claimedDigest !== digest) {
-      if (top.claimedDigest.startsWith('sha256:')) throw new DigestMismatchError(`manifest ${ref.string} (Docker-Content-Digest)`, top.claimedDigest, digest, ctx);
+      if (top.claimedDigest.startsWith('sha256:')) throw new DigestMismatchError(
+        `manifest ${ref.string} (Docker-Content-Digest)`,
+        top.claimedDigest,
+        digest,
+        ctx,
+      );
       verifyBytes(top.bytes, top.claimedDigest, `manifest ${ref.string} (Docker-Content-Digest)`, ctx);
     }
   }
@@ -118,7 +139,11 @@ async function resolvePlatform(d: Descriptor, f: DocumentFetcher, source: string
     return undefined;
   }
   const configBytes = await fetchConfig(f, doc.config, signal);
-  return buildResolvedManifest({ digest: d.digest, parsed: doc, manifestBytes: got.bytes, configBytes, ...(d.platform ? { platform: d.platform } : {}) }, source, logger);
+  return buildResolvedManifest(
+    { digest: d.digest, parsed: doc, manifestBytes: got.bytes, configBytes, ...(d.platform ? { platform: d.platform } : {}) },
+    source,
+    logger,
+  );
 }
 
 async function fetchConfig(f: DocumentFetcher, c: Descriptor, signal?: AbortSignal): Promise<Buffer> {

@@ -28,11 +28,19 @@ export class SourceChain implements BlobSource {
   }
 
   async resolve(ref: ImageReference, signal?: AbortSignal, want?: ManifestWanted): Promise<ResolvedImage> {
-    return this.#first('resolve', (s) => s.resolve(ref, signal, want), () => new SourceError('IMAGE_NOT_FOUND', `no source has ${ref.string}`, { source: this.name }));
+    return this.#first(
+      'resolve',
+      (s) => s.resolve(ref, signal, want),
+      () => new SourceError('IMAGE_NOT_FOUND', `no source has ${ref.string}`, { source: this.name }),
+    );
   }
 
   async openBlob(ref: ImageReference, digest: Digest, size: number | undefined, signal?: AbortSignal, bound?: boolean): Promise<RandomAccessBlob> {
-    return this.#first('openBlob', (s) => s.openBlob(ref, digest, size, signal, bound), () => new SourceError('BLOB_NOT_FOUND', `no source has the blob of ${ref.string}`, { blob: digest, source: this.name }));
+    return this.#first(
+      'openBlob',
+      (s) => s.openBlob(ref, digest, size, signal, bound),
+      () => new SourceError('BLOB_NOT_FOUND', `no source has the blob of ${ref.string}`, { blob: digest, source: this.name }),
+    );
   }
 
   async #first<T>(op: string, f: (s: BlobSource) => Promise<T>, notFound: () => SourceError): Promise<T> {

@@ -6,37 +6,15 @@
  * reference, authenticate lazy reads after a restart, and are gone once they expire.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { describe, expect, it } from 'vitest';
+import { opsRig } from '../helpers/ops-rig.js';
 import { probe, val } from '../integration/support/commands.js';
-import { leakedMounts, RealDaemon, ROOT, writeRegistriesConf } from '../integration/support/daemon.js';
-import { L1_FILES, L2_FILES, pushTestImage, refElem, sha256hex, type TestImage } from '../integration/support/images.js';
+import { RealDaemon, ROOT, writeRegistriesConf } from '../integration/support/daemon.js';
+import { L1_FILES, L2_FILES, refElem, sha256hex } from '../integration/support/images.js';
 
-let reg: RegistryHandle;
-let dir: string;
-let daemon: RealDaemon | undefined;
-let img: TestImage;
-
-beforeAll(async () => {
-  reg = await startRegistry({ auth: 'basic' });
-  dir = await mkdtemp(join(tmpdir(), 'lazy-als-ops-creds-'));
-  img = await pushTestImage(reg);
-});
-
-afterAll(async () => {
-  if (daemon) {
-    await daemon.stop().catch(() => undefined);
-    await daemon.forceUnmount();
-  }
-  await reg?.stop();
-  if (dir) {
-    expect(await leakedMounts([dir])).toEqual([]);
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+const rig = opsRig('creds', { auth: 'basic' });
 
 /** What c/image does with additional-layer-store-auth-helper: the JSON payload on stdin. */
 function helper(socket: string, payload: unknown): Promise<number | null> {
@@ -50,13 +28,14 @@ function helper(socket: string, payload: unknown): Promise<number | null> {
 
 describe('credentials across restarts', () => {
   it('kept 0600 in the state dir by logical reference, used after a restart, dropped once expired', async () => {
+    const { reg, img, dir } = rig;
     const conf = await writeRegistriesConf(join(dir, 'registries.conf'), [reg.host]);
     const ref = `${reg.host}/${img.repo}:${img.tag}`;
     const [user, pass] = Object.entries(reg.users)[0]!;
     const L1 = join(join(dir, 'd', 'store'), refElem(ref), img.l1.tocDigest);
     const L2 = join(join(dir, 'd', 'store'), refElem(ref), img.l2.tocDigest);
 
-    daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf });
+    const daemon = rig.use(await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf }));
     expect(await helper(daemon.socket, { [ref]: { username: user, password: pass } })).toBe(0);
     const first = (await probe([{ op: 'read', path: join(L1, 'diff', 'etc', 'passwd') }])).map(val);
     expect(first[0].sha256).toBe(sha256hex(L1_FILES['etc/passwd']));
@@ -80,7 +59,7 @@ describe('credentials across restarts', () => {
     await daemon.stop();
     const short = new RealDaemon({ dir: join(dir, 'd'), registriesConf: conf, extraArgs: ['--credentials-ttl', '1'] });
     await short.start();
-    daemon = short;
+    rig.use(short);
     expect(await helper(short.socket, { [ref]: { username: user, password: pass } })).toBe(0);
     const until = (JSON.parse(await readFile(file, 'utf8')) as Record<string, { expiresAt: number }>)[ref]!.expiresAt;
     await short.stop();

@@ -4,38 +4,15 @@
  * parser. The figures must follow what happened (bytes read, registry fetches, cache tiers), and
  * the stargz-snapshotter names must be there for existing dashboards.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { describe, expect, it } from 'vitest';
+import { opsRig } from '../helpers/ops-rig.js';
 import { probe, val } from '../integration/support/commands.js';
-import { leakedMounts, RealDaemon, writeRegistriesConf } from '../integration/support/daemon.js';
-import { L1_FILES, L2_FILES, pushTestImage, refElem, sha256hex, type TestImage } from '../integration/support/images.js';
+import { RealDaemon, writeRegistriesConf } from '../integration/support/daemon.js';
+import { L1_FILES, L2_FILES, refElem, sha256hex } from '../integration/support/images.js';
 import { parseProm, sum } from './prom-parse.js';
 
-let reg: RegistryHandle;
-let dir: string;
-let daemon: RealDaemon | undefined;
-let img: TestImage;
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  dir = await mkdtemp(join(tmpdir(), 'lazy-als-ops-metrics-'));
-  img = await pushTestImage(reg);
-});
-
-afterAll(async () => {
-  if (daemon) {
-    await daemon.stop().catch(() => undefined);
-    await daemon.forceUnmount();
-  }
-  await reg?.stop();
-  if (dir) {
-    expect(await leakedMounts([dir])).toEqual([]);
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+const rig = opsRig('metrics');
 
 async function scrape(address: string): Promise<{ status: number; type: string; text: string }> {
   const r = await fetch(`http://${address}/metrics`);
@@ -44,8 +21,9 @@ async function scrape(address: string): Promise<{ status: number; type: string; 
 
 describe('metrics endpoint', () => {
   it('serves Prometheus text that a real parser accepts, with stargz-compatible and lazy-als figures that follow the reads', async () => {
+    const { reg, img, dir } = rig;
     const conf = await writeRegistriesConf(join(dir, 'registries.conf'), [reg.host]);
-    daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf, extraArgs: ['--metrics-address', '127.0.0.1:0', '--backend', 'fuse-native'] });
+    const daemon = rig.use(await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf, extraArgs: ['--metrics-address', '127.0.0.1:0', '--backend', 'fuse-native'] }));
     // (fuse-native: every read reaches JS; the native backend answers cached reads in C, unseen by
     // the read metrics, see docs/metrics.md.)
     const ready = daemon.events().find((e) => e['event'] === 'daemon.ready')!;

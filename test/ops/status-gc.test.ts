@@ -2,38 +2,15 @@
  * `lazy-als status` (table and --json), the ready line, and `gc --all` / `purge`, against the REAL
  * daemon (dist/) over a real FUSE mount and a real docker-registry.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
+import { describe, expect, it } from 'vitest';
+import { opsRig } from '../helpers/ops-rig.js';
 import { cmd, probe, val } from '../integration/support/commands.js';
-import { CLI, leakedMounts, RealDaemon, writeRegistriesConf } from '../integration/support/daemon.js';
-import { L1_FILES, L2_FILES, pushTestImage, refElem, sha256hex, type TestImage } from '../integration/support/images.js';
+import { CLI, RealDaemon, writeRegistriesConf } from '../integration/support/daemon.js';
+import { L1_FILES, L2_FILES, refElem, sha256hex } from '../integration/support/images.js';
 import { defaultBackend } from '../../src/fuse/mount-als.js';
 
-let reg: RegistryHandle;
-let dir: string;
-let daemon: RealDaemon | undefined;
-let img: TestImage;
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  dir = await mkdtemp(join(tmpdir(), 'lazy-als-ops-status-'));
-  img = await pushTestImage(reg);
-});
-
-afterAll(async () => {
-  if (daemon) {
-    await daemon.stop().catch(() => undefined);
-    await daemon.forceUnmount();
-  }
-  await reg?.stop();
-  if (dir) {
-    expect(await leakedMounts([dir])).toEqual([]);
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+const rig = opsRig('status');
 
 const lazyAls = (...args: string[]) => cmd(process.execPath, [CLI, ...args]);
 const short = (d: string): string => d.slice(0, 'sha256:'.length + 12);
@@ -49,8 +26,9 @@ interface StatusLayer {
 
 describe('status, ready line, gc --all / purge', () => {
   it('prints a ready line; status is a table for people and JSON with --json; purge keeps only layers in use', async () => {
+    const { reg, img, dir } = rig;
     const conf = await writeRegistriesConf(join(dir, 'registries.conf'), [reg.host]);
-    daemon = await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf });
+    const daemon = rig.use(await RealDaemon.start({ dir: join(dir, 'd'), registriesConf: conf }));
     // The backend named is the one serving ($LAZY_ALS_BACKEND picks it in the conformance runs).
     const backend = defaultBackend();
     expect(daemon.stdout).toBe(`lazy-als: ready, serving ${daemon.mnt} (state ${daemon.stateDir}, backend ${backend}, control ${daemon.socket})\n`);

@@ -25,7 +25,10 @@ export function renderChecks(results: readonly CheckResult[]): string {
   }
   const fails = results.filter((r) => r.level === 'fail').length;
   const warns = results.filter((r) => r.level === 'warn').length;
-  lines.push('', fails > 0 ? `${fails} problem(s) to fix${warns ? `, ${warns} warning(s)` : ''}` : warns > 0 ? `no problems, ${warns} warning(s)` : 'no problems');
+  lines.push(
+    '',
+    fails > 0 ? `${fails} problem(s) to fix${warns ? `, ${warns} warning(s)` : ''}` : warns > 0 ? `no problems, ${warns} warning(s)` : 'no problems',
+  );
   return lines.join('\n') + '\n';
 }
 

@@ -57,12 +57,20 @@ function text(img: ResolvedImage): string {
   return out.join('\n') + '\n';
 }
 
-export async function buildSources(v: { dfs?: string | undefined; 'no-registry'?: boolean | undefined; 'registries-conf'?: string | undefined; 'auth-file'?: string | undefined }, logLevel: string, stderr: NodeJS.WritableStream): Promise<BlobSource> {
+export async function buildSources(
+  v: { dfs?: string | undefined; 'no-registry'?: boolean | undefined; 'registries-conf'?: string | undefined; 'auth-file'?: string | undefined },
+  logLevel: string,
+  stderr: NodeJS.WritableStream,
+): Promise<BlobSource> {
   const logger = createLogger((logLevel as 'warn') ?? 'warn', stderr);
   const sources: BlobSource[] = [];
   if (v.dfs) sources.push(new OciLayoutSource(v.dfs, logger));
   if (!v['no-registry']) {
-    sources.push(await createRegistrySource({ ...(v['registries-conf'] ? { registriesConf: v['registries-conf'] } : {}), ...(v['auth-file'] ? { authFile: v['auth-file'] } : {}), logger }));
+    sources.push(await createRegistrySource({
+      ...(v['registries-conf'] ? { registriesConf: v['registries-conf'] } : {}),
+      ...(v['auth-file'] ? { authFile: v['auth-file'] } : {}),
+      logger,
+    }));
   }
   return new SourceChain(sources, logger);
 }

@@ -23,7 +23,14 @@ export interface ControlCommandOptions {
   readonly usage?: string;
 }
 
-export async function controlCommand(name: string, method: 'GET' | 'POST', url: string, argv: string[], io: CommandIo, o: ControlCommandOptions = {}): Promise<number> {
+export async function controlCommand(
+  name: string,
+  method: 'GET' | 'POST',
+  url: string,
+  argv: string[],
+  io: CommandIo,
+  o: ControlCommandOptions = {},
+): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({

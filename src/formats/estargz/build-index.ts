@@ -48,7 +48,10 @@ export function layoutProblem(l: EStargzLayout): string | undefined {
 
 /** A verified TOC and its entries (parsed from it, header names applied) → LayerIndex. */
 export function indexFromToc(toc: VerifiedToc, entries: readonly TocEntry[], meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): LayerIndex {
-  const raw = tocToRawEntries(entries, { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes });
+  const raw = tocToRawEntries(
+    entries,
+    { legacy: meta.format === 'stargz-legacy', payloadEnd: payloadEndOf(meta), blobName: meta.blobName, maxInnerOffset: limits.maxChunkBytes },
+  );
   return buildLayerIndex(
     raw,
     {
@@ -64,7 +67,13 @@ export function indexFromToc(toc: VerifiedToc, entries: readonly TocEntry[], met
 }
 
 /** `toc` is the verified TOC (its bytes persisted as is), `entries` its parse, `names` the header names read for it. */
-export function openedFromToc(toc: VerifiedToc, entries: readonly TocEntry[], names: HeaderNames, meta: EStargzMeta, limits: Limits = DEFAULT_LIMITS): OpenedLayer {
+export function openedFromToc(
+  toc: VerifiedToc,
+  entries: readonly TocEntry[],
+  names: HeaderNames,
+  meta: EStargzMeta,
+  limits: Limits = DEFAULT_LIMITS,
+): OpenedLayer {
   const index = indexFromToc(toc, applyHeaderNames(entries, names), meta, limits);
   const headerNames = encodeHeaderNames(names);
   const record: LayerRecord = {

@@ -118,7 +118,11 @@ export async function readHeaderNames(
     for (let i = r.first, k = 0; i <= r.last; i++, k++) {
       const e = toc[i]!;
       const h = headers[k];
-      if (!h) throw new FormatError('FORMAT_CONFLICT', 'TOC lists an entry whose tar header is not where it must be', { ...r.rctx, entry: displayName(e.name) });
+      if (!h) throw new FormatError(
+        'FORMAT_CONFLICT',
+        'TOC lists an entry whose tar header is not where it must be',
+        { ...r.rctx, entry: displayName(e.name) },
+      );
       const bound = bindEntry(e, h, r.rctx, { tocSeconds: true });
       if (bound.name !== e.name || (bound.linkName !== undefined && bound.linkName !== e.linkName)) out.set(i, bound);
     }

@@ -62,7 +62,11 @@ export interface SparsePiece {
 export function sparsePieces(size: number, segments: readonly SparseSegment[], chunk: number = PLAIN_CHUNK_BYTES): SparsePiece[] {
   const out: SparsePiece[] = [];
   const cut = (from: number, to: number, stored?: number): void => {
-    for (let o = from; o < to; o += chunk) out.push({ fileOffset: o, size: Math.min(chunk, to - o), ...(stored !== undefined ? { stored: stored + (o - from) } : {}) });
+    for (let o = from; o < to; o += chunk) out.push({
+      fileOffset: o,
+      size: Math.min(chunk, to - o),
+      ...(stored !== undefined ? { stored: stored + (o - from) } : {}),
+    });
   };
   let pos = 0;
   let stored = 0;
@@ -97,7 +101,13 @@ function zeroDigest(n: number): Digest {
 
 /** The ChunkRef of a sparse piece (data: its digest; holes: zeros). */
 export function sparseChunk(p: SparsePiece, digest: Digest | undefined, compression: Compression, blobSize: number, dataOffset: number): ChunkRef {
-  if (p.stored === undefined) return { digest: zeroDigest(p.size), fileOffset: p.fileOffset, size: p.size, span: { offset: 0, end: 0, innerOffset: 0 }, zeros: true };
+  if (p.stored === undefined) return {
+    digest: zeroDigest(p.size),
+    fileOffset: p.fileOffset,
+    size: p.size,
+    span: { offset: 0, end: 0, innerOffset: 0 },
+    zeros: true,
+  };
   return { digest: digest!, fileOffset: p.fileOffset, size: p.size, span: plainSpan(compression, blobSize, dataOffset + p.stored, p.size) };
 }
 

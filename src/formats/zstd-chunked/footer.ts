@@ -72,8 +72,16 @@ export function parseFooter(tail: Buffer, ctx: ErrorContext): Footer | undefined
   if (!p) return undefined;
   const type = u64(p, 24, 'manifest type', ctx);
   if (type !== MANIFEST_TYPE_CRFS) throw new FormatError('FOOTER_INVALID', `unsupported manifest type ${type}`, ctx);
-  const manifest = { offset: u64(p, 0, 'manifest offset', ctx), length: u64(p, 8, 'manifest length', ctx), uncompressedLength: u64(p, 16, 'manifest uncompressed length', ctx) };
-  const ts = { offset: u64(p, 32, 'tar-split offset', ctx), length: u64(p, 40, 'tar-split length', ctx), uncompressedLength: u64(p, 48, 'tar-split uncompressed length', ctx) };
+  const manifest = {
+    offset: u64(p, 0, 'manifest offset', ctx),
+    length: u64(p, 8, 'manifest length', ctx),
+    uncompressedLength: u64(p, 16, 'manifest uncompressed length', ctx),
+  };
+  const ts = {
+    offset: u64(p, 32, 'tar-split offset', ctx),
+    length: u64(p, 40, 'tar-split length', ctx),
+    uncompressedLength: u64(p, 48, 'tar-split uncompressed length', ctx),
+  };
   const hasTs = ts.offset !== 0 || ts.length !== 0 || ts.uncompressedLength !== 0;
   return { manifest, ...(hasTs ? { tarSplit: ts } : {}), frameBytes: FOOTER_SIZE + 8 };
 }
@@ -86,7 +94,11 @@ export function parseOldFooter(tail: Buffer, ctx: ErrorContext): Footer | undefi
   const type = u64(p, 24, 'manifest type', ctx);
   if (type !== MANIFEST_TYPE_CRFS) throw new FormatError('FOOTER_INVALID', `unsupported manifest type ${type}`, ctx);
   return {
-    manifest: { offset: u64(p, 0, 'manifest offset', ctx), length: u64(p, 8, 'manifest length', ctx), uncompressedLength: u64(p, 16, 'manifest uncompressed length', ctx) },
+    manifest: {
+      offset: u64(p, 0, 'manifest offset', ctx),
+      length: u64(p, 8, 'manifest length', ctx),
+      uncompressedLength: u64(p, 16, 'manifest uncompressed length', ctx),
+    },
     frameBytes: OLD_FOOTER_SIZE + 8,
   };
 }

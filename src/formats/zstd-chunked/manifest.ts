@@ -87,7 +87,11 @@ function fields(obj: JsonObject, what: string, ctx: ErrorContext | (() => ErrorC
   for (const [k, v] of obj.entries) {
     const f = memo.fold(k);
     if (m.has(f)) {
-      throw new FormatError('TOC_MALFORMED', `${what}: key ${JSON.stringify(k.slice(0, 50))} given twice (keys are case-insensitive)`, typeof ctx === 'function' ? ctx() : ctx);
+      throw new FormatError(
+        'TOC_MALFORMED',
+        `${what}: key ${JSON.stringify(k.slice(0, 50))} given twice (keys are case-insensitive)`,
+        typeof ctx === 'function' ? ctx() : ctx,
+      );
     }
     // null is Go's "leave the field alone": the same as absent.
     if (v !== null) m.set(f, v);

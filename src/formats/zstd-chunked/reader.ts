@@ -63,7 +63,11 @@ async function locate(blob: RandomAccessBlob, ann: Readonly<Record<string, strin
   const hasCurrent = ANN_MANIFEST_CHECKSUM in ann || ANN_MANIFEST_POSITION in ann || ANN_TARSPLIT_POSITION in ann;
   if (ANN_ESTARGZ_TOC_DIGEST in ann) {
     // containers/storage refuses both; with only the old keys it is stargz-snapshotter's zstd variant.
-    throw new FormatError('FORMAT_CONFLICT', hasCurrent ? 'both zstd:chunked and eStargz TOC annotations' : 'layer carries an eStargz TOC digest: not zstd:chunked', ctx);
+    throw new FormatError(
+      'FORMAT_CONFLICT',
+      hasCurrent ? 'both zstd:chunked and eStargz TOC annotations' : 'layer carries an eStargz TOC digest: not zstd:chunked',
+      ctx,
+    );
   }
   const variant = !hasCurrent && ANN_OLD_MANIFEST_CHECKSUM in ann ? 'old' : 'current';
   const tailLen = Math.min(blob.size, FOOTER_SIZE + FRAME_HEADER);
@@ -74,7 +78,11 @@ async function locate(blob: RandomAccessBlob, ann: Readonly<Record<string, strin
   const tsAnn = variant === 'current' ? ann[ANN_TARSPLIT_POSITION] : undefined;
   const annTarSplit = tsAnn !== undefined ? parseTarSplitPosition(tsAnn, ctx) : undefined;
   if (footer && annManifest && !samePosition(footer.manifest, annManifest)) {
-    throw new FormatError('FORMAT_CONFLICT', `manifest position ${formatPosition(annManifest)} (annotation) ≠ ${formatPosition(footer.manifest)} (footer)`, ctx);
+    throw new FormatError(
+      'FORMAT_CONFLICT',
+      `manifest position ${formatPosition(annManifest)} (annotation) ≠ ${formatPosition(footer.manifest)} (footer)`,
+      ctx,
+    );
   }
   if (footer && annTarSplit && !samePosition(footer.tarSplit, annTarSplit)) {
     throw new FormatError('FORMAT_CONFLICT', `tar-split position ${formatPosition(annTarSplit)} (annotation) disagrees with the footer`, ctx);
@@ -94,7 +102,11 @@ async function locate(blob: RandomAccessBlob, ann: Readonly<Record<string, strin
 
 function checkRegion(p: Position, what: string, metaEnd: number, limits: Limits, ctx: ErrorContext): void {
   if (p.length > limits.maxTocBytes || p.uncompressedLength > limits.maxTocBytes) {
-    throw new FormatError('TOC_TOO_LARGE', `${what} of ${p.length} (${p.uncompressedLength} uncompressed) bytes exceeds the limit of ${limits.maxTocBytes}`, ctx);
+    throw new FormatError(
+      'TOC_TOO_LARGE',
+      `${what} of ${p.length} (${p.uncompressedLength} uncompressed) bytes exceeds the limit of ${limits.maxTocBytes}`,
+      ctx,
+    );
   }
   if (p.length === 0 || p.offset < FRAME_HEADER || p.offset + p.length > metaEnd) {
     throw new FormatError('TOC_OUT_OF_RANGE', `${what} at ${p.offset}+${p.length} is outside the blob's metadata area (0-${metaEnd})`, {
@@ -156,7 +168,13 @@ function indexOf(
  * Authenticate the tar-split against the TOC's digest of it, then bind the TOC to the tar it
  * describes (tar-split.ts): the TOC to serve (with the tar's name bytes) and the tar's length.
  */
-function bindTarSplit(toc: TocManifest, compressed: Buffer, uncompressedLength: number, limits: Limits, ctx: ErrorContext): { toc: TocManifest; tarSize: number } {
+function bindTarSplit(
+  toc: TocManifest,
+  compressed: Buffer,
+  uncompressedLength: number,
+  limits: Limits,
+  ctx: ErrorContext,
+): { toc: TocManifest; tarSize: number } {
   const actual = DigestHasher.for(toc.tarSplitDigest!).update(compressed).digest();
   if (actual !== toc.tarSplitDigest) {
     throw new FormatError('TOC_DIGEST_MISMATCH', `tar-split hashes to ${actual}, the TOC says ${toc.tarSplitDigest}`, ctx);
@@ -235,7 +253,11 @@ export const loadZstdChunkedRecord: LayerRecordLoader = (record: LayerRecord, li
     throw new FormatError('FORMAT_CONFLICT', `record is ${String(record.format)} v${String(record.version)}, not zstd-chunked v1`, ctx);
   }
   const p = record.params;
-  const manifest: Position = { offset: p['manifestOffset'] ?? -1, length: p['manifestLength'] ?? -1, uncompressedLength: p['manifestUncompressedLength'] ?? -1 };
+  const manifest: Position = {
+    offset: p['manifestOffset'] ?? -1,
+    length: p['manifestLength'] ?? -1,
+    uncompressedLength: p['manifestUncompressedLength'] ?? -1,
+  };
   const ints = [manifest.offset, manifest.length, manifest.uncompressedLength, record.blobSize];
   if (!ints.every((v) => Number.isSafeInteger(v) && v >= 0)) throw new FormatError('TOC_MALFORMED', 'record params are not byte counts', ctx);
   checkRegion(manifest, 'manifest', record.blobSize, limits, ctx);

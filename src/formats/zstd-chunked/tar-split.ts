@@ -118,7 +118,12 @@ class TarSplitReader {
         }
       }
     } catch (e) {
-      if (e instanceof FormatError && e.code === 'TAR_INVALID') throw new FormatError('FORMAT_CONFLICT', `tar-split headers: ${e.message}`, this.#ctx, { cause: e });
+      if (e instanceof FormatError && e.code === 'TAR_INVALID') throw new FormatError(
+        'FORMAT_CONFLICT',
+        `tar-split headers: ${e.message}`,
+        this.#ctx,
+        { cause: e },
+      );
       throw e;
     }
   }

@@ -71,12 +71,21 @@ export class OciLayoutWriter {
   /** Add (or replace, for the same ref name) a top-level entry of index.json. */
   async addToIndex(desc: LayoutDescriptor): Promise<void> {
     const path = join(this.dir, 'index.json');
-    let index: { schemaVersion: number; mediaType?: string; manifests: LayoutDescriptor[] } = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] };
+    let index: { schemaVersion: number; mediaType?: string; manifests: LayoutDescriptor[] } = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.index.v1+json',
+      manifests: [],
+    };
     try {
       index = JSON.parse(await readFile(path, 'utf8')) as typeof index;
       if (!Array.isArray(index.manifests)) index.manifests = [];
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new SourceError('LAYOUT_INVALID', 'existing index.json unreadable', { source: path }, { cause: e });
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new SourceError(
+        'LAYOUT_INVALID',
+        'existing index.json unreadable',
+        { source: path },
+        { cause: e },
+      );
     }
     const name = desc.annotations?.[REF_NAME_ANNOTATION];
     index.manifests = index.manifests.filter((m) => (name !== undefined ? m.annotations?.[REF_NAME_ANNOTATION] !== name : !(m.digest === desc.digest && m.annotations?.[REF_NAME_ANNOTATION] === undefined)));

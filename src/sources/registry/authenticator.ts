@@ -56,7 +56,11 @@ export class Authenticator {
    */
   async onUnauthorized(ep: Endpoint, challenges: readonly Challenge[], sent: string | undefined, signal?: AbortSignal): Promise<string> {
     const ch = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
-    if (!ch) throw new SourceError('REGISTRY_AUTH', `${ep.registry}: 401 without a usable WWW-Authenticate challenge`, { status: 401, repository: ep.repository, source: ep.origin });
+    if (!ch) throw new SourceError(
+      'REGISTRY_AUTH',
+      `${ep.registry}: 401 without a usable WWW-Authenticate challenge`,
+      { status: 401, repository: ep.repository, source: ep.origin },
+    );
     this.#challenges.set(ep.origin, ch);
     if (ch.scheme === 'basic' && sent?.startsWith('Basic ')) {
       throw new SourceError('REGISTRY_AUTH', `${ep.registry}: credentials rejected`, { status: 401, repository: ep.repository, source: ep.origin });
@@ -72,7 +76,11 @@ export class Authenticator {
     if (ch.scheme === 'basic') {
       const c = await this.#credentials(ep);
       if (!c || c.username === undefined || c.password === undefined) {
-        throw new SourceError('REGISTRY_AUTH', `${ep.registry}: registry wants Basic auth and no credentials are configured`, { status: 401, repository: ep.repository, source: ep.origin });
+        throw new SourceError(
+          'REGISTRY_AUTH',
+          `${ep.registry}: registry wants Basic auth and no credentials are configured`,
+          { status: 401, repository: ep.repository, source: ep.origin },
+        );
       }
       return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
     }
@@ -112,7 +120,15 @@ export class Authenticator {
         if (service) form.set('service', service);
         for (const s of scopes) form.append('scope', s);
         headers['content-type'] = 'application/x-www-form-urlencoded';
-        res = await request(realm, { method: 'POST', headers, body: form.toString(), dispatcher: this.#o.dispatcher, signal, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
+        res = await request(realm, {
+          method: 'POST',
+          headers,
+          body: form.toString(),
+          dispatcher: this.#o.dispatcher,
+          signal,
+          headersTimeout: this.#o.timeoutMs,
+          bodyTimeout: this.#o.timeoutMs,
+        });
       } else {
         const u = new URL(realm);
         if (service) u.searchParams.set('service', service);
@@ -121,7 +137,10 @@ export class Authenticator {
           u.searchParams.set('account', creds.username);
           headers['authorization'] = 'Basic ' + Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64');
         }
-        res = await request(u, { method: 'GET', headers, dispatcher: this.#o.dispatcher, signal, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
+        res = await request(
+          u,
+          { method: 'GET', headers, dispatcher: this.#o.dispatcher, signal, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs },
+        );
       }
     } catch (e) {
       throw transportError(`token request to ${realm}`, e, ctx);

@@ -64,7 +64,14 @@ export class HttpClient {
     this.#o = o;
     this.#ownsDispatcher = o.dispatcher === undefined;
     this.#dispatcher = o.dispatcher ?? new Agent({ connections: o.connectionsPerHost, keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, pipelining: 1 });
-    this.auth = new Authenticator({ credentials: o.credentials, dispatcher: this.#dispatcher, logger: o.logger, now: o.now, userAgent: o.userAgent, timeoutMs: o.timeoutMs });
+    this.auth = new Authenticator({
+      credentials: o.credentials,
+      dispatcher: this.#dispatcher,
+      logger: o.logger,
+      now: o.now,
+      userAgent: o.userAgent,
+      timeoutMs: o.timeoutMs,
+    });
   }
 
   async close(): Promise<void> {
@@ -83,7 +90,11 @@ export class HttpClient {
       res = await this.#follow(ep, start, req, authz, false);
       if (res.status === 401 && !res.redirected) {
         await discard(res.body);
-        throw new SourceError('REGISTRY_AUTH', `${ep.registry}: still unauthorized after authenticating for ${req.method} ${req.path}`, { status: 401, repository: ep.repository, source: ep.origin });
+        throw new SourceError(
+          'REGISTRY_AUTH',
+          `${ep.registry}: still unauthorized after authenticating for ${req.method} ${req.path}`,
+          { status: 401, repository: ep.repository, source: ep.origin },
+        );
       }
     }
     return res;
@@ -98,7 +109,10 @@ export class HttpClient {
       if (authz !== undefined && sameOrigin && !redirected) headers['authorization'] = authz;
       let r: Dispatcher.ResponseData;
       try {
-        r = await request(url, { method: req.method, headers, dispatcher: this.#dispatcher, signal: req.signal, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
+        r = await request(
+          url,
+          { method: req.method, headers, dispatcher: this.#dispatcher, signal: req.signal, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs },
+        );
       } catch (e) {
         if (req.signal?.aborted) throw e;
         throw transportError(`${req.method} ${redactUrl(url)}`, e, { repository: ep.repository, source: ep.origin });
@@ -107,7 +121,11 @@ export class HttpClient {
       if (r.statusCode >= 300 && r.statusCode < 400 && r.statusCode !== 304 && typeof location === 'string') {
         await discard(r.body);
         if (hop >= this.#o.maxRedirects) {
-          throw new SourceError('REGISTRY_HTTP', `too many redirects for ${req.method} ${req.path}`, { status: r.statusCode, repository: ep.repository, source: ep.origin });
+          throw new SourceError(
+            'REGISTRY_HTTP',
+            `too many redirects for ${req.method} ${req.path}`,
+            { status: r.statusCode, repository: ep.repository, source: ep.origin },
+          );
         }
         const next = new URL(location, url).toString();
         if (new URL(next).origin !== ep.origin) redirected = true;

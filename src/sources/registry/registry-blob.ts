@@ -171,7 +171,13 @@ export class RegistryBlob implements RandomAccessBlob {
   #ctx(targets: readonly MergedRange[], status?: number): SourceErrorContext {
     const first = targets[0]!;
     const last = targets[targets.length - 1]!;
-    return { blob: this.digest, range: [first.offset, last.offset + last.length], repository: this.#ep.repository, source: this.#ep.registry, ...(status !== undefined ? { status } : {}) };
+    return {
+      blob: this.digest,
+      range: [first.offset, last.offset + last.length],
+      repository: this.#ep.repository,
+      source: this.#ep.registry,
+      ...(status !== undefined ? { status } : {}),
+    };
   }
 
   /** `into` (single target only): the buffer the bytes are written to, instead of a new one. */

@@ -49,7 +49,10 @@ export class RegistryClient {
     return this.#retry(
       what,
       async () => {
-        const res = await this.#o.http.send(ep, { method: 'GET', path: `/manifests/${tagOrDigest}`, headers: { accept: MANIFEST_ACCEPT }, ...(signal ? { signal } : {}) });
+        const res = await this.#o.http.send(
+          ep,
+          { method: 'GET', path: `/manifests/${tagOrDigest}`, headers: { accept: MANIFEST_ACCEPT }, ...(signal ? { signal } : {}) },
+        );
         if (res.status === 404) {
           await discard(res.body);
           return undefined;
@@ -112,7 +115,12 @@ export class RegistryClient {
     return this.#retry(
       what,
       async () => {
-        const req = { method: 'GET' as const, path: `/blobs/${digest}`, headers: { range: 'bytes=0-0', 'accept-encoding': 'identity' }, ...(signal ? { signal } : {}) };
+        const req = {
+          method: 'GET' as const,
+          path: `/blobs/${digest}`,
+          headers: { range: 'bytes=0-0', 'accept-encoding': 'identity' },
+          ...(signal ? { signal } : {}),
+        };
         let res = await this.#o.http.send(ep, req);
         if (res.redirected && res.status === 403) {
           // storage refused the URL it was just given (expired presigned URL): ask the registry again, once
@@ -162,7 +170,10 @@ export class RegistryClient {
     return this.#retry(
       what,
       async () => {
-        const res = await this.#o.http.send(ep, { method: 'GET', path: `/blobs/${digest}`, headers: { 'accept-encoding': 'identity' }, ...(signal ? { signal } : {}) });
+        const res = await this.#o.http.send(
+          ep,
+          { method: 'GET', path: `/blobs/${digest}`, headers: { 'accept-encoding': 'identity' }, ...(signal ? { signal } : {}) },
+        );
         if (res.status !== 200) {
           await discard(res.body);
           if (res.status === 404) throw new SourceError('BLOB_NOT_FOUND', `${what}: not found`, { ...ctx, status: 404 });

@@ -32,7 +32,7 @@ import type { LayerProvider } from './layer-provider.js';
 type FileWhere =
   | { kind: 'info' | 'blob'; ref: string | undefined; key: Digest }
   | { kind: 'diff'; ref: string | undefined; key: Digest; rel: ByteString };
-type Where =
+export type Where =
   | { kind: 'root' }
   | { kind: 'ref'; ref: string }
   | { kind: 'key' | 'use'; ref: string | undefined; key: Digest }
@@ -196,6 +196,11 @@ export class AlsTree implements FuseOps {
     return Promise.resolve(this.#layer(ref, key));
   }
 
+  /** Whether (ref, key) is a layer already resolved and served (no lookup, no policy check). */
+  isServed(ref: string | undefined, key: Digest): boolean {
+    return this.#served.has(this.#cacheKey(ref, key));
+  }
+
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
   #withLayer<T>(w: { ref: string | undefined; key: Digest }, path: string, f: (s: Served) => T, ctx?: OpContext): T | Promise<T> {
     // Backends that know the caller check it here too (fuse-native relies on the dir modes).
@@ -237,8 +242,9 @@ export class AlsTree implements FuseOps {
     return (w.ref !== undefined ? `/${w.ref}/` : '/') + w.key;
   }
 
+  /** 0711: anyone may traverse (podman, resolve lists), but only root may list which refs are served (audit L4). */
   #rootStat(): FsStat {
-    return { ...this.#ctlStat('/', 'dir'), mode: 0o040755 };
+    return { ...this.#ctlStat('/', 'dir'), mode: 0o040711 };
   }
 
   getattr(path: string, ctx?: OpContext): FsStat | Promise<FsStat> {

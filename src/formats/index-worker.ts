@@ -47,7 +47,12 @@ export interface BuiltLayer {
   readonly record: StoredRecord;
 }
 
-type OpenJob = { readonly op: 'open'; readonly blob: { readonly name: string; readonly size: number }; readonly options: Omit<OpenLayerOptions, 'signal' | 'onPlainChunk'>; readonly chunks: boolean };
+type OpenJob = {
+  readonly op: 'open';
+  readonly blob: { readonly name: string; readonly size: number };
+  readonly options: Omit<OpenLayerOptions, 'signal' | 'onPlainChunk'>;
+  readonly chunks: boolean;
+};
 type LoadJob = { readonly op: 'load'; readonly record: ArrayBuffer; readonly limits: Limits };
 type Job = OpenJob | LoadJob;
 
@@ -140,7 +145,11 @@ function runJob(
       finish(() =>
         reject(
           e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-            ? new FormatError('TOC_TOO_LARGE', `building the layer index needs more than the ${heapMb} MiB of heap it may use (max_index_heap_bytes)`, { blob: name })
+            ? new FormatError(
+                'TOC_TOO_LARGE',
+                `building the layer index needs more than the ${heapMb} MiB of heap it may use (max_index_heap_bytes)`,
+                { blob: name },
+              )
             : e,
         ),
       ),

@@ -286,7 +286,9 @@ export class ServedLayer implements PrefetchTarget {
   }
 
   /** PrefetchTarget: make sure chunks are cached, without displacing the hot tier. */
-  ensureCached(requests: readonly ChunkRequest[], signal: AbortSignal): Promise<number> {
+  async ensureCached(requests: readonly ChunkRequest[], signal: AbortSignal): Promise<number> {
+    // a quarantined layer's chunks are dropped from the cache: a prefetch must not put them back
+    this.#checkQuarantine();
     return this.#o.chunkCache.ensureCached(this, requests, this.#fetcher, { signal, hot: false });
   }
 

@@ -38,7 +38,9 @@ export function defaultBackend(logger?: Logger): BackendName {
   if (nativeAvailable()) return 'native';
   logger?.warn('fuse.backend_fallback', {
     backend: 'fuse-native',
-    reason: `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); run scripts/setup.sh to build it, or choose --backend fuse-native to silence this`,
+    reason:
+      `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); ` +
+      'run scripts/setup.sh to build it, or choose --backend fuse-native to silence this',
   });
   return 'fuse-native';
 }

@@ -152,9 +152,18 @@ export class ChunkCache {
   /** Wait for background stores to finish (shutdown, tests). */
   async drain(): Promise<void> {
     // Fetches in flight (e.g. read-ahead nobody waits for) end in stores too: wait for both.
-    while (this.#pending.size > 0 || this.#flights.size > 0) {
-      await Promise.all([...this.#pending, ...[...this.#flights.values()].map((f) => f.promise.catch(() => undefined))]);
-    }
+    while (this.#pending.size > 0 || this.#flights.size > 0) await this.settled();
+  }
+
+  /**
+   * Wait, once, for the fetches and stores in flight now (not for ones started later, unlike drain,
+   * which a busy store might never finish): a quarantine deletes a layer's objects only after the
+   * writes already under way have landed, or they would land after the delete and stay.
+   */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#pending, ...[...this.#flights.values()].map((f) => f.promise.catch(() => undefined))]);
+    // a flight that just ended may have handed its write to #pending
+    await Promise.all([...this.#pending]);
   }
 
   /** Drop memory-tier entries `keep` rejects (`gc --all`: the cache is emptied of layers not in use). */

@@ -304,6 +304,8 @@ export class LayerCatalog {
     }
     const digests = new Set<Digest>([layer.blobDigest]);
     for (const n of layer.index.allNodes()) for (const c of n.chunks) if (!c.zeros) digests.add(c.digest);
+    // reads and prefetches of it stop at quarantine(); the writes already under way land first
+    await o.chunkCache.settled();
     o.chunkCache.forget(digests);
     let freed = 0;
     for (const d of digests) {

@@ -218,11 +218,6 @@ export class AlsTree implements FuseOps {
     return Promise.resolve(this.#layer(ref, key));
   }
 
-  /** Whether (ref, key) is a layer already resolved and served (no lookup, no policy check). */
-  isServed(ref: string | undefined, key: Digest): boolean {
-    return this.#served.has(this.#cacheKey(ref, key));
-  }
-
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
   #withLayer<T>(w: { ref: string | undefined; key: Digest }, path: string, f: (s: Served) => T, ctx?: OpContext): T | Promise<T> {
     // Backends that know the caller check it here too (fuse-native relies on the dir modes).

@@ -130,15 +130,8 @@ export class NativeRequests {
     return { nodeid: st.ino, attr: attrOf(st), timeout: this.#controlTimeout(w), path };
   }
 
-  /**
-   * `<ref>` dirs and `<key>` dirs of layers not served are answered with timeout 0: the kernel drops
-   * such a dentry on its last put and FORGETs the id, so made-up names looked up by anyone leave
-   * nothing behind (audit H2). A held `diff` pins its parents anyway.
-   */
+  /** Entries whose lookup is the access check (`info`, `blob`) follow the resolve rule; other control nodes the control timeout. */
   #controlTimeout(w: Where): number {
-    if (w.kind === 'ref') return 0;
-    if (w.kind === 'root' || w.kind === 'diff') return this.#ctlTimeout;
-    if (!this.#tree.isServed(w.ref, w.key)) return 0;
     return w.kind === 'info' || w.kind === 'blob' ? this.#resolveTimeout(this.#ctlTimeout) : this.#ctlTimeout;
   }
 

@@ -101,6 +101,8 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     ...(o.ids !== undefined ? { ids: o.ids } : {}),
     maxLayers: o.maxLayers,
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
+    // libfuse 2 cannot ask the kernel to enforce ACLs: such layers are refused (posix-acl.ts)
+    refuseAcls: backend !== 'native',
   });
   const { timeouts, allowOther, suid } = o;
   if (backend === 'native') {

@@ -425,6 +425,9 @@ static void als_init(void *userdata, struct fuse_conn_info *conn) {
   /* Always readdirplus: the listing carries the attributes `find`/`ls -l` want next. */
   conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
   conn->want &= ~(unsigned)(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA);
+  /* A layer's ACLs are enforced like on a normal unpack: the kernel reads system.posix_acl_access
+   * (and _default) through getxattr, caches them with the attributes and checks them on access. */
+  if (conn->capable & FUSE_CAP_POSIX_ACL) conn->want |= FUSE_CAP_POSIX_ACL;
   conn->max_readahead = 1u << 20;
   conn->max_read = 1u << 20; /* must equal the max_read mount option */
   conn->time_gran = 1;

@@ -276,7 +276,12 @@ export class MetadataStore {
   async loadQuarantine(blobDigest: Digest): Promise<QuarantineRecord | undefined> {
     const raw = (await this.#readJson(this.#quarantinePath(blobDigest))) as Record<string, unknown> | undefined;
     if (raw === undefined) return undefined;
-    const ok = raw?.['version'] === 1 && typeof raw['key'] === 'string' && typeof raw['code'] === 'string' && typeof raw['message'] === 'string' && Number.isSafeInteger(raw['at']);
+    const ok =
+      raw?.['version'] === 1 &&
+      typeof raw['key'] === 'string' &&
+      typeof raw['code'] === 'string' &&
+      typeof raw['message'] === 'string' &&
+      Number.isSafeInteger(raw['at']);
     // An unreadable record still means "quarantined": failing closed costs a refused layer, not a wrong byte.
     if (!ok) return { key: String(raw?.['key'] ?? blobDigest), code: 'LAYER_QUARANTINED', message: 'quarantine record unreadable', at: 0 };
     return {

@@ -149,7 +149,12 @@ async function getAsync(path: string, digest: Digest): Promise<GetOutcome> {
 }
 
 type WireRequest =
-  | { readonly op: 'put'; readonly tmpDir: string; readonly fsync: boolean; readonly items: ReadonlyArray<{ target: string; sab: SharedArrayBuffer; at: number; length: number }> }
+  | {
+      readonly op: 'put';
+      readonly tmpDir: string;
+      readonly fsync: boolean;
+      readonly items: ReadonlyArray<{ target: string; sab: SharedArrayBuffer; at: number; length: number }>;
+    }
   | { readonly op: 'get'; readonly items: readonly GetItem[] };
 type WireReply = ReadonlyArray<PutOutcome | GetOutcome | { ok: SharedArrayBuffer }>;
 

@@ -6,7 +6,7 @@
  *   {"toc-digest", "compressed-size", "diff-size": -1, "compression", "uidset", "gidset",
  *    "flags": {"expected-layer-diffid": <config diff_id>}}
  *   No diff-digest / compressed-diff-digest: on the lazy path nothing verified them, and publishing
- *   them would let other images reuse the layer unchecked (§11).
+ *   them would let other images reuse the layer unchecked (als-contract.md §6).
  * Era A (key = blob digest, podman ≤ 5.0):
  *   {"compressed-diff-digest": <blob digest>, "compressed-size", "diff-digest": <diffID>, "diff-size",
  *    "compression", "uidset", "gidset"}

@@ -149,14 +149,13 @@ export class ServedLayer implements PrefetchTarget {
    */
   async #refillPlain(reqs: readonly ChunkRequest[], signal: AbortSignal): Promise<VerifiedBytes[]> {
     const o = this.#o;
-    // alreadyVerified: blobStore.get hashed each object against its digest; zeros are what a plain
-    // layer's hole chunk is by construction (its digest was computed from them by the pass)
+    // blobStore.get hashes each object against its digest (VerifiedBytes). alreadyVerified: zeros are
+    // what a plain layer's hole chunk is by construction (its digest was computed from them by the pass)
     const fromStore = async (): Promise<(VerifiedBytes | undefined)[]> =>
       Promise.all(
-        reqs.map(async (r) => {
-          const b = r.chunk.zeros ? Buffer.alloc(r.chunk.size) : await o.blobStore.get(r.chunk.digest).catch(() => undefined);
-          return b && alreadyVerified(b);
-        }),
+        reqs.map(async (r) =>
+          r.chunk.zeros ? alreadyVerified(Buffer.alloc(r.chunk.size)) : await o.blobStore.get(r.chunk.digest).catch(() => undefined),
+        ),
       );
     if (this.#refill) {
       await this.#refill.catch(() => undefined);

@@ -21,7 +21,12 @@ export interface LogSink {
 /** `json`: one object per line (journald, scripts); `text`: `HH:MM:SS.mmm LEVEL event key=value…`. */
 export type LogLineFormat = 'json' | 'text';
 
-export function createLogger(level: LogLevel = 'warn', sink: LogSink = process.stderr, base: Record<string, unknown> = {}, format: LogLineFormat = 'json'): Logger {
+export function createLogger(
+  level: LogLevel = 'warn',
+  sink: LogSink = process.stderr,
+  base: Record<string, unknown> = {},
+  format: LogLineFormat = 'json',
+): Logger {
   const min = ORDER[level];
   const emit = (lvl: Exclude<LogLevel, 'silent'>, event: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < min) return;
@@ -58,7 +63,8 @@ function serializable(v: unknown): unknown {
 function textLine(rec: Record<string, unknown>): string {
   const { time, level, event, pid: _pid, ...rest } = rec;
   const d = new Date(String(time));
-  const hms = `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:${String(d.getSeconds()).padStart(2, '0')}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const two = (v: number): string => String(v).padStart(2, '0');
+  const hms = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
   const parts = [hms, String(level).toUpperCase().padEnd(5), String(event)];
   for (const [k, v] of Object.entries(rest)) {
     let t: string;

@@ -155,7 +155,10 @@ function defaultsFor(env: NodeJS.ProcessEnv, uid: number): DaemonConfig {
 export const DEFAULTS: DaemonConfig = defaultsFor(process.env, process.getuid?.() ?? 0);
 
 /** The configured settings of the FUSE mount (what mountAls takes beyond the mountpoint, provider and logger). */
-export type AlsMountSettings = Pick<AlsMountOptions, 'backend' | 'timeouts' | 'entryTimeoutSec' | 'attrTimeoutSec' | 'allowOther' | 'suid' | 'maxLayers' | 'debug'>;
+export type AlsMountSettings = Pick<
+  AlsMountOptions,
+  'backend' | 'timeouts' | 'entryTimeoutSec' | 'attrTimeoutSec' | 'allowOther' | 'suid' | 'maxLayers' | 'debug'
+>;
 
 /** FuseConfig → mount settings. `suid` only as root (a user mount cannot honour it). */
 export function alsMountSettings(f: FuseConfig, uid: number = process.getuid?.() ?? 0): AlsMountSettings {

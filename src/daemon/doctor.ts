@@ -83,16 +83,32 @@ async function checkFuse(o: DoctorOptions, uid: number, env: NodeJS.ProcessEnv):
   } else {
     const fh = await open(dev, 'r+').catch((e: NodeJS.ErrnoException) => e);
     if (fh instanceof Error) {
-      out.push({ check: 'kernel FUSE', level: 'fail', message: `cannot open ${dev}: ${fh.code ?? fh.message}`, fix: uid === 0 ? 'check the device cgroup / container runtime allows /dev/fuse' : `make ${dev} usable by your user (mode 0666 is Debian's default) or run as root` });
+      out.push({
+        check: 'kernel FUSE',
+        level: 'fail',
+        message: `cannot open ${dev}: ${fh.code ?? fh.message}`,
+        fix:
+          uid === 0
+            ? 'check the device cgroup / container runtime allows /dev/fuse'
+            : `make ${dev} usable by your user (mode 0666 is Debian's default) or run as root`,
+      });
     } else {
       await fh.close();
       const fs = (await readText(o.procFilesystems ?? '/proc/filesystems')) ?? '';
       const has = /\bfuse\b/.test(fs);
-      out.push(has ? { check: 'kernel FUSE', level: 'ok', message: `${dev} opens and the kernel lists fuse` } : { check: 'kernel FUSE', level: 'fail', message: 'fuse is not in /proc/filesystems', fix: 'modprobe fuse' });
+      out.push(
+        has
+          ? { check: 'kernel FUSE', level: 'ok', message: `${dev} opens and the kernel lists fuse` }
+          : { check: 'kernel FUSE', level: 'fail', message: 'fuse is not in /proc/filesystems', fix: 'modprobe fuse' },
+      );
     }
   }
   const fm = (await onPath('fusermount3', env)) ?? (await onPath('fusermount', env));
-  out.push(fm ? { check: 'fusermount', level: 'ok', message: fm } : { check: 'fusermount', level: uid === 0 ? 'warn' : 'fail', message: 'neither fusermount3 nor fusermount is on PATH', fix: 'apt install fuse3' });
+  out.push(
+    fm
+      ? { check: 'fusermount', level: 'ok', message: fm }
+      : { check: 'fusermount', level: uid === 0 ? 'warn' : 'fail', message: 'neither fusermount3 nor fusermount is on PATH', fix: 'apt install fuse3' },
+  );
   if (o.config.fuse.allowOther && uid !== 0) {
     const conf = (await readText(o.fuseConf ?? '/etc/fuse.conf')) ?? '';
     const allowed = conf.split('\n').some((l) => l.trim() === 'user_allow_other');
@@ -230,7 +246,11 @@ async function checkStateDir(o: DoctorOptions, uid: number): Promise<CheckResult
     probe = dirname(dir);
     while (!(await exists(probe)) && probe !== '/') probe = dirname(probe);
     const w = await access(probe, constants.W_OK).then(() => true, () => false);
-    out.push(w ? { check: 'state dir', level: 'ok', message: `${dir} will be created` } : { check: 'state dir', level: 'fail', message: `${dir} does not exist and ${probe} is not writable`, fix: `mkdir -p ${dir} && chown ${uid} ${dir}` });
+    out.push(
+      w
+        ? { check: 'state dir', level: 'ok', message: `${dir} will be created` }
+        : { check: 'state dir', level: 'fail', message: `${dir} does not exist and ${probe} is not writable`, fix: `mkdir -p ${dir} && chown ${uid} ${dir}` },
+    );
   } else if (!st.isDirectory()) {
     out.push({ check: 'state dir', level: 'fail', message: `${dir} is not a directory`, fix: `remove it or set state_dir` });
   } else if (st.uid !== uid) {

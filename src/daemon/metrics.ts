@@ -90,7 +90,9 @@ export class DaemonMetrics implements Telemetry {
     this.#h = {
       stargzMs: new Histogram({
         name: 'stargz_fs_operation_duration_milliseconds',
-        help: 'Latency in milliseconds of store operations (stargz-snapshotter compatible): mount = layer resolution, stargz_toc_get = TOC fetch+verify+parse, remote_registry_get = one registry request.',
+        help:
+          'Latency in milliseconds of store operations (stargz-snapshotter compatible): mount = layer resolution, ' +
+          'stargz_toc_get = TOC fetch+verify+parse, remote_registry_get = one registry request.',
         labelNames: ['operation_type', 'layer'], buckets: MS_BUCKETS, registers,
       }),
       stargzUs: new Histogram({
@@ -110,7 +112,9 @@ export class DaemonMetrics implements Telemetry {
       }),
       lookup: new Histogram({
         name: 'lazy_als_lookup_duration_seconds',
-        help: 'Layer lookups from the filesystem (the first use of a layer in this mount; later ones are answered by the mount itself), by result: found, absent (unknown, refused or failed).',
+        help:
+          'Layer lookups from the filesystem (the first use of a layer in this mount; later ones are answered by the mount itself), ' +
+          'by result: found, absent (unknown, refused or failed).',
         labelNames: ['result'], buckets: SEC_BUCKETS, registers,
       }),
       toc: new Histogram({
@@ -118,7 +122,11 @@ export class DaemonMetrics implements Telemetry {
         help: 'Building a layer index: fetch = TOC (or whole plain layer) fetched, verified and parsed; record = persisted record re-verified.',
         labelNames: ['how'], buckets: SEC_BUCKETS, registers,
       }),
-      refused: new Counter({ name: 'lazy_als_layers_refused_total', help: 'Layers the store refused to serve, by reason (error code).', labelNames: ['reason'], registers }),
+      refused: new Counter({
+        name: 'lazy_als_layers_refused_total',
+        help: 'Layers the store refused to serve, by reason (error code).',
+        labelNames: ['reason'], registers,
+      }),
       regFetch: new Histogram({
         name: 'lazy_als_registry_fetch_duration_seconds',
         help: 'Requests to registries for layer bytes (ranges, multi-ranges, whole blobs), by result.',
@@ -132,7 +140,11 @@ export class DaemonMetrics implements Telemetry {
       }),
       readBytes: new Counter({ name: 'lazy_als_read_bytes_total', help: 'Bytes returned by reads of layer content.', labelNames: ['kind'], registers }),
       fuse: new Histogram({ name: 'lazy_als_fuse_op_duration_seconds', help: 'FUSE operations by kind.', labelNames: ['op'], buckets: SEC_BUCKETS, registers }),
-      fuseErr: new Counter({ name: 'lazy_als_fuse_op_errors_total', help: 'FUSE operations answered with an error, by kind and errno (ENOENT lookups are normal).', labelNames: ['op', 'errno'], registers }),
+      fuseErr: new Counter({
+        name: 'lazy_als_fuse_op_errors_total',
+        help: 'FUSE operations answered with an error, by kind and errno (ENOENT lookups are normal).',
+        labelNames: ['op', 'errno'], registers,
+      }),
       prefetchBytes: new Counter({ name: 'lazy_als_prefetched_bytes_total', help: 'Chunk bytes brought into the cache by the prefetcher.', registers }),
     };
     this.#scrapeGauges(snapshot, mountpoint);
@@ -147,6 +159,13 @@ export class DaemonMetrics implements Telemetry {
       current ??= Promise.resolve(snapshot()).finally(() => setImmediate(() => (current = undefined)));
       return current;
     };
+    this.#layerGauges(snap, mountpoint);
+    this.#cacheGauges(snap);
+  }
+
+  /** Per-layer metrics and layer counts. */
+  #layerGauges(snap: () => Promise<MetricsSnapshot>, mountpoint: string): void {
+    const registers = [this.registry];
     const prefetched = this.#prefetchedByLayer;
     const perLayer = (name: string, help: string, value: (l: MetricsSnapshot['layers'][number]) => number): void => {
       new Counter({
@@ -159,8 +178,16 @@ export class DaemonMetrics implements Telemetry {
       });
     };
     perLayer('stargz_fs_layer_size_bytes', 'Compressed size of each served layer (stargz-snapshotter compatible).', (l) => l.blobSize);
-    perLayer('stargz_fs_layer_fetched_size_bytes', 'Content bytes fetched from the source for each served layer, this process (stargz-snapshotter compatible).', (l) => l.fetchedBytes);
-    perLayer('stargz_fs_layer_prefetch_size_bytes', 'Content bytes prefetched for each served layer, this process (stargz-snapshotter compatible).', (l) => prefetched.get(l.key) ?? 0);
+    perLayer(
+      'stargz_fs_layer_fetched_size_bytes',
+      'Content bytes fetched from the source for each served layer, this process (stargz-snapshotter compatible).',
+      (l) => l.fetchedBytes,
+    );
+    perLayer(
+      'stargz_fs_layer_prefetch_size_bytes',
+      'Content bytes prefetched for each served layer, this process (stargz-snapshotter compatible).',
+      (l) => prefetched.get(l.key) ?? 0,
+    );
     new Gauge({
       name: 'lazy_als_layer_uses', help: 'Users of each served layer (c/storage use/rmdir hints).', labelNames: ['digest', 'key_kind'], registers,
       async collect() {
@@ -175,6 +202,11 @@ export class DaemonMetrics implements Telemetry {
         this.set((await snap()).layers.length);
       },
     });
+  }
+
+  /** Chunk cache counters and gauges. */
+  #cacheGauges(snap: () => Promise<MetricsSnapshot>): void {
+    const registers = [this.registry];
     const cacheCounter = (name: string, help: string, labelNames: string[], fill: (c: Counter<string>, s: MetricsSnapshot['cache']) => void): void => {
       new Counter({
         name, help, labelNames, registers,
@@ -191,7 +223,9 @@ export class DaemonMetrics implements Telemetry {
     });
     cacheCounter('lazy_als_cache_misses_total', 'Chunks that had to be fetched from a source.', [], (c, s) => c.inc(s.misses));
     cacheCounter('lazy_als_cache_joined_total', 'Chunk lookups that joined a fetch already in flight.', [], (c, s) => c.inc(s.joined));
-    cacheCounter('lazy_als_cache_store_failures_total', 'Verified chunks that could not be written to disk (served anyway).', [], (c, s) => c.inc(s.storeFailures));
+    cacheCounter('lazy_als_cache_store_failures_total', 'Verified chunks that could not be written to disk (served anyway).', [], (c, s) =>
+      c.inc(s.storeFailures),
+    );
     cacheCounter('lazy_als_cache_evictions_total', 'Objects evicted from the disk cache.', [], (c, s) => c.inc(s.evictedObjects));
     cacheCounter('lazy_als_cache_evicted_bytes_total', 'Bytes evicted from the disk cache.', [], (c, s) => c.inc(s.evictedBytes));
     cacheCounter('lazy_als_cache_gc_runs_total', 'Cache garbage collection runs.', [], (c, s) => c.inc(s.gcRuns));

@@ -81,7 +81,13 @@ export const buildProvider: ProviderFactory = async (config, logger, metrics) =>
   // is refreshed at the start of every gc, automatic or `gc --all`.
   const pinned = new Set<string>();
   let pinInUse = (): void => undefined; // set once the catalog exists (it needs the eviction)
-  const eviction = await Eviction.open({ store: blobStore, maxBytes: config.cacheSizeBytes, isPinned: (d) => pinned.has(d), beforeGc: () => pinInUse(), logger });
+  const eviction = await Eviction.open({
+    store: blobStore,
+    maxBytes: config.cacheSizeBytes,
+    isPinned: (d) => pinned.has(d),
+    beforeGc: () => pinInUse(),
+    logger,
+  });
   eviction.start(); // access times reach the objects' mtimes, so LRU order survives restarts
   const chunkCache = new ChunkCache({ store: blobStore, eviction, logger });
   const credentials = new CredentialStore();

@@ -54,7 +54,9 @@ export async function idMapFor(mode: IdMapMode, logger: Logger, files: SubIdFile
       user: me.username,
       subuid: subuid.length,
       subgid: subgid.length,
-      hint: `only layer id 0 is shown as ${me.username}; files of other owners show as 65534 (add ranges to ${files.subuid} and ${files.subgid}, e.g. usermod --add-subuids)`,
+      hint:
+        `only layer id 0 is shown as ${me.username}; files of other owners show as 65534 ` +
+        `(add ranges to ${files.subuid} and ${files.subgid}, e.g. usermod --add-subuids)`,
     });
   }
   return rangeIdMap(podmanRootlessRanges(uid, subuid), podmanRootlessRanges(gid, subgid));

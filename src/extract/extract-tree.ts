@@ -126,7 +126,8 @@ export async function extractLayer(dir: string, open: OpenForExtract): Promise<E
         // first chunk of a file creates it (O_EXCL), all chunks of a file go to the same worker.
         await forEachVerifiedChunk(layer.blob, layer.index, contentFiles(layer.index), async (f, chunk, data) => {
           write(data.length);
-          await fs.add(f.node.ino, (buffer, start) => ['write', under(treeB, f.path), chunk.fileOffset === 0, chunk.fileOffset, buffer, start, data.length], data);
+          const target = under(treeB, f.path);
+          await fs.add(f.node.ino, (buffer, start) => ['write', target, chunk.fileOffset === 0, chunk.fileOffset, buffer, start, data.length], data);
         });
       });
       // A TOC layer is only what its TOC claims; before the tree becomes DIR, the whole blob is read

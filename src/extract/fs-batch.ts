@@ -16,7 +16,20 @@
  * Paths and symlink targets are ByteStrings (names are bytes): every call gets them as Buffers, so
  * a name that is not UTF-8 lands with exactly its bytes.
  */
-import { closeSync, constants, chmodSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, renameSync, symlinkSync, truncateSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  chmodSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  symlinkSync,
+  truncateSync,
+  writeSync,
+} from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { ByteString } from '../formats/model.js';
 

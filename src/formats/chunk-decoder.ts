@@ -87,7 +87,9 @@ export const inProcessDecoder: ChunkDecoder = {
         // so a cached chunk does not keep its whole span alive.
         const copy = job.compression === 'none';
         // alreadyVerified: decodeAndHash just hashed these bytes and r.actual equals their digest
-        return results.map((r, k) => (r.actual === job.members[k]!.digest ? { ok: alreadyVerified(copy ? Buffer.from(r.bytes) : r.bytes) } : { actual: r.actual }));
+        return results.map((r, k) =>
+          r.actual === job.members[k]!.digest ? { ok: alreadyVerified(copy ? Buffer.from(r.bytes) : r.bytes) } : { actual: r.actual },
+        );
       }),
     );
   },
@@ -199,7 +201,10 @@ export class ChunkDecoderPool implements ChunkDecoder {
         b.idx.forEach((i, n) => {
           const r = reply.results[n]!;
           // alreadyVerified: the worker hashed each chunk and sent its place only when it matched its digest
-          out[i] = 'error' in r ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!) : r.results.map((x) => ('at' in x ? { ok: alreadyVerified(Buffer.from(slab, x.at, x.length)) } : { actual: x.actual }));
+          out[i] =
+            'error' in r
+              ? new FormatError(r.error.code as FormatErrorCode, r.error.message, contexts[i]!)
+              : r.results.map((x) => ('at' in x ? { ok: alreadyVerified(Buffer.from(slab, x.at, x.length)) } : { actual: x.actual }));
         });
       }),
     );

@@ -67,7 +67,10 @@ export interface TableExtras {
 }
 
 /** The index's own facts and the id lists the table builder gathered (declared once, on LayerIndex). */
-export type TableMeta = Pick<LayerIndex, 'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize' | 'prefetchEnd' | 'uids' | 'gids'>;
+export type TableMeta = Pick<
+  LayerIndex,
+  'format' | 'compression' | 'blobSize' | 'blobDigest' | 'tocDigest' | 'diffId' | 'uncompressedSize' | 'prefetchEnd' | 'uids' | 'gids'
+>;
 
 const u64 = (w: Uint32Array, i: number): number => w[i]! + w[i + 1]! * 0x1_0000_0000;
 const i64 = (w: Uint32Array, i: number): number => w[i]! + (w[i + 1]! | 0) * 0x1_0000_0000;
@@ -229,7 +232,10 @@ export class TableLayerIndex implements LayerIndex {
     const c = this.#chunks;
     const x = k * CW;
     const detail = c[x + 13]!;
-    const digest = detail === CHUNK_OTHER_DIGEST ? this.extras.chunkDigests.get(k)! : chunkSha256(this.table, this.#chunks.byteOffset + x * 4 + 16 - this.table.byteOffset);
+    const digest =
+      detail === CHUNK_OTHER_DIGEST
+        ? this.extras.chunkDigests.get(k)!
+        : chunkSha256(this.table, this.#chunks.byteOffset + x * 4 + 16 - this.table.byteOffset);
     const s = this.extras.spans;
     const ref: { -readonly [K in keyof ChunkRef]: ChunkRef[K] } = {
       digest,

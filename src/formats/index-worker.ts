@@ -47,7 +47,12 @@ export interface BuiltLayer {
   readonly record: StoredRecord;
 }
 
-type OpenJob = { readonly op: 'open'; readonly blob: { readonly name: string; readonly size: number }; readonly options: Omit<OpenLayerOptions, 'signal' | 'onPlainChunk'>; readonly chunks: boolean };
+type OpenJob = {
+  readonly op: 'open';
+  readonly blob: { readonly name: string; readonly size: number };
+  readonly options: Omit<OpenLayerOptions, 'signal' | 'onPlainChunk'>;
+  readonly chunks: boolean;
+};
 type LoadJob = { readonly op: 'load'; readonly record: ArrayBuffer; readonly limits: Limits };
 type Job = OpenJob | LoadJob;
 
@@ -75,7 +80,7 @@ export class IndexWorkers {
     if (!IndexWorkers.available) return openLayer(blob, options);
     const { signal, onPlainChunk, ...rest } = options;
     const job: OpenJob = { op: 'open', blob: { name: blob.name, size: blob.size }, options: rest, chunks: onPlainChunk !== undefined };
-    return this.#enqueue(job, [], options.limits ?? DEFAULT_LIMITS, blob, onPlainChunk, signal);
+    return this.#enqueue({ job, transfer: [], limits: options.limits ?? DEFAULT_LIMITS, blob, onChunk: onPlainChunk, signal });
   }
 
   async loadLayerRecord(record: StoredRecord, limits: Limits = DEFAULT_LIMITS): Promise<LayerIndex> {
@@ -83,21 +88,14 @@ export class IndexWorkers {
     const bytes = new Uint8Array(recordJsonOf(record));
     const copy = new Uint8Array(bytes.byteLength);
     copy.set(bytes);
-    const built = await this.#enqueue({ op: 'load', record: copy.buffer, limits }, [copy.buffer], limits, undefined, undefined, undefined);
+    const built = await this.#enqueue({ job: { op: 'load', record: copy.buffer, limits }, transfer: [copy.buffer], limits });
     return built.index;
   }
 
-  #enqueue(
-    job: Job,
-    transfer: ArrayBuffer[],
-    limits: Limits,
-    blob: RandomAccessBlob | undefined,
-    onChunk: OpenLayerOptions['onPlainChunk'],
-    signal: AbortSignal | undefined,
-  ): Promise<BuiltLayer> {
-    const run = this.#queue.then(() => runJob(job, transfer, limits, blob, onChunk, signal));
-    this.#queue = run.catch(() => undefined);
-    return run;
+  #enqueue(run: JobRun): Promise<BuiltLayer> {
+    const done = this.#queue.then(() => runJob(run));
+    this.#queue = done.catch(() => undefined);
+    return done;
   }
 }
 
@@ -109,15 +107,18 @@ function parseRecord(bytes: Buffer): LayerRecord {
   }
 }
 
+/** A job and what the main thread serves it with: the blob's bytes and plain chunks for an open job. */
+interface JobRun {
+  readonly job: Job;
+  readonly transfer: ArrayBuffer[];
+  readonly limits: Limits;
+  readonly blob?: RandomAccessBlob | undefined;
+  readonly onChunk?: OpenLayerOptions['onPlainChunk'];
+  readonly signal?: AbortSignal | undefined;
+}
+
 /** One job in a fresh worker; resolves with the index and the record bytes, or rejects with the typed error. */
-function runJob(
-  job: Job,
-  transfer: ArrayBuffer[],
-  limits: Limits,
-  blob: RandomAccessBlob | undefined,
-  onChunk: OpenLayerOptions['onPlainChunk'],
-  signal: AbortSignal | undefined,
-): Promise<BuiltLayer> {
+function runJob({ job, transfer, limits, blob, onChunk, signal }: JobRun): Promise<BuiltLayer> {
   signal?.throwIfAborted();
   const heapMb = Math.max(16, Math.ceil(limits.maxIndexHeapBytes / (1024 * 1024)));
   const w = new Worker(new URL(import.meta.url), {
@@ -140,7 +141,11 @@ function runJob(
       finish(() =>
         reject(
           e.code === 'ERR_WORKER_OUT_OF_MEMORY'
-            ? new FormatError('TOC_TOO_LARGE', `building the layer index needs more than the ${heapMb} MiB of heap it may use (max_index_heap_bytes)`, { blob: name })
+            ? new FormatError(
+                'TOC_TOO_LARGE',
+                `building the layer index needs more than the ${heapMb} MiB of heap it may use (max_index_heap_bytes)`,
+                { blob: name },
+              )
             : e,
         ),
       ),

@@ -4,7 +4,19 @@
  * what the nodes are; this module only stores and packs them.
  */
 import { digestAlgorithm, digestHex, type Digest } from '../core/digest.js';
-import { CHUNK_BYTES, CHUNK_JS_ONLY, CHUNK_OTHER_DIGEST, CHUNK_ZEROS, DIRENT_BYTES, N, NODE_BYTES, NODE_DIGEST_IS_CHUNK, TableLayerIndex, XATTR_BYTES, type TableMeta } from './index-table.js';
+import {
+  CHUNK_BYTES,
+  CHUNK_JS_ONLY,
+  CHUNK_OTHER_DIGEST,
+  CHUNK_ZEROS,
+  DIRENT_BYTES,
+  N,
+  NODE_BYTES,
+  NODE_DIGEST_IS_CHUNK,
+  TableLayerIndex,
+  XATTR_BYTES,
+  type TableMeta,
+} from './index-table.js';
 import { type ByteString, type ChunkRef, type EntryStat, type NodeType, S_IF } from './model.js';
 import { groupDirents, type Dirents } from './table-dirents.js';
 import { type TableCounts, TableWriter } from './table-writer.js';

@@ -103,7 +103,8 @@ export class AccessPolicy {
     if (!this.kernelEnforceable) {
       throw new FuseError(
         'FUSE_MOUNT',
-        `the ${backend} backend cannot see the caller's ids and enforces fuse.resolve_uids/resolve_gids through directory modes: list at most one non-root uid and one gid`,
+        `the ${backend} backend cannot see the caller's ids and enforces fuse.resolve_uids/resolve_gids through directory modes: ` +
+          'list at most one non-root uid and one gid',
         {},
       );
     }

@@ -27,12 +27,13 @@ import { IDENTITY_IDS, type IdMap } from './id-map.js';
 import { DiffTree } from './diff-tree.js';
 import { FuseError, enoent, erofs } from './errors.js';
 import { InodeAllocator, ROOT_INO } from './inodes.js';
-import type { LayerProvider } from './layer-provider.js';
+import type { LayerProvider, ServedLayerView } from './layer-provider.js';
+import { nodesWithAcls } from './posix-acl.js';
 
 type FileWhere =
   | { kind: 'info' | 'blob'; ref: string | undefined; key: Digest }
   | { kind: 'diff'; ref: string | undefined; key: Digest; rel: ByteString };
-type Where =
+export type Where =
   | { kind: 'root' }
   | { kind: 'ref'; ref: string }
   | { kind: 'key' | 'use'; ref: string | undefined; key: Digest }
@@ -60,6 +61,8 @@ export interface AlsTreeOptions {
   readonly policy?: AccessPolicy;
   /** How layer ids are shown (default identity; a rootless store maps them, see id-map.ts). */
   readonly ids?: IdMap;
+  /** Refuse layers carrying POSIX ACLs: the backend cannot have the kernel enforce them (posix-acl.ts). */
+  readonly refuseAcls?: boolean;
 }
 
 /** Told when the tree stops serving (ref, key): evicted past maxLayers, or released by `rmdir`. */
@@ -76,6 +79,9 @@ export class AlsTree implements FuseOps {
   readonly #mtime: number;
   readonly #policy: AccessPolicy;
   readonly #ids: IdMap;
+  readonly #refuseAcls: boolean;
+  /** Layers refused for their ACLs (warned once each; only layers that exist get here). */
+  readonly #aclRefusedKeys = new Set<string>();
   readonly #served = new Map<string, Served>();
   readonly #inflight = new Map<string, Promise<Served | undefined>>();
   readonly #validRefs = new Map<string, boolean>();
@@ -91,6 +97,7 @@ export class AlsTree implements FuseOps {
     this.#mtime = (opts.now ?? Date.now)();
     this.#policy = opts.policy ?? AccessPolicy.rootOnly();
     this.#ids = opts.ids ?? IDENTITY_IDS;
+    this.#refuseAcls = opts.refuseAcls ?? false;
   }
 
   // --- path parsing --------------------------------------------------------------------------
@@ -154,7 +161,7 @@ export class AlsTree implements FuseOps {
           const layer = await this.#provider.lookup(ref, key);
           // when podman asked and how long it waited: the pull timeline (bench/e2e/pull.ts)
           this.#logger.debug('als.lookup', { layer: key, found: layer !== undefined, ms: Math.round(performance.now() - t0) });
-          if (!layer) return undefined;
+          if (!layer || this.#aclRefused(ck, layer)) return undefined;
           const base = this.#inodes.layerBase(key, layer.index.nodeCount);
           const served: Served = { tree: new DiffTree(layer, base, this.#logger, this.#ids), ref, key };
           this.#served.set(ck, served);
@@ -167,6 +174,21 @@ export class AlsTree implements FuseOps {
       this.#inflight.set(ck, p);
     }
     return p;
+  }
+
+  /** A layer whose ACLs this backend cannot enforce: refused with a warning (posix-acl.ts). */
+  #aclRefused(ck: string, layer: ServedLayerView): boolean {
+    if (!this.#refuseAcls) return false;
+    if (this.#aclRefusedKeys.has(ck)) return true;
+    const nodes = nodesWithAcls(layer.index);
+    if (nodes.length === 0) return false;
+    this.#logger.warn('fuse.layer_refused_acl', {
+      layer: layer.key,
+      inodes: nodes,
+      reason: 'the layer carries POSIX ACLs (system.posix_acl_*), which the fuse-native backend cannot have the kernel enforce; use the native backend',
+    });
+    this.#aclRefusedKeys.add(ck);
+    return true;
   }
 
   #drop(ck: string): void {
@@ -194,6 +216,11 @@ export class AlsTree implements FuseOps {
     // Resolution is what the access policy guards: the same check as every other path here.
     this.#policy.check(ctx?.caller, path);
     return Promise.resolve(this.#layer(ref, key));
+  }
+
+  /** Whether (ref, key) is a layer already resolved and served (no lookup, no policy check). */
+  isServed(ref: string | undefined, key: Digest): boolean {
+    return this.#served.has(this.#cacheKey(ref, key));
   }
 
   /** Resolve `w`'s layer, then continue synchronously (no await when it is already known). */
@@ -237,8 +264,9 @@ export class AlsTree implements FuseOps {
     return (w.ref !== undefined ? `/${w.ref}/` : '/') + w.key;
   }
 
+  /** 0711: anyone may traverse (podman, resolve lists), but only root may list which refs are served (audit L4). */
   #rootStat(): FsStat {
-    return { ...this.#ctlStat('/', 'dir'), mode: 0o040755 };
+    return { ...this.#ctlStat('/', 'dir'), mode: 0o040711 };
   }
 
   getattr(path: string, ctx?: OpContext): FsStat | Promise<FsStat> {

@@ -97,7 +97,9 @@ export class DiffTree {
   /** read()'s bytes as several buffers in order (see ServedLayerView.readFileParts). */
   async readParts(n: LayerNode, rel: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer[]> {
     const layer = this.layer;
-    const get = layer.readFileParts ? (len: number) => layer.readFileParts!(n, rel, offset, len, signal) : async (len: number) => [await layer.readFile(n, rel, offset, len, signal)];
+    const get = layer.readFileParts
+      ? (len: number) => layer.readFileParts!(n, rel, offset, len, signal)
+      : async (len: number) => [await layer.readFile(n, rel, offset, len, signal)];
     return this.#reading(n, rel, offset, length, get, []);
   }
 

@@ -10,28 +10,36 @@
  * `base + node.ino - 1`: stable for the life of the mount (the range is remembered per key even when
  * the layer object itself is dropped), hardlinks share a number because they share a node, and the
  * same layer seen through two refs gets the same numbers (it is the same content). The 32-bit space
- * holds ~4·10⁹ entries per mount lifetime. Control nodes (ref dirs, key dirs, info, blob) get
- * single numbers from the same counter, keyed by path.
+ * holds ~2·10⁹ layer entries per mount lifetime (the lower half).
+ *
+ * Control nodes (ref dirs, key dirs, info, blob, use) take their numbers from the upper half, as a
+ * keyed hash of their path (a per-mount random key): any local user may look up endless made-up
+ * `<ref>`/`<key>` names in the root, so a number must cost no memory and no space (audit H2). The
+ * key keeps collisions from being chosen; an accidental one between two nodes the kernel holds at
+ * once is refused by the native backend (ControlNodes), never served as the other path.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import { FuseError } from './errors.js';
 
 export const ROOT_INO = 1;
+/** Layer ranges stay below this; control numbers are at or above it. */
+export const CONTROL_INO_MIN = 0x8000_0000;
 const MAX_INO = 0xffff_ffff;
 
 export class InodeAllocator {
   #next: number;
   readonly #layers = new Map<string, { base: number; count: number }>();
-  readonly #control = new Map<string, number>();
-  readonly #maxControl: number;
+  readonly #key = randomBytes(16);
+  readonly #limit: number;
 
-  /** `start` lets tests place numbers near the 32-bit limit. */
-  constructor(opts: { start?: number; maxControlNodes?: number } = {}) {
+  /** `start` lets tests place numbers near the limit of layer numbers (`limit`, default CONTROL_INO_MIN - 1). */
+  constructor(opts: { start?: number; limit?: number } = {}) {
     this.#next = Math.max(2, opts.start ?? 2);
-    this.#maxControl = opts.maxControlNodes ?? 1_000_000;
+    this.#limit = opts.limit ?? CONTROL_INO_MIN - 1;
   }
 
   #take(n: number): number {
-    if (this.#next + n - 1 > MAX_INO) throw new FuseError('EIO', 'inode numbers exhausted for this mount (2^32); remount');
+    if (this.#next + n - 1 > this.#limit) throw new FuseError('EIO', 'inode numbers exhausted for this mount; remount');
     const base = this.#next;
     this.#next += n;
     return base;
@@ -46,17 +54,10 @@ export class InodeAllocator {
     return base;
   }
 
-  /** A stable number for a control node path ("/", "/<ref>", "/<ref>/<key>/info", …). */
+  /** A stable number for a control node path ("/", "/<ref>", "/<ref>/<key>/info", …); allocates nothing. */
   control(path: string): number {
     if (path === '/') return ROOT_INO;
-    let ino = this.#control.get(path);
-    if (ino === undefined) {
-      // Paths are attacker-chosen only in the sense that any local process can look them up; bound
-      // the table. Forgetting old entries only renumbers a control node, never layer content.
-      if (this.#control.size >= this.#maxControl) this.#control.clear();
-      ino = this.#take(1);
-      this.#control.set(path, ino);
-    }
-    return ino;
+    const h = createHmac('sha256', this.#key).update(path, 'latin1').digest();
+    return CONTROL_INO_MIN + (h.readUInt32BE(0) % (MAX_INO - CONTROL_INO_MIN + 1));
   }
 }

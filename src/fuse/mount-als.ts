@@ -38,7 +38,9 @@ export function defaultBackend(logger?: Logger): BackendName {
   if (nativeAvailable()) return 'native';
   logger?.warn('fuse.backend_fallback', {
     backend: 'fuse-native',
-    reason: `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); run scripts/setup.sh to build it, or choose --backend fuse-native to silence this`,
+    reason:
+      `the native backend is not built (${nativeUnavailableReason() ?? 'unknown'}); ` +
+      'run scripts/setup.sh to build it, or choose --backend fuse-native to silence this',
   });
   return 'fuse-native';
 }
@@ -99,6 +101,8 @@ export async function mountAls(o: AlsMountOptions): Promise<AlsMount> {
     ...(o.ids !== undefined ? { ids: o.ids } : {}),
     maxLayers: o.maxLayers,
     ...(o.inodes !== undefined ? { inodes: o.inodes } : {}),
+    // libfuse 2 cannot ask the kernel to enforce ACLs: such layers are refused (posix-acl.ts)
+    refuseAcls: backend !== 'native',
   });
   const { timeouts, allowOther, suid } = o;
   if (backend === 'native') {

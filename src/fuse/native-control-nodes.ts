@@ -33,6 +33,12 @@ export class ControlNodes {
     return this.#byId.get(nodeid)?.path;
   }
 
+  /** False when `nodeid` is held for another path (a hash clash: answering would alias the two). */
+  canHold(nodeid: number, path: string): boolean {
+    const c = this.#byId.get(nodeid);
+    return c === undefined || c.path === path;
+  }
+
   /** The kernel took one more lookup of `nodeid` (at `path`). */
   held(nodeid: number, path: string): void {
     const c = this.#byId.get(nodeid);

@@ -11,7 +11,7 @@ import type { Digest } from '../core/digest.js';
 import type { Logger } from '../core/log.js';
 import type { NativeAttr, NativeBinding, NativeHandle } from '../../native/index.js';
 import { guard, type FsStat, type FuseCaller, type FuseOps, type OpContext, type OpTimeouts } from './adapter.js';
-import type { AlsTree } from './als-tree.js';
+import type { AlsTree, Where } from './als-tree.js';
 import { FuseError } from './errors.js';
 import { childPath, type ControlNodes } from './native-control-nodes.js';
 import type { LayerSlots } from './native-slots.js';
@@ -112,6 +112,8 @@ export class NativeRequests {
     const path = childPath(this.#controls.pathOf(parent), name);
     guard(this.#logger, 'lookup', path, this.#t.lookupMs, (ctx) => this.#entryOf(path, parent, ctx), (ret, v) => {
       if (ret !== 0 || !v) return this.#replyErr(id, ret);
+      // Control numbers are hashed (inodes.ts): a clash with another held path is refused, never aliased.
+      if (v.nodeid < SLOT && !this.#controls.canHold(v.nodeid, v.path)) return this.#replyErr(id, -E.EIO);
       // Layer ids are counted in C; a control id is remembered only if the kernel took it.
       if (this.#n.replyEntry(this.#h, id, v.nodeid, v.attr, v.timeout) && v.nodeid < SLOT) this.#controls.held(v.nodeid, v.path);
     }, caller);
@@ -125,8 +127,19 @@ export class NativeRequests {
       return { nodeid: slot * SLOT + 1, attr: null, timeout: this.#resolveTimeout(this.#layerTimeout), path };
     }
     const st = await this.#ops.getattr(path, ctx);
-    const resolves = w.kind === 'info' || w.kind === 'blob';
-    return { nodeid: st.ino, attr: attrOf(st), timeout: resolves ? this.#resolveTimeout(this.#ctlTimeout) : this.#ctlTimeout, path };
+    return { nodeid: st.ino, attr: attrOf(st), timeout: this.#controlTimeout(w), path };
+  }
+
+  /**
+   * `<ref>` dirs and `<key>` dirs of layers not served are answered with timeout 0: the kernel drops
+   * such a dentry on its last put and FORGETs the id, so made-up names looked up by anyone leave
+   * nothing behind (audit H2). A held `diff` pins its parents anyway.
+   */
+  #controlTimeout(w: Where): number {
+    if (w.kind === 'ref') return 0;
+    if (w.kind === 'root' || w.kind === 'diff') return this.#ctlTimeout;
+    if (!this.#tree.isServed(w.ref, w.key)) return 0;
+    return w.kind === 'info' || w.kind === 'blob' ? this.#resolveTimeout(this.#ctlTimeout) : this.#ctlTimeout;
   }
 
   /** Slot of (ref, key): resolves the layer (the tree checks the caller every time) and publishes its table once. */

@@ -101,7 +101,8 @@ describe('native backend: what the mount remembers', () => {
     // Every well-formed `<key>` name is a directory: any process can make the daemon learn one.
     const names = Array.from({ length: 300 }, (_, i) => `sha256:${digestHex(sha256Of(Buffer.from(`name ${i}`)))}`);
     await inCgroup('m="$1"; shift; for n in "$@"; do stat -c %F "$m/$n" >/dev/null || exit 1; done', [m.mnt, ...names], async (reclaim) => {
-      expect(stats().controlNodes).toBeGreaterThanOrEqual(300);
+      // Unserved names are answered with entry timeout 0, so some mounts FORGET them at once (audit H2);
+      // in any case reclaiming the lookups' memory must bring the count back.
       await reclaim();
       expect(await eventually(() => stats().controlNodes < 10), JSON.stringify(stats())).toBe(true);
     });

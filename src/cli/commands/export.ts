@@ -30,7 +30,8 @@ export async function run(argv: string[], io: CliIo): Promise<number> {
     const r = reg;
     const img = await r.resolve(ref);
     const res = await exportImage(img, ref, root, async (d) => (await r.streamBlob(ref, d)).body, logger);
-    io.stdout.write(`${ref.string} ${img.digest} → ${res.dir} (${img.manifests.length} manifest(s), ${res.blobsWritten} blobs written, ${res.blobsSkipped} already present, ${res.bytesWritten} bytes)\n`);
+    const counts = `${res.blobsWritten} blobs written, ${res.blobsSkipped} already present, ${res.bytesWritten} bytes`;
+    io.stdout.write(`${ref.string} ${img.digest} → ${res.dir} (${img.manifests.length} manifest(s), ${counts})\n`);
     return 0;
   } catch (e) {
     io.stderr.write(`lazy-als export: ${isLazyAlsError(e) ? `${e.code}: ` : ''}${(e as Error).message}\n`);

@@ -14,7 +14,15 @@ const USAGE = `usage: lazy-als gc [--all] [--json] [--socket PATH] [--config FIL
 `;
 
 export function renderGc(body: unknown): string {
-  const r = (body ?? {}) as { deleted?: number; freedBytes?: number; bytesAfter?: number; all?: boolean; layersInUse?: number; keptObjects?: number; gc?: string };
+  const r = (body ?? {}) as {
+    deleted?: number;
+    freedBytes?: number;
+    bytesAfter?: number;
+    all?: boolean;
+    layersInUse?: number;
+    keptObjects?: number;
+    gc?: string;
+  };
   if (typeof r.gc === 'string') return `${r.gc}\n`;
   const kept = r.all ? `; kept ${r.keptObjects ?? 0} objects for ${r.layersInUse ?? 0} layer(s) in use` : '';
   return `evicted ${r.deleted ?? 0} objects, freed ${humanBytes(r.freedBytes)}; cache now ${humanBytes(r.bytesAfter)}${kept}\n`;

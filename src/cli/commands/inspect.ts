@@ -132,7 +132,9 @@ function table(index: LayerIndex): string[] {
     const when = Math.abs(n.mtimeSec) < 8.64e12 ? new Date(n.mtimeSec * 1000).toISOString().replace('.000Z', 'Z') : String(n.mtimeSec);
     const xa = n.xattrs.size ? ` [${[...n.xattrs.keys()].join(',')}]` : '';
     const link = n.linkTarget !== undefined ? ` -> ${printable(n.linkTarget)}` : '';
-    rows.push(`${TYPE_CHAR[n.type]}${permString(n.mode)} ${String(n.nlink).padStart(2)} ${`${n.uid}/${n.gid}`.padEnd(11)} ${size.padStart(10)} ${when} ${path === '' ? '.' : printable(path)}${link}${xa}`);
+    const owner = `${n.uid}/${n.gid}`.padEnd(11);
+    const name = path === '' ? '.' : printable(path);
+    rows.push(`${TYPE_CHAR[n.type]}${permString(n.mode)} ${String(n.nlink).padStart(2)} ${owner} ${size.padStart(10)} ${when} ${name}${link}${xa}`);
   }
   return rows;
 }

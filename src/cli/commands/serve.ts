@@ -46,7 +46,8 @@ Mount the Additional Layer Store and serve it until SIGTERM/SIGINT.
   --fuse-debug BOOL        libfuse debug output
   --metrics-address ADDR   serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT for loopback; default off)
   --log-format F           auto|text|json (default auto: text on a terminal, JSON otherwise, e.g. journald)
-  --credentials-ttl SEC    keep auth-helper credentials (state dir, 0600) this long unless their token expires sooner (default ${DEFAULTS.credentialsTtlMs / 1000})
+  --credentials-ttl SEC    keep auth-helper credentials (state dir, 0600) this long unless their token expires
+                           sooner (default ${DEFAULTS.credentialsTtlMs / 1000})
   --max-entries N          entries per layer before it is refused ([limits] table; docs/robustness.md)
   --max-toc-bytes SIZE, --max-chunk-bytes SIZE, --max-compressed-span-bytes SIZE, --max-path-bytes N,
   --max-xattr-bytes SIZE, --max-layer-xattr-bytes SIZE, --max-tar-header-ext-bytes SIZE,

@@ -151,7 +151,8 @@ export type HeaderNamesRecord = readonly (readonly [number, string, string?])[];
 
 export function encodeHeaderNames(names: HeaderNames): HeaderNamesRecord | undefined {
   if (names.size === 0) return undefined;
-  return [...names].map(([i, b]) => (b.linkName !== undefined ? [i, toBuffer(b.name).toString('base64'), toBuffer(b.linkName).toString('base64')] : [i, toBuffer(b.name).toString('base64')]));
+  const b64 = (s: ByteString): string => toBuffer(s).toString('base64');
+  return [...names].map(([i, b]) => (b.linkName !== undefined ? [i, b64(b.name), b64(b.linkName)] : [i, b64(b.name)]));
 }
 
 /**

@@ -208,7 +208,8 @@ function checkInnerOffsets(toc: readonly TocEntry[], parts: readonly Part[], max
     if (p.e.innerOffset > maxInnerOffset || undeclared > allowed) {
       throw new FormatError(
         'CHUNK_INVALID',
-        `innerOffset ${p.e.innerOffset} would decode ${Math.max(0, undeclared)} bytes no entry declares (allowed ${Math.floor(allowed)}, at most ${maxInnerOffset} in all)`,
+        `innerOffset ${p.e.innerOffset} would decode ${Math.max(0, undeclared)} bytes no entry declares ` +
+          `(allowed ${Math.floor(allowed)}, at most ${maxInnerOffset} in all)`,
         { ...bctx, entry: p.path, range: [p.e.offset, p.e.offset] },
       );
     }

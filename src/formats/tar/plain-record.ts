@@ -116,7 +116,11 @@ export function plainBuildLimits(limits: Limits, blobSize: number): Limits {
   return { ...limits, maxCompressedSpanBytes: Math.max(limits.maxCompressedSpanBytes, blobSize) };
 }
 
-export function encodePlainPayload(raw: readonly RawEntry[], dataOffsets: readonly number[], sparse: ReadonlyMap<number, readonly SparseSegment[]> = new Map()): string {
+export function encodePlainPayload(
+  raw: readonly RawEntry[],
+  dataOffsets: readonly number[],
+  sparse: ReadonlyMap<number, readonly SparseSegment[]> = new Map(),
+): string {
   const out: CompactEntry[] = raw.map((e, i) => {
     const c: CompactEntry = { n: e.name, t: e.type, m: e.mode, u: e.uid, g: e.gid, s: e.size, ts: e.mtimeSec, tn: e.mtimeNsec };
     if (e.linkName !== undefined) c.l = e.linkName;
@@ -192,7 +196,10 @@ class RecordFields {
     let list: unknown;
     try {
       const r = this.#record;
-      const bytes = r.params[PAYLOAD_GZIP] === 1 ? decodePayload(r, MAX_PAYLOAD_JSON, r.blobDigest !== undefined ? { blob: r.blobDigest } : {}) : Buffer.from(r.payload, 'base64');
+      const bytes =
+        r.params[PAYLOAD_GZIP] === 1
+          ? decodePayload(r, MAX_PAYLOAD_JSON, r.blobDigest !== undefined ? { blob: r.blobDigest } : {})
+          : Buffer.from(r.payload, 'base64');
       list = JSON.parse(bytes!.toString('utf8'));
     } catch {
       return this.bad('payload is not JSON');

@@ -59,7 +59,13 @@ function annotatedDigest(value: string | undefined, key: string, ctx: ErrorConte
   }
 }
 
-async function locate(blob: RandomAccessBlob, ann: Readonly<Record<string, string>>, limits: Limits, ctx: ErrorContext, signal?: AbortSignal): Promise<Located> {
+async function locate(
+  blob: RandomAccessBlob,
+  ann: Readonly<Record<string, string>>,
+  limits: Limits,
+  ctx: ErrorContext,
+  signal?: AbortSignal,
+): Promise<Located> {
   const hasCurrent = ANN_MANIFEST_CHECKSUM in ann || ANN_MANIFEST_POSITION in ann || ANN_TARSPLIT_POSITION in ann;
   if (ANN_ESTARGZ_TOC_DIGEST in ann) {
     // containers/storage refuses both; with only the old keys it is stargz-snapshotter's zstd variant.

@@ -88,7 +88,11 @@ export class OciLayoutWriter {
       );
     }
     const name = desc.annotations?.[REF_NAME_ANNOTATION];
-    index.manifests = index.manifests.filter((m) => (name !== undefined ? m.annotations?.[REF_NAME_ANNOTATION] !== name : !(m.digest === desc.digest && m.annotations?.[REF_NAME_ANNOTATION] === undefined)));
+    index.manifests = index.manifests.filter((m) =>
+      name !== undefined
+        ? m.annotations?.[REF_NAME_ANNOTATION] !== name
+        : !(m.digest === desc.digest && m.annotations?.[REF_NAME_ANNOTATION] === undefined),
+    );
     index.manifests.push(desc);
     const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
     await writeFile(tmp, JSON.stringify(index, null, 2) + '\n');

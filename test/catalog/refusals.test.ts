@@ -109,6 +109,9 @@ describe('quarantine', () => {
     expect(layer.quarantined?.message).toMatch(/mode/);
     const node = layer.index.lookup(B('etc/passwd'))!;
     await expect(layer.readFile(node, 'etc/passwd', 0, 10)).rejects.toMatchObject({ code: 'LAYER_QUARANTINED' });
+    // nor does a prefetch of it put its chunks back into the cache the quarantine emptied
+    const req = node.chunks.map((chunk) => ({ chunk, entry: 'etc/passwd' }));
+    await expect(layer.ensureCached(req, new AbortController().signal)).rejects.toMatchObject({ code: 'LAYER_QUARANTINED' });
     const st = catalog.status();
     expect(st.refused[0]).toMatchObject({ kind: 'quarantined', key: lying.tocDigest, ref, code: 'FORMAT_CONFLICT' });
     const warn = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'catalog.layer_quarantined' || l['event'] === 'catalog.layer_quarantined');

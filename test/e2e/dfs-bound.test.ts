@@ -9,29 +9,18 @@
  * whole before it is used for the blob-digest key and refused (`dfs.blob_digest_mismatch` warn line
  * naming B and the file's real digest).
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPodman, makeTestDir, podmanPrerequisites, spawnCollect, type PodmanHandle } from '../helpers/podman.js';
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js';
 import { pushImage } from '../helpers/registry-push.js';
-import { buildTar, type TarEntry } from '../helpers/writers/tar.js';
+import { buildTar } from '../helpers/writers/tar.js';
 import { buildEStargz } from '../helpers/writers/estargz.js';
+import { LEGIT, messageTree as tree, sha } from './message-image.js';
 import { startStore, type Store } from './store.js';
 
-const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
-const busybox = readFileSync('/bin/busybox');
-const tree = (msg: string): TarEntry[] => [
-  { name: 'bin/', type: 'dir', mode: 0o755 },
-  { name: 'bin/busybox', type: 'reg', mode: 0o755, data: busybox },
-  { name: 'bin/sh', type: 'symlink', linkName: 'busybox' },
-  { name: 'bin/cat', type: 'symlink', linkName: 'busybox' },
-  { name: 'msg', type: 'reg', mode: 0o644, data: Buffer.from(msg + '\n') },
-];
-const LEGIT = 'legit base layer';
 
 let reg: RegistryHandle;
 let work: string;

@@ -8,7 +8,9 @@ import { chmod, mkdir } from 'node:fs/promises';
 import { relative } from 'node:path';
 import type { Logger } from '../core/log.js';
 import { AccessPolicy } from '../fuse/access-policy.js';
+import { InodeAllocator } from '../fuse/inodes.js';
 import { mountAls, type AlsMount } from '../fuse/mount-als.js';
+import { controlInodeKey } from './inode-key.js';
 import { alsMountSettings, type DaemonConfig } from './config.js';
 import { isControlAlive, startControlSocket, type ControlServer } from './control-socket.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer, type MetricsSnapshot } from './metrics.js';
@@ -95,6 +97,7 @@ export async function serve(config: DaemonConfig, deps: ServeDeps): Promise<numb
       ...alsMountSettings(f),
       policy: AccessPolicy.fromConfig({ resolveUids: f.resolveUids, resolveGids: f.resolveGids, daemonUid: process.getuid?.() ?? 0 }),
       ids,
+      inodes: new InodeAllocator({ key: await controlInodeKey(config.stateDir) }),
       ...(metrics ? { onOp: (op: string, s: number, errno: number) => metrics.fuseOp(op, s, errno) } : {}),
     });
     const m = mount;

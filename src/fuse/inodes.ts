@@ -13,7 +13,8 @@
  * holds ~2·10⁹ layer entries per mount lifetime (the lower half).
  *
  * Control nodes (ref dirs, key dirs, info, blob, use) take their numbers from the upper half, as a
- * keyed hash of their path (a per-mount random key): any local user may look up endless made-up
+ * keyed hash of their path (a secret key: the daemon keeps one in its state dir so numbers survive
+ * restarts, daemon/inode-key.ts; random per mount otherwise): any local user may look up endless made-up
  * `<ref>`/`<key>` names in the root, so a number must cost no memory and no space (audit H2). The
  * key keeps collisions from being chosen; an accidental one between two nodes the kernel holds at
  * once is refused by the native backend (ControlNodes), never served as the other path.
@@ -29,11 +30,15 @@ const MAX_INO = 0xffff_ffff;
 export class InodeAllocator {
   #next: number;
   readonly #layers = new Map<string, { base: number; count: number }>();
-  readonly #key = randomBytes(16);
+  readonly #key: Buffer;
   readonly #limit: number;
 
-  /** `start` lets tests place numbers near the limit of layer numbers (`limit`, default CONTROL_INO_MIN - 1). */
-  constructor(opts: { start?: number; limit?: number } = {}) {
+  /**
+   * `key`: the secret of the control numbers (random when omitted). `start` lets tests place numbers
+   * near the limit of layer numbers (`limit`, default CONTROL_INO_MIN - 1).
+   */
+  constructor(opts: { key?: Buffer; start?: number; limit?: number } = {}) {
+    this.#key = opts.key ?? randomBytes(16);
     this.#next = Math.max(2, opts.start ?? 2);
     this.#limit = opts.limit ?? CONTROL_INO_MIN - 1;
   }
